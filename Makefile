@@ -1,0 +1,60 @@
+# Kestrel developer entry points. `make demo` and `make test` are the two commands a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: setup testbed testbed-up testbed-down lint format crd test test-fast test-cluster demo clean
+
+setup: $(STAMP)
+
+# Re-installs when pyproject.toml changes. uv resolves and installs the large wheels (torch) far faster than pip.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(VENV)/bin/uv pip install --python $(PY) -e '.[engine,serving,dev]'
+	touch $@
+
+# Builds kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok and helm from Go modules,
+# once, into ~/.cache/kestrel/testbed/ (the first build takes a while; see README).
+testbed: setup
+	$(PY) -m testbed.build
+
+testbed-up: testbed
+	$(PY) -m testbed.cluster up
+
+testbed-down: setup
+	$(PY) -m testbed.cluster down
+
+lint: setup
+	$(VENV)/bin/ruff check operator tests testbed
+	$(VENV)/bin/ruff format --check operator tests testbed
+	$(VENV)/bin/mypy operator/kestrel
+	$(VENV)/bin/lint-imports
+
+format: setup
+	$(VENV)/bin/ruff check --fix operator tests testbed
+	$(VENV)/bin/ruff format operator tests testbed
+
+# Regenerates crds/ from the API models; a unit test fails when they drift.
+crd: setup
+	$(VENV)/bin/kestrel render crd > crds/modeldeployments.kestrel.dev.yaml
+
+# Everything: unit tests, the real API server suites, slow engine suites.
+test: setup testbed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Seconds: pure unit tests only, no control plane, no engine builds.
+test-fast: setup
+	$(PY) -m pytest -m "not cluster and not slow" $(PYTEST_ARGS)
+
+test-cluster: setup testbed
+	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+
+demo: setup
+	@echo "make demo: not yet - the end-to-end demo (build, serve on Triton, infer) lands with the serving work."
+
+clean:
+	rm -rf .testbed .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""Kestrel's exception tree.
+
+KestrelError
+├── SpecError            the ModelDeployment asks for something invalid (permanent until the spec changes)
+├── EngineError          building, validating or loading an engine failed
+│   └── IntegrityError   an artifact or a download does not match its hash, signature or key
+└── ClusterError         a Kubernetes API call failed
+    ├── NotFoundError
+    ├── ConflictError
+    ├── ForbiddenError
+    └── TransientError   worth retrying after a delay (timeouts, 5xx, throttling)
+"""
+
+from __future__ import annotations
+
+
+class KestrelError(Exception):
+    """Base of every error Kestrel raises on purpose."""
+
+
+class SpecError(KestrelError, ValueError):
+    """The spec is invalid; the message names the field and the fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class EngineError(KestrelError):
+    """Building, validating or loading an engine failed."""
+
+
+class IntegrityError(EngineError):
+    """An artifact does not match its expected hash, signature or key."""
+
+
+class ClusterError(KestrelError):
+    """A Kubernetes API call failed."""
+
+
+class NotFoundError(ClusterError):
+    """The object does not exist."""
+
+
+class ConflictError(ClusterError):
+    """The object was changed by someone else, or already exists."""
+
+
+class ForbiddenError(ClusterError):
+    """The operator's ServiceAccount may not do this."""
+
+
+class TransientError(ClusterError):
+    """A failure worth retrying after a delay."""
+
+    def __init__(self, message: str, *, delay: float = 10.0) -> None:
+        super().__init__(message)
+        self.delay = delay

@@ -1,0 +1,553 @@
+"""The desired state of a ModelDeployment: what to build, how to check it, where and how to serve it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import pydantic
+
+from kestrel.api import base, errors
+from kestrel.api.base import ApiModel, Rule, section
+
+URI_PATTERN = r"^(s3|https|pvc|file)://\S+$"
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SERVICE_ACCOUNT_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+Quantity = int | str
+# Bounded strings and lists keep the API server's CEL cost estimate finite.
+ShortString = Annotated[str, pydantic.StringConstraints(max_length=253)]
+NameList = Annotated[list[ShortString], pydantic.Field(max_length=64)]
+
+EngineFormat = Literal["auto", "onnx", "openvino", "torchscript", "tensorrt"]
+Precision = Literal["auto", "fp32", "fp16", "int8"]
+Environment = Literal["cloud", "onprem", "edge", "cpu"]
+Protocol = Literal["grpc", "http"]
+PROTOCOLS: tuple[Protocol, ...] = ("grpc", "http")
+
+
+class SourceSpec(ApiModel):
+    """Where the source checkpoint (an Ultralytics .pt file) comes from."""
+
+    uri: str = pydantic.Field(
+        pattern=URI_PATTERN, max_length=2048, description="s3://bucket/key, https://…, pvc://claim/path or file://path."
+    )
+    sha256: str | None = pydantic.Field(
+        default=None, pattern=r"^[a-f0-9]{64}$", description="Hex SHA-256 of the checkpoint; required for remote URIs."
+    )
+    credentials_secret: str | None = pydantic.Field(
+        default=None, pattern=NAME_PATTERN, max_length=253, description="Secret in this namespace with access keys."
+    )
+
+    cel_rules = (
+        Rule(
+            cel="!(self.uri.startsWith('s3://') || self.uri.startsWith('https://')) || has(self.sha256)",
+            message="spec.model.source.sha256 is required for s3:// and https:// sources: "
+            "set it to the checkpoint's hex SHA-256 (sha256sum model.pt)",
+            check=lambda s: not s.uri.startswith(("s3://", "https://")) or s.sha256 is not None,
+            field_path=".sha256",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class ModelSpec(ApiModel):
+    """The model to serve."""
+
+    source: SourceSpec = pydantic.Field(description="The checkpoint to build from.")
+    task: Literal["detect", "segment", "pose", "obb", "classify"] = pydantic.Field(
+        default="detect", description="The Ultralytics task of the checkpoint."
+    )
+    imgsz: int = pydantic.Field(
+        default=640, ge=32, le=4096, description="Square input size in pixels, a multiple of 32."
+    )
+
+    cel_rules = (
+        Rule(
+            cel="self.imgsz % 32 == 0",
+            message="spec.model.imgsz must be a multiple of 32 (the model's largest stride): use e.g. 320, 640 or 1280",
+            check=lambda s: s.imgsz % 32 == 0,
+            field_path=".imgsz",
+        ),
+    )
+
+
+class CalibrationSpec(ApiModel):
+    """Representative images for INT8 calibration."""
+
+    dataset: str = pydantic.Field(
+        pattern=URI_PATTERN, max_length=2048, description="A YOLO data.yaml or image folder, as a URI."
+    )
+    samples: int = pydantic.Field(default=256, ge=8, le=10000, description="How many images to calibrate with.")
+
+
+class PruneSpec(ApiModel):
+    """Structured pruning applied before export (channels are removed, not zeroed)."""
+
+    amount: float = pydantic.Field(gt=0, le=0.9, description="Fraction of channels to remove, in (0, 0.9].")
+    fine_tune_epochs: int = pydantic.Field(
+        default=0, ge=0, le=1000, description="Epochs of fine-tuning on `dataset` to recover accuracy."
+    )
+    dataset: str | None = pydantic.Field(
+        default=None, pattern=URI_PATTERN, max_length=2048, description="Training data.yaml for the fine-tune."
+    )
+
+    cel_rules = (
+        Rule(
+            cel="self.fineTuneEpochs == 0 || has(self.dataset)",
+            message="spec.engine.prune.dataset is required when spec.engine.prune.fineTuneEpochs > 0: "
+            "point it at a YOLO data.yaml, or set fineTuneEpochs to 0",
+            check=lambda s: s.fine_tune_epochs == 0 or s.dataset is not None,
+            field_path=".dataset",
+            reason="FieldValueRequired",
+        ),
+    )
+
+
+class BatchSpec(ApiModel):
+    """Batch dimension of the engine."""
+
+    max: int = pydantic.Field(default=8, ge=1, le=256, description="Largest batch the engine accepts.")
+    dynamic: bool = pydantic.Field(default=True, description="Accept any batch size up to max.")
+
+
+class ResourcesSpec(ApiModel):
+    """Compute resources, as in a container's `resources`."""
+
+    requests: dict[str, Quantity] | None = pydantic.Field(default=None, description="Resource requests.")
+    limits: dict[str, Quantity] | None = pydantic.Field(default=None, description="Resource limits.")
+
+
+class BuildSpec(ApiModel):
+    """How the build Job runs."""
+
+    backoff_limit: int = pydantic.Field(default=1, ge=0, le=10, description="Retries of a failed build pod.")
+    active_deadline_seconds: int = pydantic.Field(
+        default=3600, ge=60, le=86400, description="Hard time limit of one build."
+    )
+    resources: ResourcesSpec = section(ResourcesSpec, "Resources of the build container.")
+
+
+class EngineSpec(ApiModel):
+    """How to turn the checkpoint into an optimized engine."""
+
+    format: EngineFormat = pydantic.Field(
+        default="onnx",
+        description="Engine format; `auto` builds every candidate that fits the target and keeps the "
+        "fastest that passes validation.",
+    )
+    precision: Precision = pydantic.Field(default="fp32", description="Numeric precision; int8 needs calibration.")
+    calibration: CalibrationSpec | None = pydantic.Field(default=None, description="INT8 calibration data.")
+    prune: PruneSpec | None = pydantic.Field(default=None, description="Optional structured pruning.")
+    batch: BatchSpec = section(BatchSpec, "Batch dimension.")
+    opset: int | None = pydantic.Field(default=None, ge=7, le=23, description="ONNX opset; default: the exporter's.")
+    workspace_gib: int = pydantic.Field(
+        default=4, ge=1, le=256, alias="workspaceGiB", description="TensorRT builder workspace in GiB."
+    )
+    build: BuildSpec = section(BuildSpec, "The build Job.")
+
+    cel_rules = (
+        Rule(
+            cel="self.precision != 'int8' || has(self.calibration)",
+            message="spec.engine.calibration is required when spec.engine.precision is int8: "
+            "set engine.calibration.dataset to representative images, or use fp16/fp32",
+            check=lambda s: s.precision != "int8" or s.calibration is not None,
+            field_path=".calibration",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!(self.format == 'torchscript' && self.precision == 'int8')",
+            message="spec.engine.precision int8 is not available for spec.engine.format torchscript: "
+            "use onnx, openvino or tensorrt for int8",
+            check=lambda s: not (s.format == "torchscript" and s.precision == "int8"),
+            field_path=".precision",
+        ),
+    )
+
+
+class ValidationSpec(ApiModel):
+    """The gate an engine must pass before it is rolled out."""
+
+    dataset: str | None = pydantic.Field(
+        default=None, pattern=URI_PATTERN, max_length=2048, description="YOLO data.yaml to measure mAP on."
+    )
+    max_map_drop: float = pydantic.Field(
+        default=0.02, ge=0, le=1, description="Largest allowed drop of mAP50-95 against the source model, in [0, 1]."
+    )
+    max_output_delta: float | None = pydantic.Field(
+        default=None, ge=0, description="Largest allowed absolute difference of raw outputs against the source."
+    )
+    latency_budget_ms: float | None = pydantic.Field(
+        default=None, gt=0, description="Largest allowed p95 latency at batch 1, in milliseconds."
+    )
+
+
+class GpuSpec(ApiModel):
+    """The GPUs each serving replica (and the build) needs."""
+
+    count: int = pydantic.Field(default=1, ge=1, le=16, description="GPUs per replica.")
+    product: str | None = pydantic.Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Value of the node label nvidia.com/gpu.product, e.g. NVIDIA-A10G.",
+    )
+    mig: str | None = pydantic.Field(
+        default=None, pattern=r"^[0-9]+g\.[0-9]+gb$", description="MIG profile, e.g. 1g.10gb."
+    )
+
+
+class Toleration(ApiModel):
+    """A toleration, as in a pod spec."""
+
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class TargetSpec(ApiModel):
+    """Where the engine is served."""
+
+    environment: Environment = pydantic.Field(default="cpu", description="cloud, onprem, edge or cpu.")
+    gpu: GpuSpec | None = pydantic.Field(default=None, description="GPUs; not allowed with environment cpu.")
+    architecture: Literal["amd64", "arm64"] | None = pydantic.Field(
+        default=None, description="Node CPU architecture; default arm64 for edge, amd64 otherwise."
+    )
+    node_selector: dict[str, str] | None = pydantic.Field(default=None, description="Extra node labels to match.")
+    tolerations: Annotated[list[Toleration], pydantic.Field(max_length=32)] | None = pydantic.Field(
+        default=None, description="Tolerations for GPU/edge taints."
+    )
+    runtime_class_name: str | None = pydantic.Field(
+        default=None, pattern=NAME_PATTERN, description="RuntimeClass, e.g. nvidia or a confidential-computing runtime."
+    )
+
+    cel_rules = (
+        Rule(
+            cel="self.environment != 'cpu' || !has(self.gpu)",
+            message="spec.target.gpu is not allowed with spec.target.environment cpu: "
+            "remove target.gpu, or choose cloud, onprem or edge",
+            check=lambda s: s.environment != "cpu" or s.gpu is None,
+            field_path=".gpu",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+
+class AutoscalingSpec(ApiModel):
+    """Horizontal autoscaling of the Triton replicas."""
+
+    min: int = pydantic.Field(default=1, ge=1, le=1000, description="Fewest replicas.")
+    max: int = pydantic.Field(default=3, ge=1, le=1000, description="Most replicas.")
+    metric: Literal["cpu", "queueTime", "inferenceRate"] = pydantic.Field(
+        default="cpu", description="cpu (HPA) or a Triton metric (KEDA ScaledObject where KEDA is installed)."
+    )
+    target: int = pydantic.Field(
+        default=70, ge=1, description="Target value: CPU percent, queue time in microseconds, or inferences/s."
+    )
+
+    cel_rules = (
+        Rule(
+            cel="self.min <= self.max",
+            message="spec.serving.autoscaling.min must not exceed spec.serving.autoscaling.max",
+            check=lambda s: s.min <= s.max,
+            field_path=".min",
+        ),
+    )
+
+
+class DynamicBatchingSpec(ApiModel):
+    """Triton's dynamic batcher."""
+
+    enabled: bool = pydantic.Field(default=True, description="Batch concurrent requests together.")
+    max_queue_delay_microseconds: int | None = pydantic.Field(
+        default=None, ge=0, le=10_000_000, description="Longest wait to form a batch; default: from the profile."
+    )
+    preferred_batch_sizes: list[Annotated[int, pydantic.Field(ge=1, le=256)]] | None = pydantic.Field(
+        default=None, max_length=16, description="Preferred batch sizes; default: from the profile."
+    )
+
+
+class TritonSpec(ApiModel):
+    """The Triton server."""
+
+    image: str | None = pydantic.Field(
+        default=None, max_length=512, description="Triton image; default: the release for the target (iGPU on edge)."
+    )
+    instances: int = pydantic.Field(default=1, ge=1, le=32, description="Model instances per replica.")
+    dynamic_batching: DynamicBatchingSpec = section(DynamicBatchingSpec, "Dynamic batching.")
+    warmup: bool = pydantic.Field(default=True, description="Run warm-up requests before reporting ready.")
+    runtime: Literal["native", "python"] = pydantic.Field(
+        default="native",
+        description="native: the format's own Triton backend; python: ONNX Runtime/OpenVINO inside Triton's Python "
+        "backend, for servers without the native backend.",
+    )
+    resources: ResourcesSpec = section(ResourcesSpec, "Resources of the Triton container.")
+
+
+class ServingSpec(ApiModel):
+    """How many Triton replicas serve, and how."""
+
+    replicas: int | None = pydantic.Field(
+        default=None, ge=0, le=1000, description="Fixed replica count (default 1); not with autoscaling."
+    )
+    autoscaling: AutoscalingSpec | None = pydantic.Field(default=None, description="Autoscaling; not with replicas.")
+    triton: TritonSpec = section(TritonSpec, "The Triton server.")
+    protocols: list[Protocol] = pydantic.Field(
+        default_factory=lambda: list(PROTOCOLS),
+        min_length=1,
+        max_length=2,
+        description="Protocols exposed by the Service.",
+        json_schema_extra={"default": ["grpc", "http"], "x-kubernetes-list-type": "set"},
+    )
+
+    cel_rules = (
+        Rule(
+            cel="!(has(self.replicas) && has(self.autoscaling))",
+            message="spec.serving.replicas and spec.serving.autoscaling are mutually exclusive: "
+            "keep autoscaling (min/max) or a fixed replicas count, not both",
+            check=lambda s: s.replicas is None or s.autoscaling is None,
+            field_path=".replicas",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+
+class CanaryAnalysisSpec(ApiModel):
+    """What a canary step must show on Triton's metrics to be promoted."""
+
+    max_error_rate: float = pydantic.Field(default=0.01, ge=0, le=1, description="Largest failed-request fraction.")
+    max_p95_latency_ms: float | None = pydantic.Field(default=None, gt=0, description="Largest p95 latency in ms.")
+
+
+class CanarySpec(ApiModel):
+    """Progressive rollout in steps of traffic (replica) percentages."""
+
+    steps: list[int] = pydantic.Field(
+        min_length=1, max_length=20, description="Percentages, strictly increasing, ending at 100, e.g. [10, 50, 100]."
+    )
+    interval: str = pydantic.Field(
+        default="2m", pattern=base.DURATION_PATTERN, description="Analysis window of each step, e.g. 2m."
+    )
+    analysis: CanaryAnalysisSpec = section(CanaryAnalysisSpec, "Promotion criteria.")
+
+    cel_rules = (
+        Rule(
+            cel="self.steps.all(s, s >= 1 && s <= 100)",
+            message="spec.rollout.canary.steps must be percentages between 1 and 100",
+            check=lambda s: all(1 <= step <= 100 for step in s.steps),
+            field_path=".steps",
+        ),
+        Rule(
+            cel="self.steps.isSorted() && self.steps.all(s, self.steps.indexOf(s) == self.steps.lastIndexOf(s))",
+            message="spec.rollout.canary.steps must be strictly increasing, e.g. [10, 50, 100]",
+            check=lambda s: all(a < b for a, b in zip(s.steps, s.steps[1:], strict=False)),
+            field_path=".steps",
+        ),
+        Rule(
+            cel="self.steps[size(self.steps) - 1] == 100",
+            message="spec.rollout.canary.steps must end at 100 so the rollout completes: append 100",
+            check=lambda s: s.steps[-1] == 100,
+            field_path=".steps",
+        ),
+    )
+
+
+class RolloutSpec(ApiModel):
+    """How a new engine revision replaces the serving one."""
+
+    strategy: Literal["rolling", "canary"] = pydantic.Field(default="rolling", description="rolling or canary.")
+    canary: CanarySpec | None = pydantic.Field(default=None, description="Canary steps; required for canary.")
+    auto_rollback: bool = pydantic.Field(default=True, description="Return to the previous revision on failure.")
+    progress_deadline_seconds: int = pydantic.Field(
+        default=600, ge=30, le=86400, description="How long a revision may take to become available."
+    )
+
+    cel_rules = (
+        Rule(
+            cel="self.strategy != 'canary' || has(self.canary)",
+            message="spec.rollout.canary is required when spec.rollout.strategy is canary: "
+            "add canary.steps, e.g. [10, 50, 100]",
+            check=lambda s: s.strategy != "canary" or s.canary is not None,
+            field_path=".canary",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="self.strategy == 'canary' || !has(self.canary)",
+            message="spec.rollout.canary is only used with spec.rollout.strategy canary: "
+            "set strategy: canary, or remove canary",
+            check=lambda s: s.strategy == "canary" or s.canary is None,
+            field_path=".canary",
+            reason="FieldValueForbidden",
+        ),
+    )
+
+
+class IssuerRef(ApiModel):
+    """A cert-manager issuer."""
+
+    name: str = pydantic.Field(pattern=NAME_PATTERN, max_length=253, description="Issuer name.")
+    kind: Literal["Issuer", "ClusterIssuer"] = pydantic.Field(default="Issuer", description="Issuer or ClusterIssuer.")
+    group: str = pydantic.Field(default="cert-manager.io", description="API group of the issuer.")
+
+
+class TlsSpec(ApiModel):
+    """TLS for the inference endpoints."""
+
+    mode: Literal["operator", "cert-manager", "disabled"] = pydantic.Field(
+        default="operator", description="Who issues certificates: the operator's CA, cert-manager, or nobody."
+    )
+    mutual: bool = pydantic.Field(default=False, description="Require client certificates.")
+    duration: str = pydantic.Field(default="2160h", pattern=base.DURATION_PATTERN, description="Certificate lifetime.")
+    rotate_before: str | None = pydantic.Field(
+        default=None,
+        pattern=base.DURATION_PATTERN,
+        description="Renew this long before expiry; default: at two thirds of the lifetime.",
+    )
+    issuer_ref: IssuerRef | None = pydantic.Field(default=None, description="cert-manager issuer.")
+
+    cel_rules = (
+        Rule(
+            cel="self.mode != 'cert-manager' || has(self.issuerRef)",
+            message="spec.security.tls.issuerRef is required when spec.security.tls.mode is cert-manager: "
+            "name the Issuer or ClusterIssuer",
+            check=lambda s: s.mode != "cert-manager" or s.issuer_ref is not None,
+            field_path=".issuerRef",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!(self.mode == 'disabled' && self.mutual)",
+            message="spec.security.tls.mutual needs TLS: set tls.mode to operator or cert-manager, or mutual to false",
+            check=lambda s: not (s.mode == "disabled" and s.mutual),
+            field_path=".mutual",
+        ),
+        Rule(
+            cel="!has(self.rotateBefore) || duration(self.rotateBefore) < duration(self.duration)",
+            message="spec.security.tls.rotateBefore must be shorter than spec.security.tls.duration",
+            check=lambda s: (
+                s.rotate_before is None or base.parse_duration(s.rotate_before) < base.parse_duration(s.duration)
+            ),
+            field_path=".rotateBefore",
+        ),
+    )
+
+
+class KmsSpec(ApiModel):
+    """An external key-management service holding the key-encryption key."""
+
+    provider: Literal["aws-kms", "vault-transit"] = pydantic.Field(description="The KMS provider.")
+    key_id: str = pydantic.Field(min_length=1, max_length=2048, description="Key ARN, alias or transit key name.")
+
+
+class EncryptionSpec(ApiModel):
+    """Encryption of the engine at rest (AES-256-GCM envelope encryption)."""
+
+    enabled: bool = pydantic.Field(default=False, description="Encrypt the stored engine.")
+    key_secret: str | None = pydantic.Field(
+        default=None, pattern=NAME_PATTERN, max_length=253, description="Secret holding the key-encryption key."
+    )
+    kms: KmsSpec | None = pydantic.Field(default=None, description="External KMS instead of keySecret.")
+
+    cel_rules = (
+        Rule(
+            cel="!self.enabled || (has(self.keySecret) != has(self.kms))",
+            message="spec.security.encryption needs exactly one of keySecret or kms when enabled",
+            check=lambda s: not s.enabled or ((s.key_secret is None) != (s.kms is None)),
+            field_path=".keySecret",
+        ),
+    )
+
+
+class AccessSpec(ApiModel):
+    """Who may call the inference endpoints."""
+
+    allowed_groups: NameList | None = pydantic.Field(default=None, description="Groups that may read the API key.")
+    allowed_service_accounts: NameList | None = pydantic.Field(
+        default=None, description="ServiceAccounts (namespace/name) that may read the API key."
+    )
+    allowed_namespaces: NameList | None = pydantic.Field(
+        default=None, description="Namespaces admitted by the NetworkPolicy; default: this namespace only."
+    )
+    require_api_key: bool = pydantic.Field(default=True, description="Inference requires the API key header.")
+
+    cel_rules = (
+        Rule(
+            cel="!has(self.allowedServiceAccounts) || self.allowedServiceAccounts.all(a, "
+            f"a.matches('{SERVICE_ACCOUNT_PATTERN}'))",
+            message="spec.security.access.allowedServiceAccounts entries must be namespace/name, "
+            "e.g. vision/camera-app",
+            check=lambda s: (
+                s.allowed_service_accounts is None
+                or all(re.fullmatch(SERVICE_ACCOUNT_PATTERN, a) for a in s.allowed_service_accounts)
+            ),
+            field_path=".allowedServiceAccounts",
+        ),
+    )
+
+
+class SecuritySpec(ApiModel):
+    """Transport security, encryption at rest, access control and audit."""
+
+    tls: TlsSpec = section(TlsSpec, "TLS.")
+    encryption: EncryptionSpec = section(EncryptionSpec, "Encryption at rest.")
+    access: AccessSpec = section(AccessSpec, "Access control.")
+    audit: bool = pydantic.Field(default=True, description="Emit audit Events and log lines for every change.")
+
+
+class ModelDeploymentSpec(ApiModel):
+    """A YOLO model, how to optimize it, where to serve it and how to protect it."""
+
+    model: ModelSpec = pydantic.Field(description="The model to serve.")
+    engine: EngineSpec = section(EngineSpec, "The optimized engine to build.")
+    validation: ValidationSpec = section(ValidationSpec, "The gate before rollout.")
+    target: TargetSpec = section(TargetSpec, "Where to serve.")
+    serving: ServingSpec = section(ServingSpec, "How to serve.")
+    rollout: RolloutSpec = section(RolloutSpec, "How revisions roll out.")
+    security: SecuritySpec = section(SecuritySpec, "How the model is protected.")
+
+    cel_rules = (
+        Rule(
+            cel="self.engine.format != 'tensorrt' || (has(self.target.gpu) && has(self.target.gpu.product))",
+            message="spec.engine.format tensorrt needs a GPU target: set spec.target.gpu.product to the GPU type it "
+            "will serve on (TensorRT engines are GPU-specific), or use onnx/openvino for CPU",
+            check=lambda s: s.engine.format != "tensorrt" or (s.target.gpu is not None and s.target.gpu.product),
+            field_path=".target.gpu",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="self.serving.triton.runtime != 'python' || self.engine.format in ['onnx', 'openvino', 'auto']",
+            message="spec.serving.triton.runtime python serves only onnx or openvino engines: "
+            "change spec.engine.format, or use runtime native",
+            check=lambda s: s.serving.triton.runtime != "python" or s.engine.format in ("onnx", "openvino", "auto"),
+            field_path=".serving.triton.runtime",
+        ),
+        Rule(
+            cel="!has(self.serving.triton.dynamicBatching.preferredBatchSizes) || "
+            "self.serving.triton.dynamicBatching.preferredBatchSizes.all(b, b >= 1 && b <= self.engine.batch.max)",
+            message="spec.serving.triton.dynamicBatching.preferredBatchSizes must lie between 1 and "
+            "spec.engine.batch.max",
+            check=lambda s: (
+                s.serving.triton.dynamic_batching.preferred_batch_sizes is None
+                or all(1 <= b <= s.engine.batch.max for b in s.serving.triton.dynamic_batching.preferred_batch_sizes)
+            ),
+            field_path=".serving.triton.dynamicBatching.preferredBatchSizes",
+        ),
+    )
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    path = "spec"
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def parse(raw: Mapping[str, Any]) -> ModelDeploymentSpec:
+    """Validate a spec as it comes from the API server or a YAML file; name every bad field in the error."""
+    try:
+        return ModelDeploymentSpec.model_validate(raw)
+    except pydantic.ValidationError as error:
+        problems = [f"{_field_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors()]
+        first = error.errors()[0]
+        raise errors.SpecError(_field_path(first["loc"]), "; ".join(problems)) from None

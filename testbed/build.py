@@ -1,0 +1,128 @@
+"""Build the test bed's upstream binaries from Go modules, once, into the cache.
+
+Usage: python -m testbed.build [--force]
+
+A component counts as built only when all its binaries exist: each build goes to a temporary folder
+first and is renamed into place, so an interrupted build never looks cached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from testbed import components
+
+
+def _go(args: list[str], *, cwd: pathlib.Path | None = None, env: dict[str, str] | None = None) -> None:
+    merged = {**os.environ, "CGO_ENABLED": "0", **(env or {})}
+    print("+ go " + " ".join(args), flush=True)
+    subprocess.run(["go", *args], cwd=cwd, env=merged, check=True)
+
+
+def _kube_ldflags() -> str:
+    version = components.KUBERNETES
+    major, minor = version.lstrip("v").split(".")[:2]
+    pkg = "k8s.io/component-base/version"
+    build_date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return " ".join(
+        [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+            f"-X {pkg}.buildDate={build_date}",
+            "-s -w",
+        ]
+    )
+
+
+def _build_kube(out: pathlib.Path) -> None:
+    packages = [f"k8s.io/kubernetes/cmd/{b}" for b in components.KUBE.binaries]
+    _go(
+        ["build", "-trimpath", "-ldflags", _kube_ldflags(), "-o", str(out) + "/", *packages],
+        cwd=components.GO_DIR / "kube",
+    )
+
+
+def _build_etcd(out: pathlib.Path) -> None:
+    _go(
+        ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "go.etcd.io/etcd/server/v3"],
+        cwd=components.GO_DIR / "etcd",
+    )
+
+
+def _build_kwok(out: pathlib.Path) -> None:
+    module = f"sigs.k8s.io/kwok@{components.KWOK}"
+    ldflags = f"-s -w -X sigs.k8s.io/kwok/pkg/consts.Version={components.KWOK}"
+    _go(
+        ["install", "-trimpath", "-ldflags", ldflags, f"sigs.k8s.io/kwok/cmd/kwok@{components.KWOK}"],
+        env={"GOBIN": str(out)},
+    )
+    # kwok's stage definitions (how fake nodes and pods move through their lifecycle) ship as YAML in
+    # its module; keep a copy beside the binary so a cleaned module cache does not break the test bed.
+    modcache = subprocess.run(["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True).stdout.strip()
+    stages = pathlib.Path(modcache) / module / "kustomize" / "stage"
+    shutil.copytree(stages, out.parent / "stages")
+
+
+def _build_helm(out: pathlib.Path) -> None:
+    pkg = "helm.sh/helm/v3/internal/version"
+    ldflags = f"-s -w -X {pkg}.version={components.HELM} -X {pkg}.gitTreeState=clean"
+    _go(
+        ["install", "-trimpath", "-ldflags", ldflags, f"helm.sh/helm/v3/cmd/helm@{components.HELM}"],
+        env={"GOBIN": str(out)},
+    )
+
+
+BUILDERS = {
+    components.KUBE.name: _build_kube,
+    components.ETCD_SERVER.name: _build_etcd,
+    components.KWOK_CONTROLLER.name: _build_kwok,
+    components.HELM_CLI.name: _build_helm,
+}
+
+
+def build(component: components.Component, *, force: bool = False) -> bool:
+    """Build one component unless cached; return True when it was built now."""
+    if component.is_built() and not force:
+        print(f"Cached {component.name} {component.version} at {component.home}", flush=True)
+        return False
+    component.home.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{component.name}-", dir=component.home.parent))
+    started = time.monotonic()
+    try:
+        (staging / "bin").mkdir()
+        BUILDERS[component.name](staging / "bin")
+        if component.home.exists():
+            shutil.rmtree(component.home)
+        staging.rename(component.home)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"Built {component.name} {component.version} in {time.monotonic() - started:.0f}s", flush=True)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--force", action="store_true", help="rebuild even when cached")
+    parser.add_argument("names", nargs="*", help="components to build (default: all)")
+    args = parser.parse_args(argv)
+    wanted = [c for c in components.ALL if not args.names or c.name in args.names]
+    if shutil.which("go") is None:
+        print("The test bed is built from Go modules: install Go (1.24 or newer) first.", file=sys.stderr)
+        return 2
+    for component in wanted:
+        build(component, force=args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Suite-wide wiring: markers by folder, and the real control plane for the suites that need it."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent
+FOLDER_MARKERS = {"cluster": ("cluster",), "e2e": ("cluster", "slow"), "engine": ("slow",)}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        relative = pathlib.Path(str(item.fspath)).relative_to(HERE)
+        for marker in FOLDER_MARKERS.get(relative.parts[0], ()):
+            item.add_marker(marker)

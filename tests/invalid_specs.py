@@ -1,0 +1,168 @@
+"""Invalid ModelDeployment specs, each with the field its error must name.
+
+The same table feeds the unit tests (Kestrel's own parser) and the cluster tests (the API server's
+OpenAPI schema and CEL rules), so the two cannot disagree unnoticed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+SHA = "0" * 64
+
+
+def valid_spec() -> dict[str, Any]:
+    """A small valid spec that each case breaks in one place."""
+    return {"model": {"source": {"uri": "file:///models/shapes.pt"}, "imgsz": 320}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    id: str
+    field: str
+    mutate: Callable[[dict[str, Any]], None]
+    # Schema-level errors (types, bounds, unknown fields) come from the API server in its own words;
+    # CEL messages are ours. Both must name `field`.
+
+    def spec(self) -> dict[str, Any]:
+        spec = copy.deepcopy(valid_spec())
+        self.mutate(spec)
+        return spec
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(spec: dict[str, Any]) -> None:
+        node = spec
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+
+    return mutate
+
+
+def _all(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def mutate(spec: dict[str, Any]) -> None:
+        for mutation in mutations:
+            mutation(spec)
+
+    return mutate
+
+
+GPU = {"product": "NVIDIA-A10G"}
+
+CASES = [
+    Case("int8-without-calibration", "spec.engine.calibration", _set("engine.precision", "int8")),
+    Case("tensorrt-on-cpu", "spec.target.gpu", _set("engine.format", "tensorrt")),
+    Case(
+        "tensorrt-gpu-without-product",
+        "spec.target.gpu",
+        _all(_set("engine.format", "tensorrt"), _set("target.environment", "cloud"), _set("target.gpu", {"count": 1})),
+    ),
+    Case("cpu-with-gpu", "spec.target.gpu", _set("target.gpu", GPU)),
+    Case(
+        "canary-steps-decreasing",
+        "spec.rollout.canary.steps",
+        _all(_set("rollout.strategy", "canary"), _set("rollout.canary", {"steps": [50, 10, 100]})),
+    ),
+    Case(
+        "canary-steps-not-ending-at-100",
+        "spec.rollout.canary.steps",
+        _all(_set("rollout.strategy", "canary"), _set("rollout.canary", {"steps": [10, 50]})),
+    ),
+    Case(
+        "canary-steps-repeated",
+        "spec.rollout.canary.steps",
+        _all(_set("rollout.strategy", "canary"), _set("rollout.canary", {"steps": [10, 10, 100]})),
+    ),
+    Case(
+        "canary-step-over-100",
+        "spec.rollout.canary.steps",
+        _all(_set("rollout.strategy", "canary"), _set("rollout.canary", {"steps": [50, 150]})),
+    ),
+    Case("canary-without-steps", "spec.rollout.canary", _set("rollout.strategy", "canary")),
+    Case("canary-block-with-rolling", "spec.rollout.canary", _set("rollout.canary", {"steps": [100]})),
+    Case(
+        "canary-interval-not-a-duration",
+        "spec.rollout.canary.interval",
+        _all(_set("rollout.strategy", "canary"), _set("rollout.canary", {"steps": [100], "interval": "2 minutes"})),
+    ),
+    Case("map-drop-above-1", "spec.validation.maxMapDrop", _set("validation.maxMapDrop", 1.5)),
+    Case("map-drop-negative", "spec.validation.maxMapDrop", _set("validation.maxMapDrop", -0.1)),
+    Case("latency-budget-zero", "spec.validation.latencyBudgetMs", _set("validation.latencyBudgetMs", 0)),
+    Case("s3-without-sha256", "spec.model.source.sha256", _set("model.source", {"uri": "s3://models/shapes.pt"})),
+    Case("https-without-sha256", "spec.model.source.sha256", _set("model.source", {"uri": "https://x.test/m.pt"})),
+    Case("sha256-not-hex", "spec.model.source.sha256", _set("model.source.sha256", "xyz")),
+    Case("uri-unknown-scheme", "spec.model.source.uri", _set("model.source.uri", "ftp://host/m.pt")),
+    Case("imgsz-not-multiple-of-32", "spec.model.imgsz", _set("model.imgsz", 500)),
+    Case("imgsz-too-small", "spec.model.imgsz", _set("model.imgsz", 16)),
+    Case("format-unknown", "spec.engine.format", _set("engine.format", "tflite")),
+    Case("unknown-field", "spec.engine.quantise", _set("engine.quantise", "int8")),
+    Case(
+        "torchscript-int8",
+        "spec.engine.precision",
+        _all(
+            _set("engine.format", "torchscript"),
+            _set("engine.precision", "int8"),
+            _set("engine.calibration", {"dataset": "file:///data/calib.yaml"}),
+        ),
+    ),
+    Case("prune-too-much", "spec.engine.prune.amount", _set("engine.prune", {"amount": 0.95})),
+    Case(
+        "prune-fine-tune-without-data",
+        "spec.engine.prune.dataset",
+        _set("engine.prune", {"amount": 0.2, "fineTuneEpochs": 5}),
+    ),
+    Case(
+        "replicas-and-autoscaling",
+        "spec.serving.replicas",
+        _all(_set("serving.replicas", 2), _set("serving.autoscaling", {"min": 1, "max": 3})),
+    ),
+    Case(
+        "autoscaling-min-above-max", "spec.serving.autoscaling.min", _set("serving.autoscaling", {"min": 5, "max": 2})
+    ),
+    Case("replicas-negative", "spec.serving.replicas", _set("serving.replicas", -1)),
+    Case(
+        "python-runtime-torchscript",
+        "spec.serving.triton.runtime",
+        _all(_set("engine.format", "torchscript"), _set("serving.triton", {"runtime": "python"})),
+    ),
+    Case(
+        "preferred-batch-above-max",
+        "spec.serving.triton.dynamicBatching.preferredBatchSizes",
+        _all(
+            _set("engine.batch", {"max": 4}),
+            _set("serving.triton", {"dynamicBatching": {"preferredBatchSizes": [2, 8]}}),
+        ),
+    ),
+    Case("protocol-unknown", "spec.serving.protocols", _set("serving.protocols", ["grpc", "websocket"])),
+    Case("cert-manager-without-issuer", "spec.security.tls.issuerRef", _set("security.tls", {"mode": "cert-manager"})),
+    Case("mutual-tls-disabled", "spec.security.tls.mutual", _set("security.tls", {"mode": "disabled", "mutual": True})),
+    Case(
+        "rotate-before-longer-than-duration",
+        "spec.security.tls.rotateBefore",
+        _set("security.tls", {"duration": "24h", "rotateBefore": "48h"}),
+    ),
+    Case("encryption-without-key", "spec.security.encryption", _set("security.encryption", {"enabled": True})),
+    Case(
+        "encryption-with-two-keys",
+        "spec.security.encryption",
+        _set(
+            "security.encryption",
+            {"enabled": True, "keySecret": "kek", "kms": {"provider": "aws-kms", "keyId": "alias/kestrel"}},
+        ),
+    ),
+    Case(
+        "service-account-without-namespace",
+        "spec.security.access.allowedServiceAccounts",
+        _set("security.access", {"allowedServiceAccounts": ["camera-app"]}),
+    ),
+    Case(
+        "mig-profile-malformed",
+        "spec.target.gpu.mig",
+        _all(_set("target.environment", "cloud"), _set("target.gpu", {"product": "NVIDIA-A100", "mig": "half"})),
+    ),
+]
