@@ -1,0 +1,38 @@
+"""The engine key changes with what changes the engine, and only with that."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kestrel.api import keys, spec
+
+
+def key(**overrides: Any) -> str:
+    raw: dict[str, Any] = {"model": {"source": {"uri": "s3://m/shapes.pt", "sha256": "a" * 64}, "imgsz": 320}}
+    for section, value in overrides.items():
+        raw[section] = value
+    return keys.engine_key(spec.parse(raw))
+
+
+def test_key_is_stable_hex() -> None:
+    assert key() == key()
+    assert len(key()) == 64
+    int(key(), 16)
+
+
+def test_key_changes_with_source_digest_format_precision_and_gpu() -> None:
+    base = key()
+    assert key(model={"source": {"uri": "s3://m/shapes.pt", "sha256": "b" * 64}, "imgsz": 320}) != base
+    assert key(model={"source": {"uri": "s3://m/shapes.pt", "sha256": "a" * 64}, "imgsz": 640}) != base
+    assert key(engine={"format": "openvino"}) != base
+    assert key(engine={"precision": "fp16"}) != base
+    l4 = key(target={"environment": "cloud", "gpu": {"product": "NVIDIA-L4"}})
+    a10 = key(target={"environment": "cloud", "gpu": {"product": "NVIDIA-A10G"}})
+    assert len({base, l4, a10}) == 3
+
+
+def test_key_ignores_serving_rollout_and_build_job_settings() -> None:
+    base = key()
+    assert key(serving={"replicas": 5}) == base
+    assert key(rollout={"strategy": "canary", "canary": {"steps": [50, 100]}}) == base
+    assert key(engine={"build": {"activeDeadlineSeconds": 7200}}) == base
