@@ -1,0 +1,1 @@
+"""The only package that calls the Kubernetes API: server-side apply, reads, status patches and Events."""
