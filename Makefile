@@ -38,9 +38,10 @@ format: setup
 	$(VENV)/bin/ruff check --fix operator tests testbed
 	$(VENV)/bin/ruff format operator tests testbed
 
-# Regenerates crds/ from the API models; a unit test fails when they drift.
+# Regenerates crds/ (and the chart's copy) from the API models; unit tests fail when they drift.
 crd: setup
 	$(VENV)/bin/kestrel render crd > crds/modeldeployments.kestrel.dev.yaml
+	cp crds/modeldeployments.kestrel.dev.yaml charts/kestrel/crds/
 
 # Everything: unit tests, the real API server suites, slow engine suites.
 test: setup testbed

@@ -75,7 +75,12 @@ def _build_kwok(out: pathlib.Path) -> None:
 
 def _build_helm(out: pathlib.Path) -> None:
     pkg = "helm.sh/helm/v3/internal/version"
-    ldflags = f"-s -w -X {pkg}.version={components.HELM} -X {pkg}.gitTreeState=clean"
+    kube = [
+        f"-X helm.sh/helm/v3/pkg/{where}.k8sVersion{part}={value}"
+        for where in ("chartutil", "lint/rules")
+        for part, value in (("Major", "1"), ("Minor", components.HELM_KUBE_MINOR))
+    ]
+    ldflags = " ".join([f"-s -w -X {pkg}.version={components.HELM} -X {pkg}.gitTreeState=clean", *kube])
     _go(
         ["install", "-trimpath", "-ldflags", ldflags, f"helm.sh/helm/v3/cmd/helm@{components.HELM}"],
         env={"GOBIN": str(out)},

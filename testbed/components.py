@@ -22,10 +22,13 @@ class Component:
     name: str
     version: str
     binaries: tuple[str, ...]
+    # Bumped when the build itself changes (flags, copied files), so only this component is rebuilt.
+    revision: int = 1
 
     @property
     def home(self) -> pathlib.Path:
-        return cache_root() / f"{self.name}-{self.version}"
+        suffix = f"-r{self.revision}" if self.revision > 1 else ""
+        return cache_root() / f"{self.name}-{self.version}{suffix}"
 
     @property
     def bin_dir(self) -> pathlib.Path:
@@ -49,6 +52,9 @@ def cache_root() -> pathlib.Path:
 KUBE = Component("kubernetes", KUBERNETES, ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"))
 ETCD_SERVER = Component("etcd", ETCD, ("etcd",))
 KWOK_CONTROLLER = Component("kwok", KWOK, ("kwok",))
-HELM_CLI = Component("helm", HELM, ("helm",))
+# r2: helm's default Kubernetes version (used by `helm template` and lint) set as its Makefile does.
+HELM_CLI = Component("helm", HELM, ("helm",), revision=2)
+# The Kubernetes minor of the client-go that helm's go.mod requires; helm's Makefile derives it the same way.
+HELM_KUBE_MINOR = "36"
 
 ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI)

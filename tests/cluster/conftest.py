@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from kestrel.api import crd
 from testbed import cluster
 
-CRD_FILE = pathlib.Path(__file__).parents[2] / "crds" / "modeldeployments.kestrel.dev.yaml"
+ROOT = pathlib.Path(__file__).parents[2]
+CRD_FILE = ROOT / "crds" / "modeldeployments.kestrel.dev.yaml"
+CHART = ROOT / "charts" / "kestrel"
+OPERATOR_NAMESPACE = "kestrel-system"
 
 
 @dataclasses.dataclass
@@ -92,3 +98,84 @@ def pod_namespace(kube: Cluster, namespace: str) -> str:
     """A namespace that can run pods: the controller-manager has created its `default` ServiceAccount."""
     kube.kubectl("wait", "--for=create", "serviceaccount/default", f"--namespace={namespace}", "--timeout=60s")
     return namespace
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(with_crd: Cluster, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A kubeconfig for the chart's ServiceAccount, bound to the chart's ClusterRole and nothing else."""
+    rendered = subprocess.run(
+        [
+            str(with_crd.bed.bin_dir / "helm"),
+            "template",
+            "kestrel",
+            str(CHART),
+            f"--namespace={OPERATOR_NAMESPACE}",
+            "--show-only=templates/serviceaccount.yaml",
+            "--show-only=templates/rbac.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    with_crd.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    with_crd.kubectl("apply", "--server-side", "-f", "-", stdin=rendered)
+    account = yaml.safe_load((CHART / "values.yaml").read_text())["serviceAccount"]["name"]
+    token = with_crd.kubectl("create", "token", account, f"--namespace={OPERATOR_NAMESPACE}", "--duration=2h").stdout
+    admin = yaml.safe_load(with_crd.bed.kubeconfig.read_text())
+    admin["users"] = [{"name": "operator", "user": {"token": token.strip()}}]
+    admin["contexts"][0]["context"]["user"] = "operator"
+    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
+    path.write_text(yaml.safe_dump(admin))
+    return path
+
+
+class Operator:
+    """`kestrel run` as a subprocess against the test bed, the way it runs in a pod: under the chart's RBAC."""
+
+    def __init__(self, kube: Cluster, kubeconfig: pathlib.Path, log_dir: pathlib.Path) -> None:
+        self.kube = kube
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "KESTREL_ENGINE_STORE": "s3://engines/kestrel",
+            "KESTREL_RESYNC_SECONDS": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kestrel.cli", "run", "--health-port", "0"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up, as when a node dies."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+
+
+@pytest.fixture
+def operator(with_crd: Cluster, operator_kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> Iterator[Operator]:
+    running = Operator(with_crd, operator_kubeconfig, tmp_path)
+    running.start()
+    yield running
+    running.stop()

@@ -72,3 +72,8 @@ def test_exclusive_bounds_use_openapi_3_0_booleans() -> None:
     latency = validation["properties"]["latencyBudgetMs"]
     assert latency["minimum"] == 0
     assert latency["exclusiveMinimum"] is True
+
+
+def test_chart_carries_the_same_crd() -> None:
+    chart_copy = ROOT / "charts" / "kestrel" / "crds" / COMMITTED.name
+    assert chart_copy.read_text() == COMMITTED.read_text(), "charts/kestrel/crds is stale: run `make crd`"
