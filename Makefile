@@ -29,14 +29,14 @@ testbed-down: setup
 	$(PY) -m testbed.cluster down
 
 lint: setup
-	$(VENV)/bin/ruff check operator tests testbed
-	$(VENV)/bin/ruff format --check operator tests testbed
+	$(VENV)/bin/ruff check operator tests testbed bench
+	$(VENV)/bin/ruff format --check operator tests testbed bench
 	$(VENV)/bin/mypy operator/kestrel
 	$(VENV)/bin/lint-imports
 
 format: setup
-	$(VENV)/bin/ruff check --fix operator tests testbed
-	$(VENV)/bin/ruff format operator tests testbed
+	$(VENV)/bin/ruff check --fix operator tests testbed bench
+	$(VENV)/bin/ruff format operator tests testbed bench
 
 # Regenerates crds/ (and the chart's copy) from the API models; unit tests fail when they drift.
 crd: setup

@@ -30,13 +30,16 @@ class Cluster:
     api: client.ApiClient
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [str(self.bed.bin_dir / "kubectl"), f"--kubeconfig={self.bed.kubeconfig}", *args],
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             input=stdin,
         )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr or done.stdout}")
+        return done
 
     @property
     def core(self) -> client.CoreV1Api:
