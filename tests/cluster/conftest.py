@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 import pathlib
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +19,7 @@ from kubernetes import client, config
 
 from kestrel.api import crd
 from testbed import cluster
+from tests.cluster.operator_support import NODE_LABEL
 
 ROOT = pathlib.Path(__file__).parents[2]
 CRD_FILE = ROOT / "crds" / "modeldeployments.kestrel.dev.yaml"
@@ -72,8 +75,15 @@ def kube() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def with_crd(kube: Cluster) -> Cluster:
     kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "-f", str(CRD_FILE))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
-    return kube
+    # Not `kubectl wait`: right after creation the CRD has no conditions yet, and kubectl fails instead of waiting.
+    extensions = client.ApiextensionsV1Api(kube.api)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = extensions.read_custom_resource_definition(crd.CRD_NAME).status.conditions or []
+        if any(c.type == "Established" and c.status == "True" for c in found):
+            return kube
+        time.sleep(0.2)
+    raise AssertionError(f"{crd.CRD_NAME} was not Established within 60s")
 
 
 def _fresh_namespace(kube: Cluster) -> str:
@@ -182,3 +192,32 @@ def operator(with_crd: Cluster, operator_kubeconfig: pathlib.Path, tmp_path: pat
     running.start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def manual_node(kube: Cluster, namespace: str) -> Iterator[str]:
+    """A Ready node without kwok: its pods stay where the test puts them."""
+    name = f"manual-{namespace}"
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    capacity = {"cpu": "16", "memory": "64Gi", "pods": "10"}
+    kube.core.create_node(
+        {
+            "metadata": {"name": name, "labels": {NODE_LABEL: namespace, "kubernetes.io/arch": "amd64"}},
+            "status": {
+                "capacity": capacity,
+                "allocatable": capacity,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "KubeletReady",
+                        "message": "test kubelet",
+                        "lastHeartbeatTime": now,
+                        "lastTransitionTime": now,
+                    }
+                ],
+            },
+        }
+    )
+    yield name
+    kube.core.delete_node(name)

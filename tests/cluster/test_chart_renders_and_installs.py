@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 
-from tests.cluster.conftest import CHART
+CHART = pathlib.Path(__file__).parents[2] / "charts" / "kestrel"
 
 
 def helm(kube, *args: str) -> subprocess.CompletedProcess[str]:

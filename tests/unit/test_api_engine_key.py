@@ -31,8 +31,16 @@ def test_key_changes_with_source_digest_format_precision_and_gpu() -> None:
     assert len({base, l4, a10}) == 3
 
 
-def test_key_ignores_serving_rollout_and_build_job_settings() -> None:
+def test_key_changes_with_what_the_artifact_bakes_in() -> None:
+    base = key()
+    assert key(serving={"triton": {"instances": 2}}) != base
+    assert key(serving={"triton": {"dynamicBatching": {"enabled": False}}}) != base
+    assert key(validation={"maxMapDrop": 0.05}) != base
+
+
+def test_key_ignores_replicas_image_rollout_and_build_job_settings() -> None:
     base = key()
     assert key(serving={"replicas": 5}) == base
+    assert key(serving={"triton": {"image": "registry.example/triton:24.10-py3"}}) == base
     assert key(rollout={"strategy": "canary", "canary": {"steps": [50, 100]}}) == base
     assert key(engine={"build": {"activeDeadlineSeconds": 7200}}) == base

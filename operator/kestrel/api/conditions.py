@@ -34,6 +34,9 @@ PARITY_EXCEEDED = "ParityExceeded"
 LATENCY_BUDGET_EXCEEDED = "LatencyBudgetExceeded"
 PREPROCESSING_MISMATCH = "PreprocessingMismatch"
 
+# A condition whose feature the spec turns off; it neither blocks nor counts toward Ready.
+DISABLED = "Disabled"
+
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 

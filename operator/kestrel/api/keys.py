@@ -17,12 +17,19 @@ def engine_inputs(spec: spec_models.ModelDeploymentSpec) -> dict[str, object]:
     engine = spec.engine.to_wire()
     engine.pop("build", None)  # how the Job runs (deadline, resources) does not change what it produces
     gpu = spec.target.gpu
+    # The Triton repository (config.pbtxt: instances, batching, warm-up, backend) and the gate's verdict are
+    # part of the built artifact; the image and container resources are not.
+    triton = spec.serving.triton.to_wire()
+    triton.pop("image", None)
+    triton.pop("resources", None)
     return {
         # Without a digest (file://, pvc://) the URI stands in: a changed file at the same path needs a new sha256.
         "source": spec.model.source.sha256 or spec.model.source.uri,
         "task": spec.model.task,
         "imgsz": spec.model.imgsz,
         "engine": engine,
+        "triton": triton,
+        "validation": spec.validation.to_wire(),
         "gpuProduct": gpu.product if gpu else None,
         "mig": gpu.mig if gpu else None,
         "builder": BUILDER_VERSION,

@@ -22,6 +22,7 @@ class EngineStatus(ApiModel):
     size_bytes: int | None = pydantic.Field(default=None, ge=0, description="Size of the engine files.")
     gpu_product: str | None = pydantic.Field(default=None, description="GPU the engine was built on.")
     uri: str | None = pydantic.Field(default=None, description="Where the engine is stored.")
+    load_seconds: float | None = pydantic.Field(default=None, ge=0, description="Measured model load time.")
 
 
 class ValidationStatus(ApiModel):
@@ -44,6 +45,9 @@ class RevisionStatus(ApiModel):
 
     current: str | None = pydantic.Field(default=None, description="Engine key now serving.")
     previous: str | None = pydantic.Field(default=None, description="Engine key served before; the rollback target.")
+    failed: str | None = pydantic.Field(
+        default=None, description="Engine key whose rollout failed and was rolled back; not retried for this spec."
+    )
 
 
 class EndpointsStatus(ApiModel):

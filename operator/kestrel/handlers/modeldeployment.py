@@ -1,0 +1,36 @@
+"""ModelDeployment handlers: create, update, resume and a drift timer all run the same reconcile()."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kestrel.api import crd, errors
+from kestrel.handlers import config, state
+from kestrel.reconcilers import run
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
+
+
+def _reconcile(body: kopf.Body, logger: Logger) -> None:
+    try:
+        run.reconcile(state.kube(), dict(body), state.config_().settings)
+    except errors.SpecError as error:
+        raise kopf.PermanentError(str(error)) from error
+    except errors.TransientError as error:
+        raise kopf.TemporaryError(str(error), delay=error.delay) from error
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def reconcile(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
+    _reconcile(body, logger)
+
+
+@kopf.timer(*RESOURCE, interval=config.resync_interval(), initial_delay=1.0, idle=None)
+def resync(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
+    _reconcile(body, logger)

@@ -1,0 +1,44 @@
+"""Process-wide state of the operator: its configuration and API client, set up once at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from kestrel.handlers import config
+from kestrel.kube import client
+
+ANNOTATION_PREFIX = "kestrel.dev"
+_state: dict[str, Any] = {}
+
+
+def configure(kube: client.Kube, operator_config: config.OperatorConfig) -> None:
+    _state["kube"], _state["config"] = kube, operator_config
+
+
+def kube() -> client.Kube:
+    found: client.Kube = _state["kube"]
+    return found
+
+
+def config_() -> config.OperatorConfig:
+    found: config.OperatorConfig = _state["config"]
+    return found
+
+
+@kopf.on.startup()
+def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+    # Kopf's bookkeeping goes into annotations: the CRD's structural schema would prune it from status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+    # Kestrel posts its own Events with condition reasons; Kopf's per-handler Events would only repeat them.
+    settings.posting.level = logging.WARNING
+    if "kube" not in _state:
+        configure(client.Kube.connect(os.environ.get("KUBECONFIG")), config.from_environment())
+    logger.info("Started Kestrel with engine store %s", config_().settings.engine_store)

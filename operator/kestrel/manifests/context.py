@@ -1,0 +1,108 @@
+"""What every builder needs besides the spec: the owning ModelDeployment and the operator's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import kestrel
+from kestrel.api import crd
+
+_VERSION = kestrel.__version__
+_REGISTRY = "ghcr.io/kestrel-dev"
+_TRITON_RELEASE = "nvcr.io/nvidia/tritonserver:24.10"
+
+StoreScheme = Literal["s3", "pvc"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """The ModelDeployment that owns (and garbage-collects) every object built for it."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 0
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Owner:
+        """Read the owner from a ModelDeployment as the API server returns it."""
+        metadata = body["metadata"]
+        return cls(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            uid=metadata["uid"],
+            generation=int(metadata.get("generation", 0)),
+        )
+
+    def owner_reference(self) -> dict[str, Any]:
+        # controller=True lets `kubectl get --show-kind` and the garbage collector name one owner;
+        # blockOwnerDeletion keeps a foreground delete of the ModelDeployment waiting for its children.
+        return {
+            "apiVersion": crd.API_VERSION,
+            "kind": crd.KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Store:
+    """The operator-wide engine store, parsed: `s3://bucket/prefix` or `pvc://claim/prefix`."""
+
+    scheme: StoreScheme
+    root: str  # the bucket or the claim
+    prefix: str  # without leading or trailing slash; may be empty
+
+    @classmethod
+    def parse(cls, uri: str) -> Store:
+        parts = urllib.parse.urlsplit(uri)
+        if parts.scheme not in ("s3", "pvc") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"engine store {uri!r} is not s3://bucket/prefix or pvc://claim/prefix")
+        prefix = parts.path.strip("/")
+        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+            raise ValueError(f"engine store {uri!r} has an empty, '.' or '..' path component")
+        scheme: StoreScheme = "s3" if parts.scheme == "s3" else "pvc"
+        return cls(scheme=scheme, root=parts.netloc, prefix=prefix)
+
+    def uri(self, *parts: str) -> str:
+        # No trailing slash: the form `kestrel.storage.layout` writes, so URIs compare equal across modules.
+        path = "/".join(p for p in (self.prefix, *parts) if p)
+        return f"{self.scheme}://{self.root}/{path}" if path else f"{self.scheme}://{self.root}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Operator-wide configuration (the chart's values), the same for every ModelDeployment."""
+
+    engine_store: str
+    # A Secret in the operator's namespace with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally
+    # AWS_ENDPOINT_URL, AWS_REGION); pods mount a per-model copy of it (`store.credentials_secret`).
+    store_credentials_secret: str | None = None
+    operator_namespace: str = "kestrel-system"
+    builder_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}"
+    # TensorRT engines are built (and profiled) on the GPU they serve on, which needs CUDA in the image;
+    # Jetson's integrated GPUs need the L4T flavour of the same.
+    builder_gpu_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}-gpu"
+    builder_igpu_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}-igpu"
+    loader_image: str = f"{_REGISTRY}/kestrel-loader:{_VERSION}"
+    triton_image: str = f"{_TRITON_RELEASE}-py3"
+    triton_igpu_image: str = f"{_TRITON_RELEASE}-py3-igpu"
+    tls_proxy_image: str = "ghostunnel/ghostunnel:v1.8.4"
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
+    # Namespaces whose pods may scrape Triton's metrics port through the NetworkPolicy.
+    scraper_namespaces: tuple[str, ...] = ("monitoring",)
+    # Long enough for an operator that was down to still read the result from the pod; the result is also
+    # stored beside the engine, so a Job collected earlier costs a cache lookup, not a rebuild.
+    build_ttl_seconds: int = 86400
+
+    def __post_init__(self) -> None:
+        Store.parse(self.engine_store)  # fail at start-up, not at the first build
+
+    @property
+    def store(self) -> Store:
+        return Store.parse(self.engine_store)

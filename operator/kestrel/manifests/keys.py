@@ -1,0 +1,34 @@
+"""The keys a pod mounts: the manifest-signing pair and the key-encryption key of an encrypted engine.
+
+The build Job gets the private signing key and the loader only the public one (a Secret volume can project
+single keys), so a serving pod can verify an engine but never sign one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from kestrel.api import spec as specs
+from kestrel.manifests import context, files, names, store
+
+SIGNING_DIR = f"{store.SECRETS_ROOT}/signing"
+KEK_DIR = f"{store.SECRETS_ROOT}/kek"
+
+
+def signing(owner: context.Owner, role: Literal["sign", "verify"]) -> files.Files:
+    """The signing key (`sign`: the build) or only the verify key (`verify`: the loader)."""
+    key, option = ("signing.key", "signing-key") if role == "sign" else ("signing.pub", "verify-key")
+    volume = store.secret_volume("signing", names.signing_secret(owner.name), [key])
+    return files.Files((volume,), (store.read_only_mount("signing", SIGNING_DIR),), ((option, f"{SIGNING_DIR}/{key}"),))
+
+
+def encryption(settings: specs.EncryptionSpec) -> files.Files:
+    """The key-encryption key (a Secret, mounted) or the KMS key (named) of an encrypted engine."""
+    if not settings.enabled:
+        return files.Files()
+    if settings.key_secret:
+        volume = store.secret_volume("kek", settings.key_secret)
+        return files.Files((volume,), (store.read_only_mount("kek", KEK_DIR),), (("kek-dir", KEK_DIR),))
+    if settings.kms is None:  # the spec's rules require exactly one of keySecret and kms
+        raise ValueError("spec.security.encryption: enabled without keySecret or kms")
+    return files.Files(options=(("kms-provider", settings.kms.provider), ("kms-key-id", settings.kms.key_id)))

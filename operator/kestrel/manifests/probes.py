@@ -1,0 +1,75 @@
+"""Probes, draining and shared memory the way Triton needs them in Kubernetes.
+
+Triton opens its endpoints only after the initial model load, which for a large engine plus warm-up can
+take minutes: a plain liveness probe would restart it in a loop. A startup probe sized from the profiled
+load time covers that window; then liveness watches the server and readiness the model itself.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from kestrel.manifests import hardening, names
+
+DEFAULT_LOAD_SECONDS = 60.0
+STARTUP_PERIOD_SECONDS = 5
+# Slack on top of twice the estimate: image caches, a busy node, a GPU context that is slow to create.
+STARTUP_MARGIN_SECONDS = 30
+DRAIN_SECONDS = 10  # endpoint removal reaching every kube-proxy and load balancer before Triton stops
+EXIT_TIMEOUT_SECONDS = 30  # Triton's own wait for in-flight requests after SIGTERM
+SHUTDOWN_SLACK_SECONDS = 5
+# Triton's Python backend puts each instance's tensors in /dev/shm (at least 64 MiB each); the container
+# runtime's default of 64 MiB in total is not enough for one instance plus the server.
+SHM_BASE_MIB = 128
+SHM_PER_INSTANCE_MIB = 64
+
+
+def _http_get(path: str) -> dict[str, Any]:
+    return {"path": path, "port": "http", "scheme": "HTTP"}
+
+
+def startup_failure_threshold(load_seconds: float) -> int:
+    """Enough periods to cover twice the load estimate plus the margin."""
+    window = 2 * max(load_seconds, 0.0) + STARTUP_MARGIN_SECONDS
+    return max(1, math.ceil(window / STARTUP_PERIOD_SECONDS))
+
+
+def startup(load_seconds: float) -> dict[str, Any]:
+    return {
+        "httpGet": _http_get("/v2/health/live"),
+        "periodSeconds": STARTUP_PERIOD_SECONDS,
+        "timeoutSeconds": 3,
+        "failureThreshold": startup_failure_threshold(load_seconds),
+    }
+
+
+def liveness() -> dict[str, Any]:
+    return {"httpGet": _http_get("/v2/health/live"), "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
+
+
+def readiness(model: str) -> dict[str, Any]:
+    # The model's own endpoint, not the server's: a server up with its model unloaded serves nothing.
+    return {
+        "httpGet": _http_get(f"/v2/models/{names.triton_model(model)}/ready"),
+        "periodSeconds": 5,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+
+
+def lifecycle() -> dict[str, Any]:
+    # The kubelet's own sleep action: no shell or `sleep` binary needed in the image.
+    return {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}
+
+
+def termination_grace_seconds() -> int:
+    return DRAIN_SECONDS + EXIT_TIMEOUT_SECONDS + SHUTDOWN_SLACK_SECONDS
+
+
+def shm_mib(instances: int) -> int:
+    return SHM_BASE_MIB + SHM_PER_INSTANCE_MIB * instances
+
+
+def shm_volume(instances: int) -> dict[str, Any]:
+    return hardening.empty_dir("shm", hardening.mebibytes(shm_mib(instances)), memory=True)

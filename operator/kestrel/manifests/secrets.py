@@ -1,0 +1,69 @@
+"""Secrets the operator writes: the signing pair, the server certificate, the API key, and its own CA."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from kestrel.manifests import context, labels, names
+
+CA_SECRET = "kestrel-ca"  # noqa: S105 - a Secret's name, not a password
+
+
+def _secret(
+    name: str, namespace: str, data: Mapping[str, bytes], *, owner: context.Owner | None, kind: str = "Opaque"
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if owner is not None:
+        metadata["labels"] = labels.common(owner.name, "triton")
+        metadata["ownerReferences"] = [owner.owner_reference()]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": kind,
+        "data": {key: base64.b64encode(value).decode() for key, value in sorted(data.items())},
+    }
+
+
+def signing(owner: context.Owner, private_pem: bytes, public_pem: bytes) -> dict[str, Any]:
+    """The per-model Ed25519 pair: the build Job projects `signing.key`, the loader only `signing.pub`."""
+    return _secret(
+        names.signing_secret(owner.name),
+        owner.namespace,
+        {"signing.key": private_pem, "signing.pub": public_pem},
+        owner=owner,
+    )
+
+
+def tls(owner: context.Owner, certificate_pem: bytes, key_pem: bytes, ca_pem: bytes) -> dict[str, Any]:
+    """The server certificate Triton (and the HTTPS proxy) present, with the CA clients verify it against."""
+    return _secret(
+        names.tls_secret(owner.name),
+        owner.namespace,
+        {"tls.crt": certificate_pem, "tls.key": key_pem, "ca.crt": ca_pem},
+        owner=owner,
+        kind="kubernetes.io/tls",
+    )
+
+
+def api_key(owner: context.Owner, key: bytes) -> dict[str, Any]:
+    """The inference API key; only the subjects in spec.security.access may read it."""
+    return _secret(names.api_key_secret(owner.name), owner.namespace, {"api-key": key}, owner=owner)
+
+
+def certificate_authority(settings: context.Settings, certificate_pem: bytes, key_pem: bytes) -> dict[str, Any]:
+    """The operator's CA, in the operator's namespace; it outlives every ModelDeployment, so it has no owner."""
+    return _secret(
+        CA_SECRET,
+        settings.operator_namespace,
+        {"tls.crt": certificate_pem, "tls.key": key_pem},
+        owner=None,
+        kind="kubernetes.io/tls",
+    )
+
+
+def decode(secret: Mapping[str, Any], key: str) -> bytes:
+    """One value of a Secret as read from the API server."""
+    return base64.b64decode(secret.get("data", {})[key])

@@ -1,0 +1,123 @@
+"""How clients reach Triton: ports, TLS on gRPC, a TLS-terminating proxy for HTTP, and the API key.
+
+Triton serves TLS natively on gRPC only. Its HTTP endpoint stays plain inside the pod (the kubelet's probes
+use it, and NetworkPolicy admits no one else to it); when TLS is on, HTTP clients reach it through a
+ghostunnel sidecar on `https` (8443), so nothing outside the pod speaks plain HTTP unless `tls.mode: disabled`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kestrel.api import spec as specs
+from kestrel.manifests import analysis, context, hardening, names, store
+
+HTTP_PORT = 8000
+GRPC_PORT = 8001
+METRICS_PORT = 8002
+HTTPS_PORT = 8443
+TLS_DIR = "/etc/kestrel/tls"
+API_KEY_ENV = "KESTREL_API_KEY"
+API_KEY_FIELD = "api-key"  # the key of `names.api_key_secret` that holds the value
+# The header name Triton checks: `kestrel-api-key` over HTTP, `triton-grpc-protocol-kestrel-api-key` over gRPC.
+API_KEY_HEADER = "kestrel-api-key"
+# Everything but health: the kubelet's probes carry no key, and liveness and readiness are all they call.
+RESTRICTED = "metadata,inference,shared-memory,model-config,model-repository,statistics,trace,logging"
+
+
+def tls_enabled(spec: specs.ModelDeploymentSpec) -> bool:
+    return spec.security.tls.mode != "disabled"
+
+
+def proxied_http(spec: specs.ModelDeploymentSpec) -> bool:
+    """Whether HTTP clients go through the TLS proxy rather than to Triton directly."""
+    return tls_enabled(spec) and "http" in spec.serving.protocols
+
+
+def container_ports(spec: specs.ModelDeploymentSpec) -> list[dict[str, Any]]:
+    # HTTP is always open inside the pod: the probes need it even when clients speak only gRPC.
+    ports = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
+    if "grpc" in spec.serving.protocols:
+        ports.append({"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"})
+    ports.append({"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"})
+    return ports
+
+
+def server_args(spec: specs.ModelDeploymentSpec) -> list[str]:
+    """Listeners, TLS and the API key, as `tritonserver` arguments."""
+    grpc = "grpc" in spec.serving.protocols
+    args = [
+        "--http-address=0.0.0.0",
+        f"--http-port={HTTP_PORT}",
+        f"--allow-grpc={str(grpc).lower()}",
+        "--allow-metrics=true",
+        "--metrics-address=0.0.0.0",
+        f"--metrics-port={METRICS_PORT}",
+        f"--allow-gpu-metrics={str(spec.target.gpu is not None).lower()}",
+    ]
+    if analysis.needs_latency_summary(spec):
+        args.append("--metrics-config=summary_latencies=true")
+    if grpc:
+        args += ["--grpc-address=0.0.0.0", f"--grpc-port={GRPC_PORT}"]
+    if grpc and tls_enabled(spec):
+        args += [
+            "--grpc-use-ssl=true",
+            f"--grpc-server-cert={TLS_DIR}/tls.crt",
+            f"--grpc-server-key={TLS_DIR}/tls.key",
+            f"--grpc-root-cert={TLS_DIR}/ca.crt",
+        ]
+        if spec.security.tls.mutual:
+            args.append("--grpc-use-ssl-mutual=true")
+    if spec.security.access.require_api_key:
+        # The kubelet expands $(VAR) from the container's env: the key stays out of the pod spec.
+        restriction = f"{RESTRICTED}:{API_KEY_HEADER}=$({API_KEY_ENV})"
+        args.append(f"--http-restricted-api={restriction}")
+        if grpc:
+            args.append(f"--grpc-restricted-protocol={restriction}")
+    return args
+
+
+def server_env(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[dict[str, Any]]:
+    if not spec.security.access.require_api_key:
+        return []
+    secret = {"name": names.api_key_secret(owner.name), "key": API_KEY_FIELD}
+    return [{"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": secret}}]
+
+
+def tls_volumes(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[dict[str, Any]]:
+    if not tls_enabled(spec):
+        return []
+    return [store.secret_volume("tls", names.tls_secret(owner.name))]
+
+
+def tls_mounts(spec: specs.ModelDeploymentSpec) -> list[dict[str, Any]]:
+    return [store.read_only_mount("tls", TLS_DIR)] if tls_enabled(spec) else []
+
+
+def tls_proxy(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> dict[str, Any] | None:
+    """The ghostunnel sidecar that terminates TLS for HTTP clients, or None when none is needed.
+
+    A native sidecar (an init container that restarts always): it is up before Triton and stays up while
+    Triton drains, so no in-flight HTTP request loses its connection during a rollout.
+    """
+    if not proxied_http(spec):
+        return None
+    client_auth = "--allow-all" if spec.security.tls.mutual else "--disable-authentication"
+    return {
+        "name": "tls-proxy",
+        "image": settings.tls_proxy_image,
+        "restartPolicy": "Always",
+        "args": [
+            "server",
+            f"--listen=0.0.0.0:{HTTPS_PORT}",
+            f"--target=127.0.0.1:{HTTP_PORT}",
+            f"--cert={TLS_DIR}/tls.crt",
+            f"--key={TLS_DIR}/tls.key",
+            f"--cacert={TLS_DIR}/ca.crt",
+            client_auth,
+        ],
+        "ports": [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+        "volumeMounts": tls_mounts(spec),
+        "securityContext": hardening.container_security_context(),
+    }

@@ -1,0 +1,79 @@
+"""What every reconciler receives: the object, its parsed spec, the status being built, and the clock."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from typing import Any
+
+from kestrel.api import conditions, spec, status
+from kestrel.kube import client
+
+log = logging.getLogger("kestrel")
+
+
+@dataclasses.dataclass
+class Context:
+    """One pass over one ModelDeployment. Reconcilers read `spec`, write `status`, and act through `kube`."""
+
+    kube: client.Kube
+    body: dict[str, Any]
+    spec: spec.ModelDeploymentSpec
+    status: status.ModelDeploymentStatus
+    now: datetime.datetime
+    events: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    # Digest of the serving certificate, set by the TLS reconciler: it is part of the pod template,
+    # so a renewal rolls the pods.
+    tls_checksum: str | None = None
+
+    @classmethod
+    def load(cls, kube: client.Kube, body: dict[str, Any], now: datetime.datetime) -> Context:
+        """Parse the object; a bad spec raises api.errors.SpecError naming the field."""
+        parsed = spec.parse(body.get("spec") or {})
+        current = status.ModelDeploymentStatus.model_validate(body.get("status") or {})
+        return cls(kube=kube, body=body, spec=parsed, status=current.model_copy(deep=True), now=now)
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.body["metadata"]["namespace"])
+
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"]["uid"])
+
+    @property
+    def generation(self) -> int:
+        return int(self.body["metadata"].get("generation", 0))
+
+    @property
+    def ref(self) -> str:
+        return f"ModelDeployment {self.namespace}/{self.name}"
+
+    def condition(self, kind: str) -> conditions.Condition | None:
+        return conditions.find(self.status.conditions or [], kind)
+
+    def set(self, kind: str, state: conditions.ConditionStatus, reason: str, message: str) -> bool:
+        """Set a condition; return True when its status flipped (or it is new)."""
+        before = self.condition(kind)
+        self.status.conditions = conditions.set_condition(
+            self.status.conditions or [],
+            type=kind,
+            status=state,
+            reason=reason,
+            message=message,
+            generation=self.generation,
+            now=self.now,
+        )
+        return before is None or before.status != state
+
+    def event(self, kind: str, reason: str, message: str, action: str) -> None:
+        """Record an Event (its reason is the condition's reason) and log the same line."""
+        level = logging.WARNING if kind == "Warning" else logging.INFO
+        log.log(level, "%s: %s (%s)", self.ref, message, reason)
+        self.kube.event(self.body, type=kind, reason=reason, message=message, action=action)
+        self.events.append((kind, reason, message))

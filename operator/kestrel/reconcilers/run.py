@@ -1,0 +1,49 @@
+"""One pass over one ModelDeployment: every reconciler in order, then the summary, then one status write."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kestrel.kube import client
+from kestrel.manifests import context as manifest_context
+from kestrel.reconcilers import access, context, encryption, engine, serving, summary, tls
+
+
+def reconcile(
+    kube: client.Kube,
+    body: dict[str, Any],
+    settings: manifest_context.Settings,
+    now: datetime.datetime | None = None,
+) -> context.Context:
+    """Converge the object's children toward its spec and write what was observed to its status.
+
+    Idempotent and level-triggered: create, update, resume and the drift timer all call it.
+    """
+    ctx = context.Context.load(kube, body, now or datetime.datetime.now(datetime.UTC))
+    # Keys and certificates first: the build Job mounts the signing key, the Triton pods the certificate.
+    encryption.reconcile(ctx)
+    tls.reconcile(ctx, settings)
+    access.reconcile(ctx)
+    engine.reconcile(ctx, settings)
+    serving.reconcile(ctx, settings)
+    summary.reconcile(ctx)
+    ctx.status.observed_generation = ctx.generation
+    old_status, new_status = body.get("status") or {}, ctx.status.to_wire()
+    if new_status != old_status:
+        kube.patch_status(ctx.namespace, ctx.name, merge_patch(old_status, new_status))
+    return ctx
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) from `old` to `new`: keys gone from `new` are sent as null."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch

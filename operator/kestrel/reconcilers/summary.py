@@ -1,0 +1,60 @@
+"""Summary: derives `Ready` and the display phase from the conditions the other reconcilers own."""
+
+from __future__ import annotations
+
+from kestrel.api import conditions, status
+from kestrel.reconcilers import context
+
+# Conditions that must be True for Ready; others count only where a reconciler has reported them.
+REQUIRED = (conditions.BUILT, conditions.VALIDATED, conditions.AVAILABLE)
+OPTIONAL = (conditions.CERTIFICATE_READY, conditions.ACCESS_CONFIGURED, conditions.ENCRYPTED)
+
+
+def _state(found: list[conditions.Condition], kind: str) -> conditions.Condition | None:
+    return conditions.find(found, kind)
+
+
+def phase(found: list[conditions.Condition]) -> status.Phase:
+    """One word for `kubectl get`: where the latest spec is on its way to serving."""
+    built, validated, available, degraded = (
+        _state(found, t) for t in (conditions.BUILT, conditions.VALIDATED, conditions.AVAILABLE, conditions.DEGRADED)
+    )
+    serving = available is not None and available.status == "True"
+    failed = (built is not None and built.status == "False" and built.reason == "BuildFailed") or (
+        validated is not None and validated.status == "False"
+    )
+    if failed or (degraded is not None and degraded.status == "True"):
+        # An older revision that keeps serving makes this Degraded, not Failed.
+        return "Degraded" if serving else "Failed"
+    if built is None or built.status != "True":
+        return "Building"
+    if validated is None or validated.status != "True":
+        return "Validating"
+    if not serving:
+        return "RollingOut"
+    return "Ready"
+
+
+def ready(found: list[conditions.Condition]) -> tuple[conditions.ConditionStatus, str, str]:
+    """Status, reason and message of Ready: True only when every reported condition is healthy."""
+    for kind in REQUIRED:
+        condition = _state(found, kind)
+        if condition is None or condition.status == "Unknown":
+            return "False", f"Waiting{kind}", f"{kind} is not known yet"
+        if condition.status == "False":
+            return "False", condition.reason, f"{kind}: {condition.message}".rstrip(": ")
+    for kind in OPTIONAL:
+        condition = _state(found, kind)
+        if condition is not None and condition.status != "True" and condition.reason != conditions.DISABLED:
+            return "False", condition.reason, f"{kind}: {condition.message}".rstrip(": ")
+    degraded = _state(found, conditions.DEGRADED)
+    if degraded is not None and degraded.status == "True":
+        return "False", degraded.reason, degraded.message
+    return "True", "Serving", "The latest revision is validated and serving"
+
+
+def reconcile(ctx: context.Context) -> None:
+    found = ctx.status.conditions or []
+    state, reason, message = ready(found)
+    ctx.set(conditions.READY, state, reason, message)
+    ctx.status.phase = phase(ctx.status.conditions or [])

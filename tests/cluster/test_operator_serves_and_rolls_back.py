@@ -1,0 +1,74 @@
+"""From a validated engine to serving pods, and back to the previous revision when a new one never gets ready.
+
+As in test_operator_builds_engines, the pods run on a node no kwok manages and the test plays its kubelet:
+it finishes build pods and marks Triton pods Ready (or leaves them unready) through the pod status API.
+"""
+
+from __future__ import annotations
+
+from kestrel.manifests import names
+from tests.cluster.operator_support import build, condition, get_mdep, make_pods_ready, mdep_spec, wait_for
+
+
+def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, operator, namespace, manual_node) -> None:
+    raw = {**mdep_spec(namespace), "rollout": {"progressDeadlineSeconds": 30}}
+    kube.create_mdep(namespace, "cams", raw)
+    first = build(kube, namespace, raw, manual_node)
+
+    # The operator made the keys and certificate the pods need, then the workload.
+    secrets = {s.metadata.name for s in kube.core.list_namespaced_secret(namespace).items}
+    assert {names.signing_secret("cams"), names.tls_secret("cams"), names.api_key_secret("cams")} <= secrets
+    wait_for("the first revision's pods", lambda: make_pods_ready(kube, namespace, first))
+    ready = wait_for(
+        "Ready=True",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams")) and (c := condition(b, "Ready")) and c["status"] == "True" and b
+        ),
+        timeout=60,
+    )
+    assert ready["status"]["phase"] == "Ready"
+    assert ready["status"]["revision"]["current"] == first
+    assert ready["status"]["readyReplicas"] == 1
+    assert ready["status"]["endpoints"]["grpc"] == f"{names.service('cams')}.{namespace}.svc:8001"
+    assert condition(ready, "CertificateReady")["status"] == "True"
+    columns = kube.kubectl("get", "mdep", "cams", f"--namespace={namespace}", "--no-headers").stdout.split()
+    assert columns[1:6] == ["True", "onnx", "fp32", "1", f"{names.service('cams')}.{namespace}.svc:8001"]
+
+    # A new spec builds a new engine; its pods never become ready, so the operator goes back to the first.
+    raw["engine"] = {**raw["engine"], "opset": 17}
+    kube.custom.patch_namespaced_custom_object(
+        "kestrel.dev", "v1alpha1", namespace, "modeldeployments", "cams", {"spec": {"engine": {"opset": 17}}}
+    )
+    second = build(kube, namespace, raw, manual_node)
+    assert second != first
+    rolling = wait_for(
+        "the rollout of the second engine",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams")) and b["status"].get("revision", {}).get("current") == second and b
+        ),
+    )
+    assert rolling["status"]["revision"]["previous"] == first
+    assert condition(rolling, "Available")["status"] == "True"  # the first revision's pod keeps serving
+
+    back = wait_for(
+        "the rollback",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams")) and (c := condition(b, "Degraded")) and c["status"] == "True" and b
+        ),
+        timeout=90,
+    )
+    assert condition(back, "Degraded")["reason"] == "RolledBack"
+    assert back["status"]["revision"] == {"current": first, "failed": second}
+    assert back["status"]["phase"] == "Degraded"
+    events = [e.reason for e in kube.core.list_namespaced_event(namespace).items if e.involved_object.name == "cams"]
+    assert "RolledBack" in events
+    # The first revision is what the Deployment runs again.
+    deployment = kube.kubectl(
+        "get",
+        "deployment",
+        names.triton("cams"),
+        f"--namespace={namespace}",
+        "-o",
+        "jsonpath={.spec.template.metadata.labels.kestrel\\.dev/engine-key}",
+    ).stdout
+    assert first.startswith(deployment)

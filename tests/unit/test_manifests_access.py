@@ -1,0 +1,75 @@
+"""Only allowed namespaces reach client ports, plain HTTP stays in the pod, only allowed subjects read the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kestrel.api import spec as specs
+from kestrel.manifests import access, context, triton
+
+OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
+SETTINGS = context.Settings(engine_store="s3://engines", operator_namespace="kestrel", scraper_namespaces=("prom",))
+
+
+def parse(**sections: Any) -> specs.ModelDeploymentSpec:
+    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, **sections})
+
+
+def rules(spec: specs.ModelDeploymentSpec) -> list[tuple[list[str], list[Any]]]:
+    policy = access.network_policy(spec, OWNER, SETTINGS)
+    found = []
+    for rule in policy["spec"]["ingress"]:
+        (peer,) = rule["from"]
+        (expression,) = peer["namespaceSelector"]["matchExpressions"]
+        assert expression["key"] == "kubernetes.io/metadata.name"
+        found.append((expression["values"], [p["port"] for p in rule["ports"]]))
+    return found
+
+
+def test_clients_reach_grpc_and_the_tls_proxy_but_never_plain_http_while_tls_is_on() -> None:
+    (clients, client_ports), (scrapers, metrics_ports) = rules(parse())
+    assert client_ports == ["grpc", "https"]
+    assert clients == ["kestrel", "vision"]  # this namespace by default, and the operator for its smoke test
+    assert (scrapers, metrics_ports) == (["kestrel", "prom"], ["metrics"])
+
+
+def test_plain_http_is_admitted_only_when_tls_is_disabled_explicitly() -> None:
+    (_, client_ports), _ = rules(parse(security={"tls": {"mode": "disabled"}}))
+    assert client_ports == ["grpc", "http"]
+
+
+def test_allowed_namespaces_replace_the_default() -> None:
+    (clients, _), _ = rules(parse(security={"access": {"allowedNamespaces": ["apps", "edge"]}}))
+    assert clients == ["apps", "edge", "kestrel"]
+
+
+def test_policy_selects_every_triton_pod_of_the_model() -> None:
+    policy = access.network_policy(parse(), OWNER, SETTINGS)
+    selector = policy["spec"]["podSelector"]["matchLabels"].items()
+    for track_labels in (
+        triton.deployment(parse(), OWNER, SETTINGS, "k" * 64)["spec"]["template"]["metadata"]["labels"],
+        triton.canary_deployment(parse(), OWNER, SETTINGS, "k" * 64, replicas=1)["spec"]["template"]["metadata"][
+            "labels"
+        ],
+    ):
+        assert selector <= track_labels.items()
+
+
+def test_role_reads_exactly_the_api_key_secret_and_nothing_else() -> None:
+    (rule,) = access.api_key_role(OWNER)["rules"]
+    assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["cams-api-key"], "verbs": ["get"]}
+
+
+def test_binding_names_the_allowed_groups_and_service_accounts() -> None:
+    spec = parse(security={"access": {"allowedGroups": ["ops"], "allowedServiceAccounts": ["apps/gateway"]}})
+    binding = access.api_key_role_binding(spec, OWNER)
+    assert binding is not None
+    assert binding["roleRef"]["name"] == access.api_key_role(OWNER)["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "ops"},
+        {"kind": "ServiceAccount", "name": "gateway", "namespace": "apps"},
+    ]
+
+
+def test_nobody_allowed_means_no_binding() -> None:
+    assert access.api_key_role_binding(parse(), OWNER) is None

@@ -1,0 +1,292 @@
+"""The Triton Deployment: probes and draining that suit Triton, hardware placement, and revisions that roll."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from kestrel.api import spec as specs
+from kestrel.manifests import build_job, context, probes, service, triton
+
+OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
+SETTINGS = context.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
+KEY = "a1b2c3d4" * 8
+OTHER_KEY = "e5f6a7b8" * 8
+
+
+def parse(**sections: Any) -> specs.ModelDeploymentSpec:
+    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, **sections})
+
+
+GPU = parse(
+    engine={"format": "tensorrt"},
+    target={"environment": "cloud", "gpu": {"count": 2, "product": "NVIDIA-A10G"}, "runtimeClassName": "nvidia"},
+)
+
+
+def deployment(spec: specs.ModelDeploymentSpec, key: str = KEY, **options: Any) -> dict[str, Any]:
+    return triton.deployment(spec, OWNER, SETTINGS, key, **options)
+
+
+def pod(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+
+
+def server(obj: dict[str, Any]) -> dict[str, Any]:
+    (only,) = pod(obj)["containers"]
+    return only  # type: ignore[no-any-return]
+
+
+def init(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [c for c in pod(obj)["initContainers"] if c["name"] == name]
+    return found  # type: ignore[no-any-return]
+
+
+def volume(obj: dict[str, Any], name: str) -> dict[str, Any]:
+    (found,) = [v for v in pod(obj)["volumes"] if v["name"] == name]
+    return found  # type: ignore[no-any-return]
+
+
+def test_replicas_are_left_to_the_autoscaler_when_it_owns_them() -> None:
+    # With server-side apply, a `replicas` field here would fight the HPA on every reconcile.
+    assert "replicas" not in deployment(parse(serving={"autoscaling": {"min": 2, "max": 5}}))["spec"]
+
+
+@pytest.mark.parametrize(("serving", "expected"), [({}, 1), ({"replicas": 3}, 3), ({"replicas": 0}, 0)])
+def test_replicas_come_from_the_spec_and_default_to_one(serving: dict[str, Any], expected: int) -> None:
+    assert deployment(parse(serving=serving))["spec"]["replicas"] == expected
+
+
+def test_triton_serves_exactly_the_loaded_model_with_strict_config() -> None:
+    args = server(deployment(GPU))["args"]
+    for expected in (
+        "--model-repository=/models",
+        "--model-control-mode=explicit",
+        "--load-model=cams",
+        "--disable-auto-complete-config",
+        "--strict-readiness=true",
+        f"--exit-timeout-secs={probes.EXIT_TIMEOUT_SECONDS}",
+        "--grpc-port=8001",
+        "--http-port=8000",
+        "--metrics-port=8002",
+    ):
+        assert expected in args
+
+
+def test_probes_watch_the_server_for_liveness_and_the_model_for_readiness() -> None:
+    triton_server = server(deployment(GPU))
+    assert triton_server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert triton_server["startupProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert triton_server["readinessProbe"]["httpGet"]["path"] == "/v2/models/cams/ready"
+
+
+@pytest.mark.parametrize("load_seconds", [0, 1, 7.5, 60, 600, 3600])
+def test_startup_probe_covers_twice_the_load_estimate_plus_the_margin(load_seconds: float) -> None:
+    startup = server(deployment(GPU, load_seconds=load_seconds))["startupProbe"]
+    window = startup["failureThreshold"] * startup["periodSeconds"]
+    assert window >= 2 * load_seconds + probes.STARTUP_MARGIN_SECONDS
+    assert window < 2 * load_seconds + probes.STARTUP_MARGIN_SECONDS + startup["periodSeconds"]
+
+
+def test_grace_period_covers_the_drain_and_tritons_exit_timeout() -> None:
+    obj = deployment(GPU)
+    drain = server(obj)["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pod(obj)["terminationGracePeriodSeconds"] > drain + probes.EXIT_TIMEOUT_SECONDS
+
+
+def mebibytes(quantity: str) -> int:
+    assert quantity.endswith("Mi")
+    return int(quantity[:-2])
+
+
+@pytest.mark.parametrize("instances", [1, 2, 8, 31])
+def test_shared_memory_is_in_ram_and_grows_with_the_instance_count(instances: int) -> None:
+    shm = volume(deployment(parse(serving={"triton": {"instances": instances}})), "shm")["emptyDir"]
+    assert shm["medium"] == "Memory"
+    assert mebibytes(shm["sizeLimit"]) >= max(64 * instances, 128)
+    more = volume(deployment(parse(serving={"triton": {"instances": instances + 1}})), "shm")["emptyDir"]
+    assert mebibytes(more["sizeLimit"]) >= mebibytes(shm["sizeLimit"]) + 64
+    assert {"name": "shm", "mountPath": "/dev/shm"} in server(deployment(parse()))["volumeMounts"]
+
+
+def test_gpu_target_gets_gpu_limits_product_selector_tolerations_and_runtime_class() -> None:
+    obj = deployment(GPU)
+    assert server(obj)["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert pod(obj)["nodeSelector"] == {"kubernetes.io/arch": "amd64", "nvidia.com/gpu.product": "NVIDIA-A10G"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod(obj)["tolerations"]
+    assert pod(obj)["runtimeClassName"] == "nvidia"
+    assert server(obj)["image"] == SETTINGS.triton_image
+
+
+def test_mig_target_asks_for_the_mig_resource_instead_of_whole_gpus() -> None:
+    spec = parse(target={"environment": "cloud", "gpu": {"count": 3, "product": "NVIDIA-H100", "mig": "1g.10gb"}})
+    limits = server(deployment(spec))["resources"]["limits"]
+    assert limits["nvidia.com/mig-1g.10gb"] == 3
+    assert "nvidia.com/gpu" not in limits
+
+
+def test_edge_target_runs_the_igpu_image_on_arm64_with_the_users_selector() -> None:
+    spec = parse(target={"environment": "edge", "gpu": {"product": "Orin"}, "nodeSelector": {"site": "dock"}})
+    obj = deployment(spec)
+    assert server(obj)["image"] == SETTINGS.triton_igpu_image
+    assert pod(obj)["nodeSelector"] == {"kubernetes.io/arch": "arm64", "nvidia.com/gpu.product": "Orin", "site": "dock"}
+
+
+def test_cpu_target_has_no_gpu_anything() -> None:
+    obj = deployment(parse())
+    assert "nvidia.com/gpu" not in json.dumps(obj)
+    assert "--allow-gpu-metrics=false" in server(obj)["args"]
+
+
+def test_default_memory_limit_makes_room_for_the_ram_backed_volumes() -> None:
+    obj = deployment(parse(serving={"triton": {"instances": 4}}), engine_size_bytes=2 * 2**30)
+    volumes = mebibytes(volume(obj, "models")["emptyDir"]["sizeLimit"]) + mebibytes(
+        volume(obj, "shm")["emptyDir"]["sizeLimit"]
+    )
+    limit = mebibytes(server(obj)["resources"]["limits"]["memory"])
+    assert limit >= volumes + triton.DEFAULT_SERVER_MEMORY_MIB
+
+
+def test_spec_image_and_resources_win_over_the_defaults() -> None:
+    spec = parse(serving={"triton": {"image": "registry.local/triton:custom", "resources": {"requests": {"cpu": "3"}}}})
+    assert server(deployment(spec))["image"] == "registry.local/triton:custom"
+    assert server(deployment(spec))["resources"] == {"requests": {"cpu": "3"}}
+
+
+def template(obj: dict[str, Any]) -> str:
+    return json.dumps(obj["spec"]["template"], sort_keys=True)
+
+
+def test_a_new_engine_or_certificate_changes_the_pod_template_and_so_rolls_the_pods() -> None:
+    base = deployment(GPU, tls_checksum="sha256:old")
+    assert template(deployment(GPU, tls_checksum="sha256:old")) == template(base)
+    assert template(deployment(GPU, tls_checksum="sha256:new")) != template(base)
+    assert template(deployment(GPU, OTHER_KEY, tls_checksum="sha256:old")) != template(base)
+    annotations = base["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["kestrel.dev/engine-key"] == KEY
+    assert annotations["kestrel.dev/tls-checksum"] == "sha256:old"
+
+
+def test_rollout_never_drops_capacity_and_has_the_specs_deadline() -> None:
+    obj = deployment(parse(rollout={"progressDeadlineSeconds": 1200}))
+    assert obj["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert obj["spec"]["progressDeadlineSeconds"] == 1200
+    assert obj["spec"]["revisionHistoryLimit"] >= 1
+
+
+def test_loader_fetches_the_engine_into_ram_and_its_memory_limit_holds_it() -> None:
+    obj = deployment(GPU, engine_size_bytes=6 * 2**30)
+    loader = init(obj, "load")
+    assert loader["args"][:5] == [
+        "load",
+        "--from",
+        f"s3://engines/prod/vision/cams/{KEY}",
+        "--to",
+        "/models",
+    ]
+    models = volume(obj, "models")["emptyDir"]
+    assert models["medium"] == "Memory"
+    assert mebibytes(models["sizeLimit"]) >= 6 * 1024
+    assert mebibytes(loader["resources"]["limits"]["memory"]) > mebibytes(models["sizeLimit"])
+    # Triton only reads what the loader verified.
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in server(obj)["volumeMounts"]
+
+
+def test_serving_pods_can_verify_but_not_sign_engines() -> None:
+    assert volume(deployment(GPU), "signing")["secret"]["items"] == [{"key": "signing.pub", "path": "signing.pub"}]
+    assert "signing.key" not in json.dumps(deployment(GPU))
+
+
+def test_pods_run_as_their_own_account_without_a_token() -> None:
+    assert pod(deployment(GPU))["serviceAccountName"] == "cams-triton"
+    assert pod(deployment(GPU))["automountServiceAccountToken"] is False
+    account = triton.service_account(OWNER)
+    assert account["metadata"]["name"] == "cams-triton"
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_every_container_is_restricted() -> None:
+    obj = deployment(GPU)
+    for each in [*pod(obj)["initContainers"], *pod(obj)["containers"]]:
+        assert each["securityContext"]["readOnlyRootFilesystem"] is True, each["name"]
+        assert each["securityContext"]["capabilities"] == {"drop": ["ALL"]}, each["name"]
+    assert pod(obj)["securityContext"]["runAsNonRoot"] is True
+
+
+def test_grpc_uses_tls_and_http_goes_through_the_tls_proxy_unless_tls_is_disabled() -> None:
+    mutual = deployment(parse(security={"tls": {"mutual": True}}))
+    assert "--grpc-use-ssl=true" in server(mutual)["args"]
+    assert "--grpc-use-ssl-mutual=true" in server(mutual)["args"]
+    proxy = init(mutual, "tls-proxy")
+    assert proxy["restartPolicy"] == "Always"  # a native sidecar: up before Triton, down after it drains
+    assert "--allow-all" in proxy["args"]
+    plain = deployment(parse(security={"tls": {"mode": "disabled"}}))
+    assert not any(a.startswith("--grpc-use-ssl") for a in server(plain)["args"])
+    assert [c["name"] for c in pod(plain)["initContainers"]] == ["load"]
+
+
+def test_api_key_comes_from_its_secret_and_never_appears_in_the_pod_spec() -> None:
+    obj = deployment(GPU)
+    (env,) = server(obj)["env"]
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "cams-api-key", "key": "api-key"}
+    restricted = [a for a in server(obj)["args"] if "restricted" in a]
+    assert len(restricted) == 2
+    assert all(a.endswith(":kestrel-api-key=$(KESTREL_API_KEY)") for a in restricted)
+    # Health stays open: the kubelet's probes carry no key.
+    assert all("health" not in a for a in restricted)
+    assert "env" not in server(deployment(parse(security={"access": {"requireApiKey": False}})))
+
+
+def test_canary_is_a_second_deployment_whose_pods_the_stable_one_does_not_select() -> None:
+    stable = deployment(GPU)
+    canary = triton.canary_deployment(GPU, OWNER, SETTINGS, OTHER_KEY, replicas=1)
+    assert canary["metadata"]["name"] == "cams-triton-canary" != stable["metadata"]["name"]
+    assert canary["spec"]["replicas"] == 1
+    stable_selector = stable["spec"]["selector"]["matchLabels"].items()
+    canary_labels = canary["spec"]["template"]["metadata"]["labels"].items()
+    assert not stable_selector <= canary_labels
+    # ...while the Service sends traffic to both.
+    selector = service.service(GPU, OWNER)["spec"]["selector"].items()
+    assert selector <= canary_labels
+    assert selector <= stable["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize(
+    ("serving", "percent", "expected"),
+    [
+        ({"replicas": 10}, 10, 1),
+        ({"replicas": 10}, 50, 5),
+        ({"replicas": 3}, 10, 1),
+        ({}, 100, 1),
+        ({"autoscaling": {"min": 4, "max": 9}}, 50, 2),
+    ],
+)
+def test_canary_replicas_are_a_share_of_the_serving_count_and_at_least_one(
+    serving: dict[str, Any], percent: int, expected: int
+) -> None:
+    assert triton.canary_replicas(parse(serving=serving), percent) == expected
+
+
+def test_build_names_the_model_as_triton_loads_and_probes_it() -> None:
+    built = build_job.build_job(GPU, OWNER, SETTINGS, KEY)["spec"]["template"]
+    model = json.loads(built["metadata"]["annotations"]["kestrel.dev/spec"])["metadata"]["name"]
+    assert f"--load-model={model}" in server(deployment(GPU))["args"]
+    assert server(deployment(GPU))["readinessProbe"]["httpGet"]["path"] == f"/v2/models/{model}/ready"
+    # ...and the loader reads from where the build writes.
+    env = {e["name"]: e["value"] for e in built["spec"]["containers"][0]["env"]}
+    assert env["KESTREL_ENGINE_URI"] == init(deployment(GPU), "load")["args"][2]
+
+
+def test_autoscaled_pods_always_request_cpu_so_utilization_can_be_measured() -> None:
+    spec = parse(serving={"autoscaling": {"min": 1, "max": 3}, "triton": {"resources": {"limits": {"memory": "4Gi"}}}})
+    assert server(deployment(spec))["resources"] == {"requests": {"cpu": "1"}, "limits": {"memory": "4Gi"}}
+
+
+def test_selector_is_immutable_across_revisions() -> None:
+    # A Deployment's selector cannot change: it must not carry the engine key, and must match every revision.
+    old, new = deployment(GPU, KEY), deployment(GPU, OTHER_KEY)
+    assert old["spec"]["selector"] == new["spec"]["selector"]
+    for obj in (old, new):
+        assert obj["spec"]["selector"]["matchLabels"].items() <= obj["spec"]["template"]["metadata"]["labels"].items()

@@ -1,0 +1,65 @@
+"""Ready and the phase are derived from the owned conditions, and tell the truth at every step."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from kestrel.api import conditions
+from kestrel.reconcilers import summary
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def conds(**states: str) -> list[conditions.Condition]:
+    """conds(Built="True", Validated="False:AccuracyDrop") -> conditions."""
+    found: list[conditions.Condition] = []
+    for kind, value in states.items():
+        state, _, reason = value.partition(":")
+        found = conditions.set_condition(
+            found,
+            type=kind,
+            status=state,
+            reason=reason or "Reason",
+            message="m",
+            generation=1,
+            now=NOW,  # type: ignore[arg-type]
+        )
+    return found
+
+
+@pytest.mark.parametrize(
+    ("states", "phase", "ready"),
+    [
+        ({}, "Building", "False"),
+        ({"Built": "False:Building"}, "Building", "False"),
+        ({"Built": "False:BuildFailed"}, "Failed", "False"),
+        ({"Built": "True", "Validated": "Unknown"}, "Validating", "False"),
+        ({"Built": "True", "Validated": "False:AccuracyDrop"}, "Failed", "False"),
+        ({"Built": "True", "Validated": "True", "Available": "False:Progressing"}, "RollingOut", "False"),
+        ({"Built": "True", "Validated": "True", "Available": "True"}, "Ready", "True"),
+        # A new engine failed its gate while the previous revision keeps serving.
+        ({"Built": "True", "Validated": "False:AccuracyDrop", "Available": "True"}, "Degraded", "False"),
+        (
+            {"Built": "True", "Validated": "True", "Available": "True", "Degraded": "True:RolledBack"},
+            "Degraded",
+            "False",
+        ),
+        (
+            {"Built": "True", "Validated": "True", "Available": "True", "CertificateReady": "False:Expired"},
+            "Ready",
+            "False",
+        ),
+    ],
+)
+def test_phase_and_ready(states: dict[str, str], phase: str, ready: str) -> None:
+    found = conds(**states)
+    assert summary.phase(found) == phase
+    assert summary.ready(found)[0] == ready
+
+
+def test_not_ready_reason_is_the_failing_conditions_reason() -> None:
+    state, reason, message = summary.ready(conds(Built="True", Validated="False:AccuracyDrop"))
+    assert (state, reason) == ("False", "AccuracyDrop")
+    assert message.startswith("Validated")
