@@ -87,11 +87,34 @@ def _build_helm(out: pathlib.Path) -> None:
     )
 
 
+def _build_minio(out: pathlib.Path) -> None:
+    # The flags of upstream's `make build` (buildscripts/gen-ldflags.go), with the pinned commit's date and hash
+    # taken from its pseudo-version, so `minio --version` names what was built.
+    _, stamp, commit = components.MINIO.split("-")
+    date = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:10]}:{stamp[10:12]}:{stamp[12:14]}Z"
+    pkg = "github.com/minio/minio/cmd"
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X {pkg}.Version={date}",
+            f"-X {pkg}.CopyrightYear={stamp[:4]}",
+            f"-X {pkg}.ReleaseTag=DEVELOPMENT.{date.replace(':', '-')}",
+            f"-X {pkg}.CommitID={commit}",
+            f"-X {pkg}.ShortCommitID={commit}",
+        ]
+    )
+    _go(
+        ["install", "-tags", "kqueue", "-trimpath", "-ldflags", ldflags, f"github.com/minio/minio@{components.MINIO}"],
+        env={"GOBIN": str(out)},
+    )
+
+
 BUILDERS = {
     components.KUBE.name: _build_kube,
     components.ETCD_SERVER.name: _build_etcd,
     components.KWOK_CONTROLLER.name: _build_kwok,
     components.HELM_CLI.name: _build_helm,
+    components.MINIO_SERVER.name: _build_minio,
 }
 
 

@@ -1,18 +1,21 @@
 """Start and stop the local control plane: etcd, kube-apiserver, controller-manager, scheduler and kwok.
 
-Usage: python -m testbed.cluster up [--foreground] | down | status
+Usage: python -m testbed.cluster up [--foreground] [--minio] | down | status
 
 `up` writes `.testbed/kubeconfig`, links `.testbed/bin/kubectl` and `.testbed/bin/helm`, and returns once
 the API server is ready, the `default` namespace and its ServiceAccount exist and the fake nodes are
-Ready. A second `up` while one runs says so and does nothing. Every process is recorded by PID in
-`.testbed/state.json`; `down` stops exactly those. The API server's flags follow controller-runtime's
-envtest, with RBAC authorization on.
+Ready. A second `up` while one runs says so and does nothing (but start MinIO if asked). Every process is
+recorded by PID in `.testbed/state.json`; `down` stops exactly those. The API server's flags follow
+controller-runtime's envtest, with RBAC authorization on. With `--minio` (`up(minio=True)`) it also starts
+MinIO for the engine store's s3:// path (see `testbed.minio`); `Testbed.minio()` gives its endpoint, bucket
+and credentials.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import pathlib
@@ -31,6 +34,7 @@ from typing import Any
 import yaml
 
 from testbed import build, components, nodes, pki
+from testbed import minio as minio_server
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".testbed"
@@ -160,15 +164,19 @@ class Testbed:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         path.chmod(0o600)
 
-    def up(self, *, gpu_nodes: int = 2, cpu_nodes: int = 2, edge_nodes: int = 1) -> bool:
-        """Start the control plane; return False when one was already running."""
+    def up(self, *, gpu_nodes: int = 2, cpu_nodes: int = 2, edge_nodes: int = 1, minio: bool = False) -> bool:
+        """Start the control plane (and MinIO if asked); return False when one was already running."""
         if self.running():
             print(f"Test bed already running; kubeconfig: {self.kubeconfig}", flush=True)
+            if minio and "minio" not in (self.state() or {}):
+                self._processes, self._facts = self._loaded()
+                self._start_minio()
             return False
         if self.state():
             self.down(quiet=True)
         for component in components.ALL:
-            build.build(component)
+            if minio or component is not components.MINIO_SERVER:
+                build.build(component)
         started = time.monotonic()
         for folder in (self.state_dir, self.bin_dir, self.log_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -178,6 +186,8 @@ class Testbed:
         self._facts = {}
         try:
             server = self._start_all(gpu_nodes, cpu_nodes, edge_nodes)
+            if minio:
+                self._start_minio()
         except BaseException:
             self.down(quiet=True)
             raise
@@ -311,6 +321,32 @@ class Testbed:
         )
         return server
 
+    # --- MinIO (the engine store's s3:// path), optional ---------------------------------------------------
+
+    def _loaded(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        state = dict(self.state() or {})
+        return list(state.pop("processes", [])), state
+
+    def _start_minio(self) -> None:
+        server = minio_server.MinioServer(log_dir=self.log_dir)
+        connection = server.start()
+        assert server.process is not None
+        self._processes.append({"name": "minio", "pid": server.process.pid, "log": str(server.log_path)})
+        # The state file now holds MinIO's generated root credentials: readable by its owner only.
+        self.state_file.touch(mode=0o600)
+        self.state_file.chmod(0o600)
+        self._save(minio={"root": str(server.root), **dataclasses.asdict(connection)})
+        print(f"MinIO up at {connection.endpoint}, bucket {connection.bucket}", flush=True)
+
+    def minio(self) -> minio_server.Connection | None:
+        """The running MinIO's endpoint, bucket and credentials, if `up(minio=True)` started one."""
+        facts = (self.state() or {}).get("minio")
+        if not facts:
+            return None
+        return minio_server.Connection(
+            facts["endpoint"], facts["access_key"], facts["secret_key"], facts["bucket"], facts["region"]
+        )
+
     def _nodes_ready(self, server: str) -> bool:
         status, body = self._get(server, "/api/v1/nodes")
         if status != 200:
@@ -343,6 +379,8 @@ class Testbed:
             _stop(process["pid"])
         if state.get("etcd_dir"):
             shutil.rmtree(state["etcd_dir"], ignore_errors=True)
+        if state.get("minio"):
+            shutil.rmtree(state["minio"]["root"], ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
         self._processes = []
         self._facts = {}
@@ -371,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-nodes", type=int, default=2, help="fake GPU nodes per GPU product")
     parser.add_argument("--cpu-nodes", type=int, default=2, help="fake CPU nodes")
     parser.add_argument("--edge-nodes", type=int, default=1, help="fake arm64 Jetson nodes")
+    parser.add_argument("--minio", action="store_true", help="with up: also start MinIO (the s3:// engine store)")
     args = parser.parse_args(argv)
     bed = Testbed()
     if args.action == "down":
@@ -379,7 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         print("running" if bed.running() else "stopped")
         return 0 if bed.running() else 1
     else:
-        started = bed.up(gpu_nodes=args.gpu_nodes, cpu_nodes=args.cpu_nodes, edge_nodes=args.edge_nodes)
+        started = bed.up(
+            gpu_nodes=args.gpu_nodes, cpu_nodes=args.cpu_nodes, edge_nodes=args.edge_nodes, minio=args.minio
+        )
         if args.foreground and started:
             try:
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})

@@ -13,6 +13,10 @@ KUBERNETES = "v1.34.4"
 ETCD = "v3.6.16"
 KWOK = "v0.8.0"
 HELM = "v3.21.4"
+# MinIO tags its releases RELEASE.<date>, which are not semver, so the module proxy knows it only by
+# pseudo-version; the one pinned here is the newest the proxy serves (the repository's last commit, 2026-02-12).
+# Its go.mod has no replace directives, so `go install minio@version` builds it as upstream's Makefile does.
+MINIO = "v0.0.0-20260212201848-7aac2a2c5b7c"
 
 GO_DIR = pathlib.Path(__file__).resolve().parent / "go"
 
@@ -57,4 +61,7 @@ HELM_CLI = Component("helm", HELM, ("helm",), revision=2)
 # The Kubernetes minor of the client-go that helm's go.mod requires; helm's Makefile derives it the same way.
 HELM_KUBE_MINOR = "36"
 
-ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI)
+# The S3-compatible server of the engine store's s3:// path; started only when a test asks for it.
+MINIO_SERVER = Component("minio", MINIO, ("minio",))
+
+ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI, MINIO_SERVER)

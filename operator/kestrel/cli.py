@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -51,11 +52,88 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(command=_run)
 
 
+def _load(args: argparse.Namespace) -> int:
+    from kestrel import loader  # noqa: PLC0415 - the store's S3 client loads only for the commands that use it
+
+    return loader.load_command(
+        args.source,
+        args.target,
+        kek_files=args.kek_files,
+        verify_key_file=args.verify_key_file,
+        expected_artifact_id=args.artifact_id,
+        pvc_root=args.pvc_root,
+        credentials_dir=args.credentials_dir,
+        scratch_root=args.scratch_dir,
+    )
+
+
+def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "load",
+        help="fetch, verify and decrypt an engine into a folder (the Triton pod's init container)",
+        description="Exit codes: 0 loaded; 2 bad input; 3 integrity failure, nothing loaded; 4 store failure.",
+    )
+    parser.add_argument("--from", dest="source", required=True, help="engine URI: s3://BUCKET/PREFIX/NS/NAME/KEY")
+    parser.add_argument("--to", dest="target", type=pathlib.Path, required=True, help="absent or empty folder")
+    parser.add_argument(
+        "--kek-file",
+        dest="kek_files",
+        type=pathlib.Path,
+        action="append",
+        required=True,
+        help="key-encryption key (raw, hex or base64); repeat during a rotation, newest first",
+    )
+    parser.add_argument("--verify-key-file", type=pathlib.Path, required=True, help="Ed25519 public key (PEM)")
+    parser.add_argument("--artifact-id", help="expected artifact id (default: NS/NAME/KEY from the URI)")
+    parser.add_argument("--pvc-root", type=pathlib.Path, default=pathlib.Path("/mnt/pvc"), help="where pvc:// is")
+    parser.add_argument("--credentials-dir", type=pathlib.Path, help="mounted S3 credentials Secret for s3://")
+    parser.add_argument("--scratch-dir", type=pathlib.Path, help="where the ciphertext waits (default: TMPDIR)")
+    parser.set_defaults(command=_load)
+
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from kestrel import loader  # noqa: PLC0415 - as for load
+
+    return loader.rotate_command(
+        args.store,
+        args.namespace,
+        args.name,
+        old_kek_file=args.old_kek_file,
+        new_kek_file=args.new_kek_file,
+        signing_key_file=args.signing_key_file,
+        pvc_root=args.pvc_root,
+        credentials_dir=args.credentials_dir,
+    )
+
+
+def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("keys", help="key management")
+    actions = parser.add_subparsers(title="actions", required=True)
+    rotate = actions.add_parser(
+        "rotate",
+        help="re-wrap every stored engine of a ModelDeployment under a new KEK (no re-encryption; idempotent)",
+        description="Exit codes: 0 done; 2 bad input; 3 integrity failure; 4 store failure.",
+    )
+    rotate.add_argument("--store", required=True, help="engine store: s3://BUCKET/PREFIX or pvc://CLAIM/PREFIX")
+    rotate.add_argument("--namespace", required=True)
+    rotate.add_argument("--name", required=True, help="the ModelDeployment")
+    rotate.add_argument("--old-kek-file", type=pathlib.Path, required=True)
+    rotate.add_argument("--new-kek-file", type=pathlib.Path, required=True)
+    rotate.add_argument(
+        "--signing-key-file", type=pathlib.Path, required=True, help="Ed25519 private key (PEM) that re-signs"
+    )
+    rotate.add_argument("--pvc-root", type=pathlib.Path, default=pathlib.Path("/mnt/pvc"), help="where pvc:// is")
+    rotate.add_argument("--credentials-dir", type=pathlib.Path, help="mounted S3 credentials Secret for s3://")
+    rotate.set_defaults(command=_keys_rotate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kestrel", description=__doc__)
     commands = parser.add_subparsers(title="commands", required=True)
     _add_render(commands)
     _add_run(commands)
+    _add_load(commands)
+    _add_keys(commands)
     return parser
 
 

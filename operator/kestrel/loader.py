@@ -1,0 +1,260 @@
+"""`kestrel load` (the Triton pod's init container) and `kestrel keys rotate`: the engine store meets the keys.
+
+`load` downloads an engine's artifact (ciphertext and signed manifest) into a scratch folder, then has
+`security.artifact.unpack` verify the signature, the file set and every chunk, and decrypt into a staging folder
+beside the target that is renamed onto it only after every file verified. Plaintext therefore exists only on the
+target's (memory-backed) volume, and only once the whole artifact is known good; the scratch folder, which holds
+nothing but ciphertext, is removed either way.
+
+`rotate` re-wraps each stored engine's data key under a new key-encryption key and re-signs its manifest; no
+ciphertext byte is read or written, and an engine already under the new KEK is left alone, so it can rerun. During
+a rotation loaders given both KEKs (`--kek-file NEW --kek-file OLD`) serve either form, so there is no downtime.
+
+Exit codes of both commands: 0 done; 2 bad input (arguments, key files, URI, a non-empty target); 3 integrity
+failure (signature, hash, size, chunk, wrong KEK, a different engine than asked for): nothing was served;
+4 the store failed or holds no such engine (worth a retry, as a restarted init container does).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from kestrel import storage
+from kestrel.api import errors as api_errors
+from kestrel.security import artifact, kms
+from kestrel.security import errors as security_errors
+from kestrel.security import manifest as manifests
+from kestrel.storage import errors as storage_errors
+from kestrel.storage import layout, pvc, store
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_INTEGRITY = 3
+EXIT_STORE = 4
+MAX_KEY_FILE = 64 << 10
+
+
+def load(
+    source_uri: str,
+    target_dir: pathlib.Path,
+    *,
+    kek_provider: kms.KeyEncryptionKey | kms.KeyRing,
+    verify_key: ed25519.Ed25519PublicKey,
+    expected_artifact_id: str | None = None,
+    pvc_root: pathlib.Path = pvc.DEFAULT_MOUNT_ROOT,
+    credentials_dir: pathlib.Path | None = None,
+    scratch_root: pathlib.Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> manifests.Manifest:
+    """Fetch, verify and decrypt the engine at `source_uri` into `target_dir` (absent or empty).
+
+    `expected_artifact_id` defaults to the `artifact_id` of the engine the URI names. `scratch_root` holds the
+    ciphertext while it is checked (default: the system's temporary folder, not the memory-backed target).
+    """
+    location, ref = layout.parse_engine_uri(source_uri)
+    if target_dir.is_symlink() or (target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir()))):
+        # Checked before a multi-GB download too, not only by unpack after it.
+        raise security_errors.TargetNotEmptyError(f"{target_dir} exists and is not an empty directory")
+    engines = storage.open_store(location.uri, pvc_root=pvc_root, credentials_dir=credentials_dir, environ=environ)
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-load-", dir=scratch_root))
+    try:
+        fetched = scratch / "artifact"
+        engines.download(ref, fetched)
+        return artifact.unpack(
+            fetched,
+            target_dir,
+            kek=kek_provider,
+            verify_key=verify_key,
+            expected_artifact_id=expected_artifact_id or ref.artifact_id,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rotated:
+    """One engine's outcome: `changed` False when it was already wrapped by the new KEK."""
+
+    key: str
+    kek_id: str
+    changed: bool
+
+
+def rotate(
+    engines: store.Store,
+    namespace: str,
+    name: str,
+    old_kek: kms.KeyEncryptionKey | kms.KeyRing,
+    new_kek: kms.KeyEncryptionKey,
+    *,
+    signing_key: ed25519.Ed25519PrivateKey,
+) -> list[Rotated]:
+    """Re-wrap the data key of every complete engine of one ModelDeployment under `new_kek`; idempotent.
+
+    Only manifests move: each is fetched, verified against the signing key's public half, re-wrapped and re-signed
+    by `artifact.rewrap`, and written back in one atomic PUT (or rename). Incomplete engines are skipped.
+    """
+    results = []
+    for engine in engines.list_engines(namespace, name):
+        if not engine.complete:
+            continue
+        ref = layout.EngineRef(namespace, name, engine.key)
+        document = engines.read_manifest(ref)
+        with tempfile.TemporaryDirectory(prefix="kestrel-rotate-") as folder:
+            # rewrap works on an artifact folder; the ciphertext is not needed, only the folder it would be in.
+            local = pathlib.Path(folder)
+            (local / artifact.MANIFEST_NAME).write_bytes(document)
+            (local / artifact.FILES_DIR).mkdir()
+            updated = artifact.rewrap(
+                local, old=old_kek, new=new_kek, signing_key=signing_key, verify_key=signing_key.public_key()
+            )
+            rewritten = (local / artifact.MANIFEST_NAME).read_bytes()
+        changed = rewritten != document
+        if changed:
+            engines.replace_manifest(ref, rewritten)
+        results.append(Rotated(engine.key, updated.wrapped_key.kek_id, changed))
+    return results
+
+
+# --- key files -----------------------------------------------------------------------------------------------
+
+
+def read_kek(path: pathlib.Path) -> kms.LocalKek:
+    """A KEK file as a Secret mounts it: 32 raw bytes, or 64 hex digits, or base64 of 32 bytes (whitespace ignored)."""
+    raw = _read_small(path)
+    if len(raw) == kms.KEK_SIZE:
+        return kms.LocalKek(raw)
+    text = b"".join(raw.split())
+    for key in (_unhex(text), _unbase64(text)):
+        if key is not None and len(key) == kms.KEK_SIZE:
+            return kms.LocalKek(key)
+    # Says nothing about the content: it may be a key with a typo.
+    raise storage_errors.StoreConfigError(f"{path} does not hold a 32-byte key (raw, hex or base64)")
+
+
+def _unhex(text: bytes) -> bytes | None:
+    try:
+        return binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _unbase64(text: bytes) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def read_verify_key(path: pathlib.Path) -> ed25519.Ed25519PublicKey:
+    """An Ed25519 public key in PEM. Not raw bytes: any 32 bytes would pass, a KEK file mounted by mistake too."""
+    try:
+        return manifests.load_public_key(_read_small(path))
+    except ValueError:
+        raise storage_errors.StoreConfigError(f"{path} does not hold an Ed25519 public key (PEM)") from None
+
+
+def read_signing_key(path: pathlib.Path) -> ed25519.Ed25519PrivateKey:
+    try:
+        return manifests.load_private_key(_read_small(path))
+    except (ValueError, TypeError):
+        raise storage_errors.StoreConfigError(f"{path} does not hold an Ed25519 private key (PEM)") from None
+
+
+def _read_small(path: pathlib.Path) -> bytes:
+    try:
+        with path.open("rb") as reader:
+            data = reader.read(MAX_KEY_FILE + 1)
+    except OSError as error:
+        raise storage_errors.StoreConfigError(f"cannot read {path}: {error.strerror}") from None
+    if len(data) > MAX_KEY_FILE:
+        raise storage_errors.StoreConfigError(f"{path} is too large to be a key")
+    return data
+
+
+# --- command-line entry points (kestrel.cli parses, these run and map errors to exit codes) --------------------
+
+
+def exit_code(error: BaseException) -> int:
+    """The documented exit code for an error `load` or `rotate` raised."""
+    if isinstance(error, api_errors.IntegrityError | security_errors.UnsafePathError):
+        return EXIT_INTEGRITY
+    if isinstance(error, storage_errors.StoreConfigError | security_errors.TargetNotEmptyError):
+        return EXIT_BAD_INPUT
+    if isinstance(error, storage_errors.StorageError):
+        return EXIT_STORE
+    return 1
+
+
+def load_command(
+    source_uri: str,
+    target_dir: pathlib.Path,
+    *,
+    kek_files: list[pathlib.Path],
+    verify_key_file: pathlib.Path,
+    expected_artifact_id: str | None,
+    pvc_root: pathlib.Path,
+    credentials_dir: pathlib.Path | None,
+    scratch_root: pathlib.Path | None,
+) -> int:
+    try:
+        keks = [read_kek(path) for path in kek_files]
+        ring = kms.KeyRing(keks[0], keks[1:])
+        loaded = load(
+            source_uri,
+            target_dir,
+            kek_provider=ring,
+            verify_key=read_verify_key(verify_key_file),
+            expected_artifact_id=expected_artifact_id,
+            pvc_root=pvc_root,
+            credentials_dir=credentials_dir,
+            scratch_root=scratch_root,
+        )
+    except api_errors.KestrelError as error:
+        code = exit_code(error)
+        verdict = "Refused" if code == EXIT_INTEGRITY else "Failed"
+        print(f"kestrel load: {verdict} {source_uri}: {error}", file=sys.stderr, flush=True)
+        return code
+    size = sum(entry.size for entry in loaded.files)
+    print(f"Loaded {loaded.artifact_id}: {len(loaded.files)} files, {size} bytes into {target_dir}", flush=True)
+    return EXIT_OK
+
+
+def rotate_command(
+    store_uri: str,
+    namespace: str,
+    name: str,
+    *,
+    old_kek_file: pathlib.Path,
+    new_kek_file: pathlib.Path,
+    signing_key_file: pathlib.Path,
+    pvc_root: pathlib.Path,
+    credentials_dir: pathlib.Path | None,
+) -> int:
+    try:
+        engines = storage.open_store(store_uri, pvc_root=pvc_root, credentials_dir=credentials_dir)
+        results = rotate(
+            engines,
+            namespace,
+            name,
+            read_kek(old_kek_file),
+            read_kek(new_kek_file),
+            signing_key=read_signing_key(signing_key_file),
+        )
+    except api_errors.KestrelError as error:
+        print(f"kestrel keys rotate: Failed {namespace}/{name}: {error}", file=sys.stderr, flush=True)
+        return exit_code(error)
+    for result in results:
+        state = "Re-wrapped" if result.changed else "Already wrapped"
+        print(f"{state} {namespace}/{name}/{result.key} under KEK {result.kek_id}", flush=True)
+    return EXIT_OK

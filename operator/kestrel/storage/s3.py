@@ -1,0 +1,287 @@
+"""The engine store on S3 (AWS S3, GCS's S3 API, MinIO on-prem), through the MinIO Python SDK.
+
+Not boto3: botocore pins python-dateutil below 3, which kubernetes 37 requires, so the two cannot share an image.
+The MinIO SDK is a plain, typed S3 client (AWS Signature V4, multipart upload) over urllib3, which kubernetes
+already brings.
+
+Uploads are multipart in `PART_SIZE` parts sent one at a time, and downloads stream in `store.COPY_BLOCK` blocks,
+so memory stays at one part whatever the engine's size. Credentials come from a mounted Secret directory (files
+named like the AWS variables) or the environment; no message this module raises contains them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import io
+import os
+import pathlib
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Set
+from typing import BinaryIO, NoReturn, TypeVar
+
+import certifi
+import minio
+import urllib3
+from minio import deleteobjects
+from minio import error as minio_errors
+
+from kestrel.storage import errors, layout, store
+
+PART_SIZE = 16 << 20
+_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL")
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "InvalidBucketName"}
+_MISSING = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
+_T = TypeVar("_T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Credentials:
+    """Where the store is and how to sign for it; `repr` leaves the secrets out."""
+
+    access_key: str = dataclasses.field(repr=False)
+    secret_key: str = dataclasses.field(repr=False)
+    endpoint: str
+    region: str
+    session_token: str | None = dataclasses.field(default=None, repr=False)
+    ca_file: str | None = None
+
+    @classmethod
+    def load(cls, secret_dir: pathlib.Path | None = None, environ: Mapping[str, str] = os.environ) -> Credentials:
+        """Read the mounted Secret `secret_dir`, else the environment (AWS_ENDPOINT_URL_S3 wins, as in the SDKs)."""
+        values = {key: environ[key] for key in _KEYS if environ.get(key)}
+        if environ.get("AWS_ENDPOINT_URL_S3"):
+            values["AWS_ENDPOINT_URL"] = environ["AWS_ENDPOINT_URL_S3"]
+        if secret_dir is not None:
+            for key in _KEYS:
+                if (secret_dir / key).is_file():
+                    values[key] = (secret_dir / key).read_text().strip()
+        if not values.get("AWS_ACCESS_KEY_ID") or not values.get("AWS_SECRET_ACCESS_KEY"):
+            where = f"{secret_dir} or the environment" if secret_dir else "the environment"
+            raise errors.StoreConfigError(
+                f"No S3 credentials: {where} needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        region = values.get("AWS_REGION", "us-east-1")
+        return cls(
+            access_key=values["AWS_ACCESS_KEY_ID"],
+            secret_key=values["AWS_SECRET_ACCESS_KEY"],
+            endpoint=values.get("AWS_ENDPOINT_URL", "https://s3.amazonaws.com"),
+            region=region,
+            session_token=values.get("AWS_SESSION_TOKEN"),
+            ca_file=environ.get("AWS_CA_BUNDLE") or None,
+        )
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(value for value in (self.access_key, self.secret_key, self.session_token) if value)
+
+
+class S3Store:
+    """Engines under `s3://bucket/prefix`."""
+
+    def __init__(self, location: layout.StoreLocation, credentials: Credentials, *, part_size: int = PART_SIZE) -> None:
+        if location.scheme != "s3":
+            raise errors.StoreConfigError(f"{location.uri} is not an s3:// store")
+        endpoint = urllib.parse.urlsplit(credentials.endpoint)
+        if endpoint.scheme not in ("http", "https") or not endpoint.netloc or endpoint.path.strip("/"):
+            raise errors.StoreConfigError(f"S3 endpoint {credentials.endpoint!r} is not http(s)://HOST[:PORT]")
+        self._location = location
+        self._part_size = part_size
+        self._bucket = location.container
+        self._base = f"{location.prefix}/" if location.prefix else ""
+        self._secrets = credentials.secrets()
+        # Bounded: a stuck store fails the request after these limits instead of hanging a reconcile or an init
+        # container. urllib3 retries connection errors and 5xx a few times with back-off.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=10, read=120),
+            retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=credentials.ca_file or os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        )
+        self._client = minio.Minio(
+            endpoint.netloc,
+            access_key=credentials.access_key,
+            secret_key=credentials.secret_key,
+            session_token=credentials.session_token,
+            secure=endpoint.scheme == "https",
+            region=credentials.region,
+            http_client=http,
+        )
+
+    @property
+    def location(self) -> layout.StoreLocation:
+        return self._location
+
+    def _key(self, ref: layout.EngineRef, relative: str = "") -> str:
+        return f"{self._base}{ref.path}/{relative}"
+
+    def _call(self, what: str, call: Callable[[], _T]) -> _T:
+        try:
+            return call()
+        except (minio_errors.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
+            self._raise(what, error)
+
+    def _raise(self, what: str, error: Exception) -> NoReturn:
+        if isinstance(error, minio_errors.S3Error):
+            detail = f"{error.code}: {error.message}"
+            if error.code in _MISSING:
+                raise errors.EngineNotFoundError(self._redact(f"{what}: {detail}")) from None
+            if error.code in _DENIED:
+                raise errors.StoreAccessError(self._redact(f"{what}: {detail}")) from None
+            if error.code in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"):
+                raise errors.StoreUnavailableError(self._redact(f"{what}: {detail}")) from None
+            raise errors.StorageError(self._redact(f"{what}: {detail}")) from None
+        # Connection failures, 5xx without an S3 body, truncated responses: all worth a retry later.
+        raise errors.StoreUnavailableError(self._redact(f"{what}: {type(error).__name__}: {error}")) from None
+
+    def _redact(self, message: str) -> str:
+        for secret in self._secrets:
+            message = message.replace(secret, "<redacted>")
+        return message
+
+    def _objects(self, prefix: str) -> Iterator[minio.datatypes.Object]:
+        return iter(self._call(f"List {self._describe(prefix)}", lambda: list(self._listing(prefix))))
+
+    def _listing(self, prefix: str) -> Iterator[minio.datatypes.Object]:
+        yield from self._client.list_objects(self._bucket, prefix=prefix, recursive=True)
+
+    def _describe(self, key: str) -> str:
+        return f"s3://{self._bucket}/{key}"
+
+    def upload(self, source: pathlib.Path, ref: layout.EngineRef) -> store.Transfer:
+        files = store.artifact_files(source)
+        prefix = self._key(ref)
+        stale = {obj.object_name for obj in self._objects(prefix) if obj.object_name}
+        manifest = self._key(ref, layout.MANIFEST_NAME)
+        if manifest in stale:
+            # Replacing an engine: it stops counting as present before any of its files changes.
+            self._remove([manifest], ref)
+        total = 0
+        for relative, path, size in files:
+            key = self._key(ref, relative)
+            if relative == layout.MANIFEST_NAME:
+                # Objects the new artifact does not have go before the manifest makes it present again.
+                self._remove(
+                    sorted(stale - {key for key, _, _ in ((self._key(ref, r), p, s) for r, p, s in files)}), ref
+                )
+            with path.open("rb") as reader:
+                put = functools.partial(
+                    self._client.put_object,
+                    self._bucket,
+                    key,
+                    reader,
+                    size,
+                    part_size=self._part_size,
+                    num_parallel_uploads=1,
+                )
+                self._call(f"Upload {self._describe(key)}", put)
+            total += size
+        return store.Transfer(len(files), total)
+
+    def _remove(self, keys: list[str], ref: layout.EngineRef) -> None:
+        if not keys:
+            return
+
+        def remove() -> list[str]:
+            failed = self._client.remove_objects(self._bucket, (deleteobjects.DeleteObject(k) for k in keys))
+            return [f"{failure.name}: {failure.code}" for failure in failed]
+
+        problems = self._call(f"Delete objects of {self._location.engine_uri(ref)}", remove)
+        if problems:
+            raise errors.StorageError(self._redact(f"Could not delete {', '.join(problems)}"))
+
+    def download(self, ref: layout.EngineRef, target: pathlib.Path) -> store.Transfer:
+        prefix = self._key(ref)
+        objects = {
+            obj.object_name[len(prefix) :]: obj.object_name
+            for obj in self._objects(prefix)
+            if obj.object_name and not obj.is_dir
+        }
+        if layout.MANIFEST_NAME not in objects:
+            raise errors.EngineNotFoundError(f"No engine at {self._location.engine_uri(ref)}")
+        for relative in objects:
+            layout.check_relative(relative)
+        created = store.prepare_target(target)
+        total = 0
+        try:
+            for relative, key in sorted(objects.items()):
+                with store.open_new_file(target, relative) as writer:
+                    total += self._call(f"Download {self._describe(key)}", functools.partial(self._fetch, key, writer))
+        except BaseException:
+            store.discard_target(target, created=created)
+            raise
+        return store.Transfer(len(objects), total)
+
+    def _fetch(self, key: str, writer: BinaryIO) -> int:
+        response = self._client.get_object(self._bucket, key)
+        total = 0
+        try:
+            for block in response.stream(store.COPY_BLOCK):
+                try:
+                    writer.write(block)
+                except OSError as error:
+                    # A full or read-only target is ours to fix, not the store's: not a retryable store error.
+                    raise errors.StorageError(f"Writing {self._describe(key)} failed: {error.strerror}") from None
+                total += len(block)
+            return total
+        finally:
+            response.close()
+            response.release_conn()
+
+    def exists(self, ref: layout.EngineRef) -> bool:
+        key = self._key(ref, layout.MANIFEST_NAME)
+        try:
+            self._call(f"Look up {self._describe(key)}", lambda: self._client.stat_object(self._bucket, key))
+        except errors.EngineNotFoundError:
+            return False
+        return True
+
+    def list_engines(self, namespace: str, name: str) -> list[store.StoredEngine]:
+        prefix = f"{self._base}{layout.owner_path(namespace, name)}/"
+        complete: dict[str, bool] = {}
+        modified: dict[str, datetime.datetime] = {}
+        for obj in self._objects(prefix):
+            key, _, rest = (obj.object_name or "")[len(prefix) :].partition("/")
+            if not key or not rest:
+                continue
+            complete[key] = complete.get(key, False) or rest == layout.MANIFEST_NAME
+            stamp = obj.last_modified or datetime.datetime.now(datetime.UTC)
+            modified[key] = max(modified.get(key, stamp), stamp)
+        return [store.StoredEngine(key, complete[key], modified[key]) for key in sorted(complete)]
+
+    def delete_engine(self, ref: layout.EngineRef) -> None:
+        self._remove([self._key(ref, layout.MANIFEST_NAME)], ref)
+        rest = [obj.object_name for obj in self._objects(self._key(ref)) if obj.object_name]
+        self._remove(rest, ref)
+
+    def collect_garbage(self, namespace: str, name: str, keep: Set[str]) -> list[str]:
+        removed = store.select_garbage(self.list_engines(namespace, name), keep)
+        for key in removed:
+            self.delete_engine(layout.EngineRef(namespace, name, key))
+        return removed
+
+    def read_manifest(self, ref: layout.EngineRef) -> bytes:
+        key = self._key(ref, layout.MANIFEST_NAME)
+
+        def read() -> bytes:
+            response = self._client.get_object(self._bucket, key)
+            try:
+                document = response.read(store.MAX_MANIFEST_SIZE + 1)
+            finally:
+                response.close()
+                response.release_conn()
+            if len(document) > store.MAX_MANIFEST_SIZE:
+                raise errors.StorageError(f"The manifest at {self._describe(key)} is too large")
+            return bytes(document)
+
+        return self._call(f"Read {self._describe(key)}", read)
+
+    def replace_manifest(self, ref: layout.EngineRef, document: bytes) -> None:
+        if not self.exists(ref):
+            raise errors.EngineNotFoundError(f"No engine at {self._location.engine_uri(ref)}")
+        key = self._key(ref, layout.MANIFEST_NAME)
+        # One PUT: S3 replaces an object atomically, so readers see the old manifest or the new one.
+        self._call(
+            f"Upload {self._describe(key)}",
+            lambda: self._client.put_object(self._bucket, key, io.BytesIO(document), len(document)),
+        )
