@@ -28,10 +28,12 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here: importing the handlers registers them with Kopf, which only `run` wants.
     import kopf  # noqa: PLC0415
 
-    from kestrel import handlers  # noqa: PLC0415
+    from kestrel import handlers, metrics  # noqa: PLC0415
     from kestrel.handlers import config  # noqa: PLC0415
 
     namespaces = config.from_environment().watch_namespaces
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=not namespaces,
@@ -48,6 +50,7 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument(
         "--health-port", type=int, default=8080, help="port of /healthz for the liveness probe; 0: none"
     )
+    parser.add_argument("--metrics-port", type=int, default=9090, help="port of Prometheus /metrics; 0: none")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.set_defaults(command=_run)
 

@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -151,6 +152,7 @@ class Operator:
         self.log_dir = log_dir
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_port = 0
 
     def start(self) -> None:
         self.starts += 1
@@ -161,8 +163,9 @@ class Operator:
             "KESTREL_ENGINE_STORE": "s3://engines/kestrel",
             "KESTREL_RESYNC_SECONDS": "1",
         }
+        self.metrics_port = cluster._free_port()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kestrel.cli", "run", "--health-port", "0"],
+            [sys.executable, "-m", "kestrel.cli", "run", "--health-port=0", f"--metrics-port={self.metrics_port}"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -181,6 +184,10 @@ class Operator:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            return str(response.read().decode())
 
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))

@@ -62,6 +62,9 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
     assert done["status"]["observedGeneration"] == done["metadata"]["generation"]
     assert done["status"]["revision"]["current"] == keys.engine_key(parsed)
     assert [j.metadata.name for j in jobs(kube, namespace)] == [job_name]
+    exported = operator.metrics()  # of the restarted operator, which saw the build finish
+    assert 'kestrel_events_total{reason="Passed",type="Normal"} 1.0' in exported
+    assert 'kestrel_reconciles_total{result="ok"}' in exported
     assert "Traceback" not in operator.log()
     assert "Forbidden" not in operator.log() and "forbidden" not in operator.log()
 

@@ -11,7 +11,11 @@ from tests.cluster.operator_support import build, condition, get_mdep, make_pods
 
 
 def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, operator, namespace, manual_node) -> None:
-    raw = {**mdep_spec(namespace), "rollout": {"progressDeadlineSeconds": 30}}
+    raw = {
+        **mdep_spec(namespace),
+        "rollout": {"progressDeadlineSeconds": 30},
+        "security": {"access": {"allowedServiceAccounts": [f"{namespace}/camera-app"]}},
+    }
     kube.create_mdep(namespace, "cams", raw)
     first = build(kube, namespace, raw, manual_node)
 
@@ -31,6 +35,31 @@ def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, ope
     assert ready["status"]["readyReplicas"] == 1
     assert ready["status"]["endpoints"]["grpc"] == f"{names.service('cams')}.{namespace}.svc:8001"
     assert condition(ready, "CertificateReady")["status"] == "True"
+    # Only the allowed ServiceAccount may read the API key; the NetworkPolicy fences the pods.
+    secret = f"secret/{names.api_key_secret('cams')}"
+    allowed = kube.kubectl(
+        "auth",
+        "can-i",
+        "get",
+        secret,
+        f"--namespace={namespace}",
+        f"--as=system:serviceaccount:{namespace}:camera-app",
+        check=False,
+    )
+    other = kube.kubectl(
+        "auth",
+        "can-i",
+        "get",
+        secret,
+        f"--namespace={namespace}",
+        f"--as=system:serviceaccount:{namespace}:default",
+        check=False,
+    )
+    assert (allowed.stdout.strip(), other.stdout.strip()) == ("yes", "no")
+    assert condition(ready, "AccessConfigured")["status"] == "True"
+    assert (
+        kube.kubectl("get", "networkpolicy", names.network_policy("cams"), f"--namespace={namespace}").returncode == 0
+    )
     columns = kube.kubectl("get", "mdep", "cams", f"--namespace={namespace}", "--no-headers").stdout.split()
     assert columns[1:6] == ["True", "onnx", "fp32", "1", f"{names.service('cams')}.{namespace}.svc:8001"]
 

@@ -7,6 +7,7 @@ import datetime
 import logging
 from typing import Any
 
+from kestrel import metrics
 from kestrel.api import conditions, spec, status
 from kestrel.kube import client
 
@@ -77,3 +78,4 @@ class Context:
         log.log(level, "%s: %s (%s)", self.ref, message, reason)
         self.kube.event(self.body, type=kind, reason=reason, message=message, action=action)
         self.events.append((kind, reason, message))
+        metrics.EVENTS.labels(kind, reason).inc()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from kestrel import metrics
+from kestrel.api import conditions
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import access, context, encryption, engine, serving, summary, tls
@@ -20,11 +22,26 @@ def reconcile(
 
     Idempotent and level-triggered: create, update, resume and the drift timer all call it.
     """
-    ctx = context.Context.load(kube, body, now or datetime.datetime.now(datetime.UTC))
+    with metrics.RECONCILE_SECONDS.time():
+        try:
+            ctx = _reconcile(kube, body, settings, now or datetime.datetime.now(datetime.UTC))
+        except Exception:
+            metrics.RECONCILES.labels("error").inc()
+            raise
+    metrics.RECONCILES.labels("ok").inc()
+    ready = ctx.condition(conditions.READY)
+    metrics.READY.labels(ctx.namespace, ctx.name).set(1 if ready and ready.status == "True" else 0)
+    return ctx
+
+
+def _reconcile(
+    kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings, now: datetime.datetime
+) -> context.Context:
+    ctx = context.Context.load(kube, body, now)
     # Keys and certificates first: the build Job mounts the signing key, the Triton pods the certificate.
     encryption.reconcile(ctx)
     tls.reconcile(ctx, settings)
-    access.reconcile(ctx)
+    access.reconcile(ctx, settings)
     engine.reconcile(ctx, settings)
     serving.reconcile(ctx, settings)
     summary.reconcile(ctx)
