@@ -6,7 +6,10 @@ it finishes build pods and marks Triton pods Ready (or leaves them unready) thro
 
 from __future__ import annotations
 
+import json
+
 from kestrel.manifests import names
+from kestrel.security import audit
 from tests.cluster.operator_support import build, condition, get_mdep, make_pods_ready, mdep_spec, wait_for
 
 
@@ -91,6 +94,16 @@ def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, ope
     assert back["status"]["phase"] == "Degraded"
     events = [e.reason for e in kube.core.list_namespaced_event(namespace).items if e.involved_object.name == "cams"]
     assert "RolledBack" in events
+    # Every change left one audit line naming who changed the spec, and no log line holds key material.
+    log = operator.log()
+    audited = [json.loads(line[line.index("{") :]) for line in log.splitlines() if '"audit":' in line]
+    changes = {record["change"] for record in audited}
+    assert {"spec", "engine", "revision", "certificate", "key", "access"} <= changes
+    spec_changes = [r for r in audited if r["change"] == "spec" and r["old"]]
+    assert spec_changes and spec_changes[0]["fieldManagers"]
+    assert "SpecChanged" in events
+    assert audit.find_key_material(log) is None
+    assert "Refused an audit line" not in log
     # The first revision is what the Deployment runs again.
     deployment = kube.kubectl(
         "get",

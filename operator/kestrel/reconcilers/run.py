@@ -9,7 +9,7 @@ from kestrel import metrics
 from kestrel.api import conditions
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import access, context, encryption, engine, serving, summary, tls
+from kestrel.reconcilers import access, audit, context, encryption, engine, serving, summary, tls
 
 
 def reconcile(
@@ -45,6 +45,7 @@ def _reconcile(
     engine.reconcile(ctx, settings)
     serving.reconcile(ctx, settings)
     summary.reconcile(ctx)
+    audit.reconcile(ctx, body.get("status") or {})
     ctx.status.observed_generation = ctx.generation
     old_status, new_status = body.get("status") or {}, ctx.status.to_wire()
     if new_status != old_status:
