@@ -20,6 +20,7 @@ from kubernetes import client, config
 
 from kestrel.api import crd
 from testbed import cluster
+from tests.cluster.kubelet_fixtures import process_kubelet  # noqa: F401 - a fixture for the suites here
 from tests.cluster.operator_support import NODE_LABEL
 
 ROOT = pathlib.Path(__file__).parents[2]
