@@ -66,7 +66,8 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
     assert 'kestrel_events_total{reason="Passed",type="Normal"} 1.0' in exported
     assert 'kestrel_reconciles_total{result="ok"}' in exported
     assert "Traceback" not in operator.log()
-    assert "Forbidden" not in operator.log() and "forbidden" not in operator.log()
+    # No RBAC denial: the chart's role covers every call (a namespace being deleted also refuses writes: not RBAC).
+    assert 'forbidden: User "system:serviceaccount:' not in operator.log()
 
 
 def test_failed_gate_is_reported_with_its_reason_and_an_event(kube, operator, namespace, manual_node) -> None:

@@ -22,6 +22,9 @@ def _reconcile(body: kopf.Body, logger: Logger) -> None:
         raise kopf.PermanentError(str(error)) from error
     except errors.TransientError as error:
         raise kopf.TemporaryError(str(error), delay=error.delay) from error
+    except errors.ClusterError as error:
+        # Refusals (RBAC, a namespace being deleted, admission) may clear up: retry slowly, say why, no traceback.
+        raise kopf.TemporaryError(str(error), delay=30) from error
 
 
 @kopf.on.resume(*RESOURCE)
