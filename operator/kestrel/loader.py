@@ -6,9 +6,15 @@ beside the target that is renamed onto it only after every file verified. Plaint
 target's (memory-backed) volume, and only once the whole artifact is known good; the scratch folder, which holds
 nothing but ciphertext, is removed either way.
 
+An engine of a ModelDeployment without encryption is a signed plaintext artifact: it loads the same way, verified
+file by file, with no KEK (one given is unused). `--require-encryption`, which the operator passes whenever the
+spec enables encryption, refuses such an artifact even when validly signed, so that nobody with write access to
+the store can swap an encrypted engine for a plaintext one signed before encryption was switched on.
+
 `rotate` re-wraps each stored engine's data key under a new key-encryption key and re-signs its manifest; no
 ciphertext byte is read or written, and an engine already under the new KEK is left alone, so it can rerun. During
 a rotation loaders given both KEKs (`--kek-file NEW --kek-file OLD`) serve either form, so there is no downtime.
+Plaintext engines have no data key and are reported unchanged.
 
 Exit codes of both commands: 0 done; 2 bad input (arguments, key files, URI, a non-empty target); 3 integrity
 failure (signature, hash, size, chunk, wrong KEK, a different engine than asked for): nothing was served;
@@ -48,20 +54,25 @@ def load(
     source_uri: str,
     target_dir: pathlib.Path,
     *,
-    kek_provider: kms.KeyEncryptionKey | kms.KeyRing,
+    kek_provider: kms.KeyEncryptionKey | kms.KeyRing | None = None,
     verify_key: ed25519.Ed25519PublicKey,
+    require_encryption: bool = False,
     expected_artifact_id: str | None = None,
     pvc_root: pathlib.Path = pvc.DEFAULT_MOUNT_ROOT,
     credentials_dir: pathlib.Path | None = None,
     scratch_root: pathlib.Path | None = None,
     environ: Mapping[str, str] = os.environ,
-) -> manifests.Manifest:
-    """Fetch, verify and decrypt the engine at `source_uri` into `target_dir` (absent or empty).
+) -> manifests.AnyManifest:
+    """Fetch, verify and decrypt (or copy) the engine at `source_uri` into `target_dir` (absent or empty).
 
+    `kek_provider` is needed only for an encrypted engine. `require_encryption` refuses a plaintext one.
     `expected_artifact_id` defaults to the `artifact_id` of the engine the URI names. `scratch_root` holds the
     ciphertext while it is checked (default: the system's temporary folder, not the memory-backed target).
     """
     location, ref = layout.parse_engine_uri(source_uri)
+    if require_encryption and kek_provider is None:
+        # Nothing could load: a plaintext engine is refused, an encrypted one needs a KEK. Say so before a download.
+        raise storage_errors.StoreConfigError("encryption is required, but no key-encryption key was given")
     if target_dir.is_symlink() or (target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir()))):
         # Checked before a multi-GB download too, not only by unpack after it.
         raise security_errors.TargetNotEmptyError(f"{target_dir} exists and is not an empty directory")
@@ -75,6 +86,7 @@ def load(
             target_dir,
             kek=kek_provider,
             verify_key=verify_key,
+            require_encryption=require_encryption,
             expected_artifact_id=expected_artifact_id or ref.artifact_id,
         )
     finally:
@@ -83,10 +95,11 @@ def load(
 
 @dataclasses.dataclass(frozen=True)
 class Rotated:
-    """One engine's outcome: `changed` False when it was already wrapped by the new KEK."""
+    """One engine's outcome: `changed` False when it was already wrapped by the new KEK, or is not encrypted
+    (`kek_id` None: a plaintext engine has no data key to re-wrap)."""
 
     key: str
-    kek_id: str
+    kek_id: str | None
     changed: bool
 
 
@@ -102,7 +115,8 @@ def rotate(
     """Re-wrap the data key of every complete engine of one ModelDeployment under `new_kek`; idempotent.
 
     Only manifests move: each is fetched, verified against the signing key's public half, re-wrapped and re-signed
-    by `artifact.rewrap`, and written back in one atomic PUT (or rename). Incomplete engines are skipped.
+    by `artifact.rewrap`, and written back in one atomic PUT (or rename). Incomplete engines are skipped; plaintext
+    engines are verified and left as they are.
     """
     results = []
     for engine in engines.list_engines(namespace, name):
@@ -122,7 +136,8 @@ def rotate(
         changed = rewritten != document
         if changed:
             engines.replace_manifest(ref, rewritten)
-        results.append(Rotated(engine.key, updated.wrapped_key.kek_id, changed))
+        kek_id = updated.wrapped_key.kek_id if isinstance(updated, manifests.Manifest) else None
+        results.append(Rotated(engine.key, kek_id, changed))
     return results
 
 
@@ -202,6 +217,7 @@ def load_command(
     *,
     kek_files: list[pathlib.Path],
     verify_key_file: pathlib.Path,
+    require_encryption: bool = False,
     expected_artifact_id: str | None,
     pvc_root: pathlib.Path,
     credentials_dir: pathlib.Path | None,
@@ -209,12 +225,13 @@ def load_command(
 ) -> int:
     try:
         keks = [read_kek(path) for path in kek_files]
-        ring = kms.KeyRing(keks[0], keks[1:])
+        ring = kms.KeyRing(keks[0], keks[1:]) if keks else None
         loaded = load(
             source_uri,
             target_dir,
             kek_provider=ring,
             verify_key=read_verify_key(verify_key_file),
+            require_encryption=require_encryption,
             expected_artifact_id=expected_artifact_id,
             pvc_root=pvc_root,
             credentials_dir=credentials_dir,
@@ -226,7 +243,10 @@ def load_command(
         print(f"kestrel load: {verdict} {source_uri}: {error}", file=sys.stderr, flush=True)
         return code
     size = sum(entry.size for entry in loaded.files)
-    print(f"Loaded {loaded.artifact_id}: {len(loaded.files)} files, {size} bytes into {target_dir}", flush=True)
+    form = "encrypted" if isinstance(loaded, manifests.Manifest) else "signed, not encrypted"
+    print(
+        f"Loaded {loaded.artifact_id} ({form}): {len(loaded.files)} files, {size} bytes into {target_dir}", flush=True
+    )
     return EXIT_OK
 
 
@@ -255,6 +275,9 @@ def rotate_command(
         print(f"kestrel keys rotate: Failed {namespace}/{name}: {error}", file=sys.stderr, flush=True)
         return exit_code(error)
     for result in results:
+        if result.kek_id is None:
+            print(f"Left {namespace}/{name}/{result.key} unchanged: not encrypted", flush=True)
+            continue
         state = "Re-wrapped" if result.changed else "Already wrapped"
         print(f"{state} {namespace}/{name}/{result.key} under KEK {result.kek_id}", flush=True)
     return EXIT_OK

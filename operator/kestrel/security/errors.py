@@ -6,7 +6,8 @@ KestrelError
 │       ├── DecryptionError       a chunk failed authentication, or the stream is truncated, extended or malformed
 │       ├── SignatureError        the manifest is not signed by the trusted key, or is not a valid manifest
 │       ├── ManifestMismatchError a file is missing, unlisted, or differs in size or hash from the manifest
-│       └── KeyUnwrapError        the data key cannot be unwrapped by the given key-encryption key
+│       ├── KeyUnwrapError        the data key cannot be unwrapped by the given key-encryption key
+│       └── EncryptionRequiredError a validly signed plaintext artifact where encryption is required (a downgrade)
 ├── UnsafePathError  (ValueError) a path would escape its root, or is not a regular file
 ├── TargetNotEmptyError (FileExistsError) unpacking would overwrite existing files
 ├── KeyMaterialError (ValueError) a log record looks like it contains key material
@@ -42,6 +43,10 @@ class ManifestMismatchError(errors.IntegrityError):
 
 class KeyUnwrapError(errors.IntegrityError):
     """The wrapped data key does not open with the key-encryption key at hand."""
+
+
+class EncryptionRequiredError(errors.IntegrityError):
+    """The artifact is signed but not encrypted, and the caller requires encryption."""
 
 
 class UnsafePathError(errors.KestrelError, ValueError):
