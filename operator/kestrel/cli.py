@@ -55,14 +55,39 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.set_defaults(command=_run)
 
 
+def _build(args: argparse.Namespace) -> int:
+    from kestrel.engine import command  # noqa: PLC0415 - the engine's heavy dependencies load only for this subcommand
+
+    return command.run(
+        args.spec,
+        args.out,
+        pvc_root=args.pvc_root,
+        credentials_dir=args.credentials_dir,
+        ca_file=args.ca_file,
+        threads=args.threads,
+    )
+
+
+def _add_build(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("build", help="build, validate and profile an engine (what the build Job runs)")
+    parser.add_argument("--spec", type=pathlib.Path, required=True, help="ModelDeployment YAML (object or spec)")
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="output directory")
+    parser.add_argument("--pvc-root", type=pathlib.Path, help="where pvc://CLAIM/... is mounted (/mnt/pvc)")
+    parser.add_argument("--credentials-dir", type=pathlib.Path, help="mounted credentials Secret for s3://")
+    parser.add_argument("--ca-file", type=pathlib.Path, help="extra CA bundle for https:// and s3:// endpoints")
+    parser.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
+    parser.set_defaults(command=_build)
+
+
 def _load(args: argparse.Namespace) -> int:
     from kestrel import loader  # noqa: PLC0415 - the store's S3 client loads only for the commands that use it
 
     return loader.load_command(
         args.source,
         args.target,
-        kek_files=args.kek_files,
+        kek_files=args.kek_files or [],
         verify_key_file=args.verify_key_file,
+        require_encryption=args.require_encryption,
         expected_artifact_id=args.artifact_id,
         pvc_root=args.pvc_root,
         credentials_dir=args.credentials_dir,
@@ -73,7 +98,7 @@ def _load(args: argparse.Namespace) -> int:
 def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "load",
-        help="fetch, verify and decrypt an engine into a folder (the Triton pod's init container)",
+        help="fetch and verify an engine, decrypting it if encrypted, into a folder (the Triton pod's init container)",
         description="Exit codes: 0 loaded; 2 bad input; 3 integrity failure, nothing loaded; 4 store failure.",
     )
     parser.add_argument("--from", dest="source", required=True, help="engine URI: s3://BUCKET/PREFIX/NS/NAME/KEY")
@@ -83,8 +108,13 @@ def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         dest="kek_files",
         type=pathlib.Path,
         action="append",
-        required=True,
-        help="key-encryption key (raw, hex or base64); repeat during a rotation, newest first",
+        help="key-encryption key (raw, hex or base64); repeat during a rotation, newest first; "
+        "not needed for an engine that is not encrypted",
+    )
+    parser.add_argument(
+        "--require-encryption",
+        action="store_true",
+        help="refuse an engine that is not encrypted, even if validly signed (set when the spec enables encryption)",
     )
     parser.add_argument("--verify-key-file", type=pathlib.Path, required=True, help="Ed25519 public key (PEM)")
     parser.add_argument("--artifact-id", help="expected artifact id (default: NS/NAME/KEY from the URI)")
@@ -135,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True)
     _add_render(commands)
     _add_run(commands)
+    _add_build(commands)
     _add_load(commands)
     _add_keys(commands)
     return parser

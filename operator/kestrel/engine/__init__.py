@@ -1,0 +1,12 @@
+"""The engine builder: what runs inside the build Job (`kestrel build`). Never talks to the Kubernetes API.
+
+pipeline      spec -> fetch -> (prune) -> export each candidate -> validate -> gate -> repository -> report
+fetch, s3     source checkpoint to disk, sha256 verified while streaming (file://, pvc://, https://, s3://)
+prune         structured pruning (channels removed) with torch-pruning
+export        Ultralytics export per format/precision; quantize: ONNX Runtime static INT8
+runners       run source or engine on a preprocessed batch (raw outputs)
+accuracy      mAP through the served pre/postprocessing; validate: parity and preprocessing fingerprint
+profile       latency percentiles and throughput; gate: the verdict with every number
+report        result.json (termination message) and manifest.json
+offline       Ultralytics/OpenVINO set up to never reach the network
+"""

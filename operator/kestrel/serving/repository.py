@@ -1,0 +1,95 @@
+"""The Triton model repository: which file goes where. `layout` is pure (a plan of relative paths); `write` copies.
+
+    <name>/config.pbtxt, <name>/1/                          ensemble: raw image in, boxes out (what clients call)
+    <name>-preprocess/config.pbtxt, 1/model.py             Python backend, letterbox + normalize
+    <name>-engine/config.pbtxt, 1/model.onnx|.xml+.bin|.pt|.plan   native backend
+                                1/model.py + engine file   or the Python runtime variant
+    <name>-postprocess/config.pbtxt, 1/model.py            Python backend, NMS + scale back
+A static-batch engine cannot sit behind a batching ensemble, so without a dynamic batch only the engine is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from kestrel.serving import config, pbtxt
+from kestrel.serving.backends import postprocess, preprocess, runtime
+
+# Ultralytics prefixes its .engine files with a length-prefixed JSON metadata block that Triton cannot parse.
+_TRT_METADATA_LENGTH_BYTES = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Repository:
+    """Relative path -> file content: text to write, or a source Path to copy."""
+
+    files: dict[str, str | Path]
+
+    def paths(self) -> list[str]:
+        return sorted(self.files)
+
+
+def _engine_files(info: config.ModelInfo, artifact: Path) -> dict[str, Path]:
+    if info.format == "openvino":
+        xml = next(artifact.glob("*.xml"))
+        return {"model.xml": xml, "model.bin": xml.with_suffix(".bin")}
+    return {config.MODEL_FILE[info.format]: artifact}
+
+
+def layout(
+    info: config.ModelInfo,
+    artifact: Path,
+    *,
+    pre: preprocess.Preprocessing,
+    post: postprocess.Postprocessing,
+    batching: config.Batching,
+    instances: config.Instances,
+    dynamic: bool,
+) -> Repository:
+    if not dynamic:
+        info = dataclasses.replace(info, static_batch=batching.max_batch)
+    files: dict[str, str | Path] = {}
+    engine_dir = f"{info.name}-engine"
+    files[f"{engine_dir}/config.pbtxt"] = pbtxt.render(config.engine(info, batching, instances))
+    for name, source in _engine_files(info, artifact).items():
+        files[f"{engine_dir}/1/{name}"] = source
+    if instances.runtime == "python":
+        files[f"{engine_dir}/1/model.py"] = Path(runtime.__file__)
+    if dynamic:
+        count = max(1, instances.count)
+        pre_cfg = config.preprocess_model(info, pre, batching, count)
+        post_cfg = config.postprocess_model(info, post, batching, count)
+        files[f"{info.name}-preprocess/config.pbtxt"] = pbtxt.render(pre_cfg)
+        files[f"{info.name}-preprocess/1/model.py"] = Path(preprocess.__file__)
+        files[f"{info.name}-postprocess/config.pbtxt"] = pbtxt.render(post_cfg)
+        files[f"{info.name}-postprocess/1/model.py"] = Path(postprocess.__file__)
+        files[f"{info.name}/config.pbtxt"] = pbtxt.render(config.ensemble(info, batching))
+        files[f"{info.name}/1/.keep"] = ""  # an ensemble needs a version directory, even empty
+    return Repository(files)
+
+
+def write(repository: Repository, root: Path) -> list[Path]:
+    written = []
+    for relative, content in sorted(repository.files.items()):
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            target.write_text(content)
+        elif relative.endswith(".plan"):
+            _write_plan(content, target)
+        else:
+            shutil.copyfile(content, target)
+        written.append(target)
+    return written
+
+
+def _write_plan(engine: Path, target: Path) -> None:
+    data = engine.read_bytes()
+    length = int.from_bytes(data[:_TRT_METADATA_LENGTH_BYTES], "little")
+    start = _TRT_METADATA_LENGTH_BYTES + length
+    # A plain plan (no Ultralytics header) starts with a non-JSON byte; keep it whole.
+    if len(data) > start and data[_TRT_METADATA_LENGTH_BYTES : _TRT_METADATA_LENGTH_BYTES + 1] == b"{":
+        data = data[start:]
+    target.write_bytes(data)

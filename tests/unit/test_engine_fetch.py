@@ -1,0 +1,190 @@
+"""Fetching the source checkpoint: every local and HTTPS path streams to disk and refuses a wrong sha256."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import http.server
+import ipaddress
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from kestrel.api import errors as api_errors
+from kestrel.engine import errors, fetch, s3
+
+PAYLOAD = bytes(range(256)) * 9000  # a little over 2 MiB: more than one streaming chunk
+DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "src" / "model.pt"
+    path.parent.mkdir()
+    path.write_bytes(PAYLOAD)
+    return path
+
+
+def test_file_uri_is_copied_and_verified(source: Path, tmp_path: Path) -> None:
+    fetched = fetch.fetch(f"file://{source}", tmp_path / "out" / "model.pt", DIGEST)
+    assert fetched.path.read_bytes() == PAYLOAD
+    assert (fetched.sha256, fetched.size) == (DIGEST, len(PAYLOAD))
+
+
+def test_wrong_sha256_is_refused_and_leaves_no_file(source: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out" / "model.pt"
+    with pytest.raises(errors.ChecksumMismatchError, match=r"spec\.model\.source\.sha256") as caught:
+        fetch.fetch(f"file://{source}", target, "0" * 64)
+    assert isinstance(caught.value, api_errors.IntegrityError)
+    assert caught.value.actual == DIGEST
+    assert list(target.parent.iterdir()) == []
+
+
+def test_without_expected_hash_the_digest_is_still_reported(source: Path, tmp_path: Path) -> None:
+    assert fetch.fetch(f"file://{source}", tmp_path / "m.pt", None).sha256 == DIGEST
+
+
+def test_pvc_uri_reads_below_the_claim_mount(source: Path, tmp_path: Path) -> None:
+    options = fetch.FetchOptions(pvc_root=tmp_path)
+    fetched = fetch.fetch("pvc://src/model.pt", tmp_path / "out.pt", DIGEST, options)
+    assert fetched.path.read_bytes() == PAYLOAD
+
+
+def test_pvc_uri_may_not_escape_its_claim(source: Path, tmp_path: Path) -> None:
+    options = fetch.FetchOptions(pvc_root=tmp_path / "src")
+    (tmp_path / "src" / "claim").mkdir()
+    with pytest.raises(errors.FetchError, match="inside the claim"):
+        fetch.fetch("pvc://claim/../model.pt", tmp_path / "out.pt", None, options)
+
+
+def test_missing_file_names_the_uri_field(tmp_path: Path) -> None:
+    with pytest.raises(errors.FetchError, match=r"spec\.model\.source\.uri"):
+        fetch.fetch(f"file://{tmp_path}/nope.pt", tmp_path / "out.pt", None)
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path != "/models/model.pt":
+            self.send_error(404, "no such model")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    cert_file, key_file = _self_signed(tmp_path)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", cert_file
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_download_with_a_private_ca(https_server: tuple[str, Path], tmp_path: Path) -> None:
+    base, ca = https_server
+    options = fetch.FetchOptions(ca_file=ca)
+    fetched = fetch.fetch(f"{base}/models/model.pt", tmp_path / "m.pt", DIGEST, options)
+    assert fetched.path.read_bytes() == PAYLOAD
+
+
+def test_https_refuses_an_untrusted_certificate(https_server: tuple[str, Path], tmp_path: Path) -> None:
+    base, _ = https_server
+    with pytest.raises(errors.FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch.fetch(f"{base}/models/model.pt", tmp_path / "m.pt", DIGEST)
+
+
+def test_https_error_status_is_reported(https_server: tuple[str, Path], tmp_path: Path) -> None:
+    base, ca = https_server
+    with pytest.raises(errors.FetchError, match="404"):
+        fetch.fetch(f"{base}/models/other.pt", tmp_path / "m.pt", DIGEST, fetch.FetchOptions(ca_file=ca))
+
+
+def test_https_wrong_digest_is_refused(https_server: tuple[str, Path], tmp_path: Path) -> None:
+    base, ca = https_server
+    with pytest.raises(errors.ChecksumMismatchError):
+        fetch.fetch(f"{base}/models/model.pt", tmp_path / "m.pt", "f" * 64, fetch.FetchOptions(ca_file=ca))
+
+
+def test_s3_signature_matches_the_aws_documented_example() -> None:
+    # "Example: GET Object" from the AWS Signature Version 4 documentation for S3 (header-based auth).
+    credentials = s3.Credentials(
+        access_key="AKIAIOSFODNN7EXAMPLE",
+        secret_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        region="us-east-1",
+        endpoint="https://examplebucket.s3.amazonaws.com",
+    )
+    headers = s3.sign(
+        "GET",
+        "https://examplebucket.s3.amazonaws.com/test.txt",
+        {"Range": "bytes=0-9"},
+        credentials,
+        now=datetime.datetime(2013, 5, 24, tzinfo=datetime.UTC),
+    )
+    assert headers["authorization"] == (
+        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
+        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
+        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
+    )
+
+
+def test_s3_credentials_prefer_the_mounted_secret(tmp_path: Path) -> None:
+    (tmp_path / "AWS_ACCESS_KEY_ID").write_text("from-secret\n")
+    (tmp_path / "AWS_SECRET_ACCESS_KEY").write_text("s3cret")
+    (tmp_path / "AWS_ENDPOINT_URL").write_text("http://127.0.0.1:9000/")
+    env = {"AWS_ACCESS_KEY_ID": "from-env", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "eu-west-1"}
+    credentials = s3.Credentials.load(tmp_path, env)
+    assert (credentials.access_key, credentials.region, credentials.endpoint) == (
+        "from-secret",
+        "eu-west-1",
+        "http://127.0.0.1:9000",
+    )
+    request = s3.object_request("s3://models/shapes/model.pt", credentials)
+    assert request.full_url == "http://127.0.0.1:9000/models/shapes/model.pt"
+
+
+def test_s3_without_credentials_names_the_secret_field(tmp_path: Path) -> None:
+    with pytest.raises(errors.FetchError, match="credentialsSecret"):
+        s3.Credentials.load(tmp_path, {})
