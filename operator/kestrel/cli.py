@@ -86,6 +86,8 @@ def _load(args: argparse.Namespace) -> int:
         args.source,
         args.target,
         kek_files=args.kek_files or [],
+        kek_dir=args.kek_dir,
+        kms_provider=args.kms_provider,
         verify_key_file=args.verify_key_file,
         require_encryption=args.require_encryption,
         expected_artifact_id=args.artifact_id,
@@ -112,14 +114,28 @@ def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "not needed for an engine that is not encrypted",
     )
     parser.add_argument(
+        "--kek-dir",
+        type=pathlib.Path,
+        help="a mounted KEK Secret: its key 'kek' is the current KEK, other keys older ones (during a rotation)",
+    )
+    parser.add_argument("--kms-provider", help="external KMS holding the KEK (not available in this loader)")
+    parser.add_argument("--kms-key-id", help="the KMS key's id")
+    parser.add_argument(
         "--require-encryption",
         action="store_true",
         help="refuse an engine that is not encrypted, even if validly signed (set when the spec enables encryption)",
     )
-    parser.add_argument("--verify-key-file", type=pathlib.Path, required=True, help="Ed25519 public key (PEM)")
+    parser.add_argument(
+        "--verify-key-file", "--verify-key", type=pathlib.Path, required=True, help="Ed25519 public key (PEM)"
+    )
     parser.add_argument("--artifact-id", help="expected artifact id (default: NS/NAME/KEY from the URI)")
     parser.add_argument("--pvc-root", type=pathlib.Path, default=pathlib.Path("/mnt/pvc"), help="where pvc:// is")
-    parser.add_argument("--credentials-dir", type=pathlib.Path, help="mounted S3 credentials Secret for s3://")
+    parser.add_argument(
+        "--credentials-dir",
+        "--store-credentials",
+        type=pathlib.Path,
+        help="mounted S3 credentials Secret for s3://",
+    )
     parser.add_argument("--scratch-dir", type=pathlib.Path, help="where the ciphertext waits (default: TMPDIR)")
     parser.set_defaults(command=_load)
 

@@ -11,7 +11,7 @@ import pytest
 
 from kestrel import cli, loader
 from kestrel.api import errors as api_errors
-from kestrel.security import kms
+from kestrel.security import keyfiles, kms
 from kestrel.security import manifest as manifests
 from kestrel.storage import errors, layout, pvc
 from tests.cluster.storage_fixtures import REF, Keys, packed_engine, tree
@@ -162,10 +162,10 @@ def test_key_files_may_be_raw_hex_or_base64(tmp_path: pathlib.Path) -> None:
     expected = kms.LocalKek(key).key_id
     for name, data in (("raw", key), ("hex", key.hex().encode() + b"\n"), ("b64", base64.b64encode(key) + b"\n")):
         (tmp_path / name).write_bytes(data)
-        assert loader.read_kek(tmp_path / name).key_id == expected
+        assert keyfiles.read_kek(tmp_path / name).key_id == expected
     (tmp_path / "bad").write_bytes(b"0" * 63)
-    with pytest.raises(errors.StoreConfigError) as refused:
-        loader.read_kek(tmp_path / "bad")
+    with pytest.raises(keyfiles.KeyFileError) as refused:
+        keyfiles.read_kek(tmp_path / "bad")
     assert "0" * 8 not in str(refused.value)  # the message never repeats the file's content
 
 

@@ -290,3 +290,45 @@ def test_selector_is_immutable_across_revisions() -> None:
     assert old["spec"]["selector"] == new["spec"]["selector"]
     for obj in (old, new):
         assert obj["spec"]["selector"]["matchLabels"].items() <= obj["spec"]["template"]["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize(
+    ("settings", "encryption", "expected"),
+    [
+        pytest.param(SETTINGS, {}, {"credentials_dir": True, "verify_key_file": True}, id="s3-plaintext"),
+        pytest.param(
+            SETTINGS,
+            {"enabled": True, "keySecret": "model-kek"},
+            {"credentials_dir": True, "verify_key_file": True, "kek_dir": True, "require_encryption": False},
+            id="s3-encrypted",
+        ),
+        pytest.param(
+            context.Settings(engine_store="pvc://engines/prod"),
+            {},
+            {"pvc_root": True, "verify_key_file": True},
+            id="pvc",
+        ),
+    ],
+)
+def test_loader_command_is_one_the_kestrel_cli_accepts(
+    settings: context.Settings, encryption: dict[str, Any], expected: dict[str, bool]
+) -> None:
+    """`expected`: the options the loader gets, and whether each names a path that must be mounted."""
+    from kestrel import cli  # noqa: PLC0415 - the CLI is what the init container runs
+
+    spec = parse(security={"encryption": encryption}) if encryption else parse()
+    loader = init(triton.deployment(spec, OWNER, settings, KEY), "load")
+    assert loader["command"] == ["kestrel"]
+    parsed = cli.build_parser().parse_args(loader["args"])
+    given = {arg for arg in loader["args"] if arg.startswith("--")} - {"--from", "--to"}
+    # Each flag given is one of the options that carry these names (--verify-key is --verify-key-file's alias).
+    assert len(given) == len(expected)
+    assert parsed.source == settings.store.uri(OWNER.namespace, OWNER.name, KEY)
+    assert parsed.require_encryption == ("require_encryption" in expected)
+    mounted = {m["mountPath"] for m in loader["volumeMounts"]}
+    for name in (name for name, is_path in expected.items() if is_path):
+        path = vars(parsed)[name]
+        assert path is not None, f"{name} is not given"
+        # A file on a mounted volume, or (pvc://) the folder that the claims are mounted under.
+        on_volume = any(str(path).startswith(m) or m.startswith(f"{path}/") for m in mounted)
+        assert on_volume, f"{name}={path} is not on a mounted volume"

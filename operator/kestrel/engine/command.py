@@ -1,7 +1,8 @@
 """The build Job's entry point behind `kestrel build`: read the spec, build, report, exit with a meaningful code.
 
-Exit codes: 0 the engine passed the gate; 2 it was built but failed the gate; 1 the build itself failed. In every case
-a JSON result goes to stdout and to the termination-message file, so the operator learns why without reading logs.
+Exit codes: 0 the engine passed the gate (and, in a build Job, was published to the store); 2 it was built but failed
+the gate (nothing is published); 1 the build itself, or its publication, failed. A JSON result goes to stdout and to
+the termination-message file, so the operator learns why without reading logs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import yaml
 from kestrel.api import errors as api_errors
 from kestrel.api import result as api_result
 from kestrel.api import spec as api
-from kestrel.engine import fetch, pipeline
+from kestrel.engine import fetch, pipeline, publish
 
 EXIT_PASSED, EXIT_FAILED, EXIT_GATE = 0, 1, 2
 TERMINATION_LOG = Path(os.environ.get("KESTREL_TERMINATION_LOG", "/dev/termination-log"))
@@ -47,14 +48,19 @@ def run(
         fetch_options = fetch.FetchOptions(
             pvc_root=pvc_root or fetch.FetchOptions().pvc_root, credentials_dir=credentials_dir, ca_file=ca_file
         )
+        destination = publish.Destination.from_environ()
         options = pipeline.BuildOptions(fetch=fetch_options, model_name=name, threads=threads or os.cpu_count() or 1)
         built = pipeline.build(spec, out, options)
+        outcome = built.result
+        if destination is not None and built.passed and built.repository is not None:
+            outcome = publish.publish(built.repository, outcome, destination, out / "work")
+            built.result_file.write_text(outcome.to_termination_message())
     except api_errors.KestrelError as error:
         # Not a BuildResult (nothing was built): a plain line that api.result.parse rejects and people can read.
         text = f"{type(error).__name__}: {error}"
         _emit(text.encode()[: api_result.MAX_BYTES].decode(errors="ignore"), sys.stderr)
         return EXIT_FAILED
-    _emit(built.result.to_termination_message(), sys.stdout)
+    _emit(outcome.to_termination_message(), sys.stdout)
     return EXIT_PASSED if built.passed else EXIT_GATE
 
 

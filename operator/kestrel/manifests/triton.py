@@ -194,6 +194,8 @@ def _loader(
             "--to",
             MODELS_DIR,
             *reads.flags(),
+            # Refuses a plaintext engine, however validly signed, once the spec asks for encryption.
+            *(["--require-encryption"] if spec.security.encryption.enabled else []),
         ],
         # Pages written to a memory-backed volume are charged to the writer: the loader's limit must hold the
         # whole decrypted repository, or it is OOM-killed on the last file.

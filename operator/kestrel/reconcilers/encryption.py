@@ -48,7 +48,8 @@ def reconcile(ctx: context.Context) -> None:
             "False",
             "KeySecretMissing",
             f"spec.security.encryption.keySecret {kek} does not exist in {ctx.namespace}: create it with a 32-byte "
-            "key (kestrel keys generate) or point keySecret at an existing one",
+            "key under the key 'kek' (kubectl create secret generic NAME --from-file=kek=FILE) or point keySecret at "
+            "an existing one",
         )
         return
     ctx.set(conditions.ENCRYPTED, "True", "KeySecret", f"Data keys are wrapped by the key in Secret {kek}")

@@ -1,0 +1,117 @@
+"""Publishing a gated engine: pack its Triton repository (encrypted when a KEK is given), sign it, upload it.
+
+The build Job says where and with which keys through `KESTREL_*` variables (`kestrel.manifests.build_job`):
+
+    KESTREL_ENGINE_URI         <store>/<namespace>/<name>/<engine key>: where the artifact goes
+    KESTREL_ENGINE_KEY         the key the operator expects; a build of another spec refuses to publish under it
+    KESTREL_SIGNING_KEY        the model's Ed25519 private key (PEM file)
+    KESTREL_KEK_DIR            a mounted KEK Secret (`kek`): the engine is encrypted; absent: signed plaintext
+    KESTREL_KMS_PROVIDER       an external KMS: refused, this builder has no KMS client
+    KESTREL_STORE_CREDENTIALS  a mounted S3 credentials Secret (s3:// stores)
+    KESTREL_PVC_ROOT           where pvc:// claims are mounted (pvc:// stores)
+
+Without `KESTREL_ENGINE_URI` (a developer running `kestrel build --out DIR`) nothing is published. The build's
+`BuildResult` travels inside the signed manifest (metadata `result`), so the operator's engine cache can trust what
+it reads back from the store as much as the termination message of the Job that built it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+import shutil
+from collections.abc import Mapping
+
+from kestrel import storage
+from kestrel.api import errors as api_errors
+from kestrel.api import result as api_result
+from kestrel.security import artifact, keyfiles
+from kestrel.storage import layout, pvc
+
+RESULT_METADATA = "result"
+
+
+@dataclasses.dataclass(frozen=True)
+class Destination:
+    engine_uri: str
+    engine_key: str
+    signing_key_file: pathlib.Path
+    kek_dir: pathlib.Path | None = None
+    credentials_dir: pathlib.Path | None = None
+    pvc_root: pathlib.Path = pvc.DEFAULT_MOUNT_ROOT
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] = os.environ) -> Destination | None:
+        """Where the build Job publishes, or None outside one (no `KESTREL_ENGINE_URI`)."""
+        uri = environ.get("KESTREL_ENGINE_URI")
+        if not uri:
+            return None
+        missing = [name for name in ("KESTREL_ENGINE_KEY", "KESTREL_SIGNING_KEY") if not environ.get(name)]
+        if missing:
+            raise api_errors.SpecError("env", f"KESTREL_ENGINE_URI is set but {', '.join(missing)} is not")
+        if environ.get("KESTREL_KMS_PROVIDER"):
+            raise api_errors.SpecError(
+                "spec.security.encryption.kms",
+                f"KMS provider {environ['KESTREL_KMS_PROVIDER']!r} is not available in this builder: "
+                "use spec.security.encryption.keySecret",
+            )
+        layout.parse_engine_uri(uri)  # a malformed URI fails before minutes of building, not after
+        optional = {name: environ.get(f"KESTREL_{name}") for name in ("KEK_DIR", "STORE_CREDENTIALS", "PVC_ROOT")}
+        return cls(
+            engine_uri=uri,
+            engine_key=environ["KESTREL_ENGINE_KEY"],
+            signing_key_file=pathlib.Path(environ["KESTREL_SIGNING_KEY"]),
+            kek_dir=pathlib.Path(optional["KEK_DIR"]) if optional["KEK_DIR"] else None,
+            credentials_dir=pathlib.Path(optional["STORE_CREDENTIALS"]) if optional["STORE_CREDENTIALS"] else None,
+            pvc_root=pathlib.Path(optional["PVC_ROOT"]) if optional["PVC_ROOT"] else pvc.DEFAULT_MOUNT_ROOT,
+        )
+
+
+def publish(
+    repository: pathlib.Path,
+    result: api_result.BuildResult,
+    destination: Destination,
+    scratch: pathlib.Path,
+) -> api_result.BuildResult:
+    """Pack, sign and upload `repository`; the result, with where it went and the signed manifest's digest."""
+    if result.engine_key != destination.engine_key:
+        raise api_errors.SpecError(
+            "spec",
+            f"this build's engine key {result.engine_key[:8]} differs from the Job's {destination.engine_key[:8]}: "
+            "the spec file and the Job disagree",
+        )
+    location, ref = layout.parse_engine_uri(destination.engine_uri)
+    if ref.key != destination.engine_key:
+        raise api_errors.SpecError("env", f"KESTREL_ENGINE_URI names engine {ref.key[:8]}, not this build's")
+    keks = keyfiles.read_kek_dir(destination.kek_dir) if destination.kek_dir else []
+    signing_key = keyfiles.read_signing_key(destination.signing_key_file)
+    size = sum(path.stat().st_size for path in repository.rglob("*") if path.is_file())
+    published = result.model_copy(update={"uri": destination.engine_uri, "size_bytes": size})
+    packed = scratch / "artifact"
+    shutil.rmtree(packed, ignore_errors=True)
+    metadata = {RESULT_METADATA: published.to_termination_message()}
+    if keks:
+        artifact.pack(
+            repository, packed, kek=keks[0], signing_key=signing_key, artifact_id=ref.artifact_id, metadata=metadata
+        )
+    else:
+        artifact.pack(
+            repository, packed, kek=None, signing_key=signing_key, artifact_id=ref.artifact_id, metadata=metadata
+        )
+    digest = hashlib.sha256((packed / artifact.MANIFEST_NAME).read_bytes()).hexdigest()
+    engines = storage.open_store(
+        location.uri, pvc_root=destination.pvc_root, credentials_dir=destination.credentials_dir
+    )
+    try:
+        engines.upload(packed, ref)
+    finally:
+        shutil.rmtree(packed, ignore_errors=True)
+    return published.model_copy(update={"digest": f"sha256:{digest}"})
+
+
+def stored_result(manifest_metadata: Mapping[str, object]) -> api_result.BuildResult | None:
+    """The BuildResult a verified manifest carries, or None for an artifact published without one."""
+    text = manifest_metadata.get(RESULT_METADATA)
+    return api_result.parse(text) if isinstance(text, str) else None
