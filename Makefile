@@ -54,8 +54,10 @@ test-fast: setup
 test-cluster: setup testbed
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
-demo: setup
-	@echo "make demo: not yet - the end-to-end demo (build, serve on Triton, infer) lands with the serving work."
+# From kubectl apply to detections from a real Triton on this machine (see testbed/demo.py); DEMO_ARGS=--keep leaves
+# the test bed, the operator and the model running.
+demo: setup testbed
+	$(PY) -m testbed.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf .testbed .pytest_cache .mypy_cache .ruff_cache

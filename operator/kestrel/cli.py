@@ -176,6 +176,60 @@ def _add_keys(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     rotate.set_defaults(command=_keys_rotate)
 
 
+def _infer(args: argparse.Namespace) -> int:
+    import os  # noqa: PLC0415
+
+    from kestrel import infer  # noqa: PLC0415 - gRPC and OpenCV load only for this subcommand
+
+    api_key = args.api_key_file.read_text().strip() if args.api_key_file else os.environ.get("KESTREL_API_KEY")
+    endpoint = infer.Endpoint(
+        address=args.endpoint,
+        model=args.model,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        server_name=args.server_name,
+        api_key=api_key or None,
+    )
+    try:
+        images = [(str(path), infer.read_image(path)) for path in args.images]
+        with infer.Client(endpoint, timeout=args.timeout) as client:
+            if args.concurrency > 1:
+                results = infer.detect_many(client, images, args.concurrency)
+            else:
+                results = [client.detect(image, name) for name, image in images]
+    except infer.InferError as error:
+        print(f"kestrel infer: {error}", file=sys.stderr)
+        return 1
+    for result in results:
+        print("\n".join(infer.format_result(result)))
+    latencies = [r.latency_ms for r in results]
+    print(
+        f"images={len(results)} detections={sum(len(r.detections) for r in results)} "
+        f"p50_ms={infer.percentile(latencies, 50):.1f} p95_ms={infer.percentile(latencies, 95):.1f}"
+    )
+    return 0
+
+
+def _add_infer(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "infer",
+        help="send images to a served model over gRPC (TLS, API key) and print the boxes",
+        description="The API key comes from --api-key-file or KESTREL_API_KEY, never from the command line.",
+    )
+    parser.add_argument("--endpoint", required=True, help="Triton gRPC address, host:port")
+    parser.add_argument("--model", required=True, help="the model's name in Triton (the ModelDeployment's name)")
+    parser.add_argument("--image", dest="images", type=pathlib.Path, action="append", required=True)
+    parser.add_argument("--ca-file", type=pathlib.Path, help="CA that signed the server certificate (TLS)")
+    parser.add_argument("--cert-file", type=pathlib.Path, help="client certificate (mutual TLS)")
+    parser.add_argument("--key-file", type=pathlib.Path, help="client private key (mutual TLS)")
+    parser.add_argument("--server-name", help="name to verify in the server certificate, e.g. the Service's DNS name")
+    parser.add_argument("--api-key-file", type=pathlib.Path, help="file holding the API key")
+    parser.add_argument("--concurrency", type=int, default=1, help="requests in flight at once (asyncio client)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.set_defaults(command=_infer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kestrel", description=__doc__)
     commands = parser.add_subparsers(title="commands", required=True)
@@ -184,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build(commands)
     _add_load(commands)
     _add_keys(commands)
+    _add_infer(commands)
     return parser
 
 

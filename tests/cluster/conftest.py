@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 import pathlib
 import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client, config
 
 from kestrel.api import crd
 from testbed import cluster
+from testbed import operator as operator_process
 from tests.cluster.kubelet_fixtures import process_kubelet  # noqa: F401 - a fixture for the suites here
 from tests.cluster.operator_support import NODE_LABEL
 
@@ -118,80 +115,20 @@ def pod_namespace(kube: Cluster, namespace: str) -> str:
 @pytest.fixture(scope="session")
 def operator_kubeconfig(with_crd: Cluster, tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """A kubeconfig for the chart's ServiceAccount, bound to the chart's ClusterRole and nothing else."""
-    rendered = subprocess.run(
-        [
-            str(with_crd.bed.bin_dir / "helm"),
-            "template",
-            "kestrel",
-            str(CHART),
-            f"--namespace={OPERATOR_NAMESPACE}",
-            "--show-only=templates/serviceaccount.yaml",
-            "--show-only=templates/rbac.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    with_crd.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    with_crd.kubectl("apply", "--server-side", "-f", "-", stdin=rendered)
-    account = yaml.safe_load((CHART / "values.yaml").read_text())["serviceAccount"]["name"]
-    token = with_crd.kubectl("create", "token", account, f"--namespace={OPERATOR_NAMESPACE}", "--duration=2h").stdout
-    admin = yaml.safe_load(with_crd.bed.kubeconfig.read_text())
-    admin["users"] = [{"name": "operator", "user": {"token": token.strip()}}]
-    admin["contexts"][0]["context"]["user"] = "operator"
-    path = tmp_path_factory.mktemp("operator") / "kubeconfig"
-    path.write_text(yaml.safe_dump(admin))
-    return path
+    operator_process.install_rbac(with_crd.bed, OPERATOR_NAMESPACE)
+    return operator_process.kubeconfig(
+        with_crd.bed, tmp_path_factory.mktemp("operator") / "kubeconfig", OPERATOR_NAMESPACE
+    )
 
 
-class Operator:
+class Operator(operator_process.OperatorProcess):
     """`kestrel run` as a subprocess against the test bed, the way it runs in a pod: under the chart's RBAC."""
 
     def __init__(self, kube: Cluster, kubeconfig: pathlib.Path, log_dir: pathlib.Path) -> None:
-        self.kube = kube
-        self.kubeconfig = kubeconfig
-        self.log_dir = log_dir
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.metrics_port = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "KESTREL_ENGINE_STORE": "s3://engines/kestrel",
-            "KESTREL_RESYNC_SECONDS": "1",
-        }
-        self.metrics_port = cluster._free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kestrel.cli", "run", "--health-port=0", f"--metrics-port={self.metrics_port}"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
+        super().__init__(
+            kubeconfig, log_dir, {"KESTREL_ENGINE_STORE": "s3://engines/kestrel", "KESTREL_RESYNC_SECONDS": "1"}
         )
-
-    def kill(self) -> None:
-        """SIGKILL: no chance to clean up, as when a node dies."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            return str(response.read().decode())
-
-    def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+        self.kube = kube
 
 
 @pytest.fixture
