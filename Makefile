@@ -54,10 +54,28 @@ test-fast: setup
 test-cluster: setup testbed
 	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
 
-# From kubectl apply to detections from a real Triton on this machine (see testbed/demo.py); DEMO_ARGS=--keep leaves
-# the test bed, the operator and the model running.
+# From kubectl apply to detections from a real Triton on this machine (see testbed/demo.py); DEMO_ARGS=--keep keeps
+# the test bed, the operator and the model running until Ctrl-C.
 demo: setup testbed
 	$(PY) -m testbed.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf .testbed .pytest_cache .mypy_cache .ruff_cache
+
+# --- Install artifacts: plain manifests, the API reference, Dockerfile lint (tests fail when they drift) ---
+HELM = $(shell $(PY) -c "from testbed import components; print(components.HELM_CLI.binary('helm'))")
+
+.PHONY: deploy reference docs-generated lint-docker
+
+# deploy/kestrel.yaml: the chart rendered for `kubectl apply` (needs the test bed's helm: `make testbed`).
+deploy: testbed
+	HELM=$(HELM) deploy/render.sh > deploy/kestrel.yaml
+
+# docs/reference.md: every spec field, generated from the API models.
+reference: setup
+	$(VENV)/bin/kestrel render reference > docs/reference.md
+
+docs-generated: crd reference deploy
+
+lint-docker: setup
+	$(VENV)/bin/hadolint docker/*.Dockerfile

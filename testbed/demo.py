@@ -109,9 +109,9 @@ def prepare_claims(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     return models, engines
 
 
-def claim_objects(claim: str, path: pathlib.Path) -> list[dict[str, Any]]:
+def claim_objects(claim: str, path: pathlib.Path, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
     """A hostPath PersistentVolume pre-bound to the claim, and the claim."""
-    volume = f"{NAMESPACE}-{claim}"
+    volume = f"{namespace}-{claim}"
     return [
         {
             "apiVersion": "v1",
@@ -123,13 +123,13 @@ def claim_objects(claim: str, path: pathlib.Path) -> list[dict[str, Any]]:
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": "",
                 "hostPath": {"path": str(path), "type": "Directory"},
-                "claimRef": {"namespace": NAMESPACE, "name": claim},
+                "claimRef": {"namespace": namespace, "name": claim},
             },
         },
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim, "namespace": NAMESPACE},
+            "metadata": {"name": claim, "namespace": namespace},
             "spec": {
                 "accessModes": ["ReadWriteMany"],
                 "storageClassName": "",
@@ -140,10 +140,10 @@ def claim_objects(claim: str, path: pathlib.Path) -> list[dict[str, Any]]:
     ]
 
 
-def model_deployment() -> dict[str, Any]:
+def model_deployment(namespace: str = NAMESPACE) -> dict[str, Any]:
     """The quickstart example, pinned to the process kubelet's node (the test bed's other nodes are kwok's)."""
     body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-    body["metadata"]["namespace"] = NAMESPACE
+    body["metadata"]["namespace"] = namespace
     body["spec"].setdefault("target", {})["nodeSelector"] = {LOCAL_LABEL: "true"}
     return body
 
@@ -203,6 +203,51 @@ def annotate(image: np.ndarray, detections: list[infer.Detection], truths: list[
     cv2.imwrite(str(target), canvas)
 
 
+def serving_pods(bed: cluster.Testbed, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The model's Ready Triton pods on the process kubelet (which publishes their local ports)."""
+    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=triton"
+    pods = json.loads(bed.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)
+    return [
+        pod
+        for pod in pods["items"]
+        if kubelet_pods.PORTS_ANNOTATION in pod["metadata"].get("annotations", {})
+        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+    ]
+
+
+def secret_value(bed: cluster.Testbed, namespace: str, name: str, key: str) -> bytes:
+    found = json.loads(bed.kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)
+    return base64.b64decode(found["data"][key])
+
+
+def pod_endpoint(
+    bed: cluster.Testbed, pod: dict[str, Any], name: str, work: pathlib.Path, *, with_key: bool = True
+) -> infer.Endpoint:
+    """How a client in the model's namespace would reach this pod: its gRPC port here, the operator-issued CA,
+    the certificate's name (the Service's DNS name), and the API key."""
+    namespace = pod["metadata"]["namespace"]
+    ports = json.loads(pod["metadata"]["annotations"][kubelet_pods.PORTS_ANNOTATION])
+    ca = work / f"{namespace}-{name}-ca.crt"
+    ca.write_bytes(secret_value(bed, namespace, names.tls_secret(name), "ca.crt"))
+    api_key = secret_value(bed, namespace, names.api_key_secret(name), transport.API_KEY_FIELD) if with_key else None
+    return infer.Endpoint(
+        address=f"127.0.0.1:{ports[str(transport.GRPC_PORT)]}",
+        model=names.triton_model(name),
+        ca_file=ca,
+        server_name=f"{names.service(name)}.{namespace}.svc",
+        api_key=api_key.decode() if api_key else None,
+    )
+
+
+def local_endpoint(
+    bed: cluster.Testbed, namespace: str, name: str, work: pathlib.Path, *, with_key: bool = True
+) -> infer.Endpoint:
+    serving = serving_pods(bed, namespace, name)
+    if not serving:
+        raise DemoError("no Ready serving pod with published local ports")
+    return pod_endpoint(bed, serving[0], name, work, with_key=with_key)
+
+
 # --- the cluster side ------------------------------------------------------------------------------------------
 
 
@@ -224,10 +269,6 @@ class Demo:
     @property
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
-
-    @property
-    def core(self) -> client.CoreV1Api:
-        return client.CoreV1Api(self.api)
 
     def apply(self, objects: list[dict[str, Any]]) -> None:
         text = yaml.safe_dump_all(objects)
@@ -251,10 +292,6 @@ class Demo:
         )
         return body
 
-    def secret(self, name: str, key: str) -> bytes:
-        found = self.core.read_namespaced_secret(name, NAMESPACE)
-        return base64.b64decode(found.data[key])
-
     # Stages.
 
     def start(self) -> None:
@@ -270,7 +307,11 @@ class Demo:
             operator_process.install_rbac(self.bed)
         with self.progress.stage("operator: kestrel run, with the chart's ServiceAccount token only"):
             kubeconfig = operator_process.kubeconfig(self.bed, WORK / "operator.kubeconfig")
-            env = {"KESTREL_ENGINE_STORE": f"pvc://{STORE_CLAIM}/engines", "KESTREL_RESYNC_SECONDS": "2"}
+            env = {
+                "KESTREL_ENGINE_STORE": f"pvc://{STORE_CLAIM}/engines",
+                "KESTREL_RESYNC_SECONDS": "2",
+                "KESTREL_WATCH_NAMESPACES": NAMESPACE,
+            }
             self.operator = operator_process.OperatorProcess(kubeconfig, WORK / "logs", env).start()
 
     def deploy(self) -> None:
@@ -327,30 +368,7 @@ class Demo:
         return self._condition(body, "Ready").get("status") == "True"
 
     def endpoint(self, *, with_key: bool = True) -> infer.Endpoint:
-        """The serving pod's gRPC port on this machine, the operator-issued CA, and the API key."""
-        selector = f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component=triton"
-        pods = json.loads(self.bed.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json").stdout)
-        serving = [
-            pod
-            for pod in pods["items"]
-            if kubelet_pods.PORTS_ANNOTATION in pod["metadata"].get("annotations", {})
-            and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-        ]
-        if not serving:
-            raise DemoError("no Ready serving pod with published local ports")
-        ports = json.loads(serving[0]["metadata"]["annotations"][kubelet_pods.PORTS_ANNOTATION])
-        ca = WORK / "ca.crt"
-        ca.write_bytes(self.secret(names.tls_secret(self.name), "ca.crt"))
-        body = self.mdep()
-        host = body["status"]["endpoints"]["grpc"].rsplit(":", 1)[0]
-        api_key = self.secret(names.api_key_secret(self.name), transport.API_KEY_FIELD).decode() if with_key else None
-        return infer.Endpoint(
-            address=f"127.0.0.1:{ports[str(transport.GRPC_PORT)]}",
-            model=names.triton_model(self.name),
-            ca_file=ca,
-            server_name=host,
-            api_key=api_key,
-        )
+        return local_endpoint(self.bed, NAMESPACE, self.name, WORK, with_key=with_key)
 
     def infer(self) -> str:
         with self.progress.stage("refusal: a request without the API key"):
@@ -412,8 +430,11 @@ class Demo:
 
     def stop(self) -> None:
         if self.keep:
-            self.progress.say(f"--keep: leaving the test bed running (kubeconfig {self.bed.kubeconfig})")
-            return
+            # The kubelet and the operator live in this process: keep it, not orphans, until the user is done.
+            self.progress.say(f"--keep: running until Ctrl-C; kubectl --kubeconfig {self.bed.kubeconfig} get mdep -A")
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
         with self.progress.stage("teardown"):
             if self.api is not None and self.name:
                 with contextlib.suppress(Exception):
@@ -432,7 +453,7 @@ class Demo:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=8, help="validation images to send (default 8)")
-    parser.add_argument("--keep", action="store_true", help="leave the test bed, operator and model running")
+    parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C, then tear down")
     args = parser.parse_args(argv)
     progress = Progress()
     demo = Demo(progress, args.images, args.keep)
@@ -443,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         demo.deploy()
         summary = demo.infer()
         demo.report()
+        if args.keep:
+            print(summary, flush=True)
     except DemoError as error:
         progress.say(f"demo failed: {error}")
         if demo.operator is not None:

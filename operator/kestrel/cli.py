@@ -15,12 +15,20 @@ Command = Callable[[argparse.Namespace], int]
 def _render(args: argparse.Namespace) -> int:
     if args.what == "crd":
         sys.stdout.write(crd.render_yaml())
+    elif args.what == "reference":
+        from kestrel.api import reference  # noqa: PLC0415 - only this subcommand needs it
+
+        sys.stdout.write(reference.render())
     return 0
 
 
 def _add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("render", help="print generated artifacts")
-    parser.add_argument("what", choices=["crd"], help="crd: the ModelDeployment CustomResourceDefinition")
+    parser.add_argument(
+        "what",
+        choices=["crd", "reference"],
+        help="crd: the ModelDeployment CustomResourceDefinition; reference: docs/reference.md, every field",
+    )
     parser.set_defaults(command=_render)
 
 

@@ -5,3 +5,27 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{- define "kestrel.selectorLabels" -}}
+app.kubernetes.io/name: kestrel
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "kestrel.fullname" -}}
+{{- printf "%s-operator" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The tag of Kestrel's own images: the chart's appVersion unless images.tag says otherwise. */}}
+{{- define "kestrel.tag" -}}
+{{- .Values.images.tag | default .Chart.AppVersion -}}
+{{- end -}}
+
+{{- define "kestrel.image" -}}
+{{- printf "%s/%s:%s" .root.Values.images.registry .name (include "kestrel.tag" .root) -}}
+{{- end -}}
+
+{{/* The operator's RBAC rules, kept in one file that a unit test checks against the code. */}}
+{{- define "kestrel.rules" -}}
+{{- .Files.Get "files/operator-rules.yaml" | fromYaml | toYaml -}}
+{{- end -}}

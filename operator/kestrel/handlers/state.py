@@ -41,4 +41,8 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     settings.posting.level = logging.WARNING
     if "kube" not in _state:
         configure(client.Kube.connect(os.environ.get("KUBECONFIG")), config.from_environment())
+    if config_().watch_namespaces:
+        # Named namespaces only: no cluster-wide scan of namespaces and CRDs, which a namespaced install (Roles,
+        # no ClusterRole) may not list; Kopf would otherwise retry that scan before serving anything.
+        settings.scanning.disabled = True
     logger.info("Started Kestrel with engine store %s", config_().settings.engine_store)

@@ -3,16 +3,125 @@
 Two independent fences. The NetworkPolicy admits the allowed namespaces to the client ports only, and the
 scraper to metrics; Triton's plain HTTP port stays closed whenever TLS is on (the kubelet's probes come from the
 node, which NetworkPolicy does not filter). The API key then decides, per request, who is let in.
+
+With mutual TLS each allowed subject also gets a client certificate of its own, in a Secret that a Role
+lets that subject alone `get`: one client cannot present another's identity.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import dataclasses
+import hashlib
+from typing import Any, Literal
 
 from kestrel.api import spec as specs
 from kestrel.manifests import context, labels, names, service
 
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
+# On a client certificate's Secret, Role and RoleBinding (and cert-manager Certificate): a digest of the subject,
+# so the reconciler finds the ones whose subject left the spec.
+CLIENT_LABEL = "kestrel.dev/mtls-client"
+CLIENT_ANNOTATION = "kestrel.dev/mtls-client"  # the subject, readable: "ServiceAccount apps/camera-gateway"
+CLIENT_DOMAIN = "kestrel.dev"
+
+
+@dataclasses.dataclass(frozen=True)
+class Client:
+    """A subject of spec.security.access that gets a mutual-TLS client certificate."""
+
+    kind: Literal["ServiceAccount", "Group"]
+    name: str
+    namespace: str | None = None
+
+    @property
+    def subject(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+    @property
+    def label(self) -> str:
+        return hashlib.sha256(self.subject.encode()).hexdigest()[:16]
+
+    @property
+    def common_name(self) -> str:
+        """A DNS-style identity (also the certificate's SAN): `sa.ns.serviceaccount.kestrel.dev`, `g.group.…`."""
+        if self.namespace is not None:
+            return f"{names.child(self.name)}.{names.child(self.namespace)}.serviceaccount.{CLIENT_DOMAIN}"
+        return f"{names.child(self.name)}.group.{CLIENT_DOMAIN}"
+
+    def secret_name(self, owner: context.Owner) -> str:
+        """The Secret (and the Role, RoleBinding and Certificate) of this client of `owner`'s model."""
+        return names.child(owner.name, "client", self.label[:8])
+
+    def rbac_subject(self) -> dict[str, Any]:
+        if self.kind == "Group":
+            return {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": self.name}
+        return {"kind": "ServiceAccount", "name": self.name, "namespace": self.namespace}
+
+
+def mtls_clients(spec: specs.ModelDeploymentSpec) -> list[Client]:
+    """Who gets a client certificate: every allowed group and ServiceAccount, when TLS is mutual."""
+    tls, access = spec.security.tls, spec.security.access
+    if tls.mode == "disabled" or not tls.mutual:
+        return []
+    found = [Client("Group", group) for group in access.allowed_groups or []]
+    for account in access.allowed_service_accounts or []:
+        namespace, name = account.split("/", 1)
+        found.append(Client("ServiceAccount", name, namespace))
+    return found
+
+
+def client_selector(owner: context.Owner) -> str:
+    """The label selector of every client-certificate object of one model."""
+    return f"{labels.MODEL}={names.label_value(owner.name)},{CLIENT_LABEL}"
+
+
+def _client_metadata(owner: context.Owner, client: Client) -> dict[str, Any]:
+    metadata = _metadata(client.secret_name(owner), owner)
+    metadata["labels"] = {**metadata["labels"], CLIENT_LABEL: client.label}
+    metadata["annotations"] = {CLIENT_ANNOTATION: client.subject}
+    return metadata
+
+
+def client_secret(
+    owner: context.Owner, client: Client, certificate_pem: bytes, key_pem: bytes, ca_pem: bytes
+) -> dict[str, Any]:
+    """A client's certificate and key, with the CA that verifies the server (the operator mode writes it)."""
+    data = {"ca.crt": ca_pem, "tls.crt": certificate_pem, "tls.key": key_pem}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _client_metadata(owner, client),
+        "type": "kubernetes.io/tls",
+        "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+    }
+
+
+def client_role(owner: context.Owner, client: Client) -> dict[str, Any]:
+    """`get` on the client's own certificate Secret, by name, and nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _client_metadata(owner, client),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["secrets"],
+                "resourceNames": [client.secret_name(owner)],
+                "verbs": ["get"],
+            }
+        ],
+    }
+
+
+def client_role_binding(owner: context.Owner, client: Client) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _client_metadata(owner, client),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": client.secret_name(owner)},
+        "subjects": [client.rbac_subject()],
+    }
 
 
 def _metadata(name: str, owner: context.Owner) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def _apply_children(ctx: context.Context, settings: manifest_context.Settings, k
         key,
         load_seconds=load_seconds,
         engine_size_bytes=engine.size_bytes if engine else None,
+        tls_checksum=ctx.tls_checksum,
     )
     missing = _missing_secrets(ctx, deployment["spec"]["template"]["spec"])
     if missing:

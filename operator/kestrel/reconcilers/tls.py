@@ -1,22 +1,42 @@
-"""TLS: the server certificate Triton presents, issued by the operator's CA and renewed before it expires;
+"""TLS: the server certificate Triton presents and, with mutual TLS, one client certificate per allowed subject;
 owns CertificateReady.
 
-The certificate's digest goes into the pod template (`Context.tls_checksum`), so a renewal rolls the pods
-one at a time (maxUnavailable 0) and no client sees an expired certificate.
+`operator` mode issues them from the operator's CA and renews them before they expire; `cert-manager` mode
+applies cert-manager `Certificate`s that issue into the same Secret names. Either way the server certificate's
+digest goes into the pod template (`Context.tls_checksum`), so a renewal rolls the pods one at a time
+(maxUnavailable 0) and no client sees an expired certificate.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
+import re
+from collections.abc import Callable
+from typing import Any
 
 from cryptography import x509
 
 from kestrel.api import base, conditions, errors
+from kestrel.manifests import access, certificate, names, secrets
 from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names, secrets
 from kestrel.reconcilers import context
 from kestrel.security import certificates
+
+Body = dict[str, Any]
+CRD_API = "apiextensions.k8s.io/v1"
+CERT_MANAGER_MISSING = "CertManagerMissing"
+CERT_MANAGER_ANNOTATION = "cert-manager.io/certificate-name"  # set by cert-manager on every Secret it issues
+
+
+def _timestamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rotate_before(ctx: context.Context) -> datetime.timedelta | None:
+    text = ctx.spec.security.tls.rotate_before
+    return datetime.timedelta(seconds=base.parse_duration(text)) if text else None
 
 
 def _authority(ctx: context.Context, settings: manifest_context.Settings) -> certificates.Issued:
@@ -36,58 +56,215 @@ def _authority(ctx: context.Context, settings: manifest_context.Settings) -> cer
     return certificates.Issued.from_pem(secrets.decode(found, "tls.crt"), secrets.decode(found, "tls.key"))
 
 
-def _needs_new(
-    current: dict[str, object] | None, ca: certificates.Issued, ctx: context.Context, rotate_before: float | None
-) -> str | None:
-    """Why the server certificate must be (re)issued, or None when it is good."""
-    if current is None:
+def _needs_new(current: Body | None, ca: certificates.Issued, ctx: context.Context) -> str | None:
+    """Why a certificate Secret must be (re)issued, or None when it is good."""
+    if current is None or "tls.crt" not in current.get("data", {}):
         return "Issued"
-    certificate = x509.load_pem_x509_certificate(secrets.decode(current, "tls.crt"))
-    if certificate.issuer != ca.certificate.subject or secrets.decode(current, "ca.crt") != ca.certificate_pem():
+    issued = x509.load_pem_x509_certificate(secrets.decode(current, "tls.crt"))
+    # A Secret written by another issuer (cert-manager before a mode change) may lack ca.crt altogether.
+    ca_pem = secrets.decode(current, "ca.crt") if "ca.crt" in current["data"] else None
+    if issued.issuer != ca.certificate.subject or ca_pem != ca.certificate_pem():
         return "Reissued"
-    before = datetime.timedelta(seconds=rotate_before) if rotate_before is not None else None
-    if certificates.renewal_due(certificate, ctx.now, before):
+    if certificates.renewal_due(issued, ctx.now, _rotate_before(ctx)):
         return "Renewed"
     return None
 
 
+def _ensure(
+    ctx: context.Context,
+    ca: certificates.Issued,
+    name: str,
+    *,
+    issue: Callable[[], certificates.Issued],
+    build: Callable[[certificates.Issued], Body],
+    what: str,
+) -> Body:
+    """The Secret `name` holding a good certificate: read it, or issue and apply a new one (one per renewal)."""
+    current = ctx.kube.get("v1", "Secret", ctx.namespace, name)
+    if current is not None and current["metadata"].get("annotations", {}).get(CERT_MANAGER_ANNOTATION) == name:
+        # The mode changed from cert-manager: its Certificate would go on rewriting the Secret the operator now owns.
+        ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name)
+    why = _needs_new(current, ca, ctx)
+    if why is None:
+        assert current is not None
+        return current
+    issued = issue()
+    stored = ctx.kube.apply(build(issued))
+    ctx.event(
+        "Normal",
+        f"Certificate{why}",
+        f"{why} {what} certificate {certificates.fingerprint(issued.certificate)} in Secret {name}",
+        "Certificate",
+    )
+    return stored
+
+
+def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, owner: manifest_context.Owner) -> None:
+    ca = _authority(ctx, settings)
+    validity = datetime.timedelta(seconds=base.parse_duration(ctx.spec.security.tls.duration))
+    server = _ensure(
+        ctx,
+        ca,
+        names.tls_secret(ctx.name),
+        issue=lambda: certificates.issue_server(
+            ca, name=names.service(ctx.name), namespace=ctx.namespace, now=ctx.now, validity=validity
+        ),
+        build=lambda issued: secrets.tls(
+            owner, issued.certificate_pem(), issued.private_key_pem(), ca.certificate_pem()
+        ),
+        what="server",
+    )
+    clients = access.mtls_clients(ctx.spec)
+    for client in clients:
+        _ensure(
+            ctx,
+            ca,
+            client.secret_name(owner),
+            issue=functools.partial(
+                certificates.issue_client, ca, common_name=client.common_name, now=ctx.now, validity=validity
+            ),
+            build=functools.partial(_client_secret, owner, client, ca),
+            what=f"client ({client.subject})",
+        )
+        _grant(ctx, owner, client)
+    _prune_clients(ctx, owner, clients, cert_manager=False)
+    certificate_pem = secrets.decode(server, "tls.crt")
+    ctx.tls_checksum = checksum(certificate_pem)
+    issued = x509.load_pem_x509_certificate(certificate_pem)
+    renews = certificates.renewal_time(issued, _rotate_before(ctx))
+    ctx.set(
+        conditions.CERTIFICATE_READY,
+        "True",
+        "Issued",
+        f"Certificate expires {_timestamp(issued.not_valid_after_utc)}, renews {_timestamp(renews)}{_clients(clients)}",
+    )
+
+
+def _client_secret(
+    owner: manifest_context.Owner, client: access.Client, ca: certificates.Issued, issued: certificates.Issued
+) -> Body:
+    return access.client_secret(owner, client, issued.certificate_pem(), issued.private_key_pem(), ca.certificate_pem())
+
+
+def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> None:
+    if ctx.kube.get(CRD_API, "CustomResourceDefinition", None, certificate.CRD) is None:
+        ctx.set(
+            conditions.CERTIFICATE_READY,
+            "False",
+            CERT_MANAGER_MISSING,
+            f"spec.security.tls.mode is cert-manager, but the cluster has no {certificate.CRD} CRD: "
+            "install cert-manager (https://cert-manager.io/docs/installation/), or set spec.security.tls.mode "
+            "to operator",
+        )
+        return
+    applied = ctx.kube.apply(certificate.server_certificate(ctx.spec, owner))
+    clients = access.mtls_clients(ctx.spec)
+    pending = [] if _ready(applied)[0] == "True" else [applied]
+    for client in clients:
+        applied_client = ctx.kube.apply(certificate.client_certificate(ctx.spec, owner, client))
+        if _ready(applied_client)[0] != "True":
+            pending.append(applied_client)
+        _grant(ctx, owner, client)
+    _prune_clients(ctx, owner, clients, cert_manager=True)
+    secret_name = names.tls_secret(ctx.name)
+    secret = ctx.kube.get("v1", "Secret", ctx.namespace, secret_name)
+    data = (secret or {}).get("data") or {}
+    lacking = [key for key in ("tls.crt", "tls.key", "ca.crt") if key not in data]
+    if secret is not None and "tls.crt" in data:
+        # cert-manager rewrites the Secret on renewal: its new content changes the template and rolls the pods.
+        ctx.tls_checksum = checksum(secrets.decode(secret, "tls.crt"))
+    if pending:
+        first = pending[0]
+        _, reason, message = _ready(first)
+        ctx.set(
+            conditions.CERTIFICATE_READY,
+            "False",
+            reason,
+            f"cert-manager Certificate {first['metadata']['name']} is not ready: {message}",
+        )
+        return
+    if lacking:
+        # Triton's gRPC TLS needs all three (the CA too, to verify mutual-TLS clients): an issuer that writes
+        # no ca.crt (ACME) cannot serve here, and ACME cannot name in-cluster Services anyway.
+        ctx.set(
+            conditions.CERTIFICATE_READY,
+            "False",
+            "SecretMissing",
+            f"cert-manager Certificate {secret_name} is Ready but Secret {secret_name} lacks {', '.join(lacking)}: "
+            "use an issuer that writes ca.crt (CA, Vault or self-signed)",
+        )
+        return
+    state = applied.get("status", {})
+    ctx.set(
+        conditions.CERTIFICATE_READY,
+        "True",
+        "Issued",
+        f"Certificate expires {state.get('notAfter', 'at an unreported time')}, "
+        f"renews {state.get('renewalTime', 'when cert-manager decides')} (cert-manager)" + _clients(clients),
+    )
+
+
+def _ready(found: Body) -> tuple[conditions.ConditionStatus, str, str]:
+    """cert-manager's Ready condition of a Certificate: (status, reason, message); Unknown before it reports."""
+    for condition in found.get("status", {}).get("conditions", []):
+        if condition.get("type") == "Ready":
+            state = condition.get("status", "Unknown")
+            status: conditions.ConditionStatus = state if state in ("True", "False") else "Unknown"
+            reason = str(condition.get("reason") or "NotReady")
+            if not re.fullmatch(conditions.REASON_PATTERN, reason):
+                reason = "NotReady"
+            return status, reason, str(condition.get("message") or reason)
+    return "Unknown", "Pending", "cert-manager has not reported on it yet"
+
+
+def _grant(ctx: context.Context, owner: manifest_context.Owner, client: access.Client) -> None:
+    ctx.kube.apply(access.client_role(owner, client))
+    ctx.kube.apply(access.client_role_binding(owner, client))
+
+
+def _prune_clients(
+    ctx: context.Context, owner: manifest_context.Owner, clients: list[access.Client], *, cert_manager: bool
+) -> None:
+    """Revoke the client certificates of subjects no longer allowed.
+
+    Only while TLS is mutual: without it Triton asks for no client certificate, so a leftover one opens
+    nothing (and the owner reference collects it with the model); turning mutual back on prunes again.
+    The Role goes last: it is what marks a client as issued, so a pass cut short finishes the job next time.
+    """
+    if not ctx.spec.security.tls.mutual:
+        return
+    keep = {client.secret_name(owner) for client in clients}
+    for role in ctx.kube.list(
+        "rbac.authorization.k8s.io/v1", "Role", ctx.namespace, labels=access.client_selector(owner)
+    ):
+        name = role["metadata"]["name"]
+        if name in keep:
+            continue
+        subject = role["metadata"].get("annotations", {}).get(access.CLIENT_ANNOTATION, name)
+        ctx.kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ctx.namespace, name)
+        if cert_manager:
+            ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name)
+        ctx.kube.delete("v1", "Secret", ctx.namespace, name)
+        ctx.kube.delete("rbac.authorization.k8s.io/v1", "Role", ctx.namespace, name)
+        ctx.event("Normal", "ClientCertificateRevoked", f"Revoked the client certificate of {subject}", "Certificate")
+
+
+def _clients(clients: list[access.Client]) -> str:
+    return f"; client certificates for {', '.join(c.subject for c in clients)}" if clients else ""
+
+
+def checksum(certificate_pem: bytes) -> str:
+    """What the pod template carries: a new certificate, however issued, is a new template."""
+    return hashlib.sha256(certificate_pem).hexdigest()[:16]
+
+
 def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None:
     tls = ctx.spec.security.tls
+    owner = manifest_context.Owner.from_body(ctx.body)
     if tls.mode == "disabled":
         ctx.set(conditions.CERTIFICATE_READY, "False", conditions.DISABLED, "spec.security.tls.mode is disabled")
         return
     if tls.mode == "cert-manager":
-        ctx.set(
-            conditions.CERTIFICATE_READY,
-            "False",
-            "Unsupported",
-            "spec.security.tls.mode cert-manager is not supported by this Kestrel version: use mode operator",
-        )
+        _cert_manager_mode(ctx, owner)
         return
-    ca = _authority(ctx, settings)
-    secret_name = names.tls_secret(ctx.name)
-    current = ctx.kube.get("v1", "Secret", ctx.namespace, secret_name)
-    rotate_before = base.parse_duration(tls.rotate_before) if tls.rotate_before else None
-    why = _needs_new(current, ca, ctx, rotate_before)
-    if why is not None:
-        issued = certificates.issue_server(
-            ca,
-            name=names.service(ctx.name),
-            namespace=ctx.namespace,
-            now=ctx.now,
-            validity=datetime.timedelta(seconds=base.parse_duration(tls.duration)),
-        )
-        owner = manifest_context.Owner.from_body(ctx.body)
-        current = ctx.kube.apply(
-            secrets.tls(owner, issued.certificate_pem(), issued.private_key_pem(), ca.certificate_pem())
-        )
-        ctx.event("Normal", f"Certificate{why}", f"{why} certificate in Secret {secret_name}", "Certificate")
-    assert current is not None
-    certificate_pem = secrets.decode(current, "tls.crt")
-    certificate = x509.load_pem_x509_certificate(certificate_pem)
-    ctx.tls_checksum = hashlib.sha256(certificate_pem).hexdigest()[:16]
-    expires = certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-    renews = certificates.renewal_time(
-        certificate, datetime.timedelta(seconds=rotate_before) if rotate_before is not None else None
-    ).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ctx.set(conditions.CERTIFICATE_READY, "True", "Issued", f"Certificate expires {expires}, renews {renews}")
+    _operator_mode(ctx, settings, owner)

@@ -1,4 +1,6 @@
-"""The test bed, started once per session (or reused when `make testbed-up` already runs one)."""
+"""Fixtures of the suites that use the test bed (tests/cluster, tests/e2e), wired in by tests/conftest.py.
+
+The test bed is started once per session (or reused when `make testbed-up` already runs one)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,9 @@ from kubernetes import client, config
 from kestrel.api import crd
 from testbed import cluster
 from testbed import operator as operator_process
-from tests.cluster.kubelet_fixtures import process_kubelet  # noqa: F401 - a fixture for the suites here
 from tests.cluster.operator_support import NODE_LABEL
 
-ROOT = pathlib.Path(__file__).parents[2]
+ROOT = pathlib.Path(__file__).parents[1]
 CRD_FILE = ROOT / "crds" / "modeldeployments.kestrel.dev.yaml"
 CHART = ROOT / "charts" / "kestrel"
 OPERATOR_NAMESPACE = "kestrel-system"
@@ -124,16 +125,31 @@ def operator_kubeconfig(with_crd: Cluster, tmp_path_factory: pytest.TempPathFact
 class Operator(operator_process.OperatorProcess):
     """`kestrel run` as a subprocess against the test bed, the way it runs in a pod: under the chart's RBAC."""
 
-    def __init__(self, kube: Cluster, kubeconfig: pathlib.Path, log_dir: pathlib.Path) -> None:
-        super().__init__(
-            kubeconfig, log_dir, {"KESTREL_ENGINE_STORE": "s3://engines/kestrel", "KESTREL_RESYNC_SECONDS": "1"}
-        )
+    def __init__(
+        self,
+        kube: Cluster,
+        kubeconfig: pathlib.Path,
+        log_dir: pathlib.Path,
+        watch: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        env = {"KESTREL_ENGINE_STORE": "s3://engines/kestrel", "KESTREL_RESYNC_SECONDS": "1"}
+        if watch:
+            env["KESTREL_WATCH_NAMESPACES"] = watch
+        # A test's own store and its credentials Secret (KESTREL_ENGINE_STORE, KESTREL_STORE_CREDENTIALS_SECRET).
+        env.update(extra_env or {})
+        super().__init__(kubeconfig, log_dir, env)
         self.kube = kube
 
 
 @pytest.fixture
-def operator(with_crd: Cluster, operator_kubeconfig: pathlib.Path, tmp_path: pathlib.Path) -> Iterator[Operator]:
-    running = Operator(with_crd, operator_kubeconfig, tmp_path)
+def operator(
+    request: pytest.FixtureRequest, with_crd: Cluster, operator_kubeconfig: pathlib.Path, tmp_path: pathlib.Path
+) -> Iterator[Operator]:
+    """The operator; it watches only the test's `namespace` when the test has one, so that suites running at the
+    same time (a developer's, or the end-to-end one) do not reconcile each other's objects."""
+    watch = request.getfixturevalue("namespace") if "namespace" in request.fixturenames else None
+    running = Operator(with_crd, operator_kubeconfig, tmp_path, watch)
     running.start()
     yield running
     running.stop()

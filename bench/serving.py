@@ -1,0 +1,285 @@
+"""Serving overhead: one engine and pipeline in-process (bare ONNX Runtime) and through Triton (gRPC, TLS, API key).
+
+    .venv/bin/python bench/serving.py [--seconds 15] [--write-docs]
+
+One run, one machine, same engine, same images: `kestrel build` builds the quickstart's engine (the fixture detector,
+ONNX FP32, Triton's Python-backend runtime) twice, with dynamic batching on and off, and then
+
+- bare: the repository's own preprocessing, the engine in ONNX Runtime and the NMS, called in this process, at
+  batch 1 (latency) and batch 8 (throughput per image); its best throughput is the reference;
+- triton: the `tritonserver` that nvidia-pytriton ships (`testbed.triton`), serving the ensemble over gRPC with the
+  operator's TLS (a CA and a server certificate from `kestrel.security.certificates`) and the API key, with 1 and 8
+  concurrent clients (threads, one gRPC channel each), dynamic batching on and off.
+
+Rows report p50/p95 latency per request and throughput in images per second over `--seconds` of sustained load
+after a warm-up. Printed last: `serving_efficiency` (Triton's best throughput at 8 clients / bare's best),
+`triton_overhead` (Triton p50 at 1 client, batching on / bare p50 at batch 1) and `batching_gain` (Triton throughput
+at 8 clients, batching on / off). Goals (issue 6): efficiency >= 0.85, overhead <= 1.15.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import os
+import pathlib
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kestrel import infer  # noqa: E402
+from kestrel.api import spec as api  # noqa: E402
+from kestrel.engine import pipeline  # noqa: E402
+from kestrel.security import certificates  # noqa: E402
+from kestrel.serving.backends import postprocess, preprocess, runtime  # noqa: E402
+from testbed import triton  # noqa: E402
+from tests.fixtures import detector  # noqa: E402
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+MODEL = "shapes"
+API_KEY = "bench-api-key"
+BATCH = 8
+CLIENTS = (1, 8)
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    clients: int
+    p50_ms: float
+    p95_ms: float
+    throughput: float  # images per second
+
+
+def _pct(values: list[float], q: int) -> float:
+    return float(statistics.quantiles(values, n=100, method="inclusive")[q - 1]) if len(values) > 1 else values[0]
+
+
+def build(work: pathlib.Path, shapes: detector.ShapesDetector, batching: bool) -> pathlib.Path:
+    data = f"file://{shapes.data_yaml}"
+    spec = api.parse(
+        {
+            "model": {"source": {"uri": f"file://{shapes.checkpoint}", "sha256": shapes.sha256}, "imgsz": shapes.imgsz},
+            "engine": {"format": "onnx", "precision": "fp32", "batch": {"max": BATCH}},
+            "validation": {"dataset": data},
+            "target": {"environment": "cpu"},
+            "serving": {"triton": {"runtime": "python", "dynamicBatching": {"enabled": batching}}},
+        }
+    )
+    out = work / ("batching-on" if batching else "batching-off")
+    built = pipeline.build(spec, out, pipeline.BuildOptions(model_name=MODEL, validation_limit=16, iterations=10))
+    if not built.passed or built.repository is None:
+        raise SystemExit(f"the build did not pass its gate: {built.result.gate.message}")
+    return built.repository
+
+
+def _parameters(config_file: pathlib.Path) -> dict[str, str]:
+    config = text_format.Parse(config_file.read_text(), model_config_pb2.ModelConfig())
+    return {key: value.string_value for key, value in config.parameters.items()}
+
+
+class Bare:
+    """The served pipeline without the server: the same files the repository holds, called directly."""
+
+    def __init__(self, repository: pathlib.Path) -> None:
+        engine = _parameters(repository / f"{MODEL}-engine" / "config.pbtxt")
+        self.pre = preprocess.Preprocessing.from_json(
+            _parameters(repository / f"{MODEL}-preprocess" / "config.pbtxt")["preprocessing"]
+        )
+        self.post = postprocess.Postprocessing.from_json(
+            _parameters(repository / f"{MODEL}-postprocess" / "config.pbtxt")["postprocessing"]
+        )
+        engine_file = repository / f"{MODEL}-engine" / "1" / engine["engine_file"]
+        self.run = runtime.load(str(engine_file), engine.get("inference_precision", "fp32"))
+
+    def detect(self, images: list[infer.Image]) -> list[np.ndarray[Any, Any]]:
+        tensor, transforms = preprocess.batch(images, self.pre)
+        raw = self.run(tensor)
+        return [postprocess.detections(r, t, self.post) for r, t in zip(raw, transforms, strict=True)]
+
+
+def _round_robin(items: list[Any], send: Callable[[int, Any], object]) -> Callable[[int], None]:
+    """A call for `sustained`: client `index` sends the items in turn, each client from its own position."""
+    positions: dict[int, int] = {}
+
+    def call(index: int) -> None:
+        position = positions.get(index, index)
+        positions[index] = position + 1
+        send(index, items[position % len(items)])
+
+    return call
+
+
+def sustained(seconds: float, clients: int, call: Callable[[int], None]) -> tuple[list[float], float]:
+    """Each of `clients` threads calls `call(client)` back to back for `seconds`; latencies (ms) and requests/s."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    stop = time.monotonic() + seconds
+
+    def loop(index: int) -> None:
+        while time.monotonic() < stop:
+            began = time.perf_counter()
+            call(index)
+            latencies[index].append((time.perf_counter() - began) * 1000)
+
+    began = time.monotonic()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    flat = [value for values in latencies for value in values]
+    return flat, len(flat) / (time.monotonic() - began)
+
+
+def bench_bare(repository: pathlib.Path, images: list[infer.Image], seconds: float) -> list[Row]:
+    bare = Bare(repository)
+    rows = []
+    for size in (1, BATCH):
+        batches = [images[i : i + size] for i in range(0, len(images) - size + 1, size)]
+        for warm in batches[:3]:
+            bare.detect(warm)
+        latencies, rate = sustained(seconds, 1, _round_robin(batches, lambda _, batch: bare.detect(batch)))
+        rows.append(Row(f"bare ONNX Runtime, batch {size}", 1, _pct(latencies, 50), _pct(latencies, 95), rate * size))
+    return rows
+
+
+@contextlib.contextmanager
+def served(repository: pathlib.Path, work: pathlib.Path) -> Iterator[infer.Endpoint]:
+    now = datetime.datetime.now(datetime.UTC)
+    ca = certificates.create_ca(now=now)
+    server = certificates.issue_server(ca, name=MODEL, namespace="bench", now=now)
+    tls = work / "tls"
+    tls.mkdir(exist_ok=True)
+    (tls / "ca.crt").write_bytes(ca.certificate_pem())
+    (tls / "tls.crt").write_bytes(server.certificate_pem())
+    (tls / "tls.key").write_bytes(server.private_key_pem())
+    restricted = f"inference,model-config,metadata:kestrel-api-key={API_KEY}"
+    args = [
+        "--grpc-use-ssl=true",
+        f"--grpc-server-cert={tls / 'tls.crt'}",
+        f"--grpc-server-key={tls / 'tls.key'}",
+        f"--grpc-root-cert={tls / 'ca.crt'}",
+        f"--grpc-restricted-protocol={restricted}",
+        "--model-control-mode=explicit",
+        "--disable-auto-complete-config",
+    ]
+    with triton.TritonServer(repository, models=[MODEL], extra_args=args) as running:
+        running.wait_ready(MODEL, timeout=180)
+        yield infer.Endpoint(
+            running.urls["grpc"], MODEL, ca_file=tls / "ca.crt", server_name=f"{MODEL}.bench.svc", api_key=API_KEY
+        )
+
+
+def bench_triton(endpoint: infer.Endpoint, images: list[infer.Image], seconds: float, label: str) -> list[Row]:
+    rows = []
+    for clients in CLIENTS:
+        connections = [infer.Client(endpoint) for _ in range(clients)]
+        try:
+            for connection in connections:
+                for image in images[:3]:
+                    connection.detect(image)
+
+            def send(index: int, image: infer.Image, opened: list[infer.Client] = connections) -> None:
+                opened[index].detect(image)
+
+            latencies, rate = sustained(seconds, clients, _round_robin(images, send))
+        finally:
+            for connection in connections:
+                connection.close()
+        rows.append(Row(f"Triton gRPC+TLS, {label}", clients, _pct(latencies, 50), _pct(latencies, 95), rate))
+    return rows
+
+
+def table(rows: list[Row], reference: float) -> list[str]:
+    lines = [
+        "| path | clients | p50 ms | p95 ms | images/s | vs bare best |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.name} | {r.clients} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.throughput:.1f} "
+        f"| {r.throughput / reference:.2f} |"
+        for r in rows
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="sustained load per row")
+    parser.add_argument("--write-docs", action="store_true", help=f"replace the Serving section of {DOCS}")
+    args = parser.parse_args()
+    if not triton.available():
+        raise SystemExit("tritonserver from nvidia-pytriton is not installed: make setup")
+    with tempfile.TemporaryDirectory(prefix="kestrel-bench-serving-") as folder:
+        work = pathlib.Path(folder)
+        shapes = detector.shapes_detector(work / "data", val=16)
+        images = [infer.read_image(p) for p in sorted(shapes.val_images.glob("*.png"))]
+        load_before = os.getloadavg()[0]
+        print("building the engine with dynamic batching on and off ...", flush=True)
+        repositories = {True: build(work, shapes, True), False: build(work, shapes, False)}
+        rows = bench_bare(repositories[True], images, args.seconds)
+        for batching in (True, False):
+            label = "batching " + ("on" if batching else "off")
+            with served(repositories[batching], work / label.replace(" ", "-")) as endpoint:
+                rows += bench_triton(endpoint, images, args.seconds, label)
+        load_after = os.getloadavg()[0]
+    bare_best = max(r.throughput for r in rows if r.name.startswith("bare"))
+    bare_p50 = next(r.p50_ms for r in rows if r.name == "bare ONNX Runtime, batch 1")
+    on = {r.clients: r for r in rows if r.name.endswith("batching on")}
+    off = {r.clients: r for r in rows if r.name.endswith("batching off")}
+    efficiency = max(on[8].throughput, off[8].throughput) / bare_best
+    overhead = on[1].p50_ms / bare_p50
+    gain = on[8].throughput / off[8].throughput
+    lines = table(rows, bare_best)
+    print("\n".join(lines))
+    summary = f"serving_efficiency={efficiency:.2f} triton_overhead={overhead:.2f} batching_gain={gain:.2f}"
+    if args.write_docs:
+        _write_docs(lines, summary, args, (load_before, load_after))
+    print(summary)
+
+
+def _write_docs(lines: list[str], summary: str, args: argparse.Namespace, load: tuple[float, float]) -> None:
+    section = "\n".join(
+        [
+            "## Serving",
+            "",
+            "The quickstart's engine (fixture detector, ONNX FP32, imgsz 320) and its whole pipeline (letterbox,",
+            "engine, NMS) called in-process, against the same repository served by the Triton that nvidia-pytriton",
+            "ships (Python backend: preprocessing, ONNX Runtime and NMS as three Python models in an ensemble) over",
+            "gRPC with TLS and the API key. One run, same machine, same images; sustained load per row after a",
+            "warm-up. Goals: Triton's best throughput at 8 clients >= 0.85x the bare runtime's best, and p50 at 1",
+            "client <= 1.15x bare at batch 1.",
+            "",
+            *lines,
+            "",
+            f"`{summary}`",
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, {os.cpu_count()}",
+            f"CPUs, load average {load[0]:.1f} before and {load[1]:.1f} after (other work shared the machine).",
+            f"Reproduce with `.venv/bin/python bench/serving.py --seconds {args.seconds:g} --write-docs`.",
+            "",
+        ]
+    )
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    DOCS.write_text(text.rstrip("\n") + "\n")
+
+
+if __name__ == "__main__":
+    main()

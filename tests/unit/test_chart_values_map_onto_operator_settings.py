@@ -1,0 +1,76 @@
+"""The chart's values reach the operator: its environment parses into the Settings the values describe."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from kestrel.handlers import config
+from kestrel.manifests import context
+from tests.unit.helm_support import find, render
+
+# Read by handlers/config.py outside Settings.
+OPERATOR_VARIABLES = {f"{config.PREFIX}WATCH_NAMESPACES", f"{config.PREFIX}RESYNC_SECONDS"}
+
+
+def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def _settable() -> set[str]:
+    """The variables config.from_environment reads into Settings (string fields only)."""
+    return {
+        f"{config.PREFIX}{f.name.upper()}"
+        for f in dataclasses.fields(context.Settings)
+        if f.type in ("str", "str | None")
+    }
+
+
+def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
+    env = _env(render("storeCredentialsSecret=store-creds"))
+    unknown = set(env) - _settable() - OPERATOR_VARIABLES
+    assert not unknown, f"the chart sets variables the operator ignores: {sorted(unknown)}"
+    # And every string setting the operator reads has a value in the chart.
+    assert _settable() <= set(env), sorted(_settable() - set(env))
+
+
+def test_default_values_give_the_operators_own_defaults() -> None:
+    # The chart and the operator agree on images, store and Prometheus: installing with no values changes nothing.
+    parsed = config.from_environment(_env(render(namespace="kestrel-system")))
+    defaults = context.Settings(engine_store=parsed.settings.engine_store)
+    assert parsed.settings == defaults
+    assert parsed.watch_namespaces == ()
+
+
+def test_values_reach_the_settings() -> None:
+    objects = render(
+        "engineStore=pvc://engines/prod",
+        "storeCredentialsSecret=store-creds",
+        "images.registry=registry.example.com/ml",
+        "images.tag=1.2.3",
+        "images.triton=registry.example.com/triton:24.10",
+        "prometheusUrl=http://prometheus.obs.svc:9090",
+        "watchNamespaces={vision,retail}",
+        namespace="ml-ops",
+    )
+    parsed = config.from_environment(_env(objects))
+    settings = parsed.settings
+    assert settings.engine_store == "pvc://engines/prod"
+    assert settings.store_credentials_secret == "store-creds"
+    assert settings.operator_namespace == "ml-ops"
+    assert settings.builder_image == "registry.example.com/ml/kestrel-builder:1.2.3"
+    assert settings.builder_gpu_image == "registry.example.com/ml/kestrel-builder:1.2.3-gpu"
+    assert settings.builder_igpu_image == "registry.example.com/ml/kestrel-builder:1.2.3-igpu"
+    assert settings.loader_image == "registry.example.com/ml/kestrel-loader:1.2.3"
+    assert settings.triton_image == "registry.example.com/triton:24.10"
+    assert settings.prometheus_url == "http://prometheus.obs.svc:9090"
+    assert parsed.watch_namespaces == ("vision", "retail")
+    (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example.com/ml/kestrel-operator:1.2.3"
+
+
+def test_resync_interval_reaches_the_timer(monkeypatch: Any) -> None:
+    env = _env(render("resyncSeconds=45"))
+    monkeypatch.setenv(f"{config.PREFIX}RESYNC_SECONDS", env[f"{config.PREFIX}RESYNC_SECONDS"])
+    assert config.resync_interval() == 45.0

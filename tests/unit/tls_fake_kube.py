@@ -1,0 +1,98 @@
+"""An in-memory stand-in for `kestrel.kube.client.Kube`, enough for the TLS reconciler: it keeps objects,
+counts applies per object (so a test can tell one issuance from two), and records Events."""
+
+from __future__ import annotations
+
+import collections
+import copy
+import datetime
+from typing import Any
+
+from kestrel.api import crd, spec
+from kestrel.manifests import context as manifest_context
+from kestrel.reconcilers import context, tls
+
+Key = tuple[str, str, str | None, str]
+UID = "0b8c9a3e-52f1-4d7e-8a60-1c2d3e4f5a6b"
+SETTINGS = manifest_context.Settings(engine_store="s3://engines/kestrel")
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.applies: collections.Counter[Key] = collections.Counter()
+        self.events: list[tuple[str, str, str]] = []
+        self.deleted: list[Key] = []
+
+    @staticmethod
+    def key(api_version: str, kind: str, namespace: str | None, name: str) -> Key:
+        return (api_version, kind, namespace, name)
+
+    def put(self, body: dict[str, Any]) -> None:
+        """Store an object as someone else (cert-manager, a test) would, without counting it as the operator's."""
+        meta = body["metadata"]
+        self.objects[self.key(body["apiVersion"], body["kind"], meta.get("namespace"), meta["name"])] = copy.deepcopy(
+            body
+        )
+
+    def apply(self, body: dict[str, Any], *, force: bool = True) -> dict[str, Any]:
+        meta = body["metadata"]
+        key = self.key(body["apiVersion"], body["kind"], meta.get("namespace"), meta["name"])
+        stored = copy.deepcopy(body)
+        if key in self.objects and "status" in self.objects[key]:
+            stored["status"] = self.objects[key]["status"]  # apply does not touch another writer's status
+        self.objects[key] = stored
+        self.applies[key] += 1
+        return copy.deepcopy(stored)
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        found = self.objects.get(self.key(api_version, kind, namespace, name))
+        return copy.deepcopy(found) if found is not None else None
+
+    def list(self, api_version: str, kind: str, namespace: str | None, *, labels: str | None = None) -> list[Any]:
+        wanted = [term.split("=", 1) for term in (labels or "").split(",") if term]
+        found = []
+        for (version, k, ns, _), body in self.objects.items():
+            if (version, k) != (api_version, kind) or (namespace is not None and ns != namespace):
+                continue
+            have = body["metadata"].get("labels", {})
+            if all(term[0] in have and (len(term) == 1 or have[term[0]] == term[1]) for term in wanted):
+                found.append(copy.deepcopy(body))
+        return found
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+        key = self.key(api_version, kind, namespace, name)
+        self.deleted.append(key)
+        return self.objects.pop(key, None) is not None
+
+    def event(self, regarding: dict[str, Any], *, type: str, reason: str, message: str, action: str) -> dict[str, Any]:
+        self.events.append((type, reason, message))
+        return {}
+
+    def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get("v1", "Secret", namespace, name)
+
+
+def body(tls: dict[str, Any], access: dict[str, Any] | None = None, name: str = "cams") -> dict[str, Any]:
+    """A ModelDeployment as the API server would hand it to the operator."""
+    raw_spec = {
+        "model": {"source": {"uri": "file:///models/shapes.pt"}},
+        "engine": {"format": "onnx"},
+        # Copies: tests change the spec between passes, and must not change each other's constants.
+        "security": {"tls": copy.deepcopy(tls), "access": copy.deepcopy(access or {})},
+    }
+    spec.parse(raw_spec)  # fail here, not in the reconciler, when a test writes a bad spec
+    return {
+        "apiVersion": crd.API_VERSION,
+        "kind": crd.KIND,
+        "metadata": {"name": name, "namespace": "vision", "uid": UID, "generation": 1},
+        "spec": raw_spec,
+    }
+
+
+def reconcile_tls(kube: FakeKube, obj: dict[str, Any], now: datetime.datetime) -> context.Context:
+    """One TLS pass on the fake clock `now`; the status it writes carries over to the next pass, as on a cluster."""
+    ctx = context.Context.load(kube, obj, now)  # type: ignore[arg-type]
+    tls.reconcile(ctx, SETTINGS)
+    obj["status"] = ctx.status.to_wire()
+    return ctx
