@@ -38,7 +38,7 @@ from testbed import minio as minio_server
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".testbed"
-SERVICE_CIDR = "10.0.0.0/24"
+SERVICE_CIDR = "10.0.0.0/16"  # room for every suite and bench/scale.py at N = 1,000 (a Service each)
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 STOP_TIMEOUT = 15.0
 

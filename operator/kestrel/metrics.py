@@ -19,6 +19,11 @@ RECONCILE_SECONDS = prometheus_client.Histogram(
 EVENTS = prometheus_client.Counter(
     "kestrel_events", "Events recorded on ModelDeployments, by type and reason.", ["type", "reason"]
 )
+API_REQUESTS = prometheus_client.Counter(
+    "kestrel_api_requests",
+    "Requests Kestrel's own client sent to the Kubernetes API (not Kopf's watches), by verb.",
+    ["verb"],
+)
 READY = prometheus_client.Gauge(
     "kestrel_model_deployment_ready", "1 when the ModelDeployment's Ready condition is True.", ["namespace", "name"]
 )

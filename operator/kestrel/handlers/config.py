@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 
 from kestrel.manifests import context
 
@@ -29,7 +30,12 @@ def from_environment(environ: dict[str, str] | None = None) -> OperatorConfig:
         and f"{PREFIX}{field.name.upper()}" in env
         and field.type in ("str", "str | None")
     }
-    settings = context.Settings(engine_store=store, **overrides)  # type: ignore[arg-type]
+    pvc_root = env.get(f"{PREFIX}PVC_ROOT")
+    settings = context.Settings(
+        engine_store=store,
+        pvc_root=pathlib.Path(pvc_root) if pvc_root else None,
+        **overrides,  # type: ignore[arg-type]
+    )
     namespaces = tuple(n for n in env.get(f"{PREFIX}WATCH_NAMESPACES", "").split(",") if n)
     return OperatorConfig(
         settings=settings,

@@ -37,3 +37,12 @@ def reconcile(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
 @kopf.timer(*RESOURCE, interval=config.resync_interval(), initial_delay=1.0, idle=None)
 def resync(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
     _reconcile(body, logger)
+
+
+@kopf.on.delete(*RESOURCE)
+def delete(*, body: kopf.Body, retry: int, logger: Logger, **_: Any) -> None:
+    # Bounded inside: after a few refused attempts the engines are left behind with an Event, and deletion goes on.
+    try:
+        run.delete(state.kube(), dict(body), state.config_().settings, retry)
+    except errors.TransientError as error:
+        raise kopf.TemporaryError(str(error), delay=error.delay) from error

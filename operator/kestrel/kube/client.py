@@ -15,6 +15,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client import exceptions
 
+from kestrel import metrics
 from kestrel.api import errors
 from kestrel.kube import failures, resources
 
@@ -55,6 +56,7 @@ class Kube:
         content_type: str = "application/json",
         action: str,
     ) -> Body:
+        metrics.API_REQUESTS.labels(method).inc()
         with failures.translated(action):
             method, url, headers, payload, _ = self.api.param_serialize(
                 method,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -99,6 +100,9 @@ class Settings:
     # Long enough for an operator that was down to still read the result from the pod; the result is also
     # stored beside the engine, so a Job collected earlier costs a cache lookup, not a rebuild.
     build_ttl_seconds: int = 86400
+    # Where the operator's own pod mounts claims (KESTREL_PVC_ROOT), for the engine cache and garbage collection
+    # of a pvc:// store; None: the operator cannot see the claim and leaves the store to the pods.
+    pvc_root: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         Store.parse(self.engine_store)  # fail at start-up, not at the first build

@@ -3,6 +3,9 @@
 One build Job per engine key (`NAME-build-KEY8`): the name is derived from the key, so a restarted
 operator finds the Job it started instead of starting another. The Job reports through its pod's
 termination message (`api.result`); a failed gate leaves the serving revision untouched.
+
+Before a Job is created, the engine cache (`cache`) looks the key up in the store: a verified stored engine is
+recorded as its build was, and nothing is built. Once status holds the engine, the store is not asked again.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import pydantic
 from kestrel.api import conditions, keys, result, status
 from kestrel.manifests import build_job, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context
+from kestrel.reconcilers import cache, context, storage
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+CACHED = "Cached"
 
 
 def _job_outcome(job: dict[str, Any]) -> tuple[str, str] | None:
@@ -40,7 +44,7 @@ def _termination_message(ctx: context.Context, job_name: str) -> str | None:
     return None
 
 
-def _record(ctx: context.Context, outcome: result.BuildResult) -> None:
+def _record(ctx: context.Context, outcome: result.BuildResult, *, cached: bool = False) -> None:
     ctx.status.engine = status.EngineStatus(
         key=outcome.engine_key,
         digest=outcome.digest,
@@ -52,14 +56,22 @@ def _record(ctx: context.Context, outcome: result.BuildResult) -> None:
         load_seconds=outcome.load_seconds,
     )
     ctx.status.validation = outcome.validation.model_copy(update={"passed": outcome.gate.passed})
-    ctx.set(
-        conditions.BUILT, "True", "Built", f"Built {outcome.format}/{outcome.precision} engine {outcome.engine_key[:8]}"
-    )
+    what = f"{outcome.format}/{outcome.precision} engine {outcome.engine_key[:8]}"
+    if cached:
+        # Said every time: this runs once per engine key, since status then holds the engine.
+        message = f"Reused the stored {what} from {outcome.uri} (signature verified); no build"
+        ctx.set(conditions.BUILT, "True", CACHED, message)
+        ctx.event("Normal", CACHED, message, "Build")
+    else:
+        ctx.set(conditions.BUILT, "True", "Built", f"Built {what}")
+    # The gate's own reasons, cached or not: automation that watches for AccuracyDrop sees it either way.
+    origin = " (measured by the build that stored it)" if cached else ""
     if outcome.gate.passed:
-        if ctx.set(conditions.VALIDATED, "True", "Passed", outcome.gate.message or "The engine passed the gate"):
-            ctx.event("Normal", "Passed", f"Engine {outcome.engine_key[:8]} passed validation", "Validate")
+        gate = (outcome.gate.message or "The engine passed the gate") + origin
+        if ctx.set(conditions.VALIDATED, "True", "Passed", gate):
+            ctx.event("Normal", "Passed", f"Engine {outcome.engine_key[:8]} passed validation{origin}", "Validate")
         return
-    if ctx.set(conditions.VALIDATED, "False", outcome.gate.reason, outcome.gate.message):
+    if ctx.set(conditions.VALIDATED, "False", outcome.gate.reason, outcome.gate.message + origin):
         ctx.event("Warning", outcome.gate.reason, outcome.gate.message or "The engine failed the gate", "Validate")
 
 
@@ -69,14 +81,31 @@ def _failed(ctx: context.Context, message: str) -> None:
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None:
+def _blocked(ctx: context.Context, problem: str) -> None:
+    built = ctx.condition(conditions.BUILT)
+    if built is None or built.reason != storage.MISSING:
+        ctx.event("Warning", storage.MISSING, problem, "Build")
+    ctx.set(conditions.BUILT, "False", storage.MISSING, problem)
+    ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
+
+
+def reconcile(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access | None = None) -> None:
     key = keys.engine_key(ctx.spec)
     built = ctx.condition(conditions.BUILT)
     if ctx.status.engine and ctx.status.engine.key == key and built and built.status == "True":
         return
+    access = access or storage.Access()
     job_name = names.build_job(ctx.name, key)
     job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name)
     if job is None:
+        hit = cache.lookup(ctx, settings, key, access)
+        if hit is not None:
+            _record(ctx, hit.result, cached=True)
+            return
+        if access.problem:
+            # The Job's pod would mount a Secret nobody can create, and could not publish what it built.
+            _blocked(ctx, access.problem)
+            return
         owner = manifest_context.Owner.from_body(ctx.body)
         ctx.kube.apply(build_job.build_job(ctx.spec, owner, settings, key))
         ctx.set(conditions.BUILT, "False", "Building", f"Build Job {job_name} started")

@@ -9,7 +9,7 @@ from kestrel import metrics
 from kestrel.api import conditions
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import access, audit, context, encryption, engine, serving, summary, tls
+from kestrel.reconcilers import access, audit, context, encryption, engine, garbage, serving, storage, summary, tls
 
 
 def reconcile(
@@ -42,8 +42,10 @@ def _reconcile(
     encryption.reconcile(ctx)
     tls.reconcile(ctx, settings)
     access.reconcile(ctx, settings)
-    engine.reconcile(ctx, settings)
+    store = storage.reconcile(ctx, settings)
+    engine.reconcile(ctx, settings, store)
     serving.reconcile(ctx, settings)
+    garbage.reconcile(ctx, settings, store, body.get("status") or {})
     summary.reconcile(ctx)
     audit.reconcile(ctx, body.get("status") or {})
     ctx.status.observed_generation = ctx.generation
@@ -51,6 +53,11 @@ def _reconcile(
     if new_status != old_status:
         kube.patch_status(ctx.namespace, ctx.name, merge_patch(old_status, new_status))
     return ctx
+
+
+def delete(kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:
+    """What owner references cannot clean up when a ModelDeployment goes: its engines in the store."""
+    garbage.on_delete(kube, body, settings, attempt)
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,133 @@
+"""Storage: puts the engine store's credentials where the model's pods can mount them; owns no condition.
+
+Pods cannot mount a Secret of another namespace, so with an s3:// store and `store_credentials_secret` set, the
+operator copies that Secret from its own namespace into the model's, owned by (and deleted with) the
+ModelDeployment. Without the copy the build Job cannot publish: a missing source Secret is reported by the engine
+reconciler, which owns `Built`, as `Built=False` with reason `StoreCredentialsMissing` (see `Access.problem`).
+
+The same Secret, read through the API, is how the operator opens the store itself (engine cache, garbage
+collection): never from files or logs. A pvc:// store is open to the operator only where its own pod mounts the
+claim (`Settings.pvc_root`); otherwise the cache is skipped, and said so once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import logging
+
+from kestrel import storage
+from kestrel.kube import client
+from kestrel.manifests import context as manifest_context
+from kestrel.manifests import store as store_manifests
+from kestrel.reconcilers import context
+from kestrel.storage import errors as storage_errors
+from kestrel.storage import layout, pvc, s3, store
+
+log = logging.getLogger("kestrel")
+
+MISSING = "StoreCredentialsMissing"
+REQUIRED_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# Reasons already logged, so that a setting that keeps the operator out of the store is said once per process.
+_SAID: set[str] = set()
+
+
+@dataclasses.dataclass(frozen=True)
+class Access:
+    """What one pass found: why pods cannot reach the store yet, and what the operator may open it with."""
+
+    problem: str | None = None
+    credentials: s3.Credentials | None = dataclasses.field(default=None, repr=False)
+    # True when the operator should sign for the store with its own environment (ambient credentials).
+    ambient: bool = False
+
+
+def _fix(settings: manifest_context.Settings) -> str:
+    where = f"{settings.operator_namespace}/{settings.store_credentials_secret}"
+    return (
+        f"create Secret {where} with the keys {' and '.join(REQUIRED_KEYS)} (and AWS_ENDPOINT_URL, AWS_REGION where "
+        f"needed): kubectl -n {settings.operator_namespace} create secret generic "
+        f"{settings.store_credentials_secret} --from-literal=AWS_ACCESS_KEY_ID=... "
+        "--from-literal=AWS_SECRET_ACCESS_KEY=..., or point the chart's storeCredentialsSecret at an existing one"
+    )
+
+
+def decode(data: dict[str, str]) -> dict[str, str]:
+    """A Secret's `data` as text; values that are not base64 UTF-8 are left out (and named by nobody)."""
+    decoded: dict[str, str] = {}
+    for key, value in data.items():
+        try:
+            decoded[key] = base64.b64decode(value, validate=True).decode().strip()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+    return decoded
+
+
+def credentials_from_secret(data: dict[str, str]) -> s3.Credentials:
+    """`s3.Credentials` from a Secret's `data` as the API returns it; StoreConfigError when keys are missing."""
+    values = decode(data)
+    # Only the AWS variables count: a Secret is not an environment, and AWS_CA_BUNDLE would name a file here.
+    return s3.Credentials.load(None, {key: value for key, value in values.items() if key.startswith("AWS_")})
+
+
+def read_access(kube: client.Kube, settings: manifest_context.Settings) -> tuple[Access, dict[str, str] | None]:
+    """Read the operator-namespace Secret (s3:// with `store_credentials_secret`); its `data` when usable."""
+    if settings.store.scheme != "s3":
+        return Access(), None
+    if settings.store_credentials_secret is None:
+        return Access(ambient=True), None
+    source = kube.get("v1", "Secret", settings.operator_namespace, settings.store_credentials_secret)
+    where = f"{settings.operator_namespace}/{settings.store_credentials_secret}"
+    if source is None:
+        return Access(problem=f"The engine store's credentials Secret {where} does not exist: {_fix(settings)}"), None
+    data = source.get("data") or {}
+    try:
+        credentials = credentials_from_secret(data)
+    except storage_errors.StoreConfigError:
+        missing = ", ".join(key for key in REQUIRED_KEYS if not decode(data).get(key))
+        return Access(problem=f"The engine store's credentials Secret {where} lacks {missing}: {_fix(settings)}"), None
+    return Access(credentials=credentials), data
+
+
+def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> Access:
+    access, data = read_access(ctx.kube, settings)
+    if data is not None:
+        owner = manifest_context.Owner.from_body(ctx.body)
+        ctx.kube.apply(store_manifests.credentials_secret(owner, settings, data))
+    return access
+
+
+def say_once(reason: str) -> None:
+    if reason not in _SAID:
+        _SAID.add(reason)
+        log.info("Skipped the engine cache: %s", reason)
+
+
+def open_store(settings: manifest_context.Settings, access: Access) -> tuple[store.Store | None, str]:
+    """The store as the operator may open it, or None and why not."""
+    location = layout.parse_store_uri(settings.engine_store)
+    if location.scheme == "pvc":
+        if settings.pvc_root is None:
+            return None, (
+                f"the operator does not mount the claim of {location.uri} (mount it and set KESTREL_PVC_ROOT to the "
+                "folder that holds <claim>/)"
+            )
+        return pvc.PvcStore(location, settings.pvc_root), ""
+    if access.credentials is not None:
+        return s3.S3Store(location, access.credentials), ""
+    if not access.ambient:
+        return None, f"the credentials of {location.uri} could not be read ({access.problem or 'no Secret'})"
+    try:
+        return storage.open_store(location.uri), ""
+    except storage_errors.StoreConfigError as error:
+        return None, f"{location.uri}: {error}"
+
+
+def engine_ref(ctx: context.Context, key: str) -> layout.EngineRef:
+    return layout.EngineRef(ctx.namespace, ctx.name, key)
+
+
+def prefix(settings: manifest_context.Settings, namespace: str, name: str) -> str:
+    """Where one ModelDeployment's engines live, for messages."""
+    return settings.store.uri(namespace, name)

@@ -1,0 +1,91 @@
+"""The engine cache on the test bed: a verified engine in MinIO is reused without a build Job, an untrusted one
+is built again, and a missing credentials Secret stops the build until it exists. The operator runs as a
+subprocess under the chart's RBAC and reads the credentials from its own namespace through the API."""
+
+from __future__ import annotations
+
+import time
+
+from kestrel.api import keys, spec
+from kestrel.manifests import names
+from kestrel.reconcilers import cache, engine, storage
+from kestrel.security import manifest
+from tests.cluster.engine_store_support import credentials_secret, events, signing_pair, store_bed
+from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, wait_for
+from tests.cluster.storage_fixtures import minio_connection
+
+__all__ = ["minio_connection", "store_bed"]  # fixtures, imported for pytest to find
+
+
+def test_a_stored_engine_is_reused_without_a_build(kube, store_bed) -> None:
+    namespace = store_bed.namespace
+    raw = mdep_spec(namespace)
+    key = keys.engine_key(spec.parse(raw))
+    uri = store_bed.publish("cams", key, signing_pair(kube, namespace, "cams"))
+    credentials_secret(kube, store_bed.secret, store_bed.connection)
+    store_bed.operator.start()
+
+    kube.create_mdep(namespace, "cams", raw)
+    done = wait_for(
+        "Built=True from the cache",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams")) and (c := condition(b, "Built")) and c["status"] == "True" and b
+        ),
+    )
+
+    assert condition(done, "Built")["reason"] == engine.CACHED
+    assert condition(done, "Validated")["status"] == "True"
+    assert done["status"]["engine"]["key"] == key and done["status"]["engine"]["uri"] == uri
+    assert done["status"]["engine"]["digest"].startswith("sha256:")
+    assert done["status"]["revision"]["current"] == key
+    # The pods' copy of the credentials, owned by the model, so the Triton pods can fetch the engine.
+    copy = kube.core.read_namespaced_secret(names.store_credentials("cams"), namespace)
+    assert copy.metadata.owner_references[0].name == "cams"
+    assert set(copy.data) >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
+    time.sleep(3)  # several resync periods: still no Job
+    assert jobs(kube, namespace) == []
+    assert len(events(kube, namespace, engine.CACHED)) == 1
+    assert store_bed.connection.secret_key not in store_bed.operator.log()
+
+
+def test_an_engine_signed_by_another_key_is_built_again(kube, store_bed) -> None:
+    namespace = store_bed.namespace
+    raw = mdep_spec(namespace)
+    key = keys.engine_key(spec.parse(raw))
+    signing_pair(kube, namespace, "cams")
+    store_bed.publish("cams", key, manifest.generate_signing_key())
+    credentials_secret(kube, store_bed.secret, store_bed.connection)
+    store_bed.operator.start()
+
+    kube.create_mdep(namespace, "cams", raw)
+    job = wait_for("the build Job", lambda: next(iter(jobs(kube, namespace)), None))
+    assert job.metadata.name == names.build_job("cams", key)
+    (rejected,) = wait_for("the Warning Event", lambda: events(kube, namespace, cache.REJECTED))
+    assert rejected.type == "Warning" and "not by the trusted key" in rejected.message
+
+
+def test_a_missing_credentials_secret_holds_the_build_until_it_exists(kube, store_bed) -> None:
+    namespace = store_bed.namespace
+    raw = mdep_spec(namespace)
+    store_bed.operator.start()
+    kube.create_mdep(namespace, "cams", raw)
+
+    blocked = wait_for(
+        "Built=False/StoreCredentialsMissing",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams"))
+            and (c := condition(b, "Built"))
+            and c["reason"] == storage.MISSING
+            and b
+        ),
+    )
+    message = condition(blocked, "Built")["message"]
+    assert f"kestrel-system/{store_bed.secret}" in message and "create secret generic" in message
+    assert condition(blocked, "Ready")["reason"] == storage.MISSING
+    time.sleep(3)
+    assert jobs(kube, namespace) == []
+    assert len(events(kube, namespace, storage.MISSING)) == 1
+
+    credentials_secret(kube, store_bed.secret, store_bed.connection)
+    wait_for("the build Job", lambda: jobs(kube, namespace))
+    kube.core.read_namespaced_secret(names.store_credentials("cams"), namespace)

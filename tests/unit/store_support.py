@@ -1,0 +1,108 @@
+"""Shared by the storage-reconciler, engine-cache and engine-GC unit suites: a model, its signing Secret, and an
+engine published the way the build Job publishes it, into a pvc:// store in a temporary folder."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime
+import pathlib
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from kestrel.api import crd, keys, result, spec
+from kestrel.engine import publish
+from kestrel.manifests import context as manifest_context
+from kestrel.manifests import names, secrets
+from kestrel.reconcilers import context
+from kestrel.security import manifest
+from kestrel.storage import layout
+from tests.cluster.storage_fixtures import model_repository
+from tests.unit.tls_fake_kube import UID, FakeKube
+
+NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
+NAMESPACE, NAME = "vision", "cams"
+STORE = "pvc://engines/kestrel"
+
+
+def body(*, encrypted: bool = False, imgsz: int = 320) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "model": {"source": {"uri": "file:///models/shapes.pt"}, "imgsz": imgsz},
+        "engine": {"format": "onnx"},
+    }
+    if encrypted:
+        raw["security"] = {"encryption": {"enabled": True, "keySecret": "kek"}}
+    spec.parse(raw)
+    return {
+        "apiVersion": crd.API_VERSION,
+        "kind": crd.KIND,
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "uid": UID, "generation": 1},
+        "spec": copy.deepcopy(raw),
+    }
+
+
+def key_of(obj: dict[str, Any]) -> str:
+    return keys.engine_key(spec.parse(obj["spec"]))
+
+
+def ctx_of(kube: FakeKube, obj: dict[str, Any]) -> context.Context:
+    return context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+
+
+def settings(mount: pathlib.Path | None, store: str = STORE, **more: Any) -> manifest_context.Settings:
+    return manifest_context.Settings(engine_store=store, pvc_root=mount, **more)
+
+
+def signing_secret(kube: FakeKube, obj: dict[str, Any]) -> ed25519.Ed25519PrivateKey:
+    """The model's signing Secret, as the encryption reconciler creates it; returns the private key."""
+    key = manifest.generate_signing_key()
+    made = secrets.signing(
+        manifest_context.Owner.from_body(obj),
+        manifest.private_key_to_pem(key),
+        manifest.public_key_to_pem(key.public_key()),
+    )
+    assert names.signing_secret(NAME) == made["metadata"]["name"]
+    kube.put(made)
+    return key
+
+
+def build_result(key: str, *, passed: bool = True) -> result.BuildResult:
+    gate = result.Gate(passed=True, reason="Passed", message="mAP drop 0.001 <= 0.01")
+    if not passed:
+        gate = result.Gate(passed=False, reason="AccuracyDrop", message="mAP drop 0.09 > 0.01")
+    return result.BuildResult(engine_key=key, format="onnx", precision="fp32", size_bytes=1, gate=gate)
+
+
+def publish_engine(
+    tmp: pathlib.Path,
+    mount: pathlib.Path,
+    key: str,
+    signer: ed25519.Ed25519PrivateKey,
+    *,
+    kek: bytes | None = None,
+    passed: bool = True,
+    name: str = NAME,
+) -> result.BuildResult:
+    """Publish a small engine under `key` exactly as `kestrel build` does (signed manifest carrying the result)."""
+    folder = tmp / f"publish-{key[:8]}-{name}"
+    (folder / "keys").mkdir(parents=True)
+    signing = folder / "keys" / "signing.pem"
+    signing.write_bytes(manifest.private_key_to_pem(signer))
+    kek_dir = None
+    if kek is not None:
+        kek_dir = folder / "kek"
+        kek_dir.mkdir()
+        (kek_dir / "kek").write_bytes(kek)
+    uri = f"{STORE}/{NAMESPACE}/{name}/{key}"
+    destination = publish.Destination(uri, key, signing, kek_dir=kek_dir, pvc_root=mount)
+    repository = model_repository(folder / "repository", weights_size=64 << 10)
+    return publish.publish(repository, build_result(key, passed=passed), destination, folder / "scratch")
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def ref(key: str) -> layout.EngineRef:
+    return layout.EngineRef(NAMESPACE, NAME, key)
