@@ -11,9 +11,11 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from kestrel.engine import errors, offline, quantize
+import yaml
+
+from kestrel.engine import datasets, errors, offline, quantize
 
 Format = Literal["onnx", "openvino", "torchscript", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
@@ -103,7 +105,7 @@ def export(checkpoint: Path, candidate: Candidate, settings: ExportSettings, wor
         arguments["workspace"] = settings.workspace_gib
     if candidate.precision == "int8" and not onnx_int8 and settings.calibration is not None:
         # An integer fraction > 1 is a sample count for Ultralytics' calibration loader.
-        arguments["data"] = str(settings.calibration.data_yaml)
+        arguments["data"] = str(absolute_data_yaml(settings.calibration.data_yaml, directory))
         arguments["fraction"] = settings.calibration.samples
     try:
         output = Path(str(yolo(str(source)).export(**arguments)))
@@ -115,3 +117,17 @@ def export(checkpoint: Path, candidate: Candidate, settings: ExportSettings, wor
             settings.imgsz,
         )  # fmt: skip
     return Exported(candidate, output, time.monotonic() - started)
+
+
+def absolute_data_yaml(data_yaml: Path, directory: Path) -> Path:
+    """A copy of data.yaml whose `path` is absolute, resolved against the file's folder as `datasets.load` does.
+
+    A dataset on a claim is written relative to itself (the claim is mounted at another path in the build pod than
+    where it was filled), but Ultralytics resolves a relative `path` against the working directory or its
+    datasets_dir: it would calibrate on other images, or fail to find any.
+    """
+    raw: dict[str, Any] = yaml.safe_load(data_yaml.read_text())
+    raw["path"] = str(datasets.load(data_yaml).root.resolve())
+    target = directory / "calibration-data.yaml"
+    target.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return target

@@ -51,22 +51,34 @@ class _FixedBatch:
 
 
 def torch_source(checkpoint: Path, threads: int, max_batch: int) -> Runner:
-    """The source checkpoint in PyTorch eager mode, FP32, fused as Ultralytics runs it for val and export."""
+    """The source checkpoint in PyTorch eager mode, FP32, fused as Ultralytics runs it for val and export.
+
+    The thread count is set on every call, not once: it is process-wide, and importing Ultralytics sets
+    OMP_NUM_THREADS=1, which leaves PyTorch on one thread (about twice the latency at 2 cores) unless told otherwise.
+    A baseline on fewer threads than the engines it is compared with would flatter every engine.
+    """
     import torch  # noqa: PLC0415 - heavy, and only the build needs it
 
     offline.configure()
     tasks: Any = importlib.import_module("ultralytics.nn.tasks")
-    torch.set_num_threads(threads)
     model, _ = tasks.load_checkpoint(str(checkpoint), device="cpu", fuse=True)
     model = model.float().eval()
 
     def run(batch: Batch) -> Batch:
+        _torch_threads(threads)
         with torch.inference_mode():
             output = model(torch.from_numpy(batch))
         first = output[0] if isinstance(output, (tuple, list)) else output
         return np.asarray(first.numpy(), dtype=np.float32)
 
     return _FixedBatch("pytorch", max_batch, None, run)
+
+
+def _torch_threads(threads: int) -> None:
+    import torch  # noqa: PLC0415
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def onnx(path: Path, threads: int, max_batch: int) -> Runner:
@@ -132,10 +144,10 @@ def _imgsz_of(xml: Path) -> int:
 def torchscript(path: Path, threads: int, max_batch: int) -> Runner:
     import torch  # noqa: PLC0415
 
-    torch.set_num_threads(threads)
     module = torch.jit.load(str(path), map_location="cpu").eval()  # type: ignore[no-untyped-call]
 
     def run(batch: Batch) -> Batch:
+        _torch_threads(threads)
         with torch.inference_mode():
             output = module(torch.from_numpy(batch))
         first = output[0] if isinstance(output, (tuple, list)) else output
