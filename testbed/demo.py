@@ -35,7 +35,7 @@ from kubernetes import client, config
 from kestrel import infer
 from kestrel.api import crd
 from kestrel.manifests import names, transport
-from testbed import cluster, kubelet_pods
+from testbed import cluster, kubelet_pods, service_proxy
 from testbed import operator as operator_process
 from testbed.kubelet import LOCAL_LABEL, ProcessKubelet
 from testbed.kubelet_api import Api
@@ -312,7 +312,9 @@ class Demo:
                 "KESTREL_RESYNC_SECONDS": "2",
                 "KESTREL_WATCH_NAMESPACES": NAMESPACE,
             }
-            self.operator = operator_process.OperatorProcess(kubeconfig, WORK / "logs", env).start()
+            # The operator's smoke inference and metrics scrape reach the Service and pods through this forwarder.
+            network = service_proxy.ServiceProxy(self.api, WORK / "address-map.json", [NAMESPACE])
+            self.operator = operator_process.OperatorProcess(kubeconfig, WORK / "logs", env, network).start()
 
     def deploy(self) -> None:
         with self.progress.stage(f"claims: the fixture detector and {VALIDATION_IMAGES} validation images"):
@@ -425,6 +427,8 @@ class Demo:
     def report(self) -> None:
         with self.progress.stage("status: kubectl get mdep, and the Events"):
             print(self.bed.kubectl("get", "mdep", "-n", NAMESPACE, "-o", "wide").stdout, flush=True)
+            checks = (self.mdep().get("status") or {}).get("serving") or {}
+            print(f"status.serving (the operator's smoke inference and Triton's metrics): {checks}", flush=True)
             events = self.bed.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp").stdout
             print("\n".join(events.splitlines()[-25:]), flush=True)
 

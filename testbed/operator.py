@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import yaml
 
-from testbed import cluster
+from testbed import cluster, service_proxy
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "kestrel"
@@ -78,12 +78,24 @@ def kubeconfig(bed: cluster.Testbed, path: pathlib.Path, namespace: str = NAMESP
 
 
 class OperatorProcess:
-    """`kestrel run` as a subprocess; `env` adds the operator's KESTREL_* settings."""
+    """`kestrel run` as a subprocess; `env` adds the operator's KESTREL_* settings.
 
-    def __init__(self, kubeconfig: pathlib.Path, log_dir: pathlib.Path, env: Mapping[str, str]) -> None:
+    `network` makes Services and pods reachable from outside the pod network, as the operator's serving checks
+    need (its address map becomes KESTREL_ADDRESS_MAP); it runs from the first start() until stop().
+    """
+
+    def __init__(
+        self,
+        kubeconfig: pathlib.Path,
+        log_dir: pathlib.Path,
+        env: Mapping[str, str],
+        network: service_proxy.ServiceProxy | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.env = dict(env)
+        self.network = network
+        self._network_started = False
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.metrics_port = 0
@@ -92,6 +104,11 @@ class OperatorProcess:
         self.starts += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_port = free_port()
+        if self.network is not None:
+            if not self._network_started:
+                self.network.start()
+                self._network_started = True
+            self.env["KESTREL_ADDRESS_MAP"] = str(self.network.map_file)
         with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "kestrel.cli", "run", "--health-port=0", f"--metrics-port={self.metrics_port}"],
@@ -117,6 +134,9 @@ class OperatorProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.network is not None and self._network_started:
+            self.network.stop()
+            self._network_started = False
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:

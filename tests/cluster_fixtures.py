@@ -52,6 +52,20 @@ class Cluster:
     def custom(self) -> client.CustomObjectsApi:
         return client.CustomObjectsApi(self.api)
 
+    def wait_established(self, name: str, timeout: float = 60) -> None:
+        """Wait until the CRD `name` is Established.
+
+        Not `kubectl wait`: right after creation the CRD has no conditions yet, and kubectl fails instead of waiting.
+        """
+        extensions = client.ApiextensionsV1Api(self.api)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = extensions.read_custom_resource_definition(name).status.conditions or []
+            if any(c.type == "Established" and c.status == "True" for c in found):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{name} was not Established within {timeout:.0f}s")
+
     def create_mdep(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": crd.API_VERSION, "kind": crd.KIND, "metadata": {"name": name}, "spec": spec}
         created: dict[str, Any] = self.custom.create_namespaced_custom_object(
@@ -75,15 +89,8 @@ def kube() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def with_crd(kube: Cluster) -> Cluster:
     kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "-f", str(CRD_FILE))
-    # Not `kubectl wait`: right after creation the CRD has no conditions yet, and kubectl fails instead of waiting.
-    extensions = client.ApiextensionsV1Api(kube.api)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = extensions.read_custom_resource_definition(crd.CRD_NAME).status.conditions or []
-        if any(c.type == "Established" and c.status == "True" for c in found):
-            return kube
-        time.sleep(0.2)
-    raise AssertionError(f"{crd.CRD_NAME} was not Established within 60s")
+    kube.wait_established(crd.CRD_NAME)
+    return kube
 
 
 def _fresh_namespace(kube: Cluster) -> str:
@@ -133,7 +140,13 @@ class Operator(operator_process.OperatorProcess):
         watch: str | None = None,
         extra_env: dict[str, str] | None = None,
     ) -> None:
-        env = {"KESTREL_ENGINE_STORE": "s3://engines/kestrel", "KESTREL_RESYNC_SECONDS": "1"}
+        env = {
+            "KESTREL_ENGINE_STORE": "s3://engines/kestrel",
+            "KESTREL_RESYNC_SECONDS": "1",
+            # The cluster suite's pods run on kwok nodes, where no Triton answers a smoke inference or /metrics:
+            # the serving checks are off here, explicitly; tests/e2e runs them against a real Triton.
+            "KESTREL_SERVING_CHECKS": "false",
+        }
         if watch:
             env["KESTREL_WATCH_NAMESPACES"] = watch
         # A test's own store and its credentials Secret (KESTREL_ENGINE_STORE, KESTREL_STORE_CREDENTIALS_SECRET).

@@ -21,7 +21,12 @@ EVENTS = prometheus_client.Counter(
 )
 API_REQUESTS = prometheus_client.Counter(
     "kestrel_api_requests",
-    "Requests Kestrel's own client sent to the Kubernetes API (not Kopf's watches), by verb.",
+    "Requests Kestrel's own client sent to the Kubernetes API (not Kopf's watches), by verb and resource.",
+    ["verb", "resource"],
+)
+REQUESTS_SAVED = prometheus_client.Counter(
+    "kestrel_api_requests_saved",
+    "Applies and reads Kestrel's client answered from what a pass recently confirmed instead of asking the API.",
     ["verb"],
 )
 READY = prometheus_client.Gauge(

@@ -101,7 +101,7 @@ def test_sync_then_reconcile_then_resync_shows_no_diff(operator) -> None:
             )
             assert applied.returncode == 0, applied.stderr
             if wave < 0:
-                kube.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
+                kube.wait_established(crd.CRD_NAME)
             if wave == 0:
                 kube.kubectl(
                     "rollout",

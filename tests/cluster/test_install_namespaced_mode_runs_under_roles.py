@@ -68,6 +68,7 @@ def test_operator_with_roles_only_reconciles_its_namespaces(
         "KESTREL_RESYNC_SECONDS": "1",
         "KESTREL_WATCH_NAMESPACES": watched,
         "KESTREL_OPERATOR_NAMESPACE": operator_namespace,
+        "KESTREL_SERVING_CHECKS": "false",  # kwok pods: no Triton to send a smoke inference to
     }
     running = operator_process.OperatorProcess(kubeconfig, tmp_path / "logs", env).start()
     try:

@@ -61,7 +61,7 @@ def no_cert_manager(kube: Any) -> Iterator[None]:
 
 def _install_crd(kube: Any) -> None:
     kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "-f", str(CRD_FIXTURE))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{certificate.CRD}", "--timeout=60s")
+    kube.wait_established(certificate.CRD)
     # Established is not yet served: wait until the resource answers a list.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

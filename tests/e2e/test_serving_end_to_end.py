@@ -3,6 +3,7 @@ the process kubelet running the real build Job and the real Triton pod, and `kes
 
 One ModelDeployment (the quickstart example) lives through the module, revision by revision:
 1. the first engine serves boxes over TLS with the API key, and nothing without it;
+   the operator's own smoke inference passed before it reported Available, and Triton's metrics reach status;
 2. a second revision (dynamic batching off) rolls out while a client loop runs through the Service: no request fails;
 3. a third revision whose engine Triton cannot load (the native ONNX backend, absent from this Triton) is rolled back,
    and the second keeps answering all along.
@@ -25,7 +26,7 @@ from kestrel import infer
 from kestrel.api import crd, keys
 from kestrel.api import spec as specs
 from kestrel.manifests import names, transport
-from testbed import demo, routing
+from testbed import demo, routing, service_proxy
 from testbed import operator as operator_process
 
 BUILD_AND_ROLLOUT_SECONDS = 600
@@ -115,7 +116,9 @@ def served(
         "KESTREL_RESYNC_SECONDS": "1",
         "KESTREL_WATCH_NAMESPACES": namespace,  # other suites run operators of their own
     }
-    running = operator_process.OperatorProcess(operator_kubeconfig, work / "logs", env).start()
+    # kube-proxy's part: the operator's smoke inference and metrics scrape reach the Service and pods through it.
+    network = service_proxy.ServiceProxy(with_crd.api, work / "address-map.json", [namespace])
+    running = operator_process.OperatorProcess(operator_kubeconfig, work / "logs", env, network).start()
     model = Served(with_crd, namespace, work)
     try:
         with_crd.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(model.body))
@@ -172,6 +175,30 @@ def test_quickstart_serves_boxes_over_tls_with_the_api_key_and_nothing_without(s
     assert total > 0 and matched / total >= 0.8, f"{matched}/{total} ground-truth boxes matched"
 
 
+def test_the_operator_smoke_tested_the_revision_and_reports_tritons_metrics(served: Served) -> None:
+    status = served.get()["status"]
+    smoke = status["serving"]["smoke"]
+    assert smoke["revision"] == status["revision"]["current"] and smoke["passed"] is True, smoke
+    assert 0 < smoke["latencyMs"] < 10_000 and smoke["checkedAt"], smoke
+    assert "one 64x64 image answered" in smoke["message"]
+
+    def requests() -> int:
+        found: int = ((served.get()["status"].get("serving") or {}).get("metrics") or {}).get("requests") or 0
+        return found
+
+    served.wait("a first metrics summary", lambda: requests() > 0, timeout=30)
+    before = requests()
+    sent = 5
+    with infer.Client(served.endpoint()) as client:
+        for path in served.images[:sent]:
+            client.detect(infer.read_image(path), path.name)
+    served.wait(f"status.serving.metrics to count {sent} more requests", lambda: requests() >= before + sent, 30)
+    found = served.get()["status"]["serving"]["metrics"]
+    assert found["failures"] == 0 and found["pods"] == 1 and found["scrapedAt"] and not found.get("error"), found
+    # No canary p95 bound: Triton's summary latencies are off, so the queue time is the counters' mean, not a p50.
+    assert found.get("queueP50Ms") is None and 0 <= found["queueMeanMs"] < 10_000, found
+
+
 def test_batching_on_serves_concurrent_clients_exactly(served: Served) -> None:
     assert served.get()["spec"]["serving"]["triton"].get("dynamicBatching", {}).get("enabled", True)
     concurrent_matches_single(served)
@@ -214,6 +241,8 @@ def test_a_new_revision_rolls_out_under_load_without_a_failed_request(served: Se
     try:
         key = served.patch_spec({"serving": {"triton": {"dynamicBatching": {"enabled": False}}}})
         served.wait("the unbatched revision to serve", lambda: served.serving(key))
+        smoke = served.get()["status"]["serving"]["smoke"]
+        assert (smoke["revision"], smoke["passed"]) == (key, True), "Available for a new revision waits for its smoke"
         time.sleep(3)  # requests keep flowing to the new pod after the old one is gone
     finally:
         loop.stop()

@@ -30,10 +30,13 @@ KOPF_NEEDS = {
     ("kestrel.dev", crd.PLURAL): {"list", "watch", "patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("", "events"): {"create"},
+    # handlers/owned.py: the Deployments the operator applies, watched for status changes and drift.
+    ("apps", "deployments"): {"list", "watch"},
 }
-# The client's own calls: status through the status subresource, Events through core v1.
+# The client's own calls: status through the status subresource, Events through core v1, a fresh ModelDeployment.
 CLIENT_NEEDS = {
     ("kestrel.dev", f"{crd.PLURAL}/status"): {"patch"},
+    ("kestrel.dev", crd.PLURAL): {"get"},  # Kube.get_model_deployment
     ("", "events"): {"create"},
 }
 

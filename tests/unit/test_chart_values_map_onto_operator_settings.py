@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
+
 from kestrel.handlers import config
 from kestrel.manifests import context
 from tests.unit.helm_support import find, render
@@ -19,11 +21,11 @@ def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _settable() -> set[str]:
-    """The variables config.from_environment reads into Settings (string fields only)."""
+    """The variables config.from_environment reads into Settings (string and true/false fields)."""
     return {
         f"{config.PREFIX}{f.name.upper()}"
         for f in dataclasses.fields(context.Settings)
-        if f.type in ("str", "str | None")
+        if f.type in ("str", "str | None", "bool")
     }
 
 
@@ -68,6 +70,14 @@ def test_values_reach_the_settings() -> None:
     assert parsed.watch_namespaces == ("vision", "retail")
     (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "registry.example.com/ml/kestrel-operator:1.2.3"
+
+
+def test_serving_checks_can_be_turned_off_and_nothing_else_is_read_as_false() -> None:
+    assert config.from_environment(_env(render())).settings.serving_checks is True
+    assert config.from_environment(_env(render("servingChecks=false"))).settings.serving_checks is False
+    env = _env(render()) | {f"{config.PREFIX}SERVING_CHECKS": "off"}
+    with pytest.raises(ValueError, match="KESTREL_SERVING_CHECKS='off': expected true or false"):
+        config.from_environment(env)
 
 
 def test_resync_interval_reaches_the_timer(monkeypatch: Any) -> None:

@@ -45,7 +45,10 @@ class FakeKube:
         self.applies[key] += 1
         return copy.deepcopy(stored)
 
-    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str, *, cached: bool = False
+    ) -> dict[str, Any] | None:
+        # `cached` lets the real client answer from what a pass recently confirmed; this fake always answers afresh.
         found = self.objects.get(self.key(api_version, kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 

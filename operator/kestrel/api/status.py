@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Annotated, Literal
 
 import pydantic
@@ -50,6 +51,79 @@ class RevisionStatus(ApiModel):
     )
 
 
+CanaryState = Literal["Progressing", "Promoting", "Promoted", "Failed"]
+
+
+class CanaryAnalysisStatus(ApiModel):
+    """What the canary's pods showed on Triton's metrics over one analysis window."""
+
+    requests: int | None = pydantic.Field(default=None, ge=0, description="Requests answered in the window.")
+    failures: int | None = pydantic.Field(default=None, ge=0, description="Failed requests in the window.")
+    error_rate: float | None = pydantic.Field(default=None, ge=0, le=1, description="Failed fraction of requests.")
+    p95_ms: float | None = pydantic.Field(default=None, ge=0, description="p95 request latency at the window's end.")
+    passed: bool | None = pydantic.Field(default=None, description="Whether the window met the analysis bounds.")
+
+
+class CanaryCounters(ApiModel):
+    """Triton's request counters of the canary's pods when the step's window began (deltas start here)."""
+
+    success: int = pydantic.Field(default=0, ge=0, description="nv_inference_request_success.")
+    failure: int = pydantic.Field(default=0, ge=0, description="nv_inference_request_failure.")
+
+
+class CanaryStatus(ApiModel):
+    """The operator-stepped canary of a new revision beside the stable one; kept after it ends, for the record."""
+
+    revision: str = pydantic.Field(description="Engine key on the canary.")
+    state: CanaryState = pydantic.Field(description="Progressing, Promoting, Promoted or Failed.")
+    generation: int = pydantic.Field(ge=0, description="Spec generation the canary runs for; a spec change aborts it.")
+    step: int = pydantic.Field(ge=0, description="Index into spec.rollout.canary.steps.")
+    weight: int = pydantic.Field(ge=0, le=100, description="The step's percentage.")
+    replicas: int | None = pydantic.Field(default=None, ge=0, description="Canary replicas of this step.")
+    step_started_at: datetime.datetime | None = pydantic.Field(
+        default=None, description="When this step's analysis window began (its pods were all available)."
+    )
+    baseline: CanaryCounters | None = pydantic.Field(default=None, description="Counters at the window's start.")
+    analysis: CanaryAnalysisStatus | None = pydantic.Field(default=None, description="The last window's numbers.")
+
+
+class SmokeStatus(ApiModel):
+    """The operator's own inference through the Service after a rollout; Available waits for it to pass."""
+
+    revision: str | None = pydantic.Field(default=None, description="Engine key the check ran against.")
+    passed: bool | None = pydantic.Field(default=None, description="Whether it passed; null when it was not run.")
+    latency_ms: float | None = pydantic.Field(default=None, ge=0, description="The request's round trip, ms.")
+    checked_at: datetime.datetime | None = pydantic.Field(default=None, description="When it ran.")
+    message: str = pydantic.Field(default="", description="What was checked, or why it failed or was not run.")
+
+
+class ServingMetricsStatus(ApiModel):
+    """Triton's counters of the ready pods, summed (counters since each pod started; quantiles the worst pod's).
+
+    A scrape that reads the numbers already recorded leaves the record (and its time) as it was: an idle model
+    costs no status write.
+    """
+
+    requests: int | None = pydantic.Field(default=None, ge=0, description="Requests answered (succeeded + failed).")
+    failures: int | None = pydantic.Field(default=None, ge=0, description="Failed requests.")
+    queue_p50_ms: float | None = pydantic.Field(
+        default=None, ge=0, description="Median queue time over Triton's recent window; null without summary latencies."
+    )
+    queue_mean_ms: float | None = pydantic.Field(
+        default=None, ge=0, description="Mean queue time of successful requests since the pods started."
+    )
+    pods: int | None = pydantic.Field(default=None, ge=0, description="Pods whose metrics were read.")
+    scraped_at: datetime.datetime | None = pydantic.Field(default=None, description="When these numbers were read.")
+    error: str | None = pydantic.Field(default=None, description="Why the last scrape failed, if it did.")
+
+
+class ServingChecksStatus(ApiModel):
+    """What the operator observed as a client of the served model."""
+
+    smoke: SmokeStatus | None = pydantic.Field(default=None, description="The smoke inference of the revision.")
+    metrics: ServingMetricsStatus | None = pydantic.Field(default=None, description="Triton's metrics, summed.")
+
+
 class EndpointsStatus(ApiModel):
     """Where clients reach the model."""
 
@@ -71,6 +145,8 @@ class ModelDeploymentStatus(ApiModel):
     engine: EngineStatus | None = pydantic.Field(default=None, description="The built engine.")
     validation: ValidationStatus | None = pydantic.Field(default=None, description="The gate's numbers.")
     revision: RevisionStatus | None = pydantic.Field(default=None, description="Serving revisions.")
+    canary: CanaryStatus | None = pydantic.Field(default=None, description="The canary of a new revision.")
     endpoints: EndpointsStatus | None = pydantic.Field(default=None, description="Client endpoints.")
+    serving: ServingChecksStatus | None = pydantic.Field(default=None, description="Smoke inference and metrics.")
     replicas: int | None = pydantic.Field(default=None, ge=0, description="Desired Triton replicas.")
     ready_replicas: int | None = pydantic.Field(default=None, ge=0, description="Ready Triton replicas.")

@@ -31,9 +31,12 @@ def from_environment(environ: dict[str, str] | None = None) -> OperatorConfig:
         and field.type in ("str", "str | None")
     }
     pvc_root = env.get(f"{PREFIX}PVC_ROOT")
+    address_map = env.get(f"{PREFIX}ADDRESS_MAP")
     settings = context.Settings(
         engine_store=store,
         pvc_root=pathlib.Path(pvc_root) if pvc_root else None,
+        serving_checks=_flag(env, f"{PREFIX}SERVING_CHECKS", default=True),
+        address_map=pathlib.Path(address_map) if address_map else None,
         **overrides,  # type: ignore[arg-type]
     )
     namespaces = tuple(n for n in env.get(f"{PREFIX}WATCH_NAMESPACES", "").split(",") if n)
@@ -43,6 +46,44 @@ def from_environment(environ: dict[str, str] | None = None) -> OperatorConfig:
     )
 
 
+def _flag(env: dict[str, str], name: str, *, default: bool) -> bool:
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value not in ("true", "false"):
+        raise ValueError(f"{name}={env[name]!r}: expected true or false")
+    return value == "true"
+
+
 def resync_interval() -> float:
     """Seconds between drift checks of each ModelDeployment; read at import, when Kopf registers the timer."""
     return float(os.environ.get(f"{PREFIX}RESYNC_SECONDS", "30"))
+
+
+def trust_interval() -> float:
+    """Seconds a pass not caused by a spec change trusts what an earlier pass applied or read unchanged.
+
+    Children are re-applied (drift undone) at least this often; Deployments at once, since they are watched.
+    Default: three resync intervals, so a hand-deleted NetworkPolicy or Role is back within 90 s at the default
+    resync. 0 trusts nothing: every pass asks the API server again.
+    """
+    name = f"{PREFIX}TRUST_SECONDS"
+    text = os.environ.get(name)
+    if not text:
+        return 3 * resync_interval()
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected a number of seconds, e.g. 300") from None
+    if value < 0:
+        raise ValueError(f"{name}={text!r}: must be >= 0 (0 trusts nothing)")
+    return value
+
+
+def executor_threads() -> int:
+    """Threads that run reconcile passes at once (they block on API calls); `KESTREL_WORKERS`, default 16."""
+    name = f"{PREFIX}WORKERS"
+    text = os.environ.get(name, "16")
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{name}={text!r}: expected a whole number >= 1, e.g. 16")
+    return int(text)

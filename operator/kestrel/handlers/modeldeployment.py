@@ -1,4 +1,8 @@
-"""ModelDeployment handlers: create, update, resume and a drift timer all run the same reconcile()."""
+"""ModelDeployment handlers: create, update, resume and a drift timer all run the same reconcile().
+
+A spec change (create, update, resume) trusts nothing remembered: every child is applied and read. The timer
+trusts what was confirmed within `config.trust_interval()`, so a quiet model costs (almost) no requests.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,16 @@ import kopf
 
 from kestrel.api import crd, errors
 from kestrel.handlers import config, state
-from kestrel.reconcilers import run
+from kestrel.reconcilers import run, serial
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
+TRUST = config.trust_interval()
 
 
-def _reconcile(body: kopf.Body, logger: Logger) -> None:
+def _reconcile(body: kopf.Body, logger: Logger, trust: float = 0.0) -> None:
     try:
-        run.reconcile(state.kube(), dict(body), state.config_().settings)
+        serial.reconcile(state.kube(), dict(body), state.config_().settings, trust=trust)
     except errors.SpecError as error:
         raise kopf.PermanentError(str(error)) from error
     except errors.TransientError as error:
@@ -36,7 +41,7 @@ def reconcile(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
 
 @kopf.timer(*RESOURCE, interval=config.resync_interval(), initial_delay=1.0, idle=None)
 def resync(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
-    _reconcile(body, logger)
+    _reconcile(body, logger, trust=TRUST)
 
 
 @kopf.on.delete(*RESOURCE)
@@ -46,3 +51,4 @@ def delete(*, body: kopf.Body, retry: int, logger: Logger, **_: Any) -> None:
         run.delete(state.kube(), dict(body), state.config_().settings, retry)
     except errors.TransientError as error:
         raise kopf.TemporaryError(str(error), delay=error.delay) from error
+    serial.forget(dict(body))

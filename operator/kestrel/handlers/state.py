@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from kestrel.handlers import config
-from kestrel.kube import client
+from kestrel.kube import client, recent
 
 ANNOTATION_PREFIX = "kestrel.dev"
 _state: dict[str, Any] = {}
@@ -39,8 +39,11 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
     # Kestrel posts its own Events with condition reasons; Kopf's per-handler Events would only repeat them.
     settings.posting.level = logging.WARNING
+    # Passes block on API calls in Kopf's thread pool; its default (CPUs + 4) would idle the API server at scale.
+    settings.execution.max_workers = config.executor_threads()
     if "kube" not in _state:
-        configure(client.Kube.connect(os.environ.get("KUBECONFIG")), config.from_environment())
+        known = recent.Recent(ttl=config.trust_interval())
+        configure(client.Kube.connect(os.environ.get("KUBECONFIG"), known=known), config.from_environment())
     if config_().watch_namespaces:
         # Named namespaces only: no cluster-wide scan of namespaces and CRDs, which a namespaced install (Roles,
         # no ClusterRole) may not list; Kopf would otherwise retry that scan before serving anything.

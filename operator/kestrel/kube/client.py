@@ -2,6 +2,11 @@
 
 Child objects are written with server-side apply under the field manager `kestrel`, forced: Kestrel owns
 the fields it sets, and a hand edit of one of them is drift to undo, not a conflict to stop at.
+
+A `Kube` shares a `recent.Recent` store with its views (`view`): one pass's view skips the apply of a manifest it
+(or an earlier pass, within the view's `max_age`) already applied unchanged, and answers `get(..., cached=True)`
+from what was confirmed as recently. Only kinds whose apply result callers do not read for fresh status are
+skipped (`SKIPPABLE`); Deployments are, because the operator watches them and `observe` keeps their status current.
 """
 
 from __future__ import annotations
@@ -17,9 +22,27 @@ from kubernetes.client import exceptions
 
 from kestrel import metrics
 from kestrel.api import errors
-from kestrel.kube import failures, resources
+from kestrel.kube import failures, recent, resources
 
 FIELD_MANAGER = "kestrel"
+# Kinds whose unchanged apply a pass may skip. Not Jobs, cert-manager Certificates or Argo Rollouts: their callers
+# read the status the apply returns, which other controllers keep changing and nothing here watches.
+SKIPPABLE = frozenset(
+    {
+        ("v1", "Secret"),
+        ("v1", "Service"),
+        ("v1", "ServiceAccount"),
+        ("v1", "ConfigMap"),
+        ("apps/v1", "Deployment"),
+        ("policy/v1", "PodDisruptionBudget"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("keda.sh/v1alpha1", "ScaledObject"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("argoproj.io/v1alpha1", "AnalysisTemplate"),
+    }
+)
 COMPONENT = "kestrel-operator"
 Body = dict[str, Any]
 
@@ -31,20 +54,51 @@ def describe(body: Body) -> str:
     return f"{body.get('kind')} {where}"
 
 
+def _resource_of(path: str) -> str:
+    """`secrets`, `deployments`, `modeldeployments/status`: the resource of a REST path, for the request counter."""
+    parts = path.strip("/").split("/")
+    parts = parts[2:] if parts[0] == "api" else parts[3:]
+    if parts[:1] == ["namespaces"] and len(parts) > 2:
+        parts = parts[2:]
+    return "/".join(parts[:1] + parts[2:3])
+
+
 class Kube:
     """A thin, typed wrapper over the REST API for the kinds in `resources`."""
 
-    def __init__(self, api: client.ApiClient, *, field_manager: str = FIELD_MANAGER) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        field_manager: str = FIELD_MANAGER,
+        known: recent.Recent | None = None,
+        max_age: float = 0.0,
+    ) -> None:
         self.api = api
         self.field_manager = field_manager
+        self.known = known if known is not None else recent.Recent(ttl=0.0)
+        self.max_age = max_age
+        # Only a view trusts what it confirmed itself (`view` sets this); the shared client trusts nothing remembered.
+        self.opened = float("inf")
+
+    def view(self, max_age: float = 0.0) -> Kube:
+        """A client for one pass: it trusts what it confirmed itself, and what any pass confirmed within `max_age`
+        seconds (0: nothing from before it opened)."""
+        opened = Kube(self.api, field_manager=self.field_manager, known=self.known, max_age=max_age)
+        opened.opened = self.known.clock()
+        return opened
+
+    def _since(self) -> float:
+        """The oldest confirmation this client trusts: its own (a view's), or any within `max_age`."""
+        return min(self.opened, self.known.clock() - self.max_age) if self.max_age > 0 else self.opened
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Kube:
+    def connect(cls, kubeconfig: str | None = None, *, known: recent.Recent | None = None) -> Kube:
         """In a pod: its ServiceAccount. Elsewhere: the given kubeconfig, or $KUBECONFIG / ~/.kube/config."""
         if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
             config.load_incluster_config()
-            return cls(client.ApiClient())
-        return cls(config.new_client_from_config(config_file=kubeconfig))
+            return cls(client.ApiClient(), known=known)
+        return cls(config.new_client_from_config(config_file=kubeconfig), known=known)
 
     def _request(
         self,
@@ -56,7 +110,7 @@ class Kube:
         content_type: str = "application/json",
         action: str,
     ) -> Body:
-        metrics.API_REQUESTS.labels(method).inc()
+        metrics.API_REQUESTS.labels(method, _resource_of(path)).inc()
         with failures.translated(action):
             method, url, headers, payload, _ = self.api.param_serialize(
                 method,
@@ -74,13 +128,23 @@ class Kube:
         return result
 
     def apply(self, body: Body, *, force: bool = True) -> Body:
-        """Server-side apply of a whole object, as field manager `kestrel`; returns the object as stored."""
+        """Server-side apply of a whole object, as field manager `kestrel`; returns the object as stored.
+
+        Skipped (the remembered object returned) when this view may trust an earlier apply of the same manifest.
+        """
         resource = resources.lookup(body["apiVersion"], body["kind"])
         meta = body["metadata"]
+        manifest_digest = recent.digest(body)
+        skippable = (resource.api_version, resource.kind) in SKIPPABLE
+        if skippable:
+            known = self.known.applied(recent.key_of(body), manifest_digest, self._since())
+            if known is not None:
+                metrics.REQUESTS_SAVED.labels("apply").inc()
+                return known
         query = [("fieldManager", self.field_manager)]
         if force:
             query.append(("force", "true"))
-        return self._request(
+        stored = self._request(
             "PATCH",
             resource.path(meta.get("namespace"), meta["name"]),
             body=body,
@@ -88,14 +152,51 @@ class Kube:
             content_type="application/apply-patch+yaml",
             action=f"apply {describe(body)}",
         )
+        if skippable and stored.get("metadata"):
+            self.known.record(stored, manifest_digest=manifest_digest)
+        return stored
 
-    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Body | None:
-        """The object, or None when it does not exist."""
+    def get(
+        self, api_version: str, kind: str, namespace: str | None, name: str, *, cached: bool = False
+    ) -> Body | None:
+        """The object, or None when it does not exist.
+
+        `cached`: an object this view may trust as recently confirmed is returned without a request; only for
+        objects that nobody but Kestrel changes (its own keys and API key, say), never for ones it waits on.
+        """
         resource = resources.lookup(api_version, kind)
+        key = (resource.api_version, resource.kind, namespace or "", name)
+        if cached:
+            known = self.known.seen(key, self._since())
+            if known is not None:
+                metrics.REQUESTS_SAVED.labels("get").inc()
+                return known
         try:
-            return self._request("GET", resource.path(namespace, name), action=f"get {kind} {namespace}/{name}")
+            found = self._request("GET", resource.path(namespace, name), action=f"get {kind} {namespace}/{name}")
+        except errors.NotFoundError:
+            self.known.forget(key)
+            return None
+        if found.get("metadata") and found.get("apiVersion") and found.get("kind"):
+            self.known.record(found)
+        return found
+
+    def get_model_deployment(self, namespace: str, name: str) -> Body | None:
+        """A ModelDeployment as stored now (not as a watch last delivered it), or None when it is gone."""
+        resource = resources.MODEL_DEPLOYMENT
+        try:
+            return self._request(
+                "GET", resource.path(namespace, name), action=f"get {resource.kind} {namespace}/{name}"
+            )
         except errors.NotFoundError:
             return None
+
+    def observe(self, body: Body, *, deleted: bool = False) -> Body | None:
+        """A watch event of an owned object: what was remembered before it (None: nothing), and remember it."""
+        if deleted:
+            before = self.known.seen(recent.key_of(body), float("-inf"))
+            self.known.forget(recent.key_of(body))
+            return before
+        return self.known.observe(body)
 
     def list(self, api_version: str, kind: str, namespace: str | None, *, labels: str | None = None) -> list[Body]:
         """Objects of a kind in a namespace (all namespaces for None), optionally by label selector."""
@@ -108,6 +209,7 @@ class Kube:
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
         """Delete with background propagation; False when it was already gone."""
         resource = resources.lookup(api_version, kind)
+        self.known.forget((resource.api_version, resource.kind, namespace or "", name))
         try:
             self._request(
                 "DELETE",

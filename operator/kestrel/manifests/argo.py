@@ -61,7 +61,7 @@ def rollout(
     rollout_spec["strategy"] = {"canary": {"maxSurge": 1, "maxUnavailable": 0, "steps": steps}}
     # Past the deadline, abort (and so roll back) rather than wait: what the operator does for Deployments.
     rollout_spec["progressDeadlineAbort"] = spec.rollout.auto_rollback
-    return {**deployment, "apiVersion": API_VERSION, "kind": "Rollout", "spec": rollout_spec}
+    return {"apiVersion": API_VERSION, "kind": "Rollout", "metadata": deployment["metadata"], "spec": rollout_spec}
 
 
 def analysis_template(

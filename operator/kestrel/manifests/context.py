@@ -103,6 +103,13 @@ class Settings:
     # Where the operator's own pod mounts claims (KESTREL_PVC_ROOT), for the engine cache and garbage collection
     # of a pvc:// store; None: the operator cannot see the claim and leaves the store to the pods.
     pvc_root: pathlib.Path | None = None
+    # The operator as a client of each served model (reconcilers/checks.py): after a rollout one inference through
+    # the Service gates Available, and every pass reads Triton's metrics into status. Off (KESTREL_SERVING_CHECKS=
+    # false) only where no real Triton answers, e.g. kwok-simulated nodes; status then says they were not run.
+    serving_checks: bool = True
+    # KESTREL_ADDRESS_MAP: a JSON file mapping in-cluster "host:port" to where this operator reaches them, for an
+    # operator outside the pod network (serving/addresses.py); None: dial cluster addresses directly.
+    address_map: pathlib.Path | None = None
 
     def __post_init__(self) -> None:
         Store.parse(self.engine_store)  # fail at start-up, not at the first build

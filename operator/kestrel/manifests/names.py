@@ -54,6 +54,7 @@ def triton(name: str) -> str:
 
 
 def canary(name: str) -> str:
+    """The canary Triton Deployment of the operator-stepped canary."""
     return child(name, "triton-canary")
 
 

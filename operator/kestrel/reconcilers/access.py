@@ -20,7 +20,7 @@ API_KEY_BYTES = 32
 
 def _ensure_api_key(ctx: context.Context, owner: manifest_context.Owner) -> str:
     name = names.api_key_secret(ctx.name)
-    if ctx.kube.get("v1", "Secret", ctx.namespace, name) is None:
+    if ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True) is None:
         key = random.token_urlsafe(API_KEY_BYTES).encode()
         ctx.kube.apply(secrets.api_key(owner, key), force=False)
         ctx.event("Normal", "ApiKeyCreated", f"Created API key Secret {name}", "Access")

@@ -38,7 +38,7 @@ class Hit:
 
 
 def _verify_key(ctx: context.Context) -> ed25519.Ed25519PublicKey | None:
-    secret = ctx.kube.get("v1", "Secret", ctx.namespace, names.signing_secret(ctx.name))
+    secret = ctx.kube.get("v1", "Secret", ctx.namespace, names.signing_secret(ctx.name), cached=True)
     encoded = ((secret or {}).get("data") or {}).get("signing.pub")
     if not encoded:
         return None

@@ -27,6 +27,8 @@ class Context:
     # Digest of the serving certificate, set by the TLS reconciler: it is part of the pod template,
     # so a renewal rolls the pods.
     tls_checksum: str | None = None
+    # The status as the API server stored it at the end of the pass (reconcilers/serial.py compares it).
+    stored_status: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, kube: client.Kube, body: dict[str, Any], now: datetime.datetime) -> Context:

@@ -16,7 +16,7 @@ from kestrel.security import manifest
 
 def _ensure_signing_pair(ctx: context.Context) -> None:
     name = names.signing_secret(ctx.name)
-    if ctx.kube.get("v1", "Secret", ctx.namespace, name) is not None:
+    if ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True) is not None:
         return
     key = manifest.generate_signing_key()
     owner = manifest_context.Owner.from_body(ctx.body)

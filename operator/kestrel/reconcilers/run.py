@@ -9,7 +9,19 @@ from kestrel import metrics
 from kestrel.api import conditions
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import access, audit, context, encryption, engine, garbage, serving, storage, summary, tls
+from kestrel.reconcilers import (
+    access,
+    audit,
+    checks,
+    context,
+    encryption,
+    engine,
+    garbage,
+    serving,
+    storage,
+    summary,
+    tls,
+)
 
 
 def reconcile(
@@ -45,13 +57,16 @@ def _reconcile(
     store = storage.reconcile(ctx, settings)
     engine.reconcile(ctx, settings, store)
     serving.reconcile(ctx, settings)
+    checks.reconcile(ctx, settings)
     garbage.reconcile(ctx, settings, store, body.get("status") or {})
     summary.reconcile(ctx)
     audit.reconcile(ctx, body.get("status") or {})
     ctx.status.observed_generation = ctx.generation
     old_status, new_status = body.get("status") or {}, ctx.status.to_wire()
+    ctx.stored_status = old_status
     if new_status != old_status:
-        kube.patch_status(ctx.namespace, ctx.name, merge_patch(old_status, new_status))
+        stored = kube.patch_status(ctx.namespace, ctx.name, merge_patch(old_status, new_status))
+        ctx.stored_status = stored.get("status") or {}
     return ctx
 
 

@@ -77,7 +77,9 @@ def read_access(kube: client.Kube, settings: manifest_context.Settings) -> tuple
         return Access(), None
     if settings.store_credentials_secret is None:
         return Access(ambient=True), None
-    source = kube.get("v1", "Secret", settings.operator_namespace, settings.store_credentials_secret)
+    # A rotation reaches the copies at a spec change or once a pass may no longer trust the last read; a missing
+    # Secret is never remembered, so creating it is seen at the next pass.
+    source = kube.get("v1", "Secret", settings.operator_namespace, settings.store_credentials_secret, cached=True)
     where = f"{settings.operator_namespace}/{settings.store_credentials_secret}"
     if source is None:
         return Access(problem=f"The engine store's credentials Secret {where} does not exist: {_fix(settings)}"), None

@@ -21,7 +21,7 @@ from cryptography import x509
 from kestrel.api import base, conditions, errors
 from kestrel.manifests import access, certificate, names, secrets
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context
+from kestrel.reconcilers import context, installed
 from kestrel.security import certificates
 
 Body = dict[str, Any]
@@ -41,7 +41,8 @@ def _rotate_before(ctx: context.Context) -> datetime.timedelta | None:
 
 def _authority(ctx: context.Context, settings: manifest_context.Settings) -> certificates.Issued:
     """The operator CA, created on first use; a concurrent creation by another pass wins and is read back."""
-    found = ctx.kube.get("v1", "Secret", settings.operator_namespace, secrets.CA_SECRET)
+    # Kestrel alone writes the CA: what a recent pass read is still it.
+    found = ctx.kube.get("v1", "Secret", settings.operator_namespace, secrets.CA_SECRET, cached=True)
     if found is None:
         ca = certificates.create_ca(now=ctx.now)
         try:
@@ -80,7 +81,8 @@ def _ensure(
     what: str,
 ) -> Body:
     """The Secret `name` holding a good certificate: read it, or issue and apply a new one (one per renewal)."""
-    current = ctx.kube.get("v1", "Secret", ctx.namespace, name)
+    # Operator mode: Kestrel alone writes these Secrets (a mode change is a spec change, whose pass trusts nothing).
+    current = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
     if current is not None and current["metadata"].get("annotations", {}).get(CERT_MANAGER_ANNOTATION) == name:
         # The mode changed from cert-manager: its Certificate would go on rewriting the Secret the operator now owns.
         ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name)
@@ -147,7 +149,7 @@ def _client_secret(
 
 
 def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> None:
-    if ctx.kube.get(CRD_API, "CustomResourceDefinition", None, certificate.CRD) is None:
+    if not installed.crd(ctx, certificate.CRD, required=True):
         ctx.set(
             conditions.CERTIFICATE_READY,
             "False",

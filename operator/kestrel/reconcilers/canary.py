@@ -1,0 +1,222 @@
+"""Canary: steps a new revision in beside the stable one, judged on Triton's metrics; owns Progressing and Degraded
+while it runs.
+
+Two Deployments behind one Service: the stable one keeps `revision.current`, the canary (`names.canary`) runs the
+new engine with the step's share of the stable replica count (at least one pod), and the Service splits traffic
+by pod count. A step's analysis window starts once all its canary pods are available; at its end the canary's
+own Triton counters decide: pass, the next step; fail, the canary goes and the stable keeps serving. The last step
+(100) is the promotion: the stable Deployment moves to the new revision (maxUnavailable 0) and the canary goes once
+it is available. Every fact lives in `status.canary`, so a restarted operator resumes at the same step and
+window; a spec change aborts the canary (or restarts it at the first step when the engine stays the same).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from kestrel.api import conditions, errors, status
+from kestrel.api import spec as specs
+from kestrel.manifests import context as manifest_context
+from kestrel.manifests import names, triton
+from kestrel.reconcilers import canary_analysis, context, workload
+
+STEP = "CanaryStep"
+STEP_PASSED = "CanaryStepPassed"
+PROMOTING = "CanaryPromoting"
+PROMOTED = "CanaryPromoted"
+ANALYSIS_FAILED = "CanaryAnalysisFailed"
+NOT_AVAILABLE = "CanaryNotAvailable"
+ABORTED = "CanaryAborted"
+RESTARTED = "CanaryRestarted"
+
+
+class MetricsError(errors.KestrelError):
+    """The canary's Triton metrics could not be read (unreachable endpoint, bad answer)."""
+
+
+# Reads the Triton metrics of the named canary Deployment's pods, combined; raises MetricsError when it cannot.
+Scrape = Callable[[context.Context, manifest_context.Settings, str], canary_analysis.Reading]
+NOT_RUN = "analysis not run: serving checks are off (KESTREL_SERVING_CHECKS=false, pods without a real Triton)"
+
+
+def _canary_spec(ctx: context.Context) -> specs.CanarySpec:
+    if ctx.spec.rollout.canary is None:
+        raise errors.SpecError("spec.rollout.canary", "spec.rollout.canary is required for the canary strategy")
+    return ctx.spec.rollout.canary
+
+
+def wanted(ctx: context.Context, revision: status.RevisionStatus, desired: str | None) -> bool:
+    """Whether `desired` should be stepped in as a canary: a new validated engine while an older one serves."""
+    return (
+        ctx.spec.rollout.strategy == "canary"
+        and desired is not None
+        and revision.current is not None
+        and desired not in (revision.current, revision.failed)
+    )
+
+
+def settle(ctx: context.Context, revision: status.RevisionStatus, desired: str | None) -> None:
+    """End a running canary the spec no longer asks for; restart it at step 1 when only the generation moved."""
+    found = ctx.status.canary
+    if found is None or found.state != "Progressing":
+        return
+    still = wanted(ctx, revision, desired) and desired == found.revision
+    if still and found.generation == ctx.generation:
+        return
+    if still:
+        # Same engine, other spec (replicas, steps, bounds): what was measured no longer applies; keep its pods.
+        message = f"Spec generation {ctx.generation} (was {found.generation}): canary of engine {found.revision[:8]}"
+        ctx.event("Normal", RESTARTED, f"{message} restarts at step 1", "Rollout")
+        ctx.status.canary = None
+        return
+    remove(ctx)
+    ctx.event("Normal", ABORTED, f"Aborted the canary of engine {found.revision[:8]}: the spec changed", "Rollout")
+    ctx.status.canary = None
+
+
+def remove(ctx: context.Context) -> None:
+    """Delete the canary Deployment (an absent one is fine); its pods go with it."""
+    ctx.kube.delete("apps/v1", "Deployment", ctx.namespace, names.canary(ctx.name))
+
+
+def reconcile(
+    ctx: context.Context, settings: manifest_context.Settings, stable_key: str, new_key: str, scrape: Scrape
+) -> dict[str, Any] | None:
+    """One pass of the canary of `new_key` beside `stable_key`; returns the stable Deployment as applied."""
+    canary = _canary_spec(ctx)
+    found = ctx.status.canary
+    if found is None or found.revision != new_key or found.state != "Progressing":
+        found = status.CanaryStatus(
+            revision=new_key, state="Progressing", generation=ctx.generation, step=0, weight=canary.steps[0]
+        )
+        ctx.status.canary = found
+        before = ctx.status.revision or status.RevisionStatus()
+        ctx.status.revision = status.RevisionStatus(current=stable_key, previous=before.previous, failed=None)
+        ctx.set(conditions.DEGRADED, "False", "AsExpected", "")
+        ctx.event(
+            "Normal",
+            STEP,
+            f"Started the canary of engine {new_key[:8]} beside {stable_key[:8]}: steps {canary.steps}",
+            "Rollout",
+        )
+    stable = workload.apply_children(ctx, settings, stable_key)
+    if stable is None:
+        return None
+    for _ in range(2):  # a step that passes moves on in the same pass: scale to the next, or promote
+        if canary.steps[found.step] == 100:
+            _promote(ctx, found, stable_key)
+            break
+        step = found.step
+        _step(ctx, settings, canary, found, scrape)
+        if found.state != "Progressing" or found.step == step:
+            break
+    return stable
+
+
+def _step(
+    ctx: context.Context,
+    settings: manifest_context.Settings,
+    canary: specs.CanarySpec,
+    found: status.CanaryStatus,
+    scrape: Scrape,
+) -> None:
+    label = canary_analysis.step_label(canary, found.step)
+    replicas = triton.canary_replicas(ctx.spec, found.weight)
+    deployment = workload.build(
+        ctx, settings, found.revision, functools.partial(triton.canary_deployment, replicas=replicas)
+    )
+    if deployment is None:
+        return
+    state, message = workload.deployment_state(ctx.kube.apply(deployment))
+    found.replicas = replicas
+    if state == "Failed":
+        _fail(ctx, found, NOT_AVAILABLE, f"canary pods did not become available at {label}: {message}")
+        return
+    if state != "Available":
+        found.step_started_at, found.baseline = None, None
+        ctx.set(conditions.PROGRESSING, "True", STEP, f"{label}: waiting for {replicas} canary pods ({message})")
+        return
+    if found.step_started_at is None or found.baseline is None:
+        try:
+            baseline = _read(ctx, settings, scrape)
+        except MetricsError as error:
+            _fail(ctx, found, ANALYSIS_FAILED, f"{label}: could not read the canary's metrics: {error}")
+            return
+        found.step_started_at, found.baseline = ctx.now, baseline.counters()
+    until = canary_analysis.window_end(found.step_started_at, canary)
+    if not canary_analysis.window_elapsed(found.step_started_at, ctx.now, canary):
+        ctx.set(conditions.PROGRESSING, "True", STEP, f"{label}, analysis until {until.isoformat()}")
+        return
+    if settings.serving_checks:
+        try:
+            end = _read(ctx, settings, scrape)
+        except MetricsError as error:
+            _fail(ctx, found, ANALYSIS_FAILED, f"{label}: could not read the canary's metrics: {error}")
+            return
+        analysis, verdict = canary_analysis.verdict(canary.analysis, found.baseline, end)
+    else:
+        analysis, verdict = status.CanaryAnalysisStatus(), NOT_RUN
+    found.analysis = analysis
+    if analysis.passed is False:
+        _fail(ctx, found, ANALYSIS_FAILED, f"{label}: {verdict}")
+        return
+    ctx.event("Normal", STEP_PASSED, f"Canary of engine {found.revision[:8]} passed {label}: {verdict}", "Rollout")
+    found.step += 1
+    found.weight = canary.steps[found.step]
+    found.step_started_at, found.baseline = None, None
+    next_label = canary_analysis.step_label(canary, found.step)
+    ctx.set(conditions.PROGRESSING, "True", STEP, f"{next_label}: starting; {label} passed ({verdict})")
+
+
+def _read(ctx: context.Context, settings: manifest_context.Settings, scrape: Scrape) -> canary_analysis.Reading:
+    """The canary's counters now; zeros, unread, where serving checks are off (the window then says so)."""
+    if not settings.serving_checks:
+        return canary_analysis.Reading(success=0, failure=0)
+    return scrape(ctx, settings, names.canary(ctx.name))
+
+
+def _promote(ctx: context.Context, found: status.CanaryStatus, stable_key: str) -> None:
+    """Move the stable Deployment to the canary's revision; `finish` removes the canary once it is available."""
+    found.state = "Promoting"
+    found.step_started_at, found.baseline = None, None
+    ctx.status.revision = status.RevisionStatus(current=found.revision, previous=stable_key, failed=None)
+    message = f"Promoting engine {found.revision[:8]}: the stable Deployment moves to it"
+    ctx.set(conditions.PROGRESSING, "True", PROMOTING, message)
+    ctx.event("Normal", PROMOTING, message, "Rollout")
+
+
+def finish(ctx: context.Context, revision: status.RevisionStatus, stable_state: str) -> None:
+    """After the rolling path ran for a promotion: drop the canary once the stable serves its revision."""
+    found = ctx.status.canary
+    if found is None or found.state != "Promoting":
+        return
+    if revision.current != found.revision:
+        # The stable Deployment did not take the new revision and was rolled back: the canary goes with it.
+        remove(ctx)
+        found.state = "Failed"
+        return
+    if stable_state != "Available":
+        ctx.set(conditions.PROGRESSING, "True", PROMOTING, f"Promoting engine {found.revision[:8]}: stable rolling")
+        return
+    remove(ctx)
+    found.state = "Promoted"
+    found.replicas = 0
+    message = f"Engine {found.revision[:8]} passed every canary step and serves from the stable Deployment"
+    ctx.set(conditions.PROGRESSING, "False", PROMOTED, message)
+    ctx.event("Normal", PROMOTED, message, "Rollout")
+
+
+def _fail(ctx: context.Context, found: status.CanaryStatus, reason: str, message: str) -> None:
+    """Roll back: the canary goes, its revision is remembered as failed, the stable keeps serving untouched."""
+    remove(ctx)
+    found.state = "Failed"
+    found.replicas = 0
+    before = ctx.status.revision or status.RevisionStatus()
+    ctx.status.revision = before.model_copy(update={"failed": found.revision})
+    serving = before.current[:8] if before.current else "nothing"
+    full = f"Canary of engine {found.revision[:8]} failed ({message}); engine {serving} keeps serving"
+    ctx.set(conditions.DEGRADED, "True", reason, full)
+    ctx.set(conditions.PROGRESSING, "False", reason, full)
+    ctx.event("Warning", reason, full, "Rollback")

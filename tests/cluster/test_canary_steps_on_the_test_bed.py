@@ -1,0 +1,183 @@
+"""The operator-stepped canary (reconcilers/canary.py) on the real API server: the first revision rolls out
+directly; a new engine is stepped in on a canary Deployment beside the stable one, survives an operator killed
+mid-window, and is promoted once its window is over.
+
+As in test_operator_serves_and_rolls_back, the pods run on a node no kwok manages and the test plays its kubelet.
+Serving checks are off (no Triton answers here): each window is waited out unread, and the Events say so.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import urllib.error
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import exceptions
+
+from kestrel.manifests import labels, names
+from kestrel.reconcilers import argo_rollout, canary
+from tests.cluster.operator_support import build, condition, get_mdep, make_pods_ready, mdep_spec, wait_for
+
+pytestmark = pytest.mark.cluster
+
+WINDOW_S = 20  # long enough for a killed operator to come back inside it; short enough for the suite
+
+
+@pytest.fixture
+def without_argo(kube: Any) -> None:
+    """The operator steps the canary itself only where Argo Rollouts is not installed; test_canary_with_argo_rollouts
+    installs Argo's CRDs for its own run (another suite on this test bed may be in it) and removes them after."""
+    extensions = client.ApiextensionsV1Api(kube.api)
+
+    def absent() -> bool:
+        try:
+            extensions.read_custom_resource_definition(argo_rollout.ROLLOUT_CRD)
+        except exceptions.ApiException as error:
+            if error.status == 404:
+                return True
+            raise
+        return False
+
+    wait_for(f"{argo_rollout.ROLLOUT_CRD} to be absent (left over? kubectl delete crd it)", absent, timeout=180)
+
+
+def _deployment(kube: Any, namespace: str, name: str) -> client.V1Deployment | None:
+    try:
+        return client.AppsV1Api(kube.api).read_namespaced_deployment(name, namespace)
+    except exceptions.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def _engine_of(deployment: client.V1Deployment) -> str:
+    return str(deployment.spec.template.metadata.annotations[labels.ENGINE_KEY_ANNOTATION])
+
+
+def _canary_deployments(kube: Any, namespace: str) -> list[client.V1Deployment]:
+    apps = client.AppsV1Api(kube.api)
+    return apps.list_namespaced_deployment(namespace, label_selector=f"{labels.TRACK}=canary").items
+
+
+def _progressing(kube: Any, namespace: str, reason: str) -> dict[str, Any] | None:
+    body = get_mdep(kube, namespace, "cams")
+    found = condition(body, "Progressing")
+    return body if found and found["reason"] == reason else None
+
+
+def _events(kube: Any, namespace: str) -> list[client.CoreV1Event]:
+    return [e for e in kube.core.list_namespaced_event(namespace).items if e.involved_object.name == "cams"]
+
+
+def _reconciles(operator: Any) -> float:
+    """Passes the running operator process has made (0 while its metrics endpoint is not up yet)."""
+    try:
+        text = operator.metrics()
+    except (urllib.error.URLError, ConnectionError):
+        return 0
+    return sum(float(v) for v in re.findall(r"^kestrel_reconciles_total\{[^}]*\} (\S+)$", text, re.MULTILINE))
+
+
+def _time(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
+    without_argo, kube, operator, namespace, manual_node
+) -> None:
+    raw = {
+        **mdep_spec(namespace),
+        "serving": {"replicas": 2},
+        "rollout": {"strategy": "canary", "canary": {"steps": [50, 100], "interval": f"{WINDOW_S}s"}},
+    }
+    kube.create_mdep(namespace, "cams", raw)
+    first = build(kube, namespace, raw, manual_node)
+
+    # The first revision has nothing to compare a canary with: it goes straight to the stable Deployment.
+    wait_for("the first revision's pods", lambda: make_pods_ready(kube, namespace, first) == 2, timeout=60)
+    served = wait_for("RolloutComplete", lambda: _progressing(kube, namespace, "RolloutComplete"), timeout=60)
+    assert served["status"]["revision"]["current"] == first
+    assert "canary" not in served["status"]
+    assert _canary_deployments(kube, namespace) == []
+    rolling = [e.message for e in _events(kube, namespace) if e.reason == "RollingOut"]
+    assert rolling == [f"Rolling out engine {first[:8]}: the first revision has nothing to compare a canary with"]
+
+    # A new engine: a canary Deployment with the step's share of the replicas, beside the untouched stable one.
+    kube.custom.patch_namespaced_custom_object(
+        "kestrel.dev", "v1alpha1", namespace, "modeldeployments", "cams", {"spec": {"engine": {"opset": 17}}}
+    )
+    raw["engine"] = {**raw["engine"], "opset": 17}
+    second = build(kube, namespace, raw, manual_node)
+    assert second != first
+    stepping = wait_for("the canary's first step", lambda: _progressing(kube, namespace, canary.STEP), timeout=60)
+    assert "step 1/2, 50%: waiting for 1 canary pods" in condition(stepping, "Progressing")["message"]
+    found = stepping["status"]["canary"]
+    assert {k: found[k] for k in ("revision", "state", "step", "weight", "replicas")} == {
+        "revision": second,
+        "state": "Progressing",
+        "step": 0,
+        "weight": 50,
+        "replicas": 1,
+    }
+    assert "stepStartedAt" not in found  # the window waits for the canary's pods
+    assert stepping["status"]["revision"]["current"] == first
+    assert condition(stepping, "Available")["status"] == "True"
+    (on_canary,) = _canary_deployments(kube, namespace)
+    assert on_canary.metadata.name == names.canary("cams")
+    assert (_engine_of(on_canary), on_canary.spec.replicas) == (second, 1)
+    stable = _deployment(kube, namespace, names.triton("cams"))
+    assert (_engine_of(stable), stable.spec.replicas) == (first, 2)
+
+    # Its pod ready, the step's window starts.
+    wait_for("the canary's pod", lambda: make_pods_ready(kube, namespace, second) == 1)
+    windowed = wait_for(
+        "the step's window",
+        lambda: (b := get_mdep(kube, namespace, "cams")) and b["status"]["canary"].get("stepStartedAt") and b,
+        timeout=60,
+    )
+    started = windowed["status"]["canary"]["stepStartedAt"]
+    assert "step 1/2, 50%, analysis until" in condition(windowed, "Progressing")["message"]
+
+    # Killed mid-window, the operator's successor resumes the same step and window from the status alone.
+    operator.kill()
+    operator.start()
+    wait_for("the new operator's first passes", lambda: _reconciles(operator) >= 2, timeout=60)
+    resumed = get_mdep(kube, namespace, "cams")
+    assert datetime.datetime.now(datetime.UTC) < _time(started) + datetime.timedelta(seconds=WINDOW_S), (
+        "the restart outlasted the window: nothing left to show about resuming it"
+    )
+    assert (resumed["status"]["canary"]["step"], resumed["status"]["canary"]["stepStartedAt"]) == (0, started)
+    assert [d.metadata.uid for d in _canary_deployments(kube, namespace)] == [on_canary.metadata.uid]
+
+    # The window over, the last step promotes: the stable Deployment moves to the new engine, the canary goes.
+    promoting = wait_for(
+        "the promotion", lambda: _progressing(kube, namespace, canary.PROMOTING), timeout=WINDOW_S + 60
+    )
+    assert promoting["status"]["revision"] == {"current": second, "previous": first}
+    assert _engine_of(_deployment(kube, namespace, names.triton("cams"))) == second
+    promoted = wait_for(
+        "CanaryPromoted",
+        lambda: make_pods_ready(kube, namespace, second) and _progressing(kube, namespace, canary.PROMOTED),
+        timeout=90,
+    )
+    assert condition(promoted, "Progressing")["status"] == "False"
+    assert condition(promoted, "Degraded")["status"] == "False"
+    assert condition(promoted, "Available")["status"] == "True"
+    assert promoted["status"]["revision"] == {"current": second, "previous": first}
+    assert promoted["status"]["canary"]["state"] == "Promoted"
+    wait_for("the canary Deployment to go", lambda: _deployment(kube, namespace, names.canary("cams")) is None)
+    stable = _deployment(kube, namespace, names.triton("cams"))
+    assert (_engine_of(stable), stable.spec.replicas) == (second, 2)
+
+    events = _events(kube, namespace)
+    reasons = [e.reason for e in events]
+    assert reasons.count(canary.STEP) == 1  # started once: the successor did not start the canary over
+    (passed,) = [e for e in events if e.reason == canary.STEP_PASSED]
+    assert passed.message == f"Canary of engine {second[:8]} passed step 1/2, 50%: {canary.NOT_RUN}"
+    # The window was measured from its start before the kill, and waited out in full.
+    assert passed.first_timestamp >= _time(started) + datetime.timedelta(seconds=WINDOW_S - 1)
+    assert {canary.PROMOTING, canary.PROMOTED} <= set(reasons)
+    assert canary.ABORTED not in reasons and canary.RESTARTED not in reasons
