@@ -26,7 +26,7 @@ API_REQUESTS = prometheus_client.Counter(
 )
 REQUESTS_SAVED = prometheus_client.Counter(
     "kestrel_api_requests_saved",
-    "Applies and reads Kestrel's client answered from what a pass recently confirmed instead of asking the API.",
+    "Applies, reads and deletes Kestrel's client answered from what a pass recently confirmed, not the API server.",
     ["verb"],
 )
 READY = prometheus_client.Gauge(

@@ -133,3 +133,23 @@ def test_requests_are_counted_by_resource() -> None:
     assert client._resource_of("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/x") == (
         "customresourcedefinitions"
     )
+
+
+def test_a_delete_confirmed_gone_is_not_sent_again_while_fresh_and_an_apply_brings_it_back() -> None:
+    kube, clock = setup()
+    binding = ("rbac.authorization.k8s.io/v1", "RoleBinding", "vision", "cams-api-key-reader")
+    assert kube.view(0).delete(*binding) is False  # not there: NotFound
+    clock.now += 0.001
+    assert kube.view(0).delete(*binding) is False  # a pass that trusts nothing asks again
+    clock.now += 100
+    assert kube.view(300).delete(*binding) is False  # a trusting pass does not
+    assert len(kube.requests) == 2
+    clock.now += 301
+    kube.view(300).delete(*binding)  # too old to trust: asked again
+    assert len(kube.requests) == 3
+    service_key = ("v1", "Service", "vision", "cams")
+    kube.view(0).delete(*service_key)
+    clock.now += 1
+    kube.view(300).apply(service())  # it exists again
+    kube.view(300).delete(*service_key)
+    assert [method for method, _ in kube.requests[-3:]] == ["DELETE", "PATCH", "DELETE"]

@@ -6,7 +6,9 @@ applied and the object as the API server returned it (without `managedFields`), 
 confirmed. A pass trusts an entry only when it is fresh enough for that pass (`Kube.view`); anything older is
 asked again, so drift is still corrected, at the latest when the entry expires. Watch events of owned objects
 (`observe`) keep entries current and drop the applied digest when someone else changed the object's spec.
-Missing objects are never remembered: a pass waiting for something to appear must see it appear.
+Missing objects are never remembered for reads: a pass waiting for something to appear must see it appear. Only
+the operator's own deletes are (`record_gone`): a child it removes on every pass (the API-key reader binding of a
+model without allowed subjects, a canary that is over) need not be deleted again while that is fresh.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Recent:
         self.ttl = ttl
         self.clock = clock
         self._entries: dict[Key, Entry] = {}
+        self._gone: dict[Key, float] = {}  # objects this process deleted (or found gone), and when
         self._lock = threading.Lock()
         self._swept = clock()
 
@@ -86,6 +89,7 @@ class Recent:
             key = key_of(result)
             before = self._entries.get(key)
             entry = Entry(_trimmed(result), now)
+            self._gone.pop(key, None)
             if manifest_digest is not None:
                 entry.applied, entry.applied_at = manifest_digest, now
             elif before is not None and _generation(before.result) == _generation(result):
@@ -110,6 +114,19 @@ class Recent:
     def forget(self, key: Key) -> None:
         with self._lock:
             self._entries.pop(key, None)
+            self._gone.pop(key, None)
+
+    def record_gone(self, key: Key) -> None:
+        """This process deleted the object, or its delete found it already gone."""
+        with self._lock:
+            self._entries.pop(key, None)
+            self._gone[key] = self.clock()
+
+    def gone(self, key: Key, since: float) -> bool:
+        """Whether a delete at or after `since` confirmed the object gone (and nothing recorded it since)."""
+        with self._lock:
+            at = self._gone.get(key)
+        return at is not None and at >= since
 
     def _sweep(self, now: float) -> None:
         # Entries of deleted objects would otherwise stay for the life of the process.
@@ -118,6 +135,8 @@ class Recent:
         self._swept = now
         for key in [k for k, e in self._entries.items() if now - max(e.seen_at, e.applied_at) > self.ttl]:
             del self._entries[key]
+        for key in [k for k, at in self._gone.items() if now - at > self.ttl]:
+            del self._gone[key]
 
 
 def _generation(body: Body) -> int:
