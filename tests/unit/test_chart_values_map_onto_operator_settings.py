@@ -12,7 +12,10 @@ from kestrel.manifests import context
 from tests.unit.helm_support import find, render
 
 # Read by handlers/config.py outside Settings.
-OPERATOR_VARIABLES = {f"{config.PREFIX}WATCH_NAMESPACES", f"{config.PREFIX}RESYNC_SECONDS"}
+# Read by handlers/config.py's own functions (Kopf's registration and settings), not into manifests' Settings.
+OPERATOR_VARIABLES = {
+    f"{config.PREFIX}{name}" for name in ("WATCH_NAMESPACES", "RESYNC_SECONDS", "TRUST_SECONDS", "WORKERS")
+}
 
 
 def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -84,3 +87,15 @@ def test_resync_interval_reaches_the_timer(monkeypatch: Any) -> None:
     env = _env(render("resyncSeconds=45"))
     monkeypatch.setenv(f"{config.PREFIX}RESYNC_SECONDS", env[f"{config.PREFIX}RESYNC_SECONDS"])
     assert config.resync_interval() == 45.0
+
+
+def test_trust_window_and_workers_reach_the_operator(monkeypatch: Any) -> None:
+    env = _env(render())
+    assert f"{config.PREFIX}TRUST_SECONDS" not in env  # unset: three resyncs
+    monkeypatch.setenv(f"{config.PREFIX}RESYNC_SECONDS", env[f"{config.PREFIX}RESYNC_SECONDS"])
+    monkeypatch.delenv(f"{config.PREFIX}TRUST_SECONDS", raising=False)
+    assert config.trust_interval() == 90.0
+    env = _env(render("trustSeconds=0", "workers=32"))
+    monkeypatch.setenv(f"{config.PREFIX}TRUST_SECONDS", env[f"{config.PREFIX}TRUST_SECONDS"])
+    monkeypatch.setenv(f"{config.PREFIX}WORKERS", env[f"{config.PREFIX}WORKERS"])
+    assert (config.trust_interval(), config.executor_threads()) == (0.0, 32)
