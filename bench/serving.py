@@ -270,7 +270,8 @@ def _write_docs(lines: list[str], summary: str, args: argparse.Namespace, load: 
             f"`{summary}`",
             "",
             f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, {os.cpu_count()}",
-            f"CPUs, load average {load[0]:.1f} before and {load[1]:.1f} after (other work shared the machine).",
+            f"CPUs, 1-minute load average {load[0]:.1f} before and {load[1]:.1f} after (the benchmark's own load",
+            "shows in the second figure; a first figure above 1 means other work shared the machine).",
             f"Reproduce with `.venv/bin/python bench/serving.py --seconds {args.seconds:g} --write-docs`.",
             "",
         ]
