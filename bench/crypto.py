@@ -37,7 +37,9 @@ from kestrel.security import artifact, kms, streaming
 from kestrel.security import manifest as manifests
 
 MIB = 1 << 20
-DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+import doc_sections  # noqa: E402 - beside this script: bench/doc_sections.py
+
+DOCS = doc_sections.DOCS
 ROWS = {
     "openssl": "openssl speed, AES-256-GCM decrypt, 16 KiB blocks",
     "memory": "streaming decrypt, memory -> null (1 MiB chunks)",
@@ -175,12 +177,7 @@ def _write_docs(table: list[str], cpu: str, command: str, args: argparse.Namespa
             "",
         ]
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    # Replace only our section, up to the next second-level heading, so other sections stay as their owners wrote.
-    pattern = re.compile(r"^## Crypto\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text.rstrip("\n") + "\n")
+    doc_sections.replace("Crypto", section)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from kubernetes import client, config
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import doc_sections  # noqa: E402 - beside this script: bench/doc_sections.py
 from kestrel.api import crd, keys, result, spec  # noqa: E402
 from kestrel.engine import publish  # noqa: E402
 from kestrel.manifests import names  # noqa: E402
@@ -55,7 +56,7 @@ from testbed import cluster, minio, nodes  # noqa: E402
 from testbed import operator as operator_process  # noqa: E402
 from tests.cluster.storage_fixtures import model_repository  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
+DOCS = doc_sections.DOCS
 BENCH_LABEL = "kestrel.dev/bench"
 PRODUCT = "NVIDIA-A10G"
 GPUS_PER_NODE = 16
@@ -357,10 +358,7 @@ def write_docs(rows: list[Row], args: argparse.Namespace, command: str) -> None:
         "",
     ]
     section = "\n".join(lines)
-    text = DOCS.read_text()
-    match = re.search(r"^## Scale\n.*?(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
-    text = text[: match.start()] + section + text[match.end() :] if match else text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
+    doc_sections.replace("Scale", section)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ import datetime
 import os
 import pathlib
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from tritonclient.grpc import model_config_pb2
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import doc_sections  # noqa: E402 - beside this script: bench/doc_sections.py
 from kestrel import infer  # noqa: E402
 from kestrel.api import spec as api  # noqa: E402
 from kestrel.engine import pipeline  # noqa: E402
@@ -50,7 +50,7 @@ from kestrel.serving.backends import postprocess, preprocess, runtime  # noqa: E
 from testbed import triton  # noqa: E402
 from tests.fixtures import detector  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
+DOCS = doc_sections.DOCS
 MODEL = "shapes"
 API_KEY = "bench-api-key"
 BATCH = 8
@@ -276,10 +276,7 @@ def _write_docs(lines: list[str], summary: str, args: argparse.Namespace, load: 
             "",
         ]
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text.rstrip("\n") + "\n")
+    doc_sections.replace("Serving", section)
 
 
 if __name__ == "__main__":

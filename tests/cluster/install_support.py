@@ -41,6 +41,11 @@ def dump(objects: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(objects, sort_keys=False)
 
 
+def apply_crds(kube: Any, crds: list[dict[str, Any]]) -> None:
+    """Server-side apply the CRDs under the manager the session's CRD was installed with: one owner, no conflict."""
+    kube.kubectl("apply", "--server-side", f"--field-manager={CRD_FIELD_MANAGER}", "-f", "-", stdin=dump(crds))
+
+
 def delete_model(kube: Any, namespace: str, name: str) -> None:
     """Delete a ModelDeployment while its operator still runs; if its finalizer stays, drop it so nothing leaks."""
     deleted = kube.kubectl(

@@ -81,14 +81,7 @@ def test_sync_then_reconcile_then_resync_shows_no_diff(operator) -> None:
         assert all(_wave(o) < 0 for o in crds)
         for shared in crds:
             shared["metadata"].pop("annotations", None)
-        kube.kubectl(
-            "apply",
-            "--server-side",
-            f"--field-manager={install_support.CRD_FIELD_MANAGER}",
-            "-f",
-            "-",
-            stdin=install_support.dump(crds),
-        )
+        install_support.apply_crds(kube, crds)
         for wave, group in itertools.groupby(sorted(objects, key=_wave), key=_wave):
             applied = kube.kubectl(
                 "apply",

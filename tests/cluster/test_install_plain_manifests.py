@@ -23,14 +23,7 @@ def test_kubectl_apply_installs_a_running_operator(with_crd) -> None:
     crds, objects = install_support.split(text)
     assert next(o["kind"] for o in objects) == "Namespace", "the namespace must be created before what lives in it"
     try:
-        kube.kubectl(
-            "apply",
-            "--server-side",
-            f"--field-manager={install_support.CRD_FIELD_MANAGER}",
-            "-f",
-            "-",
-            stdin=install_support.dump(crds),
-        )
+        install_support.apply_crds(kube, crds)
         applied = kube.kubectl("apply", "--server-side", "-f", "-", stdin=install_support.dump(objects), check=False)
         assert applied.returncode == 0, applied.stderr
         assert f"deployment.apps/{prefix}-operator serverside-applied" in applied.stdout

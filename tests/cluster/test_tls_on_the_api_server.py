@@ -95,6 +95,19 @@ def _certificate(kube: Any, namespace: str, name: str) -> dict[str, Any]:
     return found
 
 
+def _write_tls_secret(kube: Any, namespace: str, name: str, pair: certificates.Issued, ca: certificates.Issued) -> None:
+    """The Secret cert-manager writes for a Certificate once its issuer signed it."""
+    data = {"tls.crt": pair.certificate_pem(), "tls.key": pair.private_key_pem(), "ca.crt": ca.certificate_pem()}
+    kube.core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "type": "kubernetes.io/tls",
+            "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+        },
+    )
+
+
 def test_cert_manager_mode_applies_certificates_and_mirrors_readiness(
     with_crd: Any, no_cert_manager: None, namespace: str
 ) -> None:
@@ -143,18 +156,7 @@ def test_cert_manager_mode_applies_certificates_and_mirrors_readiness(
     client_issued = certificates.issue_client(ca, common_name=gateway.common_name, now=NOW)
     not_after = issued.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     for name, pair in ((names.tls_secret("cams"), issued), (gateway.secret_name(owner), client_issued)):
-        kube.core.create_namespaced_secret(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "type": "kubernetes.io/tls",
-                "data": {
-                    "tls.crt": base64.b64encode(pair.certificate_pem()).decode(),
-                    "tls.key": base64.b64encode(pair.private_key_pem()).decode(),
-                    "ca.crt": base64.b64encode(ca.certificate_pem()).decode(),
-                },
-            },
-        )
+        _write_tls_secret(kube, namespace, name, pair, ca)
         kube.custom.patch_namespaced_custom_object_status(
             "cert-manager.io",
             "v1",
@@ -262,18 +264,7 @@ def test_the_running_operator_under_the_charts_rbac_drives_a_cert_manager_certif
 
     ca = certificates.create_ca(now=NOW)
     issued = certificates.issue_server(ca, name="cams", namespace=namespace, now=NOW)
-    kube.core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": name},
-            "type": "kubernetes.io/tls",
-            "data": {
-                "tls.crt": base64.b64encode(issued.certificate_pem()).decode(),
-                "tls.key": base64.b64encode(issued.private_key_pem()).decode(),
-                "ca.crt": base64.b64encode(ca.certificate_pem()).decode(),
-            },
-        },
-    )
+    _write_tls_secret(kube, namespace, name, issued, ca)
     not_after = issued.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     kube.custom.patch_namespaced_custom_object_status(
         "cert-manager.io",
