@@ -46,7 +46,7 @@ from kestrel import infer  # noqa: E402
 from kestrel.api import spec as api  # noqa: E402
 from kestrel.engine import pipeline  # noqa: E402
 from kestrel.security import certificates  # noqa: E402
-from kestrel.serving.backends import postprocess, preprocess, runtime  # noqa: E402
+from kestrel.serving.backends import fused, postprocess, preprocess, runtime  # noqa: E402
 from testbed import triton  # noqa: E402
 from tests.fixtures import detector  # noqa: E402
 
@@ -94,23 +94,19 @@ def _parameters(config_file: pathlib.Path) -> dict[str, str]:
 
 
 class Bare:
-    """The served pipeline without the server: the same files the repository holds, called directly."""
+    """The served pipeline without the server: the served model's own `detect` (backends/fused.py), with the
+    parameters and the engine file its repository holds, called directly."""
 
     def __init__(self, repository: pathlib.Path) -> None:
-        engine = _parameters(repository / f"{MODEL}-engine" / "config.pbtxt")
-        self.pre = preprocess.Preprocessing.from_json(
-            _parameters(repository / f"{MODEL}-preprocess" / "config.pbtxt")["preprocessing"]
-        )
-        self.post = postprocess.Postprocessing.from_json(
-            _parameters(repository / f"{MODEL}-postprocess" / "config.pbtxt")["postprocessing"]
-        )
-        engine_file = repository / f"{MODEL}-engine" / "1" / engine["engine_file"]
-        self.run = runtime.load(str(engine_file), engine.get("inference_precision", "fp32"))
+        params = _parameters(repository / MODEL / "config.pbtxt")
+        self.pre = preprocess.Preprocessing.from_json(params["preprocessing"])
+        self.post = postprocess.Postprocessing.from_json(params["postprocessing"])
+        engine_file = repository / MODEL / "1" / params["engine_file"]
+        self.run = runtime.load(str(engine_file), params["inference_precision"], int(params.get("threads", "0")))
 
     def detect(self, images: list[infer.Image]) -> list[np.ndarray[Any, Any]]:
-        tensor, transforms = preprocess.batch(images, self.pre)
-        raw = self.run(tensor)
-        return [postprocess.detections(r, t, self.post) for r, t in zip(raw, transforms, strict=True)]
+        # One request of len(images) images, as Triton's execute() gets a batch.
+        return fused.detect([images], self.run, self.pre, self.post)
 
 
 def _round_robin(items: list[Any], send: Callable[[int, Any], object]) -> Callable[[int], None]:

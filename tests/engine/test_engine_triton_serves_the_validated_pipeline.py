@@ -1,5 +1,6 @@
 """A real Triton (the one nvidia-pytriton ships, Python backend only) loads the built repository, strict config, and
-its ensemble returns exactly the boxes the validator scored: raw image in, same preprocessing, same NMS, same boxes."""
+its model returns exactly the boxes the validator scored: raw image in, same preprocessing, same NMS, same boxes;
+also when concurrent requests of images of different sizes are answered by one engine run (a dynamic batch)."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def triton(repository: Path, backends: Path) -> Iterator[int]:
             assert server.poll() is None, (backends / "triton.log").read_text()[-3000:]
             time.sleep(1)
         else:
-            pytest.fail("Triton did not get the ensemble ready: " + (backends / "triton.log").read_text()[-3000:])
+            pytest.fail("Triton did not get the model ready: " + (backends / "triton.log").read_text()[-3000:])
         yield http_port
     finally:
         server.terminate()
@@ -73,7 +74,7 @@ def triton(repository: Path, backends: Path) -> Iterator[int]:
         log.close()
 
 
-def test_ensemble_returns_the_validated_boxes(tmp_path: Path) -> None:
+def test_the_served_model_returns_the_validated_boxes_alone_and_batched(tmp_path: Path) -> None:
     shapes = detector.shapes_detector(tmp_path / "data", val=8)
     raw = builds.spec(shapes, {"format": "onnx", "precision": "fp32"}, {"maxMapDrop": 0.01})
     raw["serving"] = {"triton": {"runtime": "python"}}  # this Triton has only the Python backend
@@ -81,22 +82,38 @@ def test_ensemble_returns_the_validated_boxes(tmp_path: Path) -> None:
         builds.parse(raw), tmp_path / "out", pipeline.BuildOptions(model_name="shapes", iterations=3)
     )
     assert built.passed and built.repository is not None
-    engine = runners.onnx(built.repository / "shapes-engine" / "1" / "model.onnx", 2, 4)
+    # The Python runtime serves one fused model: the engine file sits beside its model.py.
+    engine = runners.onnx(built.repository / "shapes" / "1" / "model.onnx", 2, 4)
     p = preprocess.Preprocessing(imgsz=shapes.imgsz)
     import tritonclient.http as http  # noqa: PLC0415
 
+    images = [datasets.read_rgb(path) for path in datasets.load(shapes.data_yaml).images("val")]
+    assert len({image.shape for image in images}) > 1, "the split should mix image sizes"
+    expected = []
+    for image in images:
+        tensor, transform = preprocess.batch([image], p)
+        expected.append(postprocess.detections(engine(tensor)[0], transform[0], pipeline.SERVING_POSTPROCESSING))
+    assert sum(len(e) for e in expected) > 0, "no boxes at all: the comparison would prove nothing"
+
+    def request(image: np.ndarray) -> list[http.InferInput]:
+        tensor = http.InferInput("IMAGE", [1, *image.shape], "UINT8")
+        tensor.set_data_from_numpy(image[None])
+        return [tensor]
+
+    def same(served: np.ndarray, boxes: np.ndarray) -> bool:
+        served = served[served[:, 5] >= 0]  # rows of -1 pad the batch
+        return served.shape == boxes.shape and np.allclose(served, boxes, atol=1e-3)
+
     with triton(built.repository, tmp_path / "backends") as port:
-        client = http.InferenceServerClient(f"127.0.0.1:{port}")
-        compared = 0
-        for path in datasets.load(shapes.data_yaml).images("val"):
-            image = datasets.read_rgb(path)
-            request = http.InferInput("IMAGE", [1, *image.shape], "UINT8")
-            request.set_data_from_numpy(image[None])
-            served = client.infer("shapes", [request]).as_numpy("DETECTIONS")[0]
-            served = served[served[:, 5] >= 0]  # rows of -1 pad the batch
-            tensor, transform = preprocess.batch([image], p)
-            expected = postprocess.detections(engine(tensor)[0], transform[0], pipeline.SERVING_POSTPROCESSING)
-            assert served.shape == expected.shape
-            assert np.allclose(served, expected, atol=1e-3)
-            compared += len(expected)
-    assert compared > 0, "no boxes at all: the comparison would prove nothing"
+        client = http.InferenceServerClient(f"127.0.0.1:{port}", concurrency=len(images))
+        for image, boxes in zip(images, expected, strict=True):
+            assert same(client.infer("shapes", request(image)).as_numpy("DETECTIONS")[0], boxes)
+        before = client.get_inference_statistics("shapes")["model_stats"][0]
+        for _ in range(3):  # all at once, so that the dynamic batcher has a queue to batch
+            pending = [client.async_infer("shapes", request(image)) for image in images]
+            answers = [call.get_result().as_numpy("DETECTIONS")[0] for call in pending]
+            assert all(same(a, b) for a, b in zip(answers, expected, strict=True))
+        after = client.get_inference_statistics("shapes")["model_stats"][0]
+    inferences = after["inference_count"] - before["inference_count"]
+    executions = after["execution_count"] - before["execution_count"]
+    assert inferences == 3 * len(images) and executions < inferences, (inferences, executions)

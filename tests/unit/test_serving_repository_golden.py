@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from kestrel.serving import config, pbtxt, repository
-from kestrel.serving.backends import postprocess, preprocess
+from kestrel.serving.backends import fused, postprocess, preprocess, runtime
 
 GOLDEN = Path(__file__).parent / "golden" / "engine"
 UPDATE = os.environ.get("KESTREL_UPDATE_GOLDEN") == "1"
@@ -97,6 +97,41 @@ def test_ensemble_preprocess_and_postprocess_configs() -> None:
     assert preprocess.Preprocessing.from_json(pre.parameters["preprocessing"].string_value) == PRE
 
 
+def test_the_python_runtime_is_one_model_with_the_ensembles_tensors() -> None:
+    model = info("onnx")
+    instances = config.Instances(count=2, runtime="python", threads=1)
+    text = pbtxt.render(config.fused(model, PRE, POST, BATCHING, instances))
+    check_golden("fused.config.pbtxt", text)
+    fused, ensemble = parse(text), parse(pbtxt.render(config.ensemble(model, BATCHING)))
+    # Clients (kestrel infer, the smoke check, the readiness probe) cannot tell the two apart.
+    assert (fused.name, fused.max_batch_size) == (ensemble.name, ensemble.max_batch_size) == ("shapes", 8)
+    assert [(t.name, t.data_type, list(t.dims)) for t in fused.input] == [
+        (t.name, t.data_type, list(t.dims)) for t in ensemble.input
+    ]
+    assert fused.output == ensemble.output
+    assert all(fused.parameters[key] == value for key, value in ensemble.parameters.items())
+    # Images of different sizes share a dynamic batch; the whole pipeline warms up before the model is ready.
+    assert fused.backend == "python" and fused.input[0].allow_ragged_batch
+    assert list(fused.dynamic_batching.preferred_batch_size) == [8]
+    assert [(group.count, group.kind) for group in fused.instance_group] == [
+        (2, model_config_pb2.ModelInstanceGroup.KIND_CPU)
+    ]
+    assert list(fused.model_warmup[0].inputs["IMAGE"].dims) == [320, 320, 3]
+    params = {key: value.string_value for key, value in fused.parameters.items()}
+    assert preprocess.Preprocessing.from_json(params["preprocessing"]) == PRE
+    assert postprocess.Postprocessing.from_json(params["postprocessing"]) == POST
+    assert (params["engine_file"], params["inference_precision"], params["threads"]) == ("model.onnx", "fp32", "1")
+
+
+def test_the_python_runtime_without_batching_or_warmup() -> None:
+    unbatched = config.Batching(max_batch=4, enabled=False)
+    instances = config.Instances(runtime="python", warmup=False)
+    parsed = parse(pbtxt.render(config.fused(info("openvino"), PRE, POST, unbatched, instances)))
+    assert parsed.max_batch_size == 4 and not parsed.HasField("dynamic_batching") and not parsed.model_warmup
+    assert parsed.parameters["engine_file"].string_value == "model.xml"
+    assert "threads" not in parsed.parameters  # the engine's own default
+
+
 def test_repository_layout(tmp_path: Path) -> None:
     engine_file = tmp_path / "model.onnx"
     engine_file.write_bytes(b"onnx")
@@ -111,6 +146,15 @@ def test_repository_layout(tmp_path: Path) -> None:
         "openvino-python": repository.layout(
             info("openvino"),
             ov_dir,
+            pre=PRE,
+            post=POST,
+            batching=BATCHING,
+            instances=config.Instances(runtime="python"),
+            dynamic=True,
+        ),
+        "onnx-python": repository.layout(
+            info("onnx"),
+            engine_file,
             pre=PRE,
             post=POST,
             batching=BATCHING,
@@ -136,6 +180,11 @@ def test_repository_layout(tmp_path: Path) -> None:
         preprocess.__file__
     ).read_text()
     assert len(written) == len(layouts["onnx-native"].files)
+    repository.write(layouts["onnx-python"], tmp_path / "python")
+    version = tmp_path / "python" / "shapes" / "1"
+    assert (version / "model.py").read_text() == Path(fused.__file__).read_text()
+    for module in (preprocess, runtime, postprocess):
+        assert (version / Path(str(module.__file__)).name).read_text() == Path(str(module.__file__)).read_text()
 
 
 def test_ultralytics_tensorrt_header_is_stripped(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
 """config.pbtxt for each model of the repository: the engine (native backend or Python runtime), preprocess,
-postprocess and the ensemble that chains them. Pure: values in, dicts out (rendered by pbtxt.render).
+postprocess and the ensemble that chains them, or the Python runtime's fused model that does all three in one.
+Pure: values in, dicts out (rendered by pbtxt.render).
 
 Tensor names are the contract between the four models:
     IMAGE (uint8 HxWx3) -> preprocess -> images (fp32 3xSxS) + letterbox (fp32 6)
     images -> engine -> output0 (fp32 4+nc x anchors)          (INPUT__0/OUTPUT__0 for libtorch, its convention)
     output0 + letterbox -> postprocess -> DETECTIONS (fp32 n x 6: x0 y0 x1 y1 score class, padded with -1)
+Clients see only IMAGE -> DETECTIONS, whether the ensemble or the fused model answers.
 """
 
 from __future__ import annotations
@@ -181,6 +183,41 @@ def postprocess_model(info: ModelInfo, p: postprocess.Postprocessing, batching: 
         "instance_group": [{"count": count, "kind": Enum("KIND_CPU")}],
         "parameters": parameters({"postprocessing": p.to_json(), "names": _metadata(info)["names"]}),
     }
+
+
+def fused(
+    info: ModelInfo,
+    pre: preprocess.Preprocessing,
+    post: postprocess.Postprocessing,
+    batching: Batching,
+    instances: Instances,
+) -> dict[str, Any]:
+    """The Python runtime's one model (backends/fused.py) under the name clients call, with the ensemble's tensors."""
+    image = _tensor("IMAGE", "TYPE_UINT8", [-1, -1, 3])
+    # Images of different sizes may share a dynamic batch: the model letterboxes each before stacking them.
+    image["allow_ragged_batch"] = True
+    config: dict[str, Any] = {
+        "name": info.name,
+        "backend": "python",
+        "max_batch_size": batching.max_batch,
+        "input": [image],
+        "output": [_tensor("DETECTIONS", "TYPE_FP32", [-1, 6])],
+    }
+    config |= _common(batching, instances, kind_gpu=False)
+    if instances.warmup:
+        # A blank square runs the whole pipeline once (letterbox, engine, NMS) before the model reports ready.
+        sample = {"data_type": Enum("TYPE_UINT8"), "dims": [info.imgsz, info.imgsz, 3], "zero_data": True}
+        config["model_warmup"] = [{"name": "blank", "batch_size": 1, "inputs": [{"key": "IMAGE", "value": sample}]}]
+    extra: dict[str, Any] = {
+        "engine_file": MODEL_FILE[info.format],
+        "inference_precision": info.precision,
+        "preprocessing": pre.to_json(),
+        "postprocessing": post.to_json(),
+    }
+    if instances.threads:
+        extra["threads"] = str(instances.threads)
+    config["parameters"] = parameters(_metadata(info) | extra)
+    return config
 
 
 def ensemble(info: ModelInfo, batching: Batching) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """The Triton model repository: which file goes where. `layout` is pure (a plan of relative paths); `write` copies.
 
+Native backends (the engine runs in Triton's own onnxruntime/openvino/tensorrt/pytorch backend):
     <name>/config.pbtxt, <name>/1/                          ensemble: raw image in, boxes out (what clients call)
     <name>-preprocess/config.pbtxt, 1/model.py             Python backend, letterbox + normalize
     <name>-engine/config.pbtxt, 1/model.onnx|.xml+.bin|.pt|.plan   native backend
-                                1/model.py + engine file   or the Python runtime variant
     <name>-postprocess/config.pbtxt, 1/model.py            Python backend, NMS + scale back
-A static-batch engine cannot sit behind a batching ensemble, so without a dynamic batch only the engine is written.
+The Python runtime (ONNX Runtime/OpenVINO inside the Python backend): one model, the same tensors as the ensemble
+    <name>/config.pbtxt, 1/model.py (backends/fused.py)    letterbox, engine, NMS in one stub, one engine run a batch
+                         1/preprocess.py, runtime.py, postprocess.py, model.onnx|.xml+.bin   what model.py imports
+A static-batch engine cannot sit behind a batching model, so without a dynamic batch only the engine is written.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import shutil
 from pathlib import Path
 
 from kestrel.serving import config, pbtxt
-from kestrel.serving.backends import postprocess, preprocess, runtime
+from kestrel.serving.backends import fused, postprocess, preprocess, runtime
 
 # Ultralytics prefixes its .engine files with a length-prefixed JSON metadata block that Triton cannot parse.
 _TRT_METADATA_LENGTH_BYTES = 4
@@ -50,6 +53,8 @@ def layout(
 ) -> Repository:
     if not dynamic:
         info = dataclasses.replace(info, static_batch=batching.max_batch)
+    elif instances.runtime == "python":
+        return _fused(info, artifact, pre=pre, post=post, batching=batching, instances=instances)
     files: dict[str, str | Path] = {}
     engine_dir = f"{info.name}-engine"
     files[f"{engine_dir}/config.pbtxt"] = pbtxt.render(config.engine(info, batching, instances))
@@ -67,6 +72,29 @@ def layout(
         files[f"{info.name}-postprocess/1/model.py"] = Path(postprocess.__file__)
         files[f"{info.name}/config.pbtxt"] = pbtxt.render(config.ensemble(info, batching))
         files[f"{info.name}/1/.keep"] = ""  # an ensemble needs a version directory, even empty
+    return Repository(files)
+
+
+def _fused(
+    info: config.ModelInfo,
+    artifact: Path,
+    *,
+    pre: preprocess.Preprocessing,
+    post: postprocess.Postprocessing,
+    batching: config.Batching,
+    instances: config.Instances,
+) -> Repository:
+    version = f"{info.name}/1"
+    files: dict[str, str | Path] = {
+        f"{info.name}/config.pbtxt": pbtxt.render(config.fused(info, pre, post, batching, instances))
+    }
+    files[f"{version}/model.py"] = Path(fused.__file__)
+    # The modules fused.py imports, verbatim and under their own names: its relative imports resolve to them.
+    for module in (preprocess, runtime, postprocess):
+        source = Path(str(module.__file__))
+        files[f"{version}/{source.name}"] = source
+    for name, source in _engine_files(info, artifact).items():
+        files[f"{version}/{name}"] = source
     return Repository(files)
 
 

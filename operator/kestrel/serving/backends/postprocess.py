@@ -1,7 +1,8 @@
 """Triton Python-backend model: raw YOLO detect output -> boxes in original image pixels. Also the validator's NMS.
 
-Copied verbatim into the Triton repository as `postprocess/1/model.py`, and imported by `kestrel.engine` to score
-source and engine: the boxes the validator counts are the boxes clients get. numpy only, no torch in Triton's image.
+Copied verbatim into the Triton repository (as `<name>-postprocess/1/model.py`, or beside the fused model of the
+Python runtime, see fused.py), and imported by `kestrel.engine` to score source and engine: the boxes the validator
+counts are the boxes clients get. numpy only, no torch in Triton's image.
 
 Parameters (config parameter `postprocessing`, JSON): {"conf": 0.25, "iou": 0.7, "max_det": 300}
 """
@@ -80,6 +81,16 @@ def detections(raw: Array, transform: Array, p: Postprocessing) -> Array:
     return out
 
 
+def padded(per_image: list[Array]) -> Array:
+    """One request's detections as one tensor (images x rows x 6): a batched output needs one shape, so shorter
+    lists are padded with rows of -1 (class -1 means "no detection")."""
+    rows = max((len(d) for d in per_image), default=0)
+    out: Array = np.full((len(per_image), rows, 6), -1, dtype=np.float32)
+    for i, d in enumerate(per_image):
+        out[i, : len(d)] = d
+    return out
+
+
 class TritonPythonModel:
     """output0 (float32 4+nc x anchors) + letterbox (float32 6) -> DETECTIONS (float32 n x 6), batched."""
 
@@ -95,10 +106,6 @@ class TritonPythonModel:
             raw = self._pb.get_input_tensor_by_name(request, "output0").as_numpy().astype(np.float32)
             transforms = self._pb.get_input_tensor_by_name(request, "letterbox").as_numpy()
             per_image = [detections(r, t, self._p) for r, t in zip(raw, transforms, strict=True)]
-            # A batched output needs one shape: pad with rows of -1 (class -1 means "no detection").
-            rows = max((len(d) for d in per_image), default=0)
-            padded = np.full((len(per_image), rows, 6), -1, dtype=np.float32)
-            for i, d in enumerate(per_image):
-                padded[i, : len(d)] = d
-            responses.append(self._pb.InferenceResponse(output_tensors=[self._pb.Tensor("DETECTIONS", padded)]))
+            output = padded(per_image)
+            responses.append(self._pb.InferenceResponse(output_tensors=[self._pb.Tensor("DETECTIONS", output)]))
         return responses

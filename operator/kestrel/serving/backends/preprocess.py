@@ -1,7 +1,8 @@
 """Triton Python-backend model: raw image -> the engine's input tensor. Also the preprocessing the validator runs.
 
-This file is copied verbatim into the Triton repository as `preprocess/1/model.py`, and `kestrel.engine` imports the
-very same functions to measure accuracy and parity: the served preprocessing cannot drift from the validated one.
+This file is copied verbatim into the Triton repository (as `<name>-preprocess/1/model.py`, or beside the fused model
+of the Python runtime, see fused.py), and `kestrel.engine` imports the very same functions to measure accuracy and
+parity: the served preprocessing cannot drift from the validated one.
 It therefore imports only numpy and OpenCV (both in Triton's Python-backend image), and the Triton utilities lazily.
 
 Parameters arrive as one JSON string, the config parameter `preprocessing`:

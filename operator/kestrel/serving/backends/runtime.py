@@ -1,8 +1,10 @@
 """Triton Python-backend model running the engine itself with ONNX Runtime or OpenVINO.
 
-For servers without the native onnxruntime/openvino backends (a Triton built with only the Python backend). Copied
-into the repository as `<name>-engine/1/model.py`, beside the engine file named by the `engine_file` parameter.
-Same tensors as the native model: images (fp32 Nx3xSxS) -> output0 (fp32 N x 4+nc x anchors).
+For servers without the native onnxruntime/openvino backends (a Triton built with only the Python backend). `load`
+is what the fused model (fused.py) runs its engine with; this file is copied beside it. Where the engine stands
+alone (a static-batch engine, which no batching model may wrap), this file is that model, `<name>-engine/1/model.py`,
+beside the engine file named by the `engine_file` parameter, with the native model's tensors:
+images (fp32 Nx3xSxS) -> output0 (fp32 N x 4+nc x anchors).
 """
 
 from __future__ import annotations

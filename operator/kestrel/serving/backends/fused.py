@@ -1,0 +1,87 @@
+"""Triton Python-backend model: the whole served pipeline (letterbox, engine, NMS) as one model, for the Python runtime.
+
+With native backends the engine is its own model and an ensemble chains it between the Python pre- and
+postprocessing. When the engine itself runs in the Python backend that ensemble costs three stub round trips per
+request, and each Python model sees its requests one by one; here one `execute` letterboxes every image of a
+dynamic batch, runs the engine once on all of them, and splits the boxes back per request.
+
+The steps are this package's own modules, not copies of their code: the repository holds `preprocess.py`,
+`runtime.py` and `postprocess.py` beside this file (written as `model.py`). Triton's Python backend imports a model
+as the module `<version>.model` with the model's folder on `sys.path`, so the relative import below finds those
+sibling files there, and the package's originals here.
+
+Parameters (strings, as in config.pbtxt): `preprocessing` and `postprocessing` (JSON, as in the two modules),
+`engine_file` (beside this file), `inference_precision`, and `threads` (the engine's; "0" or absent: its default).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import postprocess, preprocess, runtime
+
+INPUT, OUTPUT = "IMAGE", "DETECTIONS"
+
+
+def detect(
+    requests: Sequence[Sequence[preprocess.Image]],
+    run: runtime.Run,
+    pre: preprocess.Preprocessing,
+    post: postprocess.Postprocessing,
+) -> list[postprocess.Array]:
+    """Each request's images -> that request's DETECTIONS (images x rows x 6, padded), one engine run for all."""
+    flat = [image for images in requests for image in images]
+    if not flat:
+        return [postprocess.padded([]) for _ in requests]
+    tensor, transforms = preprocess.batch(flat, pre)
+    boxes = [postprocess.detections(r, t, post) for r, t in zip(run(tensor), transforms, strict=True)]
+    answers, start = [], 0
+    for images in requests:
+        answers.append(postprocess.padded(boxes[start : start + len(images)]))
+        start += len(images)
+    return answers
+
+
+def problem(batch: preprocess.Image) -> str | None:
+    """Why a request's IMAGE cannot be preprocessed; checked first, so one bad request fails alone, not its batch."""
+    if batch.ndim != 4 or batch.shape[-1] != 3 or 0 in batch.shape[1:3]:
+        return f"{INPUT} must hold non-empty HxWx3 images, got a batch of shape {list(batch.shape)}"
+    return None
+
+
+class TritonPythonModel:
+    """IMAGE (uint8 HxWx3, batched) -> DETECTIONS (float32 n x 6), the ensemble's tensors in one model."""
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        # Exists only inside Triton's Python backend; imported by name so this module loads anywhere.
+        self._pb: Any = importlib.import_module("triton_python_backend_utils")
+        config = json.loads(args["model_config"])
+        params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        self._pre = preprocess.Preprocessing.from_json(params["preprocessing"])
+        self._post = postprocess.Postprocessing.from_json(params["postprocessing"])
+        engine_file = Path(args["model_repository"]) / args["model_version"] / params["engine_file"]
+        # Not caught: an engine that cannot load must fail the model's load, so that its rollout fails and rolls back.
+        self._run = runtime.load(
+            str(engine_file), params.get("inference_precision", "fp32"), int(params.get("threads", "0"))
+        )
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        pb = self._pb
+        batches = [pb.get_input_tensor_by_name(request, INPUT).as_numpy() for request in requests]
+        problems = [problem(batch) for batch in batches]
+        valid = [list(batch) for batch, found in zip(batches, problems, strict=True) if found is None]
+        try:
+            answers = iter(detect(valid, self._run, self._pre, self._post))
+        except Exception as error:  # one engine run for the batch: every request in it shares the failure
+            failure = f"{type(error).__name__}: {error}"
+            return [pb.InferenceResponse(error=pb.TritonError(failure)) for _ in requests]
+        return [
+            pb.InferenceResponse(error=pb.TritonError(found))
+            if found
+            else pb.InferenceResponse(output_tensors=[pb.Tensor(OUTPUT, next(answers))])
+            for found in problems
+        ]
