@@ -26,6 +26,7 @@ import datetime
 import os
 import pathlib
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -64,6 +65,41 @@ class Row:
     p50_ms: float
     p95_ms: float
     throughput: float  # images per second
+    mean_ms: float
+    where: Where
+
+
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """Where a row's time went: Triton's own statistics (means per request) and CPU time per image by process."""
+
+    triton_ms: float | None = None  # from Triton receiving a request to its response: queue, copies, execute
+    execute_ms: float | None = None  # the Python model's execute() that answered it, stub round trip included
+    batch: float | None = None  # requests per execute()
+    model_cpu_ms: float = 0.0  # the pipeline's own process: the Python stub, or this process for the bare rows
+    triton_cpu_ms: float | None = None  # tritonserver itself: gRPC, TLS, scheduling, copies
+    client_cpu_ms: float | None = None  # this process driving the clients
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads) so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pct(values: list[float], q: int) -> float:
@@ -88,9 +124,23 @@ def build(work: pathlib.Path, shapes: detector.ShapesDetector, batching: bool) -
     return built.repository
 
 
-def _parameters(config_file: pathlib.Path) -> dict[str, str]:
-    config = text_format.Parse(config_file.read_text(), model_config_pb2.ModelConfig())
-    return {key: value.string_value for key, value in config.parameters.items()}
+def _config(repository: pathlib.Path) -> model_config_pb2.ModelConfig:
+    text = (repository / MODEL / "config.pbtxt").read_text()
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def _parameters(repository: pathlib.Path) -> dict[str, str]:
+    return {key: value.string_value for key, value in _config(repository).parameters.items()}
+
+
+def batcher(repository: pathlib.Path) -> str:
+    """The dynamic batcher the build chose from its profile (serving/config.py choose_batching)."""
+    config = _config(repository)
+    if not config.HasField("dynamic_batching"):
+        return "off"
+    preferred = list(config.dynamic_batching.preferred_batch_size)
+    delay = config.dynamic_batching.max_queue_delay_microseconds
+    return f"preferred batch {preferred or 'none'}, queue delay {delay} µs"
 
 
 class Bare:
@@ -98,7 +148,7 @@ class Bare:
     parameters and the engine file its repository holds, called directly."""
 
     def __init__(self, repository: pathlib.Path) -> None:
-        params = _parameters(repository / MODEL / "config.pbtxt")
+        params = _parameters(repository)
         self.pre = preprocess.Preprocessing.from_json(params["preprocessing"])
         self.post = postprocess.Postprocessing.from_json(params["postprocessing"])
         engine_file = repository / MODEL / "1" / params["engine_file"]
@@ -149,13 +199,43 @@ def bench_bare(repository: pathlib.Path, images: list[infer.Image], seconds: flo
         batches = [images[i : i + size] for i in range(0, len(images) - size + 1, size)]
         for warm in batches[:3]:
             bare.detect(warm)
+        cpu = _own_cpu_seconds()
         latencies, rate = sustained(seconds, 1, _round_robin(batches, lambda _, batch: bare.detect(batch)))
-        rows.append(Row(f"bare ONNX Runtime, batch {size}", 1, _pct(latencies, 50), _pct(latencies, 95), rate * size))
+        where = Where(batch=size, model_cpu_ms=(_own_cpu_seconds() - cpu) * 1000 / (len(latencies) * size))
+        name = f"bare ONNX Runtime, batch {size}"
+        rows.append(Row(name, 1, _pct(latencies, 50), _pct(latencies, 95), rate * size, _mean(latencies), where))
     return rows
 
 
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    endpoint: infer.Endpoint
+    pid: int  # tritonserver's; its Python stubs are its children
+
+    def statistics(self) -> dict[str, Any]:
+        """The model's cumulative statistics (Triton's statistics extension, over the same TLS channel)."""
+        import tritonclient.grpc as grpcclient  # noqa: PLC0415
+
+        endpoint = self.endpoint
+        options = [("grpc.ssl_target_name_override", endpoint.server_name)]
+        with grpcclient.InferenceServerClient(
+            endpoint.address, ssl=True, root_certificates=str(endpoint.ca_file), channel_args=options
+        ) as client:
+            found = client.get_inference_statistics(MODEL, headers=endpoint.headers(), as_json=True)
+        stats: dict[str, Any] = found["model_stats"][0]
+        return stats
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time so far of tritonserver and of its Python stubs."""
+        return _cpu_seconds(self.pid), sum(_cpu_seconds(child) for child in _children(self.pid))
+
+
 @contextlib.contextmanager
-def served(repository: pathlib.Path, work: pathlib.Path) -> Iterator[infer.Endpoint]:
+def served(repository: pathlib.Path, work: pathlib.Path) -> Iterator[Served]:
     now = datetime.datetime.now(datetime.UTC)
     ca = certificates.create_ca(now=now)
     server = certificates.issue_server(ca, name=MODEL, namespace="bench", now=now)
@@ -176,15 +256,17 @@ def served(repository: pathlib.Path, work: pathlib.Path) -> Iterator[infer.Endpo
     ]
     with triton.TritonServer(repository, models=[MODEL], extra_args=args) as running:
         running.wait_ready(MODEL, timeout=180)
-        yield infer.Endpoint(
+        assert running.pid is not None
+        endpoint = infer.Endpoint(
             running.urls["grpc"], MODEL, ca_file=tls / "ca.crt", server_name=f"{MODEL}.bench.svc", api_key=API_KEY
         )
+        yield Served(endpoint, running.pid)
 
 
-def bench_triton(endpoint: infer.Endpoint, images: list[infer.Image], seconds: float, label: str) -> list[Row]:
+def bench_triton(server: Served, images: list[infer.Image], seconds: float, label: str) -> list[Row]:
     rows = []
     for clients in CLIENTS:
-        connections = [infer.Client(endpoint) for _ in range(clients)]
+        connections = [infer.Client(server.endpoint) for _ in range(clients)]
         try:
             for connection in connections:
                 for image in images[:3]:
@@ -193,12 +275,37 @@ def bench_triton(endpoint: infer.Endpoint, images: list[infer.Image], seconds: f
             def send(index: int, image: infer.Image, opened: list[infer.Client] = connections) -> None:
                 opened[index].detect(image)
 
+            before, cpu = server.statistics(), (*server.cpu_seconds(), _own_cpu_seconds())
             latencies, rate = sustained(seconds, clients, _round_robin(images, send))
+            after, cpu_after = server.statistics(), (*server.cpu_seconds(), _own_cpu_seconds())
         finally:
             for connection in connections:
                 connection.close()
-        rows.append(Row(f"Triton gRPC+TLS, {label}", clients, _pct(latencies, 50), _pct(latencies, 95), rate))
+        where = _where(before, after, [b - a for a, b in zip(cpu, cpu_after, strict=True)])
+        name = f"Triton gRPC+TLS, {label}"
+        rows.append(Row(name, clients, _pct(latencies, 50), _pct(latencies, 95), rate, _mean(latencies), where))
     return rows
+
+
+def _where(before: dict[str, Any], after: dict[str, Any], cpu: list[float]) -> Where:
+    """Means per request over the row, from two readings of Triton's cumulative statistics and CPU times."""
+
+    def delta(kind: str) -> tuple[int, int]:
+        old, new = before["inference_stats"].get(kind, {}), after["inference_stats"].get(kind, {})
+        return int(new.get("count", 0)) - int(old.get("count", 0)), int(new.get("ns", 0)) - int(old.get("ns", 0))
+
+    requests, request_ns = delta("success")
+    _, execute_ns = delta("compute_infer")
+    executions = int(after.get("execution_count", 0)) - int(before.get("execution_count", 0))
+    triton_cpu, model_cpu, client_cpu = (seconds * 1000 / max(requests, 1) for seconds in cpu)
+    return Where(
+        triton_ms=request_ns / max(requests, 1) / 1e6,
+        execute_ms=execute_ns / max(requests, 1) / 1e6,
+        batch=requests / max(executions, 1),
+        model_cpu_ms=model_cpu,
+        triton_cpu_ms=triton_cpu,
+        client_cpu_ms=client_cpu,
+    )
 
 
 def table(rows: list[Row], reference: float) -> list[str]:
@@ -209,6 +316,25 @@ def table(rows: list[Row], reference: float) -> list[str]:
     lines += [
         f"| {r.name} | {r.clients} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.throughput:.1f} "
         f"| {r.throughput / reference:.2f} |"
+        for r in rows
+    ]
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def where_table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| path | clients | mean ms | in Triton ms | execute ms | images/execute "
+        "| CPU ms/image: model | Triton | client |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r.name} | {r.clients} | {r.mean_ms:.1f} | {_ms(r.where.triton_ms)} | {_ms(r.where.execute_ms)} "
+        f"| {_ms(r.where.batch)} | {r.where.model_cpu_ms:.1f} | {_ms(r.where.triton_cpu_ms)} "
+        f"| {_ms(r.where.client_cpu_ms)} |"
         for r in rows
     ]
     return lines
@@ -228,11 +354,12 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         print("building the engine with dynamic batching on and off ...", flush=True)
         repositories = {True: build(work, shapes, True), False: build(work, shapes, False)}
+        chosen = batcher(repositories[True])
         rows = bench_bare(repositories[True], images, args.seconds)
         for batching in (True, False):
             label = "batching " + ("on" if batching else "off")
-            with served(repositories[batching], work / label.replace(" ", "-")) as endpoint:
-                rows += bench_triton(endpoint, images, args.seconds, label)
+            with served(repositories[batching], work / label.replace(" ", "-")) as server:
+                rows += bench_triton(server, images, args.seconds, label)
         load_after = os.getloadavg()[0]
     bare_best = max(r.throughput for r in rows if r.name.startswith("bare"))
     bare_p50 = next(r.p50_ms for r in rows if r.name == "bare ONNX Runtime, batch 1")
@@ -241,29 +368,54 @@ def main() -> None:
     efficiency = max(on[8].throughput, off[8].throughput) / bare_best
     overhead = on[1].p50_ms / bare_p50
     gain = on[8].throughput / off[8].throughput
-    lines = table(rows, bare_best)
+    lines = [*table(rows, bare_best), "", *where_table(rows)]
     print("\n".join(lines))
     summary = f"serving_efficiency={efficiency:.2f} triton_overhead={overhead:.2f} batching_gain={gain:.2f}"
     if args.write_docs:
-        _write_docs(lines, summary, args, (load_before, load_after))
+        _write_docs(lines, explain(rows, chosen), summary, args, (load_before, load_after))
     print(summary)
 
 
-def _write_docs(lines: list[str], summary: str, args: argparse.Namespace, load: tuple[float, float]) -> None:
+def explain(rows: list[Row], chosen: str) -> list[str]:
+    """The run's own numbers, read into where the time went; only arithmetic on what was measured."""
+    bare = {r.where.batch: r for r in rows if r.name.startswith("bare")}
+    on = {r.clients: r for r in rows if r.name.endswith("batching on")}
+    one, many = on[1].where, on[8].where
+    assert one.triton_ms is not None and one.execute_ms is not None and many.triton_cpu_ms is not None
+    outside = (many.triton_cpu_ms or 0) + (many.client_cpu_ms or 0)
+    return [
+        "Where the time went (second table; means per request, CPU time per image by process). Dynamic batching as",
+        f"the build chose it from its profile: {chosen}. At 1 client, a {on[1].mean_ms:.1f} ms round trip against",
+        f"{bare[1].mean_ms:.1f} ms bare: {one.execute_ms:.1f} ms in the model's execute() (letterbox, engine, NMS and",
+        f"the trip to the Python stub), {one.triton_ms - one.execute_ms:.1f} ms in Triton around it (queue, copies)",
+        f"and {on[1].mean_ms - one.triton_ms:.1f} ms in gRPC, TLS and the client. At 8 clients Triton ran",
+        f"{many.batch or 0:.1f} images per execute(); each image cost the model's process {many.model_cpu_ms:.1f} ms",
+        f"of CPU (bare at batch {BATCH}: {bare[BATCH].where.model_cpu_ms:.1f} ms), and tritonserver and the clients",
+        f"{outside:.1f} ms more, on the same {os.cpu_count()} cores: at full load, CPU time the engine does not get.",
+    ]
+
+
+def _write_docs(
+    lines: list[str], explanation: list[str], summary: str, args: argparse.Namespace, load: tuple[float, float]
+) -> None:
     section = "\n".join(
         [
             "## Serving",
             "",
             "The quickstart's engine (fixture detector, ONNX FP32, imgsz 320) and its whole pipeline (letterbox,",
             "engine, NMS) called in-process, against the same repository served by the Triton that nvidia-pytriton",
-            "ships (Python backend: preprocessing, ONNX Runtime and NMS as three Python models in an ensemble) over",
-            "gRPC with TLS and the API key. One run, same machine, same images; sustained load per row after a",
-            "warm-up. Goals: Triton's best throughput at 8 clients >= 0.85x the bare runtime's best, and p50 at 1",
-            "client <= 1.15x bare at batch 1.",
+            "ships over gRPC with TLS and the API key. That Triton has only the Python backend, so the repository is",
+            "the Python runtime's one model (serving/backends/fused.py): each execute() letterboxes the images of a",
+            "dynamic batch, runs ONNX Runtime once on all of them and applies the NMS, the same functions the bare",
+            "path calls. One run, same machine, same images; sustained load per row after a warm-up. Goals:",
+            "Triton's best throughput at 8 clients >= 0.85x the bare runtime's best, and p50 at 1 client <= 1.15x",
+            "bare at batch 1.",
             "",
             *lines,
             "",
             f"`{summary}`",
+            "",
+            *explanation,
             "",
             f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, {os.cpu_count()}",
             f"CPUs, 1-minute load average {load[0]:.1f} before and {load[1]:.1f} after (the benchmark's own load",
