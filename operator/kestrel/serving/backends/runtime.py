@@ -26,6 +26,9 @@ def load(path: str, precision: str, threads: int = 0) -> Run:
     if path.endswith(".onnx"):
         ort: Any = importlib.import_module("onnxruntime")
         options = ort.SessionOptions()
+        # threads 0 keeps ONNX Runtime's default, a spinning thread per core. Inside Triton on 2 cores, with its gRPC
+        # threads and the clients on the same cores, 1 thread, no spinning, or spinning stopped after each run all
+        # measured slower (bench/serving.py's 1-client p50 and 8-client throughput, 2026-11-28).
         if threads:
             options.intra_op_num_threads = threads
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
