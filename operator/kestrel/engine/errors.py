@@ -3,6 +3,7 @@
 EngineError (kestrel.api.errors)
 ├── FetchError           the source could not be read (missing file, HTTP status, S3 error, bad URI)
 ├── ExportError          the exporter failed or cannot run here (e.g. TensorRT without a GPU)
+├── FineTuneError        training the pruned model failed
 └── IntegrityError (kestrel.api.errors)
     └── ChecksumMismatchError   the download is not the checkpoint spec.model.source.sha256 names
 """
@@ -18,6 +19,10 @@ class FetchError(errors.EngineError):
 
 class ExportError(errors.EngineError):
     """The export could not be done; the message names the spec field to change."""
+
+
+class FineTuneError(errors.EngineError):
+    """Training the pruned model failed; the message says why."""
 
 
 class ChecksumMismatchError(errors.IntegrityError):

@@ -119,7 +119,7 @@ def export(checkpoint: Path, candidate: Candidate, settings: ExportSettings, wor
     return Exported(candidate, output, time.monotonic() - started)
 
 
-def absolute_data_yaml(data_yaml: Path, directory: Path) -> Path:
+def absolute_data_yaml(data_yaml: Path, directory: Path, name: str = "calibration-data.yaml") -> Path:
     """A copy of data.yaml whose `path` is absolute, resolved against the file's folder as `datasets.load` does.
 
     A dataset on a claim is written relative to itself (the claim is mounted at another path in the build pod than
@@ -128,6 +128,6 @@ def absolute_data_yaml(data_yaml: Path, directory: Path) -> Path:
     """
     raw: dict[str, Any] = yaml.safe_load(data_yaml.read_text())
     raw["path"] = str(datasets.load(data_yaml).root.resolve())
-    target = directory / "calibration-data.yaml"
+    target = directory / name
     target.write_text(yaml.safe_dump(raw, sort_keys=False))
     return target

@@ -21,7 +21,21 @@ from kestrel.api import errors as api_errors
 from kestrel.api import keys, status
 from kestrel.api import result as api_result
 from kestrel.api import spec as api
-from kestrel.engine import candidate, datasets, errors, export, fetch, gate, offline, plan, prune, report
+from kestrel.engine import (
+    accuracy,
+    candidate,
+    datasets,
+    errors,
+    export,
+    fetch,
+    finetune,
+    gate,
+    offline,
+    plan,
+    prune,
+    report,
+    runners,
+)
 from kestrel.serving import config, repository
 from kestrel.serving.backends import postprocess, preprocess
 
@@ -56,10 +70,6 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
     offline.configure()
     if spec.model.task != "detect":
         raise api_errors.SpecError("spec.model.task", "the serving pipeline supports detect models only for now")
-    if spec.engine.prune is not None and spec.engine.prune.fine_tune_epochs:
-        raise api_errors.SpecError(
-            "spec.engine.prune.fineTuneEpochs", "fine-tuning after pruning is not available in this builder yet; set 0"
-        )
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
     source = spec.model.source
@@ -90,12 +100,25 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
         for item in candidates:
             export.check_supported(item, settings.export, gpu)
     dataset = _dataset(spec.validation.dataset, options.fetch)
+    fine_tune_data = _fine_tune_data(spec, options.fetch, classes=len(names))
     # The baseline is always the unpruned source: the gate judges what pruning and export did together.
     base = candidate.baseline(fetched.path, settings, dataset, stride)
     engine_source, pruned = fetched.path, None
     if spec.engine.prune is not None:
         engine_source = work / "pruned.pt"
         pruned = prune.prune(fetched.path, engine_source, spec.engine.prune.amount, imgsz)
+        if fine_tune_data is not None:
+            tuned = work / "fine-tuned.pt"
+            effect = finetune.fine_tune(
+                engine_source,
+                tuned,
+                fine_tune_data,
+                finetune.Recipe(epochs=spec.engine.prune.fine_tune_epochs, threads=options.threads),
+                served_imgsz=imgsz,
+                workdir=work / "fine-tune",
+                score=_scorer(dataset, settings, stride),
+            )
+            engine_source, pruned = tuned, dataclasses.replace(pruned, fine_tune=effect)
     outcomes = _evaluate_all(
         engine_source,
         candidates=candidates,
@@ -152,11 +175,39 @@ def _checkpoint_info(checkpoint: Path) -> tuple[dict[int, str], int]:
 def _local(uri: str, options: fetch.FetchOptions, field: str) -> Path:
     if urllib.parse.urlsplit(uri).scheme not in ("file", "pvc"):
         raise api_errors.SpecError(field, f"{uri!r}: datasets are read from file:// or pvc:// in this builder")
-    return fetch.local_path(uri, options)
+    try:
+        return fetch.local_path(uri, options)
+    except errors.FetchError as error:  # its message names the source's field, not the dataset's
+        raise api_errors.SpecError(field, str(error).removeprefix(f"{fetch.URI_FIELD}: ")) from error
 
 
 def _dataset(uri: str | None, options: fetch.FetchOptions) -> datasets.Dataset | None:
     return datasets.load(_local(uri, options, "spec.validation.dataset")) if uri else None
+
+
+def _fine_tune_data(spec: api.ModelDeploymentSpec, options: fetch.FetchOptions, classes: int) -> Path | None:
+    """The fine-tune's data.yaml, checked before the minutes of baseline measurements that come first."""
+    prune_spec = spec.engine.prune
+    if prune_spec is None or not prune_spec.fine_tune_epochs:
+        return None
+    if prune_spec.dataset is None:  # refused by the spec's own rules already; this narrows the type
+        raise api_errors.SpecError(finetune.FIELD, "required when spec.engine.prune.fineTuneEpochs > 0")
+    data_yaml = _local(prune_spec.dataset, options, finetune.FIELD)
+    finetune.check_dataset(data_yaml, classes)
+    return data_yaml
+
+
+def _scorer(dataset: datasets.Dataset | None, settings: candidate.Settings, stride: int) -> finetune.Score | None:
+    """mAP of a checkpoint in PyTorch, on the validation set, as the baseline's is measured (comparable with it)."""
+    if dataset is None:
+        return None
+    reference = preprocess.Preprocessing(imgsz=settings.export.imgsz, stride=stride)
+
+    def score(checkpoint: Path) -> accuracy.Accuracy:
+        source = runners.torch_source(checkpoint, settings.threads, settings.export.batch)
+        return accuracy.measure(source, dataset, reference, settings.validation_limit)
+
+    return score
 
 
 def _calibration(spec: api.ModelDeploymentSpec, options: fetch.FetchOptions) -> export.Calibration | None:
