@@ -43,7 +43,11 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     settings.execution.max_workers = config.executor_threads()
     if "kube" not in _state:
         known = recent.Recent(ttl=config.trust_interval())
-        configure(client.Kube.connect(os.environ.get("KUBECONFIG"), known=known), config.from_environment())
+        # Kopf's own watch and patch calls use aiohttp; these threads are the ones that share this pool.
+        pool = config.executor_threads() + 4
+        configure(
+            client.Kube.connect(os.environ.get("KUBECONFIG"), known=known, pool_size=pool), config.from_environment()
+        )
     if config_().watch_namespaces:
         # Named namespaces only: no cluster-wide scan of namespaces and CRDs, which a namespaced install (Roles,
         # no ClusterRole) may not list; Kopf would otherwise retry that scan before serving anything.

@@ -93,12 +93,17 @@ class Kube:
         return min(self.opened, self.known.clock() - self.max_age) if self.max_age > 0 else self.opened
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None, *, known: recent.Recent | None = None) -> Kube:
+    def connect(cls, kubeconfig: str | None = None, *, known: recent.Recent | None = None, pool_size: int = 0) -> Kube:
         """In a pod: its ServiceAccount. Elsewhere: the given kubeconfig, or $KUBECONFIG / ~/.kube/config."""
+        configuration = client.Configuration()
         if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
-            config.load_incluster_config()
-            return cls(client.ApiClient(), known=known)
-        return cls(config.new_client_from_config(config_file=kubeconfig), known=known)
+            config.load_incluster_config(client_configuration=configuration)
+        else:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+        # One kept-alive connection per pass that may run at once: with fewer (the client's default is 5 per CPU),
+        # passes beyond the pool open and close a TLS connection per request, a handshake each on both ends.
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, pool_size)
+        return cls(client.ApiClient(configuration), known=known)
 
     def _request(
         self,
