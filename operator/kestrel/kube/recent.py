@@ -13,7 +13,6 @@ model without allowed subjects, a canary that is over) need not be deleted again
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -36,18 +35,28 @@ def digest(body: Body) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _trimmed(body: Body) -> Body:
-    found = copy.deepcopy(body)
-    found.get("metadata", {}).pop("managedFields", None)
-    return found
+def _packed(body: Body) -> bytes:
+    """The object without `managedFields`, as compact JSON: a tenth of the memory of the parsed dict at scale, and
+    `json.loads` hands every reader its own copy faster than `copy.deepcopy` would."""
+    metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return json.dumps({**body, "metadata": metadata}, separators=(",", ":")).encode()
 
 
 @dataclasses.dataclass
 class Entry:
-    result: Body
+    packed: bytes  # the object as confirmed (`_packed`)
+    generation: int
     seen_at: float
-    applied: str | None = None  # digest of the manifest whose apply returned `result`
+    applied: str | None = None  # digest of the manifest whose apply returned the object
     applied_at: float = 0.0
+
+    @classmethod
+    def of(cls, body: Body, at: float) -> Entry:
+        return cls(_packed(body), _generation(body), at)
+
+    def body(self) -> Body:
+        found: Body = json.loads(self.packed)
+        return found
 
 
 class Recent:
@@ -72,7 +81,7 @@ class Recent:
             entry = self._entries.get(key)
             if entry is None or entry.seen_at < since:
                 return None
-            return copy.deepcopy(entry.result)
+        return entry.body()
 
     def applied(self, key: Key, manifest_digest: str, since: float) -> Body | None:
         """The object, when the manifest with this digest was applied at or after `since` and nobody changed it."""
@@ -80,19 +89,18 @@ class Recent:
             entry = self._entries.get(key)
             if entry is None or entry.applied != manifest_digest or entry.applied_at < since:
                 return None
-            return copy.deepcopy(entry.result)
+        return entry.body()
 
     def record(self, result: Body, *, manifest_digest: str | None = None) -> None:
         """Remember an object the API server just returned (for an apply: with the applied manifest's digest)."""
         now = self.clock()
+        key, entry = key_of(result), Entry.of(result, now)
         with self._lock:
-            key = key_of(result)
             before = self._entries.get(key)
-            entry = Entry(_trimmed(result), now)
             self._gone.pop(key, None)
             if manifest_digest is not None:
                 entry.applied, entry.applied_at = manifest_digest, now
-            elif before is not None and _generation(before.result) == _generation(result):
+            elif before is not None and before.generation == entry.generation:
                 entry.applied, entry.applied_at = before.applied, before.applied_at
             self._entries[key] = entry
             self._sweep(now)
@@ -100,16 +108,15 @@ class Recent:
     def observe(self, body: Body) -> Body | None:
         """A watch event of an object this process applied: update it; return what was known before (None when
         nothing was). A new `metadata.generation` means its spec changed: the next pass applies it again."""
-        key = key_of(body)
+        key, entry = key_of(body), Entry.of(body, self.clock())
         with self._lock:
             before = self._entries.get(key)
             if before is None:
                 return None
-            entry = Entry(_trimmed(body), self.clock())
-            if _generation(before.result) == _generation(body):
+            if before.generation == entry.generation:
                 entry.applied, entry.applied_at = before.applied, before.applied_at
             self._entries[key] = entry
-            return before.result
+        return before.body()
 
     def forget(self, key: Key) -> None:
         with self._lock:
