@@ -1,6 +1,6 @@
-"""ModelDeployment handlers: create, update, resume and a drift timer all run the same reconcile().
+"""ModelDeployment handlers: create, update, resume and the drift check all run the same reconcile().
 
-A spec change (create, update, resume) trusts nothing remembered: every child is applied and read. The timer
+A spec change (create, update, resume) trusts nothing remembered: every child is applied and read. The drift check
 trusts what was confirmed within `config.trust_interval()`, so a quiet model costs (almost) no requests.
 """
 
@@ -13,16 +13,24 @@ import kopf
 
 from kestrel.api import crd, errors
 from kestrel.handlers import config, state
-from kestrel.reconcilers import run, serial
+from kestrel.reconcilers import resync, run, serial
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
 TRUST = config.trust_interval()
+REGISTRY = resync.Registry()
 
 
-def _reconcile(body: kopf.Body, logger: Logger, trust: float = 0.0) -> None:
+def _drift_pass(body: dict[str, Any]) -> None:
+    serial.reconcile(state.kube(), body, state.config_().settings, trust=TRUST)
+
+
+_drift_check = resync.Resync(REGISTRY, _drift_pass, config.resync_interval(), threads=min(4, config.executor_threads()))
+
+
+def _reconcile(body: kopf.Body, logger: Logger) -> None:
     try:
-        serial.reconcile(state.kube(), dict(body), state.config_().settings, trust=trust)
+        serial.reconcile(state.kube(), dict(body), state.config_().settings, trust=0.0)
     except errors.SpecError as error:
         raise kopf.PermanentError(str(error)) from error
     except errors.TransientError as error:
@@ -39,9 +47,23 @@ def reconcile(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
     _reconcile(body, logger)
 
 
-@kopf.timer(*RESOURCE, interval=config.resync_interval(), initial_delay=1.0, idle=None)
-def resync(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
-    _reconcile(body, logger, trust=TRUST)
+@kopf.on.event(*RESOURCE)
+def remember(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Keep the newest body for the drift check (reconcilers/resync.py: not a Kopf timer, for memory's sake)."""
+    if type == "DELETED":
+        REGISTRY.forget(str(body.meta.get("namespace")), str(body.meta.get("name")))
+    else:
+        REGISTRY.remember(dict(body))
+
+
+@kopf.on.startup()
+def start_drift_check(**_: Any) -> None:
+    _drift_check.start()
+
+
+@kopf.on.cleanup()
+def stop_drift_check(**_: Any) -> None:
+    _drift_check.stop()
 
 
 @kopf.on.delete(*RESOURCE)
