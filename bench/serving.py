@@ -30,6 +30,7 @@ import resource
 import statistics
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -74,6 +75,7 @@ class Where:
     """Where a row's time went: Triton's own statistics (means per request) and CPU time per image by process."""
 
     triton_ms: float | None = None  # from Triton receiving a request to its response: queue, copies, execute
+    queue_ms: float | None = None  # waiting in the dynamic batcher's queue
     execute_ms: float | None = None  # the Python model's execute() that answered it, stub round trip included
     batch: float | None = None  # requests per execute()
     model_cpu_ms: float = 0.0  # the pipeline's own process: the Python stub, or this process for the bare rows
@@ -296,10 +298,12 @@ def _where(before: dict[str, Any], after: dict[str, Any], cpu: list[float]) -> W
 
     requests, request_ns = delta("success")
     _, execute_ns = delta("compute_infer")
+    _, queue_ns = delta("queue")
     executions = int(after.get("execution_count", 0)) - int(before.get("execution_count", 0))
     triton_cpu, model_cpu, client_cpu = (seconds * 1000 / max(requests, 1) for seconds in cpu)
     return Where(
         triton_ms=request_ns / max(requests, 1) / 1e6,
+        queue_ms=queue_ns / max(requests, 1) / 1e6,
         execute_ms=execute_ns / max(requests, 1) / 1e6,
         batch=requests / max(executions, 1),
         model_cpu_ms=model_cpu,
@@ -327,12 +331,13 @@ def _ms(value: float | None) -> str:
 
 def where_table(rows: list[Row]) -> list[str]:
     lines = [
-        "| path | clients | mean ms | in Triton ms | execute ms | images/execute "
+        "| path | clients | mean ms | in Triton ms | queue ms | execute ms | images/execute "
         "| CPU ms/image: model | Triton | client |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r.name} | {r.clients} | {r.mean_ms:.1f} | {_ms(r.where.triton_ms)} | {_ms(r.where.execute_ms)} "
+        f"| {r.name} | {r.clients} | {r.mean_ms:.1f} | {_ms(r.where.triton_ms)} | {_ms(r.where.queue_ms)} "
+        f"| {_ms(r.where.execute_ms)} "
         f"| {_ms(r.where.batch)} | {r.where.model_cpu_ms:.1f} | {_ms(r.where.triton_cpu_ms)} "
         f"| {_ms(r.where.client_cpu_ms)} |"
         for r in rows
@@ -381,18 +386,21 @@ def explain(rows: list[Row], chosen: str) -> list[str]:
     bare = {r.where.batch: r for r in rows if r.name.startswith("bare")}
     on = {r.clients: r for r in rows if r.name.endswith("batching on")}
     one, many = on[1].where, on[8].where
-    assert one.triton_ms is not None and one.execute_ms is not None and many.triton_cpu_ms is not None
+    assert one.triton_ms is not None and one.execute_ms is not None and one.queue_ms is not None
+    around = one.triton_ms - one.execute_ms - one.queue_ms
     outside = (many.triton_cpu_ms or 0) + (many.client_cpu_ms or 0)
-    return [
-        "Where the time went (second table; means per request, CPU time per image by process). Dynamic batching as",
-        f"the build chose it from its profile: {chosen}. At 1 client, a {on[1].mean_ms:.1f} ms round trip against",
-        f"{bare[1].mean_ms:.1f} ms bare: {one.execute_ms:.1f} ms in the model's execute() (letterbox, engine, NMS and",
-        f"the trip to the Python stub), {one.triton_ms - one.execute_ms:.1f} ms in Triton around it (queue, copies)",
-        f"and {on[1].mean_ms - one.triton_ms:.1f} ms in gRPC, TLS and the client. At 8 clients Triton ran",
-        f"{many.batch or 0:.1f} images per execute(); each image cost the model's process {many.model_cpu_ms:.1f} ms",
-        f"of CPU (bare at batch {BATCH}: {bare[BATCH].where.model_cpu_ms:.1f} ms), and tritonserver and the clients",
-        f"{outside:.1f} ms more, on the same {os.cpu_count()} cores: at full load, CPU time the engine does not get.",
-    ]
+    text = (
+        f"Where the time went (second table: means per request, CPU time per image by process). Dynamic batching "
+        f"as the build chose it from its profile: {chosen}. At 1 client, a {on[1].mean_ms:.1f} ms round trip "
+        f"against {bare[1].mean_ms:.1f} ms bare: {one.execute_ms:.1f} ms in the model's execute() (letterbox, engine, "
+        f"NMS and the trip to the Python stub), {one.queue_ms:.1f} ms queued for a batch, {around:.1f} ms elsewhere "
+        f"in Triton (copies, scheduling) and {on[1].mean_ms - one.triton_ms:.1f} ms in gRPC, TLS and the client. "
+        f"At 8 clients Triton ran {many.batch or 0:.1f} images per execute(); each image cost the model's process "
+        f"{many.model_cpu_ms:.1f} ms of CPU (bare at batch {BATCH}: {bare[BATCH].where.model_cpu_ms:.1f} ms), and "
+        f"tritonserver and the clients {outside:.1f} ms more, on the same {os.cpu_count()} cores: at full load, CPU "
+        "time the engine does not get."
+    )
+    return textwrap.wrap(text, width=110)
 
 
 def _write_docs(
