@@ -36,6 +36,7 @@ class FakeKube(client.Kube):
 def clean() -> None:
     serial._locks.clear()
     serial._stored.clear()
+    serial._passed.clear()
 
 
 @pytest.fixture
@@ -99,3 +100,13 @@ def test_forget_drops_what_was_kept(seen: list[dict[str, Any]]) -> None:
     serial.reconcile(kube, body(), None, trust=0)  # type: ignore[arg-type]
     serial.forget(body())
     assert serial._stored == {} and serial._locks == {}
+
+
+def test_the_drift_check_knows_when_any_pass_last_finished(seen: list[dict[str, Any]]) -> None:
+    assert not serial.passed_within(body(), 60)
+    serial.reconcile(FakeKube(None), body(), None, trust=0)  # type: ignore[arg-type]
+    assert serial.passed_within(body(), 60)
+    assert not serial.passed_within(body(), 0)
+    assert not serial.passed_within(body(uid="u2"), 60)  # another object under the same name
+    serial.forget(body())
+    assert not serial.passed_within(body(), 60)

@@ -21,11 +21,17 @@ TRUST = config.trust_interval()
 REGISTRY = resync.Registry()
 
 
+INTERVAL = config.resync_interval()
+
+
 def _drift_pass(body: dict[str, Any]) -> None:
-    serial.reconcile(state.kube(), body, state.config_().settings, trust=TRUST)
+    # Drift is checked an interval after the model's last pass, whatever ran it: a busy operator is not sent back
+    # over models that its create and Deployment-event passes have just converged.
+    if not serial.passed_within(body, INTERVAL):
+        serial.reconcile(state.kube(), body, state.config_().settings, trust=TRUST)
 
 
-_drift_check = resync.Resync(REGISTRY, _drift_pass, config.resync_interval(), threads=min(4, config.executor_threads()))
+_drift_check = resync.Resync(REGISTRY, _drift_pass, INTERVAL, threads=min(4, config.executor_threads()))
 
 
 def _reconcile(body: kopf.Body, logger: Logger) -> None:

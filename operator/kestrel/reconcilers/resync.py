@@ -41,7 +41,7 @@ class _Known:
 def _outline(entry: dict[str, Any]) -> dict[str, Any]:
     """A managedFields entry cut to who wrote which top-level fields: what the audit trail reads
     (security/audit.field_managers), a small part of the whole field tree."""
-    kept = {k: entry[k] for k in ("manager", "operation", "subresource") if k in entry}
+    kept: dict[str, Any] = {k: entry[k] for k in ("manager", "operation", "subresource") if k in entry}
     fields = entry.get("fieldsV1")
     if isinstance(fields, dict):
         kept["fieldsV1"] = {name: {} for name in fields}

@@ -15,6 +15,7 @@ an unchanged one, the usual case, costs no request.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from kestrel.kube import client
@@ -24,6 +25,7 @@ from kestrel.reconcilers import context, run
 _guard = threading.Lock()
 _locks: dict[tuple[str, str], threading.Lock] = {}
 _stored: dict[str, dict[str, Any]] = {}  # uid -> status as the API server stored it after this process's last pass
+_passed: dict[str, float] = {}  # uid -> when this process last finished a pass over it (time.monotonic)
 
 
 def _lock(namespace: str, name: str) -> threading.Lock:
@@ -41,7 +43,14 @@ def _pass(kube: client.Kube, body: dict[str, Any], settings: manifest_context.Se
     ctx = run.reconcile(kube, body, settings)
     if ctx.stored_status is not None:
         _stored[uid] = ctx.stored_status
+    _passed[uid] = time.monotonic()
     return ctx
+
+
+def passed_within(body: dict[str, Any], seconds: float) -> bool:
+    """Whether a pass over this object (any trigger) finished in the last `seconds`: the drift check skips it then."""
+    at = _passed.get(_meta(body)[2])
+    return at is not None and time.monotonic() - at < seconds
 
 
 def reconcile(
@@ -80,3 +89,4 @@ def forget(body: dict[str, Any]) -> None:
     with _guard:
         _locks.pop((namespace, name), None)
         _stored.pop(uid, None)
+        _passed.pop(uid, None)
