@@ -12,6 +12,7 @@ from kestrel.handlers import config
 from kestrel.kube import client, recent
 
 ANNOTATION_PREFIX = "kestrel.dev"
+CONSISTENCY_TIMEOUT_S = 60.0
 _state: dict[str, Any] = {}
 
 
@@ -39,6 +40,10 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
     # Kestrel posts its own Events with condition reasons; Kopf's per-handler Events would only repeat them.
     settings.posting.level = logging.WARNING
+    # After a handler, Kopf waits for the watch to deliver its own annotation patch before it handles the object
+    # again; past this timeout it goes on with the older body and runs the create handler a second time. Its 5 s
+    # default was too short for a busy operator (N = 300 models: 503 create passes for 300 creates).
+    settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT_S
     # Passes block on API calls in Kopf's thread pool; its default (CPUs + 4) would idle the API server at scale.
     settings.execution.max_workers = config.executor_threads()
     if "kube" not in _state:
