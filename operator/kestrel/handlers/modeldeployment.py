@@ -54,8 +54,10 @@ def reconcile(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
 
 
 @kopf.on.event(*RESOURCE)
-def remember(*, type: str | None, body: kopf.Body, **_: Any) -> None:
-    """Keep the newest body for the drift check (reconcilers/resync.py: not a Kopf timer, for memory's sake)."""
+async def remember(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Keep the newest body for the drift check (reconcilers/resync.py: not a Kopf timer, for memory's sake).
+
+    Async, so it runs on Kopf's event loop: a sync handler would wait for a free pass thread on every event."""
     if type == "DELETED":
         REGISTRY.forget(str(body.meta.get("namespace")), str(body.meta.get("name")))
     else:
