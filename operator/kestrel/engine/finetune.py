@@ -54,7 +54,9 @@ _FROM_SOURCE = (
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     epochs: int
-    batch: int = 16
+    # Half Ultralytics' default: the same compute per epoch makes twice the updates, which a short run needs (pruned
+    # fixture, 640: mAP50-95 0.31 after 4 epochs at batch 8, 0.24 at 16).
+    batch: int = 8
     seed: int = 0
     threads: int = 1
     close_mosaic: int | None = None  # last epochs without mosaic; None: every epoch (a short run ends on real images)
