@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from kestrel.api import errors
 from kestrel.kube import client, recent
 from kestrel.reconcilers import owned, serial
 
@@ -98,3 +101,65 @@ def test_only_a_controlling_model_deployment_is_the_owner() -> None:
         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "x", "controller": True}
     ]
     assert owned.owner(body) is None
+
+
+def test_pass_needed_names_the_owner_and_runs_nothing(passes: list[tuple[str, str]]) -> None:
+    kube = kube_that_applied(deployment(ready=0))
+    assert owned.pass_needed(kube, "MODIFIED", deployment(ready=1)) == ("vision", "cams")
+    assert owned.pass_needed(kube, "MODIFIED", deployment(ready=1)) is None  # already remembered as ready
+    assert passes == []
+
+
+class HeldExecutor(concurrent.futures.Executor):
+    """Runs nothing until `release`: the requests that pile up meanwhile are what the test counts."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.held.append((fn, args))
+        return concurrent.futures.Future()
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for fn, args in held:
+            fn(*args)
+
+
+def test_events_while_a_pass_waits_add_no_second_pass() -> None:
+    ran: list[tuple[str, str]] = []
+    passes = owned.Passes(lambda namespace, name: ran.append((namespace, name)))
+    executor = HeldExecutor()
+    assert passes.request(executor, ("vision", "cams"))
+    assert not passes.request(executor, ("vision", "cams"))
+    assert passes.request(executor, ("vision", "other"))
+    executor.release()
+    assert ran == [("vision", "cams"), ("vision", "other")] and passes.waiting() == 0
+
+
+def test_an_event_during_a_pass_asks_for_another() -> None:
+    executor = HeldExecutor()
+    ran: list[str] = []
+
+    def run(namespace: str, name: str) -> None:
+        ran.append(name)
+        if len(ran) == 1:  # an event arrives while the first pass runs
+            assert passes.request(executor, (namespace, name))
+
+    passes = owned.Passes(run)
+    passes.request(executor, ("vision", "cams"))
+    executor.release()
+    executor.release()
+    assert ran == ["cams", "cams"]
+
+
+def test_a_failed_pass_is_logged_and_the_model_can_ask_again(caplog: pytest.LogCaptureFixture) -> None:
+    def run(namespace: str, name: str) -> None:
+        raise errors.TransientError("the API server is busy", delay=1)
+
+    passes = owned.Passes(run)
+    executor = HeldExecutor()
+    passes.request(executor, ("vision", "cams"))
+    executor.release()
+    assert "Did not pass over ModelDeployment vision/cams" in caplog.text
+    assert passes.request(executor, ("vision", "cams"))

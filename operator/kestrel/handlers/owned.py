@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
 
-from kestrel.api import errors
 from kestrel.handlers import modeldeployment, state
-from kestrel.reconcilers import owned
-
-Logger = logging.Logger | logging.LoggerAdapter[Any]
+from kestrel.reconcilers import owned, serial
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "kestrel"})
-def deployment(*, type: str | None, body: kopf.Body, logger: Logger, **_: Any) -> None:
-    try:
-        owned.deployment_changed(
-            state.kube(), state.config_().settings, type or "", dict(body), trust=modeldeployment.TRUST
-        )
-    except errors.KestrelError as error:
-        # Not retried here: the owner's own handlers and its timer pass again and report it in its status.
-        logger.warning("Did not pass over the owner of Deployment %s: %s", body.meta.get("name"), error)
+def _owner_pass(namespace: str, name: str) -> None:
+    serial.reconcile_named(state.kube(), namespace, name, state.config_().settings, trust=modeldeployment.TRUST)
+
+
+PASSES = owned.Passes(_owner_pass)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={state.MANAGED_BY: "kestrel"})
+async def deployment(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Async, so it runs on Kopf's event loop: the event is remembered at once, and only a pass takes a thread."""
+    key = owned.pass_needed(state.kube(), type or "", dict(body))
+    if key is not None:
+        PASSES.request(state.executor(), key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 from typing import Any
@@ -13,6 +14,7 @@ from kestrel.kube import client, recent
 
 ANNOTATION_PREFIX = "kestrel.dev"
 CONSISTENCY_TIMEOUT_S = 60.0
+MANAGED_BY = "app.kubernetes.io/managed-by"
 _state: dict[str, Any] = {}
 
 
@@ -27,6 +29,12 @@ def kube() -> client.Kube:
 
 def config_() -> config.OperatorConfig:
     found: config.OperatorConfig = _state["config"]
+    return found
+
+
+def executor() -> concurrent.futures.Executor:
+    """The pool that runs passes: Kopf's, which runs the sync handlers, so that passes share one limit."""
+    found: concurrent.futures.Executor = _state["executor"]
     return found
 
 
@@ -46,6 +54,10 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT_S
     # Passes block on API calls in Kopf's thread pool; its default (CPUs + 4) would idle the API server at scale.
     settings.execution.max_workers = config.executor_threads()
+    # The API server filters the Deployment watch (the handler's own filter is client-side): Kopf would otherwise
+    # parse, and keep a memory entry for, every Deployment in the watched namespaces, not just Kestrel's.
+    settings.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY}=kestrel"
+    _state["executor"] = settings.execution.executor
     if "kube" not in _state:
         known = recent.Recent(ttl=config.trust_interval())
         # Kopf's own watch and patch calls use aiohttp; these threads are the ones that share this pool.
