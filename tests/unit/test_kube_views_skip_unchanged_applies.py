@@ -153,3 +153,22 @@ def test_a_delete_confirmed_gone_is_not_sent_again_while_fresh_and_an_apply_brin
     kube.view(300).apply(service())  # it exists again
     kube.view(300).delete(*service_key)
     assert [method for method, _ in kube.requests[-3:]] == ["DELETE", "PATCH", "DELETE"]
+
+
+def test_an_operator_wide_read_is_shared_by_passes_that_trust_nothing_else() -> None:
+    kube, clock = setup()
+    kube.stored["/api/v1/namespaces/kestrel-system/secrets/kestrel-ca"] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "kestrel-ca", "namespace": "kestrel-system"},
+    }
+    for _ in range(3):  # three spec-change passes within the window: one read
+        clock.now += 3
+        found = kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True, shared_age=10)
+        assert found is not None
+    assert len(kube.requests) == 1
+    kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True)  # without shared_age: asked
+    assert len(kube.requests) == 2
+    clock.now += 11
+    kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True, shared_age=10)
+    assert len(kube.requests) == 3

@@ -46,9 +46,17 @@ class FakeKube:
         return copy.deepcopy(stored)
 
     def get(
-        self, api_version: str, kind: str, namespace: str | None, name: str, *, cached: bool = False
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        cached: bool = False,
+        shared_age: float = 0.0,
     ) -> dict[str, Any] | None:
-        # `cached` lets the real client answer from what a pass recently confirmed; this fake always answers afresh.
+        # `cached` and `shared_age` let the real client answer from what passes recently confirmed; this fake always
+        # answers afresh.
         found = self.objects.get(self.key(api_version, kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 

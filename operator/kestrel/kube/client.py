@@ -162,17 +162,27 @@ class Kube:
         return stored
 
     def get(
-        self, api_version: str, kind: str, namespace: str | None, name: str, *, cached: bool = False
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        *,
+        cached: bool = False,
+        shared_age: float = 0.0,
     ) -> Body | None:
         """The object, or None when it does not exist.
 
         `cached`: an object this view may trust as recently confirmed is returned without a request; only for
         objects that nobody but Kestrel changes (its own keys and API key, say), never for ones it waits on.
+        `shared_age` (with `cached`): also trust any confirmation within that many seconds, even in a view that
+        trusts less; for one operator-wide object that every model's pass reads (the CA, the store's credentials).
         """
         resource = resources.lookup(api_version, kind)
         key = (resource.api_version, resource.kind, namespace or "", name)
         if cached:
-            known = self.known.seen(key, self._since())
+            since = min(self._since(), self.known.clock() - shared_age) if shared_age > 0 else self._since()
+            known = self.known.seen(key, since)
             if known is not None:
                 metrics.REQUESTS_SAVED.labels("get").inc()
                 return known

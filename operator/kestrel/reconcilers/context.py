@@ -13,6 +13,10 @@ from kestrel.kube import client
 
 log = logging.getLogger("kestrel")
 
+# Seconds any pass, a spec change's too, trusts a read of an operator-wide object that every model's pass needs (the
+# CA, the store's credentials): a burst of creates shares one read, and a replaced one is seen within this long.
+OPERATOR_WIDE_TRUST_S = 10.0
+
 
 @dataclasses.dataclass
 class Context:

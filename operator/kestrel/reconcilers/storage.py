@@ -77,9 +77,16 @@ def read_access(kube: client.Kube, settings: manifest_context.Settings) -> tuple
         return Access(), None
     if settings.store_credentials_secret is None:
         return Access(ambient=True), None
-    # A rotation reaches the copies at a spec change or once a pass may no longer trust the last read; a missing
-    # Secret is never remembered, so creating it is seen at the next pass.
-    source = kube.get("v1", "Secret", settings.operator_namespace, settings.store_credentials_secret, cached=True)
+    # A rotation reaches the copies at a spec change (within context.OPERATOR_WIDE_TRUST_S) or once a pass may no
+    # longer trust the last read; a missing Secret is never remembered, so creating it is seen at the next pass.
+    source = kube.get(
+        "v1",
+        "Secret",
+        settings.operator_namespace,
+        settings.store_credentials_secret,
+        cached=True,
+        shared_age=context.OPERATOR_WIDE_TRUST_S,
+    )
     where = f"{settings.operator_namespace}/{settings.store_credentials_secret}"
     if source is None:
         return Access(problem=f"The engine store's credentials Secret {where} does not exist: {_fix(settings)}"), None

@@ -42,7 +42,14 @@ def _rotate_before(ctx: context.Context) -> datetime.timedelta | None:
 def _authority(ctx: context.Context, settings: manifest_context.Settings) -> certificates.Issued:
     """The operator CA, created on first use; a concurrent creation by another pass wins and is read back."""
     # Kestrel alone writes the CA: what a recent pass read is still it.
-    found = ctx.kube.get("v1", "Secret", settings.operator_namespace, secrets.CA_SECRET, cached=True)
+    found = ctx.kube.get(
+        "v1",
+        "Secret",
+        settings.operator_namespace,
+        secrets.CA_SECRET,
+        cached=True,
+        shared_age=context.OPERATOR_WIDE_TRUST_S,
+    )
     if found is None:
         ca = certificates.create_ca(now=ctx.now)
         try:
