@@ -32,7 +32,12 @@ def _readers(ctx: context.Context, owner: manifest_context.Owner) -> str:
     ctx.kube.apply(access_manifests.api_key_role(owner))
     binding = access_manifests.api_key_role_binding(ctx.spec, owner)
     if binding is None:
-        ctx.kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ctx.namespace, names.api_key_reader(ctx.name))
+        # At generation 1 the spec never named a subject, so no pass bound one (a binding left by an earlier model of
+        # the same name goes with that owner): a request per new model saved.
+        if ctx.generation > 1:
+            ctx.kube.delete(
+                "rbac.authorization.k8s.io/v1", "RoleBinding", ctx.namespace, names.api_key_reader(ctx.name)
+            )
         return "no subject is allowed to read it yet (spec.security.access.allowedGroups/allowedServiceAccounts)"
     ctx.kube.apply(binding)
     subjects = [
