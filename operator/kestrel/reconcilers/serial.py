@@ -14,6 +14,8 @@ an unchanged one, the usual case, costs no request.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from typing import Any
@@ -24,7 +26,7 @@ from kestrel.reconcilers import context, run
 
 _guard = threading.Lock()
 _locks: dict[tuple[str, str], threading.Lock] = {}
-_stored: dict[str, dict[str, Any]] = {}  # uid -> status as the API server stored it after this process's last pass
+_stored: dict[str, bytes] = {}  # uid -> digest of the status the API server stored after this process's last pass
 _passed: dict[str, float] = {}  # uid -> when this process last finished a pass over it (time.monotonic)
 
 
@@ -38,11 +40,16 @@ def _meta(body: dict[str, Any]) -> tuple[str, str, str]:
     return str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
 
 
+def _digest(status: dict[str, Any]) -> bytes:
+    """Equal statuses, whatever their key order, give equal digests: 32 bytes kept per model, not its whole status."""
+    return hashlib.sha256(json.dumps(status, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
 def _pass(kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings) -> context.Context | None:
     _, _, uid = _meta(body)
     ctx = run.reconcile(kube, body, settings)
     if ctx.stored_status is not None:
-        _stored[uid] = ctx.stored_status
+        _stored[uid] = _digest(ctx.stored_status)
     _passed[uid] = time.monotonic()
     return ctx
 
@@ -63,7 +70,7 @@ def reconcile(
     namespace, name, uid = _meta(body)
     with _lock(namespace, name):
         view = kube.view(trust)
-        if uid in _stored and (body.get("status") or {}) != _stored[uid]:
+        if uid in _stored and _digest(body.get("status") or {}) != _stored[uid]:
             fresh = view.get_model_deployment(namespace, name)
             if fresh is None or fresh["metadata"].get("uid") != uid or fresh["metadata"].get("deletionTimestamp"):
                 return None
