@@ -61,6 +61,7 @@ BENCH_LABEL = "kestrel.dev/bench"
 PRODUCT = "NVIDIA-A10G"
 GPUS_PER_NODE = 16
 SERVICE_IP_RESERVE = 60
+MEMTRACE = ROOT / "bench" / "memtrace"
 
 
 @dataclasses.dataclass
@@ -230,10 +231,16 @@ def run_one(
             "KESTREL_WATCH_NAMESPACES": namespace,
             "KESTREL_RESYNC_SECONDS": str(args.resync),
             "KESTREL_SERVING_CHECKS": "false",  # kwok-simulated pods: no Triton answers a smoke inference
+            **dict(item.split("=", 1) for item in args.env or []),
         }
+        if args.trace_memory:
+            # bench/memtrace/sitecustomize.py starts tracemalloc in the operator and writes reports every 15 s.
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(MEMTRACE), os.environ.get("PYTHONPATH")]))
+            env["KESTREL_TRACE_MEMORY"] = str(pathlib.Path(args.trace_memory).resolve() / f"n{n}")
         running = operator_process.OperatorProcess(kubeconfig, work / "logs", env)
         running.start()
-        wait_metrics(running)
+        # Under tracemalloc the operator's imports alone can take a minute on a busy machine.
+        wait_metrics(running, timeout=300 if args.trace_memory else 60)
         assert running.process is not None
         idle_rss_mb = current_rss_mb(running.process.pid)
         started = time.monotonic()
@@ -436,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="give up on a run after this many seconds")
     parser.add_argument("--floor", action="store_true", help="also time N plain Deployments with no operator")
     parser.add_argument("--keep-logs", metavar="DIR", help="copy the operator's log of each run into DIR/n<N>/")
+    parser.add_argument(
+        "--env", action="append", metavar="NAME=VALUE", help="extra environment of the operator process (repeat)"
+    )
+    parser.add_argument(
+        "--trace-memory", metavar="DIR", help="tracemalloc reports of the operator every 15 s into DIR/n<N>/ (slower)"
+    )
     parser.add_argument("--write-docs", action="store_true", help="replace the Scale section of docs/benchmarks.md")
     args = parser.parse_args(argv)
     sizes = args.n or [100, 300]
