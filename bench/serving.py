@@ -7,9 +7,10 @@ ONNX FP32, Triton's Python-backend runtime) twice, with dynamic batching on and 
 
 - bare: the repository's own preprocessing, the engine in ONNX Runtime and the NMS, called in this process, at
   batch 1 (latency) and batch 8 (throughput per image); its best throughput is the reference;
-- triton: the `tritonserver` that nvidia-pytriton ships (`testbed.triton`), serving the ensemble over gRPC with the
-  operator's TLS (a CA and a server certificate from `kestrel.security.certificates`) and the API key, with 1 and 8
-  concurrent clients (threads, one gRPC channel each), dynamic batching on and off.
+- triton: the `tritonserver` that nvidia-pytriton ships (`testbed.triton`), serving the repository's one fused
+  Python-backend model (preprocessing, engine and NMS in one step) over gRPC with the operator's TLS (a CA and a
+  server certificate from `kestrel.security.certificates`) and the API key, with 1 and 8 concurrent clients
+  (threads, one gRPC channel each), dynamic batching on and off.
 
 Rows report p50/p95 latency per request and throughput in images per second over `--seconds` of sustained load
 after a warm-up. Printed last: `serving_efficiency` (Triton's best throughput at 8 clients / bare's best),
@@ -154,7 +155,8 @@ class Bare:
         self.pre = preprocess.Preprocessing.from_json(params["preprocessing"])
         self.post = postprocess.Postprocessing.from_json(params["postprocessing"])
         engine_file = repository / MODEL / "1" / params["engine_file"]
-        self.run = runtime.load(str(engine_file), params["inference_precision"], int(params.get("threads", "0")))
+        threads = int(params.get("threads", "0"))
+        self.run = runtime.load(str(engine_file), params["inference_precision"], threads, self.pre.imgsz)
 
     def detect(self, images: list[infer.Image]) -> list[np.ndarray[Any, Any]]:
         # One request of len(images) images, as Triton's execute() gets a batch.

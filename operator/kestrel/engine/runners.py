@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kestrel.engine import errors, offline
+from kestrel.serving.backends import runtime
 
 Batch = npt.NDArray[np.float32]
 
@@ -99,38 +100,13 @@ def onnx(path: Path, threads: int, max_batch: int) -> Runner:
 
 
 def openvino(xml: Path, threads: int, max_batch: int, precision: str) -> Runner:
+    """The model as the serving backend loads it (runtime.openvino), so that what is profiled is what serves."""
     import openvino as ov  # noqa: PLC0415
 
-    core = ov.Core()
-    model = core.read_model(str(xml))
-    shape = model.inputs[0].get_partial_shape()
+    shape = ov.Core().read_model(str(xml)).inputs[0].get_partial_shape()
     fixed = None if shape[0].is_dynamic else shape[0].get_length()
-    if shape[2].is_dynamic:  # Ultralytics' dynamic export leaves H and W open too; pin them for a faster plan
-        model.reshape({model.inputs[0]: ov.PartialShape([shape[0], 3, _imgsz_of(xml), _imgsz_of(xml)])})
-    config = {
-        "INFERENCE_NUM_THREADS": threads,
-        "INFERENCE_PRECISION_HINT": inference_precision(core, precision),
-        "PERFORMANCE_HINT": "LATENCY",
-    }
-    compiled = core.compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-
-    def run(batch: Batch) -> Batch:
-        result = request.infer({0: batch})
-        return np.asarray(result[compiled.outputs[0]], dtype=np.float32)
-
+    run = runtime.openvino(str(xml), precision, threads, _imgsz_of(xml))
     return _FixedBatch("openvino", max_batch, fixed, run)
-
-
-def inference_precision(core: Any, precision: str) -> str:
-    """The OpenVINO CPU precision hint for a spec precision: f32 unless FP16 was asked and the CPU has it.
-
-    INT8 models keep f32 for the layers NNCF left unquantized; leaving the hint unset would let OpenVINO pick bf16,
-    which is neither what was asked nor what was validated.
-    """
-    if precision == "fp16" and "FP16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
-        return "f16"
-    return "f32"
 
 
 def _imgsz_of(xml: Path) -> int:

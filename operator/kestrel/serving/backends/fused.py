@@ -65,9 +65,8 @@ class TritonPythonModel:
         self._post = postprocess.Postprocessing.from_json(params["postprocessing"])
         engine_file = Path(args["model_repository"]) / args["model_version"] / params["engine_file"]
         # Not caught: an engine that cannot load must fail the model's load, so that its rollout fails and rolls back.
-        self._run = runtime.load(
-            str(engine_file), params.get("inference_precision", "fp32"), int(params.get("threads", "0"))
-        )
+        precision, threads = params.get("inference_precision", "fp32"), int(params.get("threads", "0"))
+        self._run = runtime.load(str(engine_file), precision, threads, self._pre.imgsz)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb = self._pb
