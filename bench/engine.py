@@ -1,7 +1,12 @@
 """CPU engine benchmark on the committed shapes detector: latency, throughput and mAP of each runtime.
 
 PyTorch FP32 (eager, fused, inference mode) vs ONNX Runtime FP32 vs ONNX Runtime INT8 (static QDQ, per-channel, the
-detect head's decode kept float) vs OpenVINO FP32 vs OpenVINO INT8 (NNCF), at imgsz 320 and 640, batch 1 and 8.
+detect head's decode kept float) vs OpenVINO FP32 vs OpenVINO INT8 (NNCF), at imgsz 320 and 640, batch 1 and 8; and
+the two INT8 engines again built from a pruned and fine-tuned checkpoint, made by the builder's own code
+(kestrel.engine.prune, kestrel.engine.finetune) on the fixture's own training recipe (shapes seed 7, 500 training
+images, at the size the detector was trained at). That checkpoint is deterministic and cached under
+~/.cache/kestrel/bench-engine/ by everything it depends on; `--prepare-only` makes it (minutes of training) without
+timing anything, so the timed run, which holds the shared benchmark lock, does not train.
 Every runtime runs on the same number of threads and the same input tensor; the runners of one image size are timed
 side by side (interleaved rounds, see kestrel.engine.profile.side_by_side), so a shared machine's changing load hits
 them all alike, and the ratios come from one run. Medians after warm-up. mAP through the serving
@@ -15,27 +20,36 @@ threads slows down several times more than the runtimes do, and the speedups wou
 A reference row, PyTorch FP32 on one thread, shows what a baseline measured right after `import ultralytics` gets
 (it sets OMP_NUM_THREADS=1); it is not the baseline of the speedups. The last line is the summary the issue asks for:
 
-    uptime; .venv/bin/python bench/engine.py --threads 2 --rounds 24 [--json FILE]; uptime
+    nice -n 10 .venv/bin/python bench/engine.py --prepare-only
+    uptime; flock /tmp/kestrel-bench.lock .venv/bin/python bench/engine.py --threads 2 --rounds 24 \
+        [--json FILE] [--write-docs]; uptime
 
-(not under `nice`: a lower priority hands the cores to the neighbours and leaves fewer quiet rounds).
+(the timed run not under `nice`: a lower priority hands the cores to the neighbours and leaves fewer quiet rounds).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.fixtures
 
-from kestrel.engine import accuracy, datasets, export, offline, profile, runners
+import engine_docs  # beside this script: bench/engine_docs.py
+from kestrel.engine import accuracy, datasets, export, finetune, offline, profile, prune, runners
 from kestrel.serving.backends import preprocess
-from tests.fixtures import detector
+from tests.fixtures import detector, shapes
 
 BASELINE = "PyTorch FP32"
 REFERENCE = "PyTorch FP32, 1 thread (reference)"
@@ -45,6 +59,13 @@ VARIANTS = (
     ("OpenVINO FP32", export.Candidate("openvino", "fp32")),
     ("OpenVINO INT8 (NNCF)", export.Candidate("openvino", "int8")),
 )
+PRUNED_VARIANTS = (
+    ("ONNX Runtime INT8 (static QDQ)", export.Candidate("onnx", "int8")),
+    ("OpenVINO INT8 (NNCF)", export.Candidate("openvino", "int8")),
+)
+PRUNE_AMOUNT = 0.3
+FINE_TUNE_EPOCHS = 12
+CACHE = Path.home() / ".cache" / "kestrel" / "bench-engine"
 MAX_BATCH = 8
 MAX_MAP_DROP = 0.02  # the goal's accuracy bound (mAP50-95, against PyTorch FP32)
 QUIET = 0.25  # a round is quiet when other processes used at most this share of all CPUs
@@ -84,25 +105,143 @@ def medians(measured: profile.SideBySide) -> tuple[dict[str, profile.Latency], b
     return measured.latency(), False
 
 
-def runners_for(work: Path, shapes: detector.ShapesDetector, imgsz: int, threads: int) -> dict[str, runners.Runner]:
-    calibration = export.Calibration(shapes.data_yaml, samples=64)
+@dataclasses.dataclass(frozen=True)
+class Pruned:
+    """The pruned and fine-tuned checkpoint the pruned variants are exported from, and what making it took."""
+
+    checkpoint: Path
+    effect: prune.PruneEffect
+    cached: bool
+
+    @property
+    def suffix(self) -> str:
+        tuned = self.effect.fine_tune
+        epochs = tuned.epochs if tuned else 0
+        return f", pruned {self.effect.amount:g} + fine-tuned {epochs} ep"
+
+
+def _cache_key(amount: float, recipe: finetune.Recipe, record: dict[str, object]) -> str:
+    """Everything the checkpoint depends on: source, recipe, training data, the code that makes it, and versions."""
+    engine = Path(prune.__file__).parent
+    parts = {
+        "source": detector.RECORD.read_text(),
+        "amount": amount,
+        "recipe": dataclasses.asdict(recipe),
+        "dataset": record["dataset"],
+        "code": [hashlib.sha256((engine / f).read_bytes()).hexdigest() for f in ("prune.py", "finetune.py")],
+        "versions": [importlib.metadata.version(n) for n in ("torch", "ultralytics", "torch-pruning")],
+        "machine": platform.machine(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pruned_checkpoint(work: Path, fixture: detector.ShapesDetector, amount: float, epochs: int, threads: int) -> Pruned:
+    """Prune and fine-tune the fixture detector as `kestrel build` does, or take the cached result of doing so.
+
+    The training data is the fixture's own recipe (tests/fixtures/models/shapes-yolov8n.json): the same generator,
+    seed and training split the detector was trained on, at the size it was trained at.
+    """
+    recipe = finetune.Recipe(epochs=epochs, threads=threads)
+    folder = CACHE / _cache_key(amount, recipe, fixture.record)
+    checkpoint, effect_file = folder / "fine-tuned.pt", folder / "effect.json"
+    if checkpoint.is_file() and effect_file.is_file():
+        raw = json.loads(effect_file.read_text())
+        tuned = raw.pop("fine_tune")
+        effect = prune.PruneEffect(**raw, fine_tune=finetune.FineTuneEffect(**tuned) if tuned else None)
+        return Pruned(checkpoint, effect, cached=True)
+    print(f"pruning {amount:g} and fine-tuning {epochs} epochs (cached afterwards in {folder}) ...", flush=True)
+    recipe_of = fixture.record["dataset"]
+    data_yaml = shapes.generate(work / "train-data", recipe_of["seed"], train=recipe_of["train"], val=recipe_of["val"])
+    dataset = datasets.load(fixture.data_yaml)
+    served = preprocess.Preprocessing(imgsz=640)
+
+    def score(path: Path) -> accuracy.Accuracy:
+        return accuracy.measure(runners.torch_source(path, threads, MAX_BATCH), dataset, served)
+
+    staging = work / "pruned"
+    staging.mkdir(parents=True, exist_ok=True)
+    effect = prune.prune(fixture.checkpoint, staging / "pruned.pt", amount, 640)
+    tuned = finetune.fine_tune(
+        staging / "pruned.pt", staging / "fine-tuned.pt", data_yaml, recipe,
+        served_imgsz=640, workdir=staging / "fine-tune", score=score,
+    )  # fmt: skip
+    effect = dataclasses.replace(effect, fine_tune=tuned)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(staging / "fine-tuned.pt", checkpoint)
+    effect_file.write_text(json.dumps(dataclasses.asdict(effect), indent=2) + "\n")
+    return Pruned(checkpoint, effect, cached=False)
+
+
+@dataclasses.dataclass
+class Layers:
+    """Where an OpenVINO engine's time goes at batch 1 (its own per-layer counters, PERF_COUNT)."""
+
+    variant: str
+    imgsz: int
+    total_ms: float
+    convolutions: int
+    convolution_ms: float
+    median_convolution_ms: float
+
+
+def layer_profile(variant: str, model_dir: Path, imgsz: int, threads: int, calls: int = 20) -> Layers:
+    import openvino as ov  # noqa: PLC0415 - only this measurement needs the raw API
+
+    core = ov.Core()
+    model = core.read_model(str(next(model_dir.glob("*.xml"))))
+    model.reshape({model.inputs[0]: ov.PartialShape([1, 3, imgsz, imgsz])})
+    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    request = core.compile_model(model, "CPU", {**config, "PERF_COUNT": True}).create_infer_request()
+    tensor = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    for _ in range(3):
+        request.infer({0: tensor})
+    per_node: dict[tuple[str, str], float] = {}
+    for _ in range(calls):
+        request.infer({0: tensor})
+        for info in request.profiling_info:
+            key = (info.node_type, info.node_name)
+            per_node[key] = per_node.get(key, 0.0) + info.real_time.total_seconds() * 1000 / calls
+    convolutions = [ms for (kind, _), ms in per_node.items() if kind == "Convolution"]
+    return Layers(
+        variant, imgsz, round(sum(per_node.values()), 2), len(convolutions), round(sum(convolutions), 2),
+        round(float(np.median(convolutions)), 3),
+    )  # fmt: skip
+
+
+def runners_for(
+    work: Path, fixture: detector.ShapesDetector, imgsz: int, threads: int, pruned: Pruned | None
+) -> tuple[dict[str, runners.Runner], dict[str, Path]]:
+    """The runners side by side, and the OpenVINO INT8 model folders (for `layer_profile`)."""
+    openvino_int8: dict[str, Path] = {}
+    calibration = export.Calibration(fixture.data_yaml, samples=64)
     settings = export.ExportSettings(imgsz=imgsz, batch=MAX_BATCH, dynamic=True, calibration=calibration)
-    named = {BASELINE: runners.torch_source(shapes.checkpoint, threads, MAX_BATCH)}
+    named = {BASELINE: runners.torch_source(fixture.checkpoint, threads, MAX_BATCH)}
     for name, candidate in VARIANTS:
-        built = export.export(shapes.checkpoint, candidate, settings, work / str(imgsz), gpu=False)
+        built = export.export(fixture.checkpoint, candidate, settings, work / str(imgsz), gpu=False)
         named[name] = runners.for_engine(candidate.format, built.path, threads, MAX_BATCH, candidate.precision)
+        if candidate == export.Candidate("openvino", "int8"):
+            openvino_int8[name] = built.path
+    if pruned is not None:
+        for name, candidate in PRUNED_VARIANTS:
+            built = export.export(pruned.checkpoint, candidate, settings, work / str(imgsz) / "pruned", gpu=False)
+            engine = runners.for_engine(candidate.format, built.path, threads, MAX_BATCH, candidate.precision)
+            named[name + pruned.suffix] = engine
+            if candidate == export.Candidate("openvino", "int8"):
+                openvino_int8[name + pruned.suffix] = built.path
     if threads > 1:
-        named[REFERENCE] = runners.torch_source(shapes.checkpoint, 1, MAX_BATCH)
-    return named
+        named[REFERENCE] = runners.torch_source(fixture.checkpoint, 1, MAX_BATCH)
+    return named, openvino_int8
 
 
-def run(work: Path, threads: int, sizes: list[int], rounds: int) -> tuple[list[Row], list[Load]]:
-    shapes = detector.shapes_detector(work / "data")
-    dataset = datasets.load(shapes.data_yaml)
+def run(
+    work: Path, fixture: detector.ShapesDetector, threads: int, sizes: list[int], rounds: int, pruned: Pruned | None
+) -> tuple[list[Row], list[Load], list[Layers]]:
+    dataset = datasets.load(fixture.data_yaml)
     rows: list[Row] = []
     loads: list[Load] = []
+    layers: list[Layers] = []
     for imgsz in sizes:
-        named = runners_for(work, shapes, imgsz, threads)
+        named, openvino_int8 = runners_for(work, fixture, imgsz, threads, pruned)
         before = os.getloadavg()
         measured1 = profile.side_by_side(named, imgsz, 1, rounds=rounds, per_round=5)
         measured8 = profile.side_by_side(named, imgsz, MAX_BATCH, rounds=max(3, rounds // 3), per_round=2, warmup=1)
@@ -120,10 +259,11 @@ def run(work: Path, threads: int, sizes: list[int], rounds: int) -> tuple[list[R
             rows.append(row)
             print(json.dumps(dataclasses.asdict(row)), flush=True)
         print(json.dumps(dataclasses.asdict(loads[-1])), flush=True)
+        layers += [layer_profile(name, folder, imgsz, threads) for name, folder in openvino_int8.items()]
     for row in rows:
         base = next(r for r in rows if r.imgsz == row.imgsz and r.variant == BASELINE)
         row.speedup_b1 = round(base.p50_b1 / row.p50_b1, 2)
-    return rows, loads
+    return rows, loads, layers
 
 
 def table(rows: list[Row]) -> str:
@@ -149,16 +289,44 @@ def best_at(rows: list[Row], size: int) -> tuple[Row, Row]:
     return source, max(within or engines, key=lambda r: r.speedup_b1)
 
 
+def earlier_run(path: Path, size: int) -> engine_docs.Summary:
+    """The summary of an earlier run from its `--json` file: same machine, same command, another process."""
+    record = json.loads(path.read_text())
+    source, best = best_at([Row(**row) for row in record["rows"]], size)
+    date = str(record.get("date") or time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime)))
+    return engine_docs.Summary(date, best.variant, best.speedup_b1, round(source.map50_95 - best.map50_95, 4))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--rounds", type=int, default=12, help="interleaved rounds at batch 1 (5 timed calls each)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--prune-amount", type=float, default=PRUNE_AMOUNT)
+    parser.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS)
+    parser.add_argument("--no-pruned", action="store_true", help="leave the pruned variants out")
+    parser.add_argument("--prepare-only", action="store_true", help="make (or find) the pruned checkpoint and stop")
+    parser.add_argument("--write-docs", action="store_true", help="replace the Engine section of docs/benchmarks.md")
+    parser.add_argument(
+        "--earlier", type=Path, nargs="*", default=[],
+        help="--json files of earlier runs of the same command: the docs list their summaries beside this run's",
+    )  # fmt: skip
     args = parser.parse_args()
     offline.configure()
     with tempfile.TemporaryDirectory(prefix="kestrel-bench-") as tmp:
-        rows, loads = run(Path(tmp), args.threads, args.sizes, args.rounds)
+        work = Path(tmp)
+        fixture = detector.shapes_detector(work / "data")
+        pruned = None
+        if not args.no_pruned:
+            pruned = pruned_checkpoint(work, fixture, args.prune_amount, args.fine_tune_epochs, args.threads)
+            print(json.dumps({"pruned": str(pruned.checkpoint), "cached": pruned.cached,
+                              **dataclasses.asdict(pruned.effect)}), flush=True)  # fmt: skip
+        if args.prepare_only:
+            return
+        load_before = os.getloadavg()
+        rows, loads, layers = run(work, fixture, args.threads, args.sizes, args.rounds, pruned)
+        load_after = os.getloadavg()
     print(table(rows))
     for load in loads:
         print(f"load average at {load.imgsz}: before {load.before}, after {load.after} (cpus={os.cpu_count()})")
@@ -168,18 +336,40 @@ def main() -> None:
         ):
             used = "quiet rounds only" if quiet_only else "ALL rounds: too few quiet ones, ratios overstate the engines"
             print(f"  batch {batch}: others' CPU share per round {others}; medians over {used}")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                         "cpus": os.cpu_count(), "threads": args.threads,
-                                         "rows": [dataclasses.asdict(r) for r in rows],
-                                         "load": [dataclasses.asdict(x) for x in loads]}, indent=2) + "\n")  # fmt: skip
+    for layer in layers:
+        print(json.dumps(dataclasses.asdict(layer)))
     # The goal: the best CPU variant at 640, batch 1, against PyTorch FP32, and what it costs in mAP50-95.
     size = 640 if 640 in args.sizes else max(args.sizes)
     source, best = best_at(rows, size)
-    if not next(load.quiet_only_b1 for load in loads if load.imgsz == size):
+    busy = not next(load.quiet_only_b1 for load in loads if load.imgsz == size)
+    if busy:
         print(f"WARNING: other processes kept the machine busy at {size}; the speedups below overstate the engines")
+    summary = f"best_cpu_speedup={best.speedup_b1:.2f} map_drop={source.map50_95 - best.map50_95:.4f}"
+    if args.json:
+        record = {
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "threads": args.threads,
+            "pruned": dataclasses.asdict(pruned.effect) if pruned else None,
+            "rows": [dataclasses.asdict(r) for r in rows],
+            "load": [dataclasses.asdict(x) for x in loads],
+            "layers": [dataclasses.asdict(x) for x in layers],
+        }
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+    if args.write_docs:
+        command = " ".join([".venv/bin/python bench/engine.py", *sys.argv[1:]])
+        run_ = engine_docs.Run(
+            rows=[dataclasses.asdict(r) for r in rows], loads=[dataclasses.asdict(x) for x in loads],
+            layers=[dataclasses.asdict(x) for x in layers],
+            table=table(rows), summary=summary, best=best.variant, size=size, threads=args.threads,
+            rounds=args.rounds, pruned=dataclasses.asdict(pruned.effect) if pruned else None,
+            uptime=(load_before, load_after), busy=busy, command=command,
+            earlier=[earlier_run(path, size) for path in args.earlier],
+        )  # fmt: skip
+        engine_docs.write(run_)
     print(f"best_variant={best.variant!r} imgsz={size} threads={args.threads}")
-    print(f"best_cpu_speedup={best.speedup_b1:.2f} map_drop={source.map50_95 - best.map50_95:.4f}")
+    print(summary)
 
 
 if __name__ == "__main__":
