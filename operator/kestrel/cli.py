@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import pathlib
 import sys
 from collections.abc import Callable, Sequence
@@ -33,6 +34,9 @@ def _add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _run(args: argparse.Namespace) -> int:
+    from kestrel import allocator  # noqa: PLC0415
+
+    arenas = allocator.limit_arenas()  # first: before any thread exists
     # Imported here: importing the handlers registers them with Kopf, which only `run` wants.
     import kopf  # noqa: PLC0415
 
@@ -43,6 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
+    logging.getLogger("kestrel").info(arenas)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
