@@ -283,16 +283,18 @@ def run_one(
         print(f"n={n}: requests by verb and resource: {row.by_resource}", flush=True)
         return row
     finally:
-        if running is not None and running.running():
-            cleanup(custom, namespace)
-        if running is not None:
-            running.stop()
-        release(custom, namespace)
-        core.delete_namespace(namespace)
-        core.delete_namespaced_secret(store_secret, operator_process.NAMESPACE)
-        if args.keep_logs:
-            shutil.copytree(work / "logs", pathlib.Path(args.keep_logs) / f"n{n}", dirs_exist_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            if running is not None and running.running():
+                cleanup(custom, namespace)
+        finally:  # a failed cleanup must not leave the operator running on the shared test bed
+            if running is not None:
+                running.stop()
+            release(custom, namespace)
+            core.delete_namespace(namespace)
+            core.delete_namespaced_secret(store_secret, operator_process.NAMESPACE)
+            if args.keep_logs:
+                shutil.copytree(work / "logs", pathlib.Path(args.keep_logs) / f"n{n}", dirs_exist_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def control_plane_floor(api: client.ApiClient, n: int, timeout: float = 600) -> float:
@@ -396,12 +398,14 @@ def write_docs(rows: list[Row], args: argparse.Namespace, command: str) -> None:
             f"{row.load:.1f} |"
         )
     last = rows[-1]
-    met = last.n >= 1000 and last.ready_s <= 60 and last.rss_mb <= 250
+    fast, small = last.n >= 1000 and last.ready_s <= 60, last.n >= 1000 and last.rss_mb <= 250
+    floor = f"; the control plane alone: {last.floor_s:.1f} s" if last.floor_s is not None else ""
     top = ", ".join(f"{name} {count:.0f}" for name, count in list(last.by_resource.items())[:6])
     lines += [
         "",
         f"`scale_n={last.n} scale_ready_s={last.ready_s:.1f} rss_mb={last.rss_mb:.0f}`. Goal (issue 4): 1,000 Ready in",
-        f"<= 60 s with RSS <= 250 MB: **{'met' if met else 'not met here'}**. How the operator keeps the cost down:",
+        f"<= 60 s: **{'met' if fast else 'not met here'}** ({last.ready_s:.1f} s{floor}); with RSS <= 250 MB:",
+        f"**{'met' if small else 'not met here'}** ({last.rss_mb:.0f} MB). How the operator keeps the cost down:",
         "",
         "- Owned Deployments are watched (handlers/owned.py): a model is reported Ready as soon as its pods are,",
         "  not at its next drift check; only events that move what the model reports (rollout state, ready and",
@@ -424,7 +428,9 @@ def write_docs(rows: list[Row], args: argparse.Namespace, command: str) -> None:
         "  whose latency grows with the load.",
         f"- Memory grows with N ({rows[0].rss_mb:.0f} MB at {rows[0].n}, {last.rss_mb:.0f} MB at {last.n}; "
         f"{last.idle_rss_mb:.0f} MB before the first create):",
-        "  mostly Kopf's per-object state and the JSON of the watch streams it parses while it is behind.",
+        "  mostly Kopf's per-object state and the JSON of the watch streams it parses while it is behind. The",
+        "  operator keeps glibc to two malloc arenas (kestrel/allocator.py): with one per pass thread, memory freed",
+        "  by one thread was not reused by the others (its docstring has the side-by-side measurement).",
         "",
         f"Measured {datetime.date.today().isoformat()} on {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs shared with the test bed's control plane,",
@@ -455,6 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     bed = cluster.Testbed()
     if not bed.running():
         raise SystemExit("the test bed is not running: make testbed-up")
+    # A test bed from `make testbed-up` has no CRD yet (pytest's session installs it): install the current one.
+    bed.kubectl("apply", "--server-side", "--field-manager=kestrel-bench", "-f", str(ROOT / "crds"))
+    bed.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
     api = config.new_client_from_config(config_file=str(bed.kubeconfig))
     core = client.CoreV1Api(api)
     private: minio.MinioServer | None = None
