@@ -101,12 +101,9 @@ def onnx(path: Path, threads: int, max_batch: int) -> Runner:
 
 def openvino(xml: Path, threads: int, max_batch: int, precision: str) -> Runner:
     """The model as the serving backend loads it (runtime.openvino), so that what is profiled is what serves."""
-    import openvino as ov  # noqa: PLC0415
-
-    shape = ov.Core().read_model(str(xml)).inputs[0].get_partial_shape()
-    fixed = None if shape[0].is_dynamic else shape[0].get_length()
     run = runtime.openvino(str(xml), precision, threads, _imgsz_of(xml))
-    return _FixedBatch("openvino", max_batch, fixed, run)
+    batch = run.any_batch.inputs[0].get_partial_shape()[0]  # the compiled plan's, not a second read of the file
+    return _FixedBatch("openvino", max_batch, None if batch.is_dynamic else batch.get_length(), run)
 
 
 def _imgsz_of(xml: Path) -> int:

@@ -42,7 +42,7 @@ def load(path: str, precision: str, threads: int = 0, imgsz: int = 0) -> Run:
     return openvino(path, precision, threads, imgsz)
 
 
-def openvino(path: str, precision: str, threads: int = 0, imgsz: int = 0) -> Run:
+def openvino(path: str, precision: str, threads: int = 0, imgsz: int = 0) -> OpenVinoPlans:
     """An OpenVINO model on the CPU, pinned to `precision`, with a plan of its own for batch 1.
 
     A model with an open batch gets two compiled plans: one for any batch, and one for batch 1 alone, which a
