@@ -266,7 +266,9 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         *explanation(run),
         f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()}, {os.cpu_count()} CPUs; {_versions()}. Reproduce with "
         "(the first command trains and caches the pruned checkpoint; the second times everything, waiting for the "
-        "shared benchmark lock):",
+        "shared benchmark lock"
+        + ("; each `--earlier` file is the `--json` of an earlier run of the same command" if run.earlier else "")
+        + "):",
         "",
         "```",
         "nice -n 10 .venv/bin/python bench/engine.py --prepare-only",
