@@ -175,6 +175,25 @@ def test_each_step_scales_the_canary_waits_its_window_and_the_last_promotes() ->
     assert condition(obj, "Degraded")["status"] == "False"
     assert [reason for _, reason, _ in kube.events].count("CanaryStepPassed") == 2
     assert "CanaryPromoted" in [reason for _, reason, _ in kube.events]
+    assert "RolloutComplete" not in [reason for _, reason, _ in kube.events]  # not a reason Progressing held
+
+    # Later passes with nothing changed keep saying how the revision got there, instead of a new reason.
+    promoted, events = condition(obj, "Progressing"), len(kube.events)
+    run(kube, obj, at(280), metrics)
+    assert condition(obj, "Progressing") == promoted
+    assert len(kube.events) == events
+
+    # The stable Deployment rolls again (a pod lost) and comes back: the rolling path speaks for Progressing again.
+    kube.objects[STABLE]["status"]["availableReplicas"] = 3
+    kube.objects[STABLE]["status"]["readyReplicas"] = 3
+    run(kube, obj, at(290), metrics)
+    assert condition(obj, "Progressing")["reason"] == "RollingOut"
+    available(kube, STABLE)
+    run(kube, obj, at(300), metrics)
+    assert (condition(obj, "Progressing")["status"], condition(obj, "Progressing")["reason"]) == (
+        "False",
+        "RolloutComplete",
+    )
 
 
 def test_a_failed_analysis_removes_the_canary_and_leaves_the_stable_serving() -> None:

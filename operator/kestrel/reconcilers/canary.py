@@ -187,6 +187,23 @@ def _promote(ctx: context.Context, found: status.CanaryStatus, stable_key: str) 
     ctx.event("Normal", PROMOTING, message, "Rollout")
 
 
+def owns_progressing(ctx: context.Context, revision: status.RevisionStatus) -> bool:
+    """Whether the promotion of the serving revision speaks for Progressing, not the rolling path's RolloutComplete:
+    `finish` sets it while promoting, and once promoted the condition keeps saying so on later passes instead of
+    changing its reason with nothing changed (while the stable Deployment stays available)."""
+    found = ctx.status.canary
+    if found is None or found.revision != revision.current:
+        return False
+    if found.state == "Promoting":
+        return True
+    progressing = ctx.condition(conditions.PROGRESSING)
+    return (
+        found.state == "Promoted"
+        and progressing is not None
+        and (progressing.status, progressing.reason) == ("False", PROMOTED)
+    )
+
+
 def finish(ctx: context.Context, revision: status.RevisionStatus, stable_state: str) -> None:
     """After the rolling path ran for a promotion: drop the canary once the stable serves its revision."""
     found = ctx.status.canary

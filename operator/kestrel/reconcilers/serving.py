@@ -88,7 +88,9 @@ def _rolling(ctx: context.Context, settings: manifest_context.Settings, desired:
     state = _report(ctx, applied, revision)
     _, message = workload.deployment_state(applied)
     if state == "Available":
-        if ctx.set(conditions.PROGRESSING, "False", "RolloutComplete", f"Engine {revision.current[:8]} is serving"):
+        if not canary.owns_progressing(ctx, revision) and ctx.set(
+            conditions.PROGRESSING, "False", "RolloutComplete", f"Engine {revision.current[:8]} is serving"
+        ):
             ctx.event("Normal", "RolloutComplete", f"Engine {revision.current[:8]} is serving", "Rollout")
         if revision.failed is None:
             ctx.set(conditions.DEGRADED, "False", "AsExpected", "")
