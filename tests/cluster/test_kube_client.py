@@ -53,6 +53,18 @@ def test_forced_apply_takes_a_hand_edited_field_back(kube, kestrel_kube, namespa
     assert owners == ["kestrel"]
 
 
+def test_create_keeps_the_first_writer_where_an_apply_by_the_same_manager_replaces_it(kestrel_kube, namespace) -> None:
+    """Why the operator CA is created, not applied: unforced applies under one field manager never conflict."""
+    kestrel_kube.apply(_config_map(namespace, mode="first"), force=False)
+    assert kestrel_kube.apply(_config_map(namespace, mode="second"), force=False)["data"] == {"mode": "second"}
+    assert kestrel_kube.delete("v1", "ConfigMap", namespace, "settings") is True
+
+    assert kestrel_kube.create(_config_map(namespace, mode="first"))["data"] == {"mode": "first"}
+    with pytest.raises(errors.ConflictError, match="already exists"):
+        kestrel_kube.create(_config_map(namespace, mode="second"))
+    assert kestrel_kube.get("v1", "ConfigMap", namespace, "settings")["data"] == {"mode": "first"}
+
+
 def test_get_list_delete(kestrel_kube, namespace) -> None:
     assert kestrel_kube.get("v1", "ConfigMap", namespace, "settings") is None
     kestrel_kube.apply(_config_map(namespace, mode="fast"))

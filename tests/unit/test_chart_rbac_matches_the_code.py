@@ -23,7 +23,15 @@ PACKAGE = ROOT / "operator" / "kestrel"
 RULES = ROOT / "charts" / "kestrel" / "files" / "operator-rules.yaml"
 CALLERS = ("reconcilers", "handlers")
 # Server-side apply creates what is absent and patches what exists.
-VERBS_OF_CALL = {"get": {"get"}, "list": {"list"}, "delete": {"delete"}, "apply": {"create", "patch"}}
+VERBS_OF_CALL = {
+    "get": {"get"},
+    "list": {"list"},
+    "delete": {"delete"},
+    "apply": {"create", "patch"},
+    "create": {"create"},
+}
+# Calls whose object is built by a manifests module, not named by literal arguments.
+BUILT_OBJECT_CALLS = {"apply", "create"}
 # Kopf, not Kestrel's client: it lists and watches the resource and the CRDs that define it, patches its
 # annotations and finalizer (AnnotationsProgressStorage), and posts Events of warning level.
 KOPF_NEEDS = {
@@ -146,12 +154,12 @@ def _merge(into: Grants, more: Grants) -> None:
 def used_by_the_code() -> Grants:
     grants: Grants = {}
     for verb, call, path, constants in _kube_calls():
-        if verb == "apply":
+        if verb in BUILT_OBJECT_CALLS:
             continue
         api_version, kind = (_constant(arg, constants) for arg in call.args[:2])
         assert api_version and kind, f"{path.name}:{call.lineno}: kube.{verb} with a non-literal apiVersion or kind"
         _merge(grants, {_resource(api_version, kind): VERBS_OF_CALL[verb]})
-    if any(verb == "apply" for verb, *_ in _kube_calls()):
+    if any(verb in BUILT_OBJECT_CALLS for verb, *_ in _kube_calls()):
         for module in sorted(_applied_modules()):
             for api_version, kind in _built_kinds(module):
                 _merge(grants, {_resource(api_version, kind): VERBS_OF_CALL["apply"]})

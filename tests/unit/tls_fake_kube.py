@@ -8,7 +8,7 @@ import copy
 import datetime
 from typing import Any
 
-from kestrel.api import crd, spec
+from kestrel.api import crd, errors, spec
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, tls
 
@@ -44,6 +44,13 @@ class FakeKube:
         self.objects[key] = stored
         self.applies[key] += 1
         return copy.deepcopy(stored)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        meta = body["metadata"]
+        key = self.key(body["apiVersion"], body["kind"], meta.get("namespace"), meta["name"])
+        if key in self.objects:
+            raise errors.ConflictError(f"Failed to create {body['kind']} {meta['name']}: already exists")
+        return self.apply(body)
 
     def get(
         self,

@@ -161,6 +161,25 @@ class Kube:
             self.known.record(stored, manifest_digest=manifest_digest)
         return stored
 
+    def create(self, body: Body) -> Body:
+        """Create an object that must not exist yet; ConflictError when it does (someone created it first).
+
+        For objects whose first writer must win, like the operator CA: an apply by the same field manager would
+        replace what another pass created a moment before, and everything issued from it with it.
+        """
+        resource = resources.lookup(body["apiVersion"], body["kind"])
+        meta = body["metadata"]
+        stored = self._request(
+            "POST",
+            resource.path(meta.get("namespace")),
+            body=body,
+            query=[("fieldManager", self.field_manager)],
+            action=f"create {describe(body)}",
+        )
+        if stored.get("metadata") and stored.get("apiVersion") and stored.get("kind"):
+            self.known.record(stored)
+        return stored
+
     def get(
         self,
         api_version: str,

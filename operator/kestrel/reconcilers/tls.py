@@ -53,9 +53,9 @@ def _authority(ctx: context.Context, settings: manifest_context.Settings) -> cer
     if found is None:
         ca = certificates.create_ca(now=ctx.now)
         try:
-            ctx.kube.apply(
-                secrets.certificate_authority(settings, ca.certificate_pem(), ca.private_key_pem()), force=False
-            )
+            # Create, not apply: passes of several new models race here, and an apply (same field manager) by the
+            # slower one would replace the CA the faster one has already issued certificates from.
+            ctx.kube.create(secrets.certificate_authority(settings, ca.certificate_pem(), ca.private_key_pem()))
             return ca
         except errors.ConflictError:
             found = ctx.kube.get("v1", "Secret", settings.operator_namespace, secrets.CA_SECRET)
