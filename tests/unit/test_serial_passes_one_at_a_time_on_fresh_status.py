@@ -110,3 +110,21 @@ def test_the_drift_check_knows_when_any_pass_last_finished(seen: list[dict[str, 
     assert not serial.passed_within(body(uid="u2"), 60)  # another object under the same name
     serial.forget(body())
     assert not serial.passed_within(body(), 60)
+
+
+def test_an_owned_objects_pass_uses_the_remembered_body_while_its_status_is_the_last_written(
+    seen: list[dict[str, Any]],
+) -> None:
+    kube = FakeKube(body({"pass": 1}))
+    serial.reconcile(kube, body(), None, trust=0)  # type: ignore[arg-type]  # stores {"pass": 1}
+    remembered = {**body({"pass": 1}), "spec": {"from": "watch"}}
+    serial.reconcile_named(kube, "vision", "cams", None, trust=0, remembered=remembered)  # type: ignore[arg-type]
+    assert kube.fetched == 0 and seen[-1] is remembered
+
+    # A remembered body from before the last write (status {"pass": 1}, the store now says 2) is read again.
+    kube.stored = body({"pass": 2})
+    serial.reconcile_named(kube, "vision", "cams", None, trust=0, remembered=remembered)  # type: ignore[arg-type]
+    assert kube.fetched == 1 and seen[-1]["status"] == {"pass": 2}
+    # As is one of a model this process never passed over (no status of its own to compare with).
+    serial.reconcile_named(kube, "vision", "cams", None, trust=0, remembered=body({}, uid="u2"))  # type: ignore[arg-type]
+    assert kube.fetched == 2

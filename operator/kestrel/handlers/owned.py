@@ -11,7 +11,8 @@ from kestrel.reconcilers import owned, serial
 
 
 def _owner_pass(namespace: str, name: str) -> None:
-    serial.reconcile_named(state.kube(), namespace, name, state.config_().settings, trust=modeldeployment.TRUST)
+    settings, remembered = state.config_().settings, modeldeployment.REGISTRY.get(namespace, name)
+    serial.reconcile_named(state.kube(), namespace, name, settings, trust=modeldeployment.TRUST, remembered=remembered)
 
 
 PASSES = owned.Passes(_owner_pass)

@@ -13,16 +13,14 @@ from kestrel.api import conditions
 from kestrel.manifests import access as access_manifests
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import context
+from kestrel.reconcilers import context, generated
 
 API_KEY_BYTES = 32
 
 
 def _ensure_api_key(ctx: context.Context, owner: manifest_context.Owner) -> str:
     name = names.api_key_secret(ctx.name)
-    if ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True) is None:
-        key = random.token_urlsafe(API_KEY_BYTES).encode()
-        ctx.kube.apply(secrets.api_key(owner, key), force=False)
+    if generated.create_once(ctx, name, lambda: secrets.api_key(owner, random.token_urlsafe(API_KEY_BYTES).encode())):
         ctx.event("Normal", "ApiKeyCreated", f"Created API key Secret {name}", "Access")
     return name
 

@@ -58,6 +58,12 @@ class Context:
         return int(self.body["metadata"].get("generation", 0))
 
     @property
+    def first_pass(self) -> bool:
+        """No pass has written this object's status yet: the Secrets its passes make (named after it, owned by its
+        uid) cannot exist unless such a pass failed before its status write, so they are made without a read."""
+        return not self.body.get("status")
+
+    @property
     def ref(self) -> str:
         return f"ModelDeployment {self.namespace}/{self.name}"
 

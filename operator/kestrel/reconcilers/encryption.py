@@ -7,24 +7,25 @@ key-encryption key must exist before a build can wrap a data key with it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import context
+from kestrel.reconcilers import context, generated
 from kestrel.security import manifest
 
 
 def _ensure_signing_pair(ctx: context.Context) -> None:
     name = names.signing_secret(ctx.name)
-    if ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True) is not None:
-        return
-    key = manifest.generate_signing_key()
-    owner = manifest_context.Owner.from_body(ctx.body)
-    ctx.kube.apply(
-        secrets.signing(owner, manifest.private_key_to_pem(key), manifest.public_key_to_pem(key.public_key())),
-        force=False,
-    )
-    ctx.event("Normal", "SigningKeyCreated", f"Created signing key Secret {name}", "Keys")
+
+    def signing_secret() -> dict[str, Any]:
+        key = manifest.generate_signing_key()
+        owner = manifest_context.Owner.from_body(ctx.body)
+        return secrets.signing(owner, manifest.private_key_to_pem(key), manifest.public_key_to_pem(key.public_key()))
+
+    if generated.create_once(ctx, name, signing_secret):
+        ctx.event("Normal", "SigningKeyCreated", f"Created signing key Secret {name}", "Keys")
 
 
 def reconcile(ctx: context.Context) -> None:

@@ -96,12 +96,18 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         return
     access = access or storage.Access()
     job_name = names.build_job(ctx.name, key)
-    job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name)
+    # A build this model's status says is running is asked about first; otherwise the store is (a cache hit needs
+    # no Job, and a request per model is saved), and then the Job, which a pass that failed may have started.
+    building = built is not None and built.reason == "Building"
+    job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name) if building else None
     if job is None:
         hit = cache.lookup(ctx, settings, key, access)
         if hit is not None:
             _record(ctx, hit.result, cached=True)
             return
+        if not building:
+            job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name)
+    if job is None:
         if access.problem:
             # The Job's pod would mount a Secret nobody can create, and could not publish what it built.
             _blocked(ctx, access.problem)

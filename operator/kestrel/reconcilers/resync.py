@@ -75,6 +75,12 @@ class Registry:
             since = before.since if before is not None and before.uid == uid else self.clock()
             self._known[key] = _Known(uid, packed, since)
 
+    def get(self, namespace: str, name: str) -> Body | None:
+        """The newest body a watch event brought of this model (compact), or None."""
+        with self._lock:
+            known = self._known.get((namespace, name))
+        return None if known is None else dict(json.loads(known.packed))
+
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._known.pop((namespace, name), None)

@@ -54,6 +54,11 @@ def _pass(kube: client.Kube, body: dict[str, Any], settings: manifest_context.Se
     return ctx
 
 
+def _current(body: dict[str, Any]) -> bool:
+    uid = str(body["metadata"].get("uid", ""))
+    return uid in _stored and _digest(body.get("status") or {}) == _stored[uid]
+
+
 def passed_within(body: dict[str, Any], seconds: float) -> bool:
     """Whether a pass over this object (any trigger) finished in the last `seconds`: the drift check skips it then."""
     at = _passed.get(_meta(body)[2])
@@ -70,7 +75,7 @@ def reconcile(
     namespace, name, uid = _meta(body)
     with _lock(namespace, name):
         view = kube.view(trust)
-        if uid in _stored and _digest(body.get("status") or {}) != _stored[uid]:
+        if uid in _stored and not _current(body):
             fresh = view.get_model_deployment(namespace, name)
             if fresh is None or fresh["metadata"].get("uid") != uid or fresh["metadata"].get("deletionTimestamp"):
                 return None
@@ -79,12 +84,23 @@ def reconcile(
 
 
 def reconcile_named(
-    kube: client.Kube, namespace: str, name: str, settings: manifest_context.Settings, *, trust: float
+    kube: client.Kube,
+    namespace: str,
+    name: str,
+    settings: manifest_context.Settings,
+    *,
+    trust: float,
+    remembered: dict[str, Any] | None = None,
 ) -> context.Context | None:
-    """A pass over the ModelDeployment as stored now, for triggers that have no body of it (owned objects)."""
+    """A pass over the ModelDeployment as stored now, for triggers that have no body of it (owned objects).
+
+    `remembered`: the body its last watch event brought; used without a request when its status is the one this
+    process last stored (nothing has written it since), else the object is read."""
     with _lock(namespace, name):
         view = kube.view(trust)
-        body = view.get_model_deployment(namespace, name)
+        body = remembered if remembered is not None and _current(remembered) else None
+        if body is None:
+            body = view.get_model_deployment(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         return _pass(view, body, settings)

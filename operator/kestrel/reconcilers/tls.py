@@ -89,7 +89,8 @@ def _ensure(
 ) -> Body:
     """The Secret `name` holding a good certificate: read it, or issue and apply a new one (one per renewal)."""
     # Operator mode: Kestrel alone writes these Secrets (a mode change is a spec change, whose pass trusts nothing).
-    current = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
+    # A model's first pass has none to read (a forced apply replaces one that a failed first pass left).
+    current = None if ctx.first_pass else ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
     if current is not None and current["metadata"].get("annotations", {}).get(CERT_MANAGER_ANNOTATION) == name:
         # The mode changed from cert-manager: its Certificate would go on rewriting the Secret the operator now owns.
         ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name)
