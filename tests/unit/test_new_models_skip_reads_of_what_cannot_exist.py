@@ -128,3 +128,13 @@ def test_a_miss_reads_the_job_before_starting_one_and_a_running_build_is_asked_f
     built = ctx.condition(conditions.BUILT)
     assert built is not None and built.reason == "Building"
     assert _job_reads(kube) == 2
+
+    # Failed: the Job stays the answer (no store read turns a failed build into a reused engine).
+    (job,) = [key for key in kube.objects if key[1] == "Job"]
+    kube.objects[job]["status"] = {
+        "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]
+    }
+    for _ in range(2):
+        ctx = _engine_pass(kube, obj, mount)
+        built = ctx.condition(conditions.BUILT)
+        assert built is not None and (built.status, built.reason) == ("False", "BuildFailed")

@@ -96,16 +96,17 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         return
     access = access or storage.Access()
     job_name = names.build_job(ctx.name, key)
-    # A build this model's status says is running is asked about first; otherwise the store is (a cache hit needs
-    # no Job, and a request per model is saved), and then the Job, which a pass that failed may have started.
-    building = built is not None and built.reason == "Building"
-    job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name) if building else None
+    # While the status says no engine is built (a build running or failed), its Job is asked first. Otherwise the
+    # store is (a cache hit needs no Job: a request per new model saved), then the Job, which a pass that failed
+    # before its status write may have started.
+    job_first = built is not None and built.status == "False"
+    job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name) if job_first else None
     if job is None:
         hit = cache.lookup(ctx, settings, key, access)
         if hit is not None:
             _record(ctx, hit.result, cached=True)
             return
-        if not building:
+        if not job_first:
             job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name)
     if job is None:
         if access.problem:
