@@ -80,6 +80,11 @@ def trust_interval() -> float:
     return value
 
 
+def side_threads() -> int:
+    """Threads of each of the operator's own small pools beside Kopf's (the drift check, owned objects' passes)."""
+    return min(4, executor_threads())
+
+
 def executor_threads() -> int:
     """Threads that run reconcile passes at once (they block on API calls); `KESTREL_WORKERS`, default 16."""
     name = f"{PREFIX}WORKERS"

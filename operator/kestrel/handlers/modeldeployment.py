@@ -31,7 +31,7 @@ def _drift_pass(body: dict[str, Any]) -> None:
         serial.reconcile(state.kube(), body, state.config_().settings, trust=TRUST)
 
 
-_drift_check = resync.Resync(REGISTRY, _drift_pass, INTERVAL, threads=min(4, config.executor_threads()))
+_drift_check = resync.Resync(REGISTRY, _drift_pass, INTERVAL, threads=config.side_threads())
 
 
 def _reconcile(body: kopf.Body, logger: Logger) -> None:

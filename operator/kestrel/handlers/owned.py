@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Any
 
 import kopf
 
-from kestrel.handlers import modeldeployment, state
+from kestrel.handlers import config, modeldeployment, state
 from kestrel.reconcilers import owned, serial
+
+_pool: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 
 
 def _owner_pass(namespace: str, name: str) -> None:
@@ -18,9 +21,23 @@ def _owner_pass(namespace: str, name: str) -> None:
 PASSES = owned.Passes(_owner_pass)
 
 
+@kopf.on.startup()
+def start_owned_passes(**_: Any) -> None:
+    """A few threads of their own, not Kopf's pool: there a model whose pods became ready waited behind every queued
+    first pass (1,000 new models: half reported Ready at 227 s, though half had had their first pass at 97 s)."""
+    _pool["executor"] = concurrent.futures.ThreadPoolExecutor(config.side_threads(), thread_name_prefix="kestrel-owned")
+
+
+@kopf.on.cleanup()
+def stop_owned_passes(**_: Any) -> None:
+    found = _pool.pop("executor", None)
+    if found is not None:
+        found.shutdown(wait=True, cancel_futures=True)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={state.MANAGED_BY: "kestrel"})
 async def deployment(*, type: str | None, body: kopf.Body, **_: Any) -> None:
     """Async, so it runs on Kopf's event loop: the event is remembered at once, and only a pass takes a thread."""
     key = owned.pass_needed(state.kube(), type or "", dict(body))
     if key is not None:
-        PASSES.request(state.executor(), key)
+        PASSES.request(_pool["executor"], key)

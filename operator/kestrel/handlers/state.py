@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import os
 from typing import Any
@@ -32,12 +31,6 @@ def config_() -> config.OperatorConfig:
     return found
 
 
-def executor() -> concurrent.futures.Executor:
-    """The pool that runs passes: Kopf's, which runs the sync handlers, so that passes share one limit."""
-    found: concurrent.futures.Executor = _state["executor"]
-    return found
-
-
 @kopf.on.startup()
 def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
     # Kopf's bookkeeping goes into annotations: the CRD's structural schema would prune it from status.
@@ -57,11 +50,11 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     # The API server filters the Deployment watch (the handler's own filter is client-side): Kopf would otherwise
     # parse, and keep a memory entry for, every Deployment in the watched namespaces, not just Kestrel's.
     settings.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY}=kestrel"
-    _state["executor"] = settings.execution.executor
     if "kube" not in _state:
         known = recent.Recent(ttl=config.trust_interval())
-        # Kopf's own watch and patch calls use aiohttp; these threads are the ones that share this pool.
-        pool = config.executor_threads() + 4
+        # Kopf's own watch and patch calls use aiohttp; these threads are the ones that share this pool: Kopf's,
+        # the drift check's and the owned objects' passes'.
+        pool = config.executor_threads() + 2 * config.side_threads()
         configure(
             client.Kube.connect(os.environ.get("KUBECONFIG"), known=known, pool_size=pool), config.from_environment()
         )
