@@ -26,17 +26,10 @@ class CountingKube(FakeKube):
         self.reads: collections.Counter[tuple[str, str | None, str]] = collections.Counter()
 
     def get(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None,
-        name: str,
-        *,
-        cached: bool = False,
-        shared_age: float = 0.0,
+        self, api_version: str, kind: str, namespace: str | None, name: str, **options: Any
     ) -> dict[str, Any] | None:
         self.reads[(kind, namespace, name)] += 1
-        return super().get(api_version, kind, namespace, name, cached=cached, shared_age=shared_age)
+        return super().get(api_version, kind, namespace, name, **options)
 
 
 def _keys_pass(kube: FakeKube, obj: dict[str, Any]) -> context.Context:

@@ -27,19 +27,12 @@ class LostTheRace(FakeKube):
         self.stale_ca_reads = 1
 
     def get(
-        self,
-        api_version: str,
-        kind: str,
-        namespace: str | None,
-        name: str,
-        *,
-        cached: bool = False,
-        shared_age: float = 0.0,
+        self, api_version: str, kind: str, namespace: str | None, name: str, **options: Any
     ) -> dict[str, Any] | None:
         if name == secrets.CA_SECRET and self.stale_ca_reads:
             self.stale_ca_reads -= 1
             return None
-        return super().get(api_version, kind, namespace, name, cached=cached, shared_age=shared_age)
+        return super().get(api_version, kind, namespace, name, **options)
 
 
 def test_a_pass_that_lost_the_race_issues_from_the_winners_ca() -> None:
