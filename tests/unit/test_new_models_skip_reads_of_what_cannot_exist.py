@@ -57,16 +57,17 @@ def test_a_first_pass_makes_the_models_secrets_without_reading_them() -> None:
     assert {key[2] for key in kube.reads if key[1] == "vision"} >= set(_own_secrets())
 
 
-def test_keys_a_failed_first_pass_left_are_kept() -> None:
+def test_keys_and_the_certificate_a_failed_first_pass_left_are_kept() -> None:
     kube, obj = CountingKube(), body({})
     _keys_pass(kube, obj)
-    kept = {name: kube.secret("vision", name) for name in (names.signing_secret("cams"), names.api_key_secret("cams"))}
+    kept = {name: kube.secret("vision", name) for name in _own_secrets()}
     del obj["status"]  # as if that pass had failed before its status write
 
     ctx = _keys_pass(kube, obj)
 
     assert {name: kube.secret("vision", name) for name in kept} == kept
     assert not {"SigningKeyCreated", "ApiKeyCreated"} & {e[1] for e in ctx.events}
+    assert not [e for e in ctx.events if e[1].startswith("Certificate")]  # one issuance, not a second one
 
 
 def test_a_hand_deleted_key_of_a_running_model_is_made_again() -> None:

@@ -88,9 +88,12 @@ def _ensure(
     what: str,
 ) -> Body:
     """The Secret `name` holding a good certificate: read it, or issue and apply a new one (one per renewal)."""
+    if ctx.first_pass:
+        created = _create(ctx, name, issue, build, what)
+        if created is not None:
+            return created
     # Operator mode: Kestrel alone writes these Secrets (a mode change is a spec change, whose pass trusts nothing).
-    # A model's first pass has none to read (a forced apply replaces one that a failed first pass left).
-    current = None if ctx.first_pass else ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
+    current = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
     if current is not None and current["metadata"].get("annotations", {}).get(CERT_MANAGER_ANNOTATION) == name:
         # The mode changed from cert-manager: its Certificate would go on rewriting the Secret the operator now owns.
         ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name)
@@ -100,13 +103,35 @@ def _ensure(
         return current
     issued = issue()
     stored = ctx.kube.apply(build(issued))
+    _issued(ctx, why, what, issued, name)
+    return stored
+
+
+def _create(
+    ctx: context.Context,
+    name: str,
+    issue: Callable[[], certificates.Issued],
+    build: Callable[[certificates.Issued], Body],
+    what: str,
+) -> Body | None:
+    """A model's first pass has no Secret to read: create it. None when one is there (a first pass that was
+    killed after writing it): that one is read and judged as on any pass, not replaced by a second issuance."""
+    issued = issue()
+    try:
+        stored = ctx.kube.create(build(issued))
+    except errors.ConflictError:
+        return None
+    _issued(ctx, "Issued", what, issued, name)
+    return stored
+
+
+def _issued(ctx: context.Context, why: str, what: str, issued: certificates.Issued, name: str) -> None:
     ctx.event(
         "Normal",
         f"Certificate{why}",
         f"{why} {what} certificate {certificates.fingerprint(issued.certificate)} in Secret {name}",
         "Certificate",
     )
-    return stored
 
 
 def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, owner: manifest_context.Owner) -> None:
