@@ -77,14 +77,17 @@ class Served:
         return conditions
 
     def serving(self, key: str) -> bool:
-        """`key` is the current revision, its rollout is complete (every pod runs it), and the model is Ready."""
+        """`key` is the current revision, its rollout is complete (every pod runs it), and the model is Ready.
+
+        Complete: RolloutComplete, or CanaryPromoted after the operator-stepped canary (which keeps saying so)."""
         body = self.get()
         status = body.get("status", {})
         found = {c["type"]: c for c in status.get("conditions", [])}
         progressing = found.get("Progressing", {})
         return (
             (status.get("revision") or {}).get("current") == key
-            and progressing.get("reason") == "RolloutComplete"
+            and progressing.get("status") == "False"
+            and progressing.get("reason") in ("RolloutComplete", "CanaryPromoted")
             and key[:8] in progressing.get("message", "")
             and found.get("Ready", {}).get("status") == "True"
         )
