@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client, config
+from kubernetes.client import exceptions
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -371,7 +372,16 @@ def check_capacity(core: client.CoreV1Api, n: int) -> None:
 
 def cleanup(custom: client.CustomObjectsApi, namespace: str, timeout: float = 300) -> None:
     """Delete the models while the operator runs, so its finalizer collects their engines from the store."""
-    custom.delete_collection_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)
+    for attempt in range(3):
+        try:
+            custom.delete_collection_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)
+            break
+        except exceptions.ApiException as error:
+            # The API server marks the models one by one and gives up on the request after 60 s (504) at 1,000
+            # models on a busy machine; what it marked stays marked, and asking again goes on with the rest.
+            if error.status != 504 or attempt == 2:
+                raise
+            print(f"note: deleting {namespace}'s models timed out on the API server; asking again", flush=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)["items"]:
