@@ -8,19 +8,30 @@ import pytest
 from kestrel.engine import offline
 from kestrel.serving.backends import postprocess, preprocess
 
+# Camera-like shapes, the square and the tiny, then random ones (fixed seed): up- and downscales at ratios that are
+# rarely integers, so the resize's rounding is exercised, not just its easy cases.
+SHAPES = [(240, 320), (320, 240), (173, 301), (640, 480), (32, 32), (480, 640), (720, 1280), (1, 1), (3, 1000)]
+SHAPES += [(int(h), int(w)) for h, w in np.random.default_rng(2024).integers(1, 1001, (32, 2))]
+# (letterbox, center): aspect kept and centred, kept and top-left, stretched (centre or not, no pad either way).
+MODES = [(True, True), (True, False), (False, True), (False, False)]
 
-@pytest.mark.parametrize(("height", "width"), [(240, 320), (320, 240), (173, 301), (640, 480), (32, 32)])
-def test_letterbox_equals_ultralytics(height: int, width: int) -> None:
+
+@pytest.mark.parametrize(("letterbox", "center"), MODES)
+@pytest.mark.parametrize("imgsz", [320, 640])
+@pytest.mark.parametrize(("height", "width"), SHAPES)
+def test_letterbox_equals_ultralytics(height: int, width: int, imgsz: int, letterbox: bool, center: bool) -> None:
     offline.configure()
     from ultralytics.data.augment import LetterBox  # noqa: PLC0415 - after offline.configure()
 
     rgb = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    p = preprocess.Preprocessing(imgsz=320)
+    p = preprocess.Preprocessing(imgsz=imgsz, letterbox=letterbox, center=center)
     mine, _ = preprocess.to_tensor(rgb, p)
     # Ultralytics' predictor: LetterBox on BGR, flip to RGB, CHW, float / 255.
-    boxed = LetterBox(new_shape=(320, 320), auto=False, stride=32)(image=np.ascontiguousarray(rgb[..., ::-1]))
+    ultralytics = LetterBox(new_shape=(imgsz, imgsz), auto=False, scale_fill=not letterbox, center=center, stride=32)
+    boxed = ultralytics(image=np.ascontiguousarray(rgb[..., ::-1]))
     theirs = boxed[..., ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
     assert mine.dtype == np.float32
+    assert mine.flags.c_contiguous
     assert np.array_equal(mine, theirs)
 
 
