@@ -70,9 +70,8 @@ def load(
     if require_encryption and kek_provider is None:
         # Nothing could load: a plaintext engine is refused, an encrypted one needs a KEK. Say so before a download.
         raise storage_errors.StoreConfigError("encryption is required, but no key-encryption key was given")
-    if target_dir.is_symlink() or (target_dir.exists() and (not target_dir.is_dir() or any(target_dir.iterdir()))):
-        # Checked before a multi-GB download too, not only by unpack after it.
-        raise security_errors.TargetNotEmptyError(f"{target_dir} exists and is not an empty directory")
+    # Checked before a multi-GB download too, not only by unpack after it.
+    artifact.require_unpackable(target_dir)
     engines = storage.open_store(location.uri, pvc_root=pvc_root, credentials_dir=credentials_dir, environ=environ)
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-load-", dir=scratch_root))
     try:
@@ -148,7 +147,13 @@ def exit_code(error: BaseException) -> int:
     """The documented exit code for an error `load` or `rotate` raised."""
     if isinstance(error, api_errors.IntegrityError | security_errors.UnsafePathError):
         return EXIT_INTEGRITY
-    if isinstance(error, storage_errors.StoreConfigError | security_errors.TargetNotEmptyError | keyfiles.KeyFileError):
+    bad_input = (
+        storage_errors.StoreConfigError,
+        security_errors.TargetNotEmptyError,
+        security_errors.TargetIsMountPointError,
+        keyfiles.KeyFileError,
+    )
+    if isinstance(error, bad_input):
         return EXIT_BAD_INPUT
     if isinstance(error, storage_errors.StorageError):
         return EXIT_STORE

@@ -62,7 +62,7 @@ def test_replicas_come_from_the_spec_and_default_to_one(serving: dict[str, Any],
 def test_triton_serves_exactly_the_loaded_model_with_strict_config() -> None:
     args = server(deployment(GPU))["args"]
     for expected in (
-        "--model-repository=/models",
+        "--model-repository=/models/repository",
         "--model-control-mode=explicit",
         "--load-model=cams",
         "--disable-auto-complete-config",
@@ -184,7 +184,7 @@ def test_loader_fetches_the_engine_into_ram_and_its_memory_limit_holds_it() -> N
         "--from",
         f"s3://engines/prod/vision/cams/{KEY}",
         "--to",
-        "/models",
+        "/models/repository",  # a folder inside the volume: the loader cannot rename onto its mount point
     ]
     models = volume(obj, "models")["emptyDir"]
     assert models["medium"] == "Memory"

@@ -13,7 +13,10 @@ from typing import Any
 from kestrel.api import spec as specs
 from kestrel.manifests import context, files, hardening, keys, labels, names, placement, probes, store, transport
 
-MODELS_DIR = "/models"
+MODELS_DIR = "/models"  # the memory-backed volume's mount point
+# The repository is a folder inside the volume: `kestrel load` stages beside its target and renames the staging
+# folder onto it, which cannot work on the mount point itself (EBUSY), nor beside it on a read-only root.
+REPOSITORY_DIR = f"{MODELS_DIR}/repository"
 DEFAULT_MODELS_MIB = 4096  # when the engine's size is not known yet
 MODELS_HEADROOM = 1.1
 LOADER_MEMORY_MIB = 512  # the loader streams in constant memory; this is its own working set
@@ -192,7 +195,7 @@ def _loader(
             "--from",
             store.engine_uri(settings, owner, engine_key),
             "--to",
-            MODELS_DIR,
+            REPOSITORY_DIR,
             *reads.flags(),
             # Refuses a plaintext engine, however validly signed, once the spec asks for encryption.
             *(["--require-encryption"] if spec.security.encryption.enabled else []),
@@ -237,7 +240,7 @@ def _server(
         "image": image(spec, settings),
         "command": ["tritonserver"],
         "args": [
-            f"--model-repository={MODELS_DIR}",
+            f"--model-repository={REPOSITORY_DIR}",
             "--model-control-mode=explicit",
             f"--load-model={model}",
             "--disable-auto-complete-config",

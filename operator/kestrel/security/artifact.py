@@ -229,7 +229,7 @@ def unpack(
         )
     files = artifact / FILES_DIR
     manifests.check_files(result, files)
-    _require_empty(target)
+    require_unpackable(target)
     fill = _filler(result, kek)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target.parent))
@@ -355,6 +355,17 @@ def _copy_exactly(src: io.BufferedReader, dst: streaming.Sink, size: int) -> boo
 def _require_empty(path: pathlib.Path) -> None:
     if path.is_symlink() or (path.exists() and (not path.is_dir() or any(path.iterdir()))):
         raise errors.TargetNotEmptyError(f"{path} exists and is not an empty directory")
+
+
+def require_unpackable(path: pathlib.Path) -> None:
+    """Refuse a target that `unpack` could not fill: one with content, or a mount point (see the module docstring)."""
+    _require_empty(path)
+    if os.path.ismount(path):
+        # The staging folder beside a mount point is on another filesystem (or read-only), and rename(2) onto a
+        # mount point fails with EBUSY: say so before any work, with the fix.
+        raise errors.TargetIsMountPointError(
+            f"{path} is a mount point: unpack into a folder inside it, e.g. {path / 'repository'}"
+        )
 
 
 def _write_atomically(path: pathlib.Path, data: bytes) -> None:

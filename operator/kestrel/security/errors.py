@@ -10,6 +10,7 @@ KestrelError
 │       └── EncryptionRequiredError a validly signed plaintext artifact where encryption is required (a downgrade)
 ├── UnsafePathError  (ValueError) a path would escape its root, or is not a regular file
 ├── TargetNotEmptyError (FileExistsError) unpacking would overwrite existing files
+├── TargetIsMountPointError (OSError) the unpack target is a mount point, which cannot be renamed onto
 ├── KeyMaterialError (ValueError) a log record looks like it contains key material
 └── SourceChangedError (OSError) a file changed size while it was being encrypted
 """
@@ -55,6 +56,10 @@ class UnsafePathError(errors.KestrelError, ValueError):
 
 class TargetNotEmptyError(errors.KestrelError, FileExistsError):
     """The unpack target exists and is not an empty directory."""
+
+
+class TargetIsMountPointError(errors.KestrelError, OSError):
+    """The unpack target is a mount point: point it at a folder inside the volume instead."""
 
 
 class KeyMaterialError(errors.KestrelError, ValueError):
