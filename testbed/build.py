@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import pathlib
 import shutil
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from testbed import components
+from testbed import components, pause_image
 
 
 def _go(args: list[str], *, cwd: pathlib.Path | None = None, env: dict[str, str] | None = None) -> None:
@@ -109,12 +110,66 @@ def _build_minio(out: pathlib.Path) -> None:
     )
 
 
+def _build_kube_node(out: pathlib.Path) -> None:
+    packages = [f"k8s.io/kubernetes/cmd/{b}" for b in components.KUBE_NODE.binaries]
+    _go(
+        ["build", "-trimpath", "-ldflags", _kube_ldflags(), "-o", str(out) + "/", *packages],
+        cwd=components.GO_DIR / "kube",
+    )
+
+
+def _build_coredns(out: pathlib.Path) -> None:
+    # testbed/go/coredns: upstream's coremain with only the plugins the real node's Corefile uses.
+    ldflags = f"-s -w -X github.com/coredns/coredns/coremain.GitCommit={components.COREDNS}"
+    _go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(out / "coredns"), "."], cwd=components.GO_DIR / "coredns")
+
+
+def _build_crictl(out: pathlib.Path) -> None:
+    ldflags = f"-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version={components.CRI_TOOLS}"
+    _go(
+        ["install", "-trimpath", "-ldflags", ldflags, f"sigs.k8s.io/cri-tools/cmd/crictl@{components.CRI_TOOLS}"],
+        env={"GOBIN": str(out)},
+    )
+
+
+def _build_pause(out: pathlib.Path) -> None:
+    # The kubernetes module ships the sandbox program's source; upstream's Makefile compiles it the same way.
+    source = _module_dir(f"k8s.io/kubernetes@{components.KUBERNETES}") / "build" / "pause" / "linux" / "pause.c"
+    subprocess.run(
+        [
+            "gcc",
+            "-Os",
+            "-Wall",
+            "-Werror",
+            "-static",
+            f"-DVERSION={components.PAUSE}",
+            "-o",
+            str(out / "pause"),
+            source,
+        ],
+        check=True,
+    )
+    subprocess.run(["strip", str(out / "pause")], check=True)
+    pause_image.write(out / "pause", out / "pause.tar", components.PAUSE)
+
+
+def _module_dir(module: str) -> pathlib.Path:
+    done = subprocess.run(
+        ["go", "mod", "download", "-json", module], capture_output=True, text=True, check=True, cwd=components.GO_DIR
+    )
+    return pathlib.Path(json.loads(done.stdout)["Dir"])
+
+
 BUILDERS = {
     components.KUBE.name: _build_kube,
     components.ETCD_SERVER.name: _build_etcd,
     components.KWOK_CONTROLLER.name: _build_kwok,
     components.HELM_CLI.name: _build_helm,
     components.MINIO_SERVER.name: _build_minio,
+    components.KUBE_NODE.name: _build_kube_node,
+    components.COREDNS_SERVER.name: _build_coredns,
+    components.CRICTL.name: _build_crictl,
+    components.PAUSE_IMAGE.name: _build_pause,
 }
 
 
@@ -141,9 +196,12 @@ def build(component: components.Component, *, force: bool = False) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--force", action="store_true", help="rebuild even when cached")
+    parser.add_argument("--real-node", action="store_true", help="also the real node's components")
     parser.add_argument("names", nargs="*", help="components to build (default: all)")
     args = parser.parse_args(argv)
-    wanted = [c for c in components.ALL if not args.names or c.name in args.names]
+    every = (*components.ALL, *components.REAL_NODE)
+    default = every if args.real_node else components.ALL
+    wanted = [c for c in every if c.name in args.names] if args.names else list(default)
     if shutil.which("go") is None:
         print("The test bed is built from Go modules: install Go (1.24 or newer) first.", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Start and stop the local control plane: etcd, kube-apiserver, controller-manager, scheduler and kwok.
 
-Usage: python -m testbed.cluster up [--foreground] [--minio] | down | status
+Usage: python -m testbed.cluster up [--foreground] [--minio] [--real-node] | down | status
 
 `up` writes `.testbed/kubeconfig`, links `.testbed/bin/kubectl` and `.testbed/bin/helm`, and returns once
 the API server is ready, the `default` namespace and its ServiceAccount exist and the fake nodes are
@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from testbed import build, components, nodes, pki
+from testbed import build, components, nodes, pki, realnode
 from testbed import minio as minio_server
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -169,13 +169,24 @@ class Testbed:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         path.chmod(0o600)
 
-    def up(self, *, gpu_nodes: int = 2, cpu_nodes: int = 2, edge_nodes: int = 1, minio: bool = False) -> bool:
-        """Start the control plane (and MinIO if asked); return False when one was already running."""
+    def up(
+        self,
+        *,
+        gpu_nodes: int = 2,
+        cpu_nodes: int = 2,
+        edge_nodes: int = 1,
+        minio: bool = False,
+        real_node: bool = False,
+    ) -> bool:
+        """Start the control plane (and MinIO, the real node if asked); return False when one was already running."""
         if self.running():
             print(f"Test bed already running; kubeconfig: {self.kubeconfig}", flush=True)
             if minio and "minio" not in (self.state() or {}):
                 self._processes, self._facts = self._loaded()
                 self._start_minio()
+            if real_node and "real_node" not in (self.state() or {}):
+                self._processes, self._facts = self._loaded()
+                self._start_real_node()
             return False
         if self.state():
             self.down(quiet=True)
@@ -193,6 +204,8 @@ class Testbed:
             server = self._start_all(gpu_nodes, cpu_nodes, edge_nodes)
             if minio:
                 self._start_minio()
+            if real_node:
+                self._start_real_node()
         except BaseException:
             self.down(quiet=True)
             raise
@@ -208,10 +221,22 @@ class Testbed:
             "apiserver",
             common_name="kube-apiserver",
             server=True,
-            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            ip_addresses=("127.0.0.1", pki.SERVICE_IP),
+            dns_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            # The real node's pods reach the API server through the `kubernetes` Service at the node's address.
+            ip_addresses=("127.0.0.1", pki.SERVICE_IP, realnode.NODE_IP),
         )
         admin = client_ca.issue("admin", common_name="kestrel-testbed-admin", organization="system:masters")
+        # The API server's identity towards kubelets (logs, exec, port-forward).
+        kubelet_client = client_ca.issue(
+            "apiserver-kubelet-client", common_name="kube-apiserver-kubelet-client", organization="system:masters"
+        )
+        self._node_certificates(serving_ca, client_ca)
         manager = client_ca.issue("controller-manager", common_name="system:kube-controller-manager")
         scheduler = client_ca.issue("scheduler", common_name="system:kube-scheduler")
         sa_private, sa_public = pki.service_account_keys(self.pki_dir)
@@ -251,7 +276,8 @@ class Testbed:
                 str(kube.binary("kube-apiserver")),
                 f"--etcd-servers={etcd_url}",
                 "--advertise-address=127.0.0.1",
-                "--bind-address=127.0.0.1",
+                # All addresses: the real node's pods reach it at the node's address (the `kubernetes` Service).
+                "--bind-address=0.0.0.0",
                 f"--secure-port={api_port}",
                 f"--cert-dir={self.pki_dir}",
                 f"--tls-cert-file={serving_cert}",
@@ -261,14 +287,19 @@ class Testbed:
                 f"--service-account-issuer={SA_ISSUER}",
                 f"--service-account-key-file={sa_public}",
                 f"--service-account-signing-key-file={sa_private}",
-                "--authorization-mode=RBAC",
+                # Node: kubelets may read what their own pods need (Secrets, ServiceAccount tokens), as in a cluster.
+                "--authorization-mode=Node,RBAC",
+                f"--kubelet-client-certificate={kubelet_client[0]}",
+                f"--kubelet-client-key={kubelet_client[1]}",
+                f"--kubelet-certificate-authority={serving_ca.cert_path}",
+                "--kubelet-preferred-address-types=InternalIP",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--v=1",
             ],
         )
         self._wait("kube-apiserver /readyz", lambda: self._ready(server), timeout=120)
-        self._save(server=server)
+        self._save(server=server, api_port=api_port)
 
         self._start(
             "kube-controller-manager",
@@ -330,6 +361,43 @@ class Testbed:
         )
         return server
 
+    def _node_certificates(self, serving_ca: pki.Authority, client_ca: pki.Authority) -> None:
+        """The real node's identities, made with the control plane (the CAs' keys are not kept)."""
+        node = realnode.NODE_NAME
+        client_ca.issue("kubelet", common_name=f"system:node:{node}", organization="system:nodes")
+        serving_ca.issue(
+            "kubelet-serving", common_name=node, server=True, dns_names=(node,), ip_addresses=(realnode.NODE_IP,)
+        )
+        # The identity the default RBAC policy binds to system:node-proxier.
+        client_ca.issue("kube-proxy", common_name="system:kube-proxy")
+        client_ca.issue("coredns", common_name="system:coredns")
+
+    # --- the real node, optional ---------------------------------------------------------------------------
+
+    def _start_real_node(self) -> None:
+        if "api_port" not in self._facts:
+            raise RuntimeError("this test bed was started before it could host a real node: run `make testbed-down`")
+        node = realnode.RealNode(realnode.new_home(), self.pki_dir, int(self._facts["api_port"]))
+        self._save(real_node={"home": str(node.home)})
+        started = time.monotonic()
+        node.start(self._start, self.kubectl)
+        self._wait("the real node to be Ready", lambda: self._node_ready(realnode.NODE_NAME), timeout=120)
+        print(f"Real node {realnode.NODE_NAME} Ready in {time.monotonic() - started:.1f}s", flush=True)
+
+    def real_node(self) -> realnode.RealNode | None:
+        """The running real node, if `up(real_node=True)` started one."""
+        state = self.state() or {}
+        if "real_node" not in state:
+            return None
+        return realnode.RealNode(pathlib.Path(state["real_node"]["home"]), self.pki_dir, int(state["api_port"]))
+
+    def _node_ready(self, name: str) -> bool:
+        status, body = self._get(str(self._facts["server"]), f"/api/v1/nodes/{name}")
+        if status != 200:
+            return False
+        conditions = json.loads(body).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
     # --- MinIO (the engine store's s3:// path), optional ---------------------------------------------------
 
     def _loaded(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -384,8 +452,19 @@ class Testbed:
     def down(self, *, quiet: bool = False) -> None:
         """Stop every process the state file names, newest first, and remove etcd's data."""
         state = self.state() or {"processes": self._processes}
-        for process in reversed(state.get("processes", [])):
+        processes = list(state.get("processes", []))
+        node = self.real_node() if "real_node" in state else None
+        if node is not None:
+            # The kubelet first (it would restart what is removed), then every pod through the CRI while
+            # containerd still runs, then containerd; the control plane after.
+            for process in reversed(processes):
+                if process["name"] in realnode.PROCESSES_BEFORE_PODS:
+                    _stop(process["pid"])
+            node.remove_pods()
+        for process in reversed(processes):
             _stop(process["pid"])
+        if node is not None:
+            node.cleanup()
         if state.get("etcd_dir"):
             shutil.rmtree(state["etcd_dir"], ignore_errors=True)
         if state.get("minio"):
@@ -419,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu-nodes", type=int, default=2, help="fake CPU nodes")
     parser.add_argument("--edge-nodes", type=int, default=1, help="fake arm64 Jetson nodes")
     parser.add_argument("--minio", action="store_true", help="with up: also start MinIO (the s3:// engine store)")
+    parser.add_argument("--real-node", action="store_true", help="with up: also start the real node (testbed.realnode)")
     args = parser.parse_args(argv)
     bed = Testbed()
     if args.action == "down":
@@ -428,7 +508,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if bed.running() else 1
     else:
         started = bed.up(
-            gpu_nodes=args.gpu_nodes, cpu_nodes=args.cpu_nodes, edge_nodes=args.edge_nodes, minio=args.minio
+            gpu_nodes=args.gpu_nodes,
+            cpu_nodes=args.cpu_nodes,
+            edge_nodes=args.edge_nodes,
+            minio=args.minio,
+            real_node=args.real_node,
         )
         if args.foreground and started:
             try:

@@ -17,6 +17,11 @@ HELM = "v3.21.4"
 # pseudo-version; the one pinned here is the newest the proxy serves (the repository's last commit, 2026-02-12).
 # Its go.mod has no replace directives, so `go install minio@version` builds it as upstream's Makefile does.
 MINIO = "v0.0.0-20260212201848-7aac2a2c5b7c"
+# The real node's DNS (Service names for pods) and the CRI client that inspects and tears down its pods.
+COREDNS = "v1.13.1"  # the version testbed/go/coredns/go.mod requires
+CRI_TOOLS = "v1.34.0"
+# The sandbox ("pause") image, compiled from build/pause/linux/pause.c of the pinned kubernetes module.
+PAUSE = "3.10"
 
 GO_DIR = pathlib.Path(__file__).resolve().parent / "go"
 
@@ -64,4 +69,13 @@ HELM_KUBE_MINOR = "36"
 # The S3-compatible server of the engine store's s3:// path; started only when a test asks for it.
 MINIO_SERVER = Component("minio", MINIO, ("minio",))
 
+# The real node (testbed/realnode.py): a kubelet and kube-proxy from the same module as the control plane (a
+# component of their own, so adding them never rebuilt the cached control plane), CoreDNS, crictl and the
+# pause image. Built only when a real node is asked for.
+KUBE_NODE = Component("kubernetes-node", KUBERNETES, ("kubelet", "kube-proxy"))
+COREDNS_SERVER = Component("coredns", COREDNS, ("coredns",))
+CRICTL = Component("cri-tools", CRI_TOOLS, ("crictl",))
+PAUSE_IMAGE = Component("pause", f"{PAUSE}-{KUBERNETES}", ("pause", "pause.tar"))
+
 ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI, MINIO_SERVER)
+REAL_NODE = (KUBE_NODE, COREDNS_SERVER, CRICTL, PAUSE_IMAGE)
