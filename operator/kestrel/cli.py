@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pathlib
+import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from kestrel.api import crd
 
@@ -52,10 +54,20 @@ def _run(args: argparse.Namespace) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=True,
+        identity=operator_identity(),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
         registry=handlers.registry(),
     )
     return 0
+
+
+def operator_identity(environ: Mapping[str, str] = os.environ) -> str:
+    """Who this operator is to Kopf: POD_ID when set, else the host (the pod's name in a pod).
+
+    Kopf's own default asks the password database for the user's name, which fails for a uid with no entry, as
+    the chart's 65532 (or a random uid that OpenShift assigns) is in an image without one.
+    """
+    return environ.get("POD_ID") or f"kestrel@{socket.gethostname()}"
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
