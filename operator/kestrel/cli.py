@@ -49,12 +49,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
+    # Kopf reads its identity from POD_ID before it would ask the password database (see operator_identity).
+    os.environ["POD_ID"] = operator_identity()
     logging.getLogger("kestrel").info(arenas)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=True,
-        identity=operator_identity(),
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
         registry=handlers.registry(),
     )

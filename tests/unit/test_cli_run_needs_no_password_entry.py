@@ -16,4 +16,3 @@ def test_the_identity_comes_from_pod_id_or_the_host_name(monkeypatch: pytest.Mon
     monkeypatch.setattr(getpass, "getuser", no_entry)
     assert cli.operator_identity({"POD_ID": "kestrel-operator-7d9f-abcde"}) == "kestrel-operator-7d9f-abcde"
     assert cli.operator_identity({}).startswith("kestrel@")
-
