@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup testbed testbed-up testbed-down lint format crd test test-fast test-cluster demo clean
+.PHONY: setup host testbed testbed-up testbed-down lint format crd test test-fast test-cluster test-realnode demo clean images
 
 setup: $(STAMP)
 
@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/uv pip install --python $(PY) -e '.[engine,serving,dev]'
 	touch $@
 
+# The Debian packages of the real node and the image builds (containerd, runc, CNI plugins, iptables, docker.io,
+# debootstrap); installs only what is missing. Needs root, as the real node does.
+host:
+	$(PYTHON) -m testbed.host
+
 # Builds kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok and helm from Go modules,
 # once, into ~/.cache/kestrel/testbed/ (the first build takes a while; see README).
 testbed: setup
-	$(PY) -m testbed.build
+	$(PY) -m testbed.build --real-node
 
 testbed-up: testbed
 	$(PY) -m testbed.cluster up
@@ -44,7 +49,7 @@ crd: setup
 	cp crds/modeldeployments.kestrel.dev.yaml charts/kestrel/crds/
 
 # Everything: unit tests, the real API server suites, slow engine suites.
-test: setup testbed
+test: setup host testbed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Seconds: pure unit tests only, no control plane, no engine builds.
@@ -52,12 +57,21 @@ test-fast: setup
 	$(PY) -m pytest -m "not cluster and not slow" $(PYTEST_ARGS)
 
 test-cluster: setup testbed
-	$(PY) -m pytest -m cluster $(PYTEST_ARGS)
+	$(PY) -m pytest -m "cluster and not realnode" $(PYTEST_ARGS)
+
+# Kestrel's images as real pods on the real node (builds the images on first use; root).
+test-realnode: setup host testbed
+	$(PY) -m pytest -m realnode $(PYTEST_ARGS)
 
 # From kubectl apply to detections from a real Triton on this machine (see testbed/demo.py); DEMO_ARGS=--keep keeps
 # the test bed, the operator and the model running until Ctrl-C.
-demo: setup testbed
+demo: setup host testbed
 	$(PY) -m testbed.demo $(DEMO_ARGS)
+
+# Kestrel's images (docker/*.Dockerfile) from a debootstrap-made Debian base, by a private dockerd, saved under
+# ~/.cache/kestrel/images/ and rebuilt only when what they copy changes (see testbed/images.py). Needs root.
+images: setup
+	$(PY) -m testbed.images build
 
 clean:
 	rm -rf .testbed .pytest_cache .mypy_cache .ruff_cache

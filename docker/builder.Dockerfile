@@ -1,30 +1,56 @@
 # syntax=docker/dockerfile:1.7
-# The CPU engine builder (`kestrel build`, the build Job): Ultralytics with CPU-only torch, ONNX Runtime,
-# OpenVINO and NNCF. Builds onnx, openvino and torchscript engines.
+# The CPU engine builder (`kestrel build`, the build Job): Ultralytics with torch, ONNX Runtime, OpenVINO and NNCF.
+# Builds onnx, openvino and torchscript engines.
 # Build from the repository root: docker build -f docker/builder.Dockerfile -t ghcr.io/kestrel-dev/kestrel-builder:VERSION .
-FROM python:3.11.11-slim-bookworm AS build
+# The base is Debian's own: its python3, with a venv at /opt/kestrel; the test bed passes its debootstrap-made copy.
+# torch comes from PyPI, whose Linux wheels are the CUDA build (several GB of nvidia-* wheels; it runs on CPU).
+# `--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu` takes the CPU-only wheels instead (`2.14.1+cpu`
+# satisfies the `==2.14.1` pin and wins over it), for an image several GB smaller.
+ARG BASE=debian:bookworm-slim
+
+FROM ${BASE} AS python
+# Debian replaces point releases with security updates, so a pinned version would stop building: the base
+# image's digest is the pin.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/kestrel
 WORKDIR /src
+
+# The dependency list, read from pyproject.toml: the stages below are rebuilt only when the list itself changes.
+FROM python AS requirements
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print(*p['dependencies'], *p['optional-dependencies']['engine'], sep='\n')" \
+      > requirements.txt
+
+FROM python AS deps
+ARG TORCH_INDEX_URL=https://pypi.org/simple
+COPY --from=requirements /src/requirements.txt ./
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check \
+      --extra-index-url "${TORCH_INDEX_URL}" -r requirements.txt
+
+# The package, installed under /staging: the image takes it as a layer of its own, on top of the dependencies'
+# gigabytes, which code edits leave as they were.
+FROM deps AS build
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
-# CPU wheels of torch (`2.14.1+cpu` satisfies the `==2.14.1` pin); everything else from PyPI.
-RUN python -m venv /opt/kestrel \
- && /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check \
-      --index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple '.[engine]'
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --root /staging .
 
-FROM python:3.11.11-slim-bookworm
+FROM ${BASE}
+# OpenCV (an Ultralytics dependency) needs libgl1 and libglib2.0-0.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 ca-certificates libgl1 libglib2.0-0 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=deps /opt/kestrel /opt/kestrel
+COPY --from=build /staging/ /
+# Offline: no hub, no fonts, no asset downloads (kestrel.engine.offline sets the rest at start-up).
+ENV PATH=/opt/kestrel/bin:$PATH YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 YOLO_CONFIG_DIR=/tmp/ultralytics \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 LABEL org.opencontainers.image.title="kestrel-builder" \
       org.opencontainers.image.description="Kestrel engine builder for CPU targets" \
       org.opencontainers.image.licenses="Apache-2.0" \
       dev.kestrel.image.tag-suffix=""
-# OpenCV (an Ultralytics dependency) needs these shared libraries. Debian replaces point releases with
-# security updates, so a pinned version would stop building: the base image's digest is the pin.
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /opt/kestrel /opt/kestrel
-# Offline: no hub, no fonts, no asset downloads (kestrel.engine.offline sets the rest at start-up).
-ENV PATH=/opt/kestrel/bin:$PATH YOLO_OFFLINE=1 YOLO_AUTOINSTALL=0 YOLO_CONFIG_DIR=/tmp/ultralytics \
-    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 65532:65532
 ENTRYPOINT ["kestrel", "build"]

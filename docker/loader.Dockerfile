@@ -1,19 +1,54 @@
 # syntax=docker/dockerfile:1.7
-# The loader (`kestrel load`), the Triton pod's init container: fetch, verify and decrypt an engine.
-# Distroless: no shell, no package manager; the same Python minor version as the build stage (3.11).
+# The loader (`kestrel load`), the Triton pod's init container: fetch, verify and decrypt an engine. The core package
+# only, so no torch; the pod runs `kestrel load ...`, so `kestrel` is on PATH.
 # Build from the repository root: docker build -f docker/loader.Dockerfile -t ghcr.io/kestrel-dev/kestrel-loader:VERSION .
-FROM python:3.11.11-slim-bookworm AS build
+# The base is Debian's own: its python3, with a venv at /opt/kestrel. The test bed passes its debootstrap-made copy
+# of the same release (`--build-arg BASE=...`); operator.Dockerfile runs the same steps, so the two share their layers.
+ARG BASE=debian:bookworm-slim
+
+FROM ${BASE} AS python
+# Debian replaces point releases with security updates, so a pinned version would stop building: the base
+# image's digest is the pin.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/kestrel
 WORKDIR /src
+
+# The dependency list, read from pyproject.toml: the stages below are rebuilt only when the list itself changes.
+FROM python AS requirements
+COPY pyproject.toml ./
+RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+      > requirements.txt
+
+FROM python AS deps
+COPY --from=requirements /src/requirements.txt ./
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+
+# The venv the image runs: pip and setuptools stay behind, nothing installs at run time.
+FROM deps AS venv
+RUN /opt/kestrel/bin/pip uninstall --yes --disable-pip-version-check pip setuptools
+
+# The package, installed under /staging: the image takes it as a layer of its own, on top of the dependencies'
+# layer, which code edits leave as it was.
+FROM deps AS build
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
-RUN pip install --no-cache-dir --disable-pip-version-check --target=/app .
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --root /staging .
 
-FROM gcr.io/distroless/python3-debian12:nonroot
+FROM ${BASE}
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=venv /opt/kestrel /opt/kestrel
+COPY --from=build /staging/ /
+# The pod runs it with a read-only root filesystem and a memory-backed /tmp.
+ENV PATH=/opt/kestrel/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 LABEL org.opencontainers.image.title="kestrel-loader" \
       org.opencontainers.image.description="Kestrel loader: fetches, verifies and decrypts an engine into Triton's model repository" \
       org.opencontainers.image.licenses="Apache-2.0" \
       dev.kestrel.image.tag-suffix=""
-COPY --from=build /app /app
-ENV PYTHONPATH=/app PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 65532:65532
-ENTRYPOINT ["python3", "-m", "kestrel.cli", "load"]
+ENTRYPOINT ["kestrel", "load"]

@@ -1,22 +1,23 @@
-"""`make demo`: from `kubectl apply` to detections from a real Triton, on this machine.
+"""`make demo`: from `kubectl apply` to detections from Kestrel's own containers on a real node, on this machine.
 
 Stages, each printed with the elapsed time: start the test bed (real kube-apiserver, etcd, controller-manager,
-scheduler) and a process kubelet (node `local-0`, which runs pods as local processes); install the CRD and the
-chart's RBAC; run the operator (`kestrel run`, with nothing but the chart's ServiceAccount token); lay out the
-model claim (the project's fixture detector and its validation images) and the engine store claim; apply
-`examples/quickstart/modeldeployment.yaml`; wait while the operator's build Job builds, validates and publishes the
-engine and the Triton Deployment rolls out; send validation images over gRPC with TLS and the API key (and once
-without the key, which must be refused); print each image's detections beside its ground truth; show
-`kubectl get mdep` and the Events; tear down. Annotated images go to `demo-output/`.
+scheduler) with its real node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS; see testbed/realnode.py);
+build Kestrel's images from docker/ (cached) and import them into the node's runtime; `helm install` the chart,
+whose operator then runs as a real pod under the chart's ServiceAccount; lay out the model claim (the project's
+fixture detector and its validation images) and the engine store claim; apply
+`examples/quickstart/modeldeployment.yaml` (placed on the real node); wait while the build Job (the builder image)
+builds, validates and publishes the engine and the Triton Deployment (the loader and the CPU Triton image) rolls
+out; send validation images over gRPC with TLS and the API key through the model's Service (and once without the
+key, which must be refused); print each image's detections beside its ground truth; show `kubectl get mdep` and
+the Events; tear down. Annotated images go to `demo-output/`.
 
-The last line is `demo_detections=<n> matched_ground_truth=<m>/<k> p50_ms=<x>`; a detection matches a
-ground-truth box of the same class at IoU >= 0.5.
+The last line is `demo_detections=<n> matched_ground_truth=<m>/<k> p50_ms=<x> apply_to_ready_s=<s>`; a detection
+matches a ground-truth box of the same class at IoU >= 0.5.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import dataclasses
 import json
@@ -34,11 +35,7 @@ from kubernetes import client, config
 
 from kestrel import infer
 from kestrel.api import crd
-from kestrel.manifests import names, transport
-from testbed import cluster, kubelet_pods, service_proxy
-from testbed import operator as operator_process
-from testbed.kubelet import LOCAL_LABEL, ProcessKubelet
-from testbed.kubelet_api import Api
+from testbed import cluster, install
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "quickstart" / "modeldeployment.yaml"
@@ -109,43 +106,11 @@ def prepare_claims(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     return models, engines
 
 
-def claim_objects(claim: str, path: pathlib.Path, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
-    """A hostPath PersistentVolume pre-bound to the claim, and the claim."""
-    volume = f"{namespace}-{claim}"
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(path), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": claim},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim, "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": volume,
-                "resources": {"requests": {"storage": "10Gi"}},
-            },
-        },
-    ]
-
-
 def model_deployment(namespace: str = NAMESPACE) -> dict[str, Any]:
-    """The quickstart example, pinned to the process kubelet's node (the test bed's other nodes are kwok's)."""
+    """The quickstart example, placed on the real node (the test bed's other nodes are kwok's)."""
     body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     body["metadata"]["namespace"] = namespace
-    body["spec"].setdefault("target", {})["nodeSelector"] = {LOCAL_LABEL: "true"}
-    return body
+    return install.pin(body)
 
 
 # --- ground truth and matching ----------------------------------------------------------------------------------
@@ -203,51 +168,6 @@ def annotate(image: np.ndarray, detections: list[infer.Detection], truths: list[
     cv2.imwrite(str(target), canvas)
 
 
-def serving_pods(bed: cluster.Testbed, namespace: str, name: str) -> list[dict[str, Any]]:
-    """The model's Ready Triton pods on the process kubelet (which publishes their local ports)."""
-    selector = f"app.kubernetes.io/instance={name},app.kubernetes.io/component=triton"
-    pods = json.loads(bed.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)
-    return [
-        pod
-        for pod in pods["items"]
-        if kubelet_pods.PORTS_ANNOTATION in pod["metadata"].get("annotations", {})
-        and any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-    ]
-
-
-def secret_value(bed: cluster.Testbed, namespace: str, name: str, key: str) -> bytes:
-    found = json.loads(bed.kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)
-    return base64.b64decode(found["data"][key])
-
-
-def pod_endpoint(
-    bed: cluster.Testbed, pod: dict[str, Any], name: str, work: pathlib.Path, *, with_key: bool = True
-) -> infer.Endpoint:
-    """How a client in the model's namespace would reach this pod: its gRPC port here, the operator-issued CA,
-    the certificate's name (the Service's DNS name), and the API key."""
-    namespace = pod["metadata"]["namespace"]
-    ports = json.loads(pod["metadata"]["annotations"][kubelet_pods.PORTS_ANNOTATION])
-    ca = work / f"{namespace}-{name}-ca.crt"
-    ca.write_bytes(secret_value(bed, namespace, names.tls_secret(name), "ca.crt"))
-    api_key = secret_value(bed, namespace, names.api_key_secret(name), transport.API_KEY_FIELD) if with_key else None
-    return infer.Endpoint(
-        address=f"127.0.0.1:{ports[str(transport.GRPC_PORT)]}",
-        model=names.triton_model(name),
-        ca_file=ca,
-        server_name=f"{names.service(name)}.{namespace}.svc",
-        api_key=api_key.decode() if api_key else None,
-    )
-
-
-def local_endpoint(
-    bed: cluster.Testbed, namespace: str, name: str, work: pathlib.Path, *, with_key: bool = True
-) -> infer.Endpoint:
-    serving = serving_pods(bed, namespace, name)
-    if not serving:
-        raise DemoError("no Ready serving pod with published local ports")
-    return pod_endpoint(bed, serving[0], name, work, with_key=with_key)
-
-
 # --- the cluster side ------------------------------------------------------------------------------------------
 
 
@@ -258,10 +178,10 @@ class Demo:
         self.keep = keep
         self.bed = cluster.Testbed()
         self.started_bed = False
-        self.kubelet: ProcessKubelet | None = None
-        self.operator: operator_process.OperatorProcess | None = None
+        self.installed = False
         self.api: client.ApiClient | None = None
         self.name = ""
+        self.apply_to_ready_s: float | None = None
         self.seen: dict[str, str] = {}  # the last condition line printed, by type
 
     # Small helpers over the API.
@@ -295,26 +215,16 @@ class Demo:
     # Stages.
 
     def start(self) -> None:
-        with self.progress.stage("test bed: kube-apiserver, etcd, controller-manager, scheduler, kwok"):
-            self.started_bed = self.bed.up()
+        with self.progress.stage("test bed: control plane, kwok, and the real node (kubelet, containerd, runc)"):
+            self.started_bed = self.bed.up(real_node=True)
             self.api = config.new_client_from_config(config_file=str(self.bed.kubeconfig))
-        with self.progress.stage("process kubelet: node local-0 runs pods as local processes"):
-            self.kubelet = ProcessKubelet(Api(self.api), node="local-0", renew_seconds=2.0).start()
-        with self.progress.stage("install: the CRD, and the chart's ServiceAccount and RBAC"):
-            crd_file = ROOT / "crds" / "modeldeployments.kestrel.dev.yaml"
-            self.apply(list(yaml.safe_load_all(crd_file.read_text())))
-            self.bed.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
-            operator_process.install_rbac(self.bed)
-        with self.progress.stage("operator: kestrel run, with the chart's ServiceAccount token only"):
-            kubeconfig = operator_process.kubeconfig(self.bed, WORK / "operator.kubeconfig")
-            env = {
-                "KESTREL_ENGINE_STORE": f"pvc://{STORE_CLAIM}/engines",
-                "KESTREL_RESYNC_SECONDS": "2",
-                "KESTREL_WATCH_NAMESPACES": NAMESPACE,
-            }
-            # The operator's smoke inference and metrics scrape reach the Service and pods through this forwarder.
-            network = service_proxy.ServiceProxy(self.api, WORK / "address-map.json", [NAMESPACE])
-            self.operator = operator_process.OperatorProcess(kubeconfig, WORK / "logs", env, network).start()
+        with self.progress.stage("images: Kestrel's images from docker/ (cached), into the node's containerd"):
+            for image in install.load_images(self.bed):
+                self.progress.say(f"  {image.ref} ({image.size / 1e6:.0f} MB)")
+        with self.progress.stage("helm install charts/kestrel: the CRD, RBAC, and the operator as a real pod"):
+            self.installed = True
+            # A short resync: the demo reports each condition as it changes.
+            install.helm_install(self.bed, install.values(f"pvc://{STORE_CLAIM}/engines", resyncSeconds=2))
 
     def deploy(self) -> None:
         with self.progress.stage(f"claims: the fixture detector and {VALIDATION_IMAGES} validation images"):
@@ -323,22 +233,23 @@ class Demo:
             for claim in (MODEL_CLAIM, STORE_CLAIM):
                 self.bed.kubectl("delete", "pv", f"{NAMESPACE}-{claim}", "--ignore-not-found")
             self.bed.kubectl("create", "namespace", NAMESPACE)
-            self.apply(claim_objects(MODEL_CLAIM, models) + claim_objects(STORE_CLAIM, engines))
+            claims = install.owned_claim(MODEL_CLAIM, models, NAMESPACE)
+            self.apply(claims + install.owned_claim(STORE_CLAIM, engines, NAMESPACE))
         with self.progress.stage(f"apply {EXAMPLE.relative_to(ROOT)}"):
             body = model_deployment()
             self.name = body["metadata"]["name"]
             self.apply([body])
+            applied = time.monotonic()
         with self.progress.stage("build: export, validate against the source model, publish (build Job)"):
             self.wait(BUILD_TIMEOUT, self.built)
-        with self.progress.stage("rollout: Triton loads the signed engine and turns Ready"):
+        with self.progress.stage("rollout: the loader decrypts into memory, Triton loads the engine and turns Ready"):
             self.wait(ROLLOUT_TIMEOUT, self.ready)
+        self.apply_to_ready_s = time.monotonic() - applied
 
     def wait(self, timeout: float, done: Callable[[dict[str, Any]], bool]) -> None:
         deadline = time.monotonic() + timeout
         seen = self.seen
         while time.monotonic() < deadline:
-            if self.operator and not self.operator.running():
-                raise DemoError(f"the operator exited; its log:\n{self.operator.log()[-3000:]}")
             body = self.mdep()
             for item in body.get("status", {}).get("conditions", []):
                 line = f"{item['status']} {item.get('reason', '')}: {item.get('message', '')}"
@@ -370,7 +281,7 @@ class Demo:
         return self._condition(body, "Ready").get("status") == "True"
 
     def endpoint(self, *, with_key: bool = True) -> infer.Endpoint:
-        return local_endpoint(self.bed, NAMESPACE, self.name, WORK, with_key=with_key)
+        return install.service_endpoint(self.bed, NAMESPACE, self.name, WORK, with_key=with_key)
 
     def infer(self) -> str:
         with self.progress.stage("refusal: a request without the API key"):
@@ -422,7 +333,8 @@ class Demo:
                     print(f"    extra {d.class_name:<9} {d.score:.2f} (no ground truth)", flush=True)
                 annotate(image, result.detections, truths, OUTPUT / path.name)
         p50 = infer.percentile(latencies, 50)
-        return f"demo_detections={detections} matched_ground_truth={matched}/{truths_total} p50_ms={p50:.1f}"
+        summary = f"demo_detections={detections} matched_ground_truth={matched}/{truths_total} p50_ms={p50:.1f}"
+        return f"{summary} apply_to_ready_s={self.apply_to_ready_s:.1f}"
 
     def report(self) -> None:
         with self.progress.stage("status: kubectl get mdep, and the Events"):
@@ -443,10 +355,8 @@ class Demo:
             if self.api is not None and self.name:
                 with contextlib.suppress(Exception):
                     self.bed.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=90s")
-            if self.operator:
-                self.operator.stop()
-            if self.kubelet:
-                self.kubelet.stop(deregister=True)
+            if self.installed:
+                install.helm_uninstall(self.bed)
             for claim in (MODEL_CLAIM, STORE_CLAIM):
                 with contextlib.suppress(Exception):
                     self.bed.kubectl("delete", "pv", f"{NAMESPACE}-{claim}", "--ignore-not-found")
@@ -472,10 +382,8 @@ def main(argv: list[str] | None = None) -> int:
             print(summary, flush=True)
     except DemoError as error:
         progress.say(f"demo failed: {error}")
-        if demo.operator is not None:
-            print("--- operator log (tail) ---\n" + demo.operator.log()[-4000:], file=sys.stderr)
-        if demo.kubelet is not None:
-            print(f"--- pod logs: {demo.kubelet.log_dir} ---", file=sys.stderr)
+        if demo.installed:
+            print("--- operator log (tail) ---\n" + install.operator_log(demo.bed)[-4000:], file=sys.stderr)
     finally:
         demo.stop()
     if summary is None:

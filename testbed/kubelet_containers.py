@@ -51,11 +51,13 @@ def runtime_of(image: str, *, allow_python: bool) -> Runtime:
     name = repository_name(image)
     if name in KESTREL_IMAGES:
         return "kestrel"
-    if "tritonserver" in name:
+    if "tritonserver" in name or name == "kestrel-triton-cpu":
         return "triton"
     if allow_python and name == "python":
         return "python"
-    known = "kestrel, kestrel-builder, kestrel-loader, *tritonserver*" + (", python" if allow_python else "")
+    known = "kestrel, kestrel-builder, kestrel-loader, kestrel-triton-cpu, *tritonserver*" + (
+        ", python" if allow_python else ""
+    )
     raise RefusedError(f"image {image!r} has no local program (the process kubelet runs: {known})")
 
 

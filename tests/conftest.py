@@ -20,7 +20,12 @@ from tests.cluster_fixtures import (  # noqa: F401
 )
 
 HERE = pathlib.Path(__file__).parent
-FOLDER_MARKERS = {"cluster": ("cluster",), "e2e": ("cluster", "slow"), "engine": ("slow",)}
+FOLDER_MARKERS = {
+    "cluster": ("cluster",),
+    "e2e": ("cluster", "slow"),
+    "engine": ("slow",),
+    "realnode": ("cluster", "slow", "realnode"),
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -69,6 +69,7 @@ def test_values_reach_the_settings() -> None:
     assert settings.builder_igpu_image == "registry.example.com/ml/kestrel-builder:1.2.3-igpu"
     assert settings.loader_image == "registry.example.com/ml/kestrel-loader:1.2.3"
     assert settings.triton_image == "registry.example.com/triton:24.10"
+    assert settings.triton_cpu_image == "registry.example.com/ml/kestrel-triton-cpu:1.2.3"
     assert settings.prometheus_url == "http://prometheus.obs.svc:9090"
     assert parsed.watch_namespaces == ("vision", "retail")
     (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]

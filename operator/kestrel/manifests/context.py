@@ -92,6 +92,10 @@ class Settings:
     builder_igpu_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}-igpu"
     loader_image: str = f"{_REGISTRY}/kestrel-loader:{_VERSION}"
     triton_image: str = f"{_TRITON_RELEASE}-py3"
+    # CPU targets served by the Python runtime: Kestrel's own Triton (docker/triton-cpu.Dockerfile), the CPU build
+    # of the same server with only the Python backend and what Kestrel's Python models use (ONNX Runtime,
+    # OpenVINO), several GB smaller than NVIDIA's image.
+    triton_cpu_image: str = f"{_REGISTRY}/kestrel-triton-cpu:{_VERSION}"
     triton_igpu_image: str = f"{_TRITON_RELEASE}-py3-igpu"
     tls_proxy_image: str = "ghostunnel/ghostunnel:v1.8.4"
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"

@@ -29,7 +29,12 @@ REVISION_HISTORY = 2  # rollback re-applies `revision.previous` by engine key; o
 def image(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> str:
     if spec.serving.triton.image:
         return spec.serving.triton.image
-    return settings.triton_igpu_image if placement.hardware(spec.target) == "igpu" else settings.triton_image
+    hardware = placement.hardware(spec.target)
+    if hardware == "cpu" and spec.serving.triton.runtime == "python":
+        # Kestrel's CPU Triton carries the Python backend only: native models (Triton's onnxruntime and openvino
+        # backends) keep NVIDIA's image, which runs them on CPU too.
+        return settings.triton_cpu_image
+    return settings.triton_igpu_image if hardware == "igpu" else settings.triton_image
 
 
 def models_mib(engine_size_bytes: int | None) -> int:

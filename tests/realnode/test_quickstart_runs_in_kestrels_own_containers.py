@@ -1,0 +1,116 @@
+"""The quickstart, installed as a user installs it, on the real node: Kestrel's own images under runc.
+
+`helm install` of the chart (its operator runs as a real pod under the chart's ServiceAccount), then
+`examples/quickstart/` placed on the real node: the build Job runs the builder image, the Triton pod runs the loader
+as its init container and the CPU Triton image, and a client on this machine reaches the model through its
+Service (kube-proxy's rules). What the tests read comes from the running containers (crictl, /proc), not from
+the manifests the operator wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from kestrel import infer
+from testbed import demo, install, realnode
+from tests.realnode import support
+from tests.realnode.support import RealNode
+
+# The first run builds the images and the engine: far beyond the suite's default per-test limit.
+pytestmark = pytest.mark.timeout(3600)
+
+NAMESPACE = "realnode-quickstart"
+OPERATOR = "kestrel-operator"
+
+
+@dataclasses.dataclass(frozen=True)
+class Served:
+    node: RealNode
+    name: str
+    work: pathlib.Path
+
+    def endpoint(self, *, with_key: bool = True) -> infer.Endpoint:
+        return install.service_endpoint(self.node.kube.bed, NAMESPACE, self.name, self.work, with_key=with_key)
+
+
+@pytest.fixture(scope="module")
+def served(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    bed = real_node.kube.bed
+    work = tmp_path_factory.mktemp("quickstart")
+    install.helm_install(bed, install.values(f"pvc://{demo.STORE_CLAIM}/engines", resyncSeconds=5))
+    try:
+        name, _ = support.deploy_quickstart(real_node, work, NAMESPACE, {})
+        yield Served(real_node, name, work)
+    finally:
+        support.remove(real_node, NAMESPACE)
+        install.helm_uninstall(bed)
+
+
+def test_detections_through_the_service_match_the_ground_truth(served: Served) -> None:
+    dataset = served.work / "claims" / demo.MODEL_CLAIM / "shapes"
+    matched = total = 0
+    with infer.Client(served.endpoint()) as client:
+        for path in sorted((dataset / "images" / "val").glob("*.png"))[:8]:
+            image = infer.read_image(path)
+            result = client.detect(image, path.name)
+            height, width = image.shape[:2]
+            truths = demo.ground_truth(dataset / "labels" / "val" / f"{path.stem}.txt", width, height)
+            matched += sum(1 for found in demo.match(result.detections, truths) if found is not None)
+            total += len(truths)
+    assert total > 0
+    assert matched / total >= 0.8, f"only {matched}/{total} ground-truth boxes were detected"
+
+
+def test_a_request_without_the_api_key_is_refused(served: Served) -> None:
+    with pytest.raises(infer.InferError):
+        infer.Client(served.endpoint(with_key=False)).detect(infer.read_image(next(served.work.rglob("*.png"))))
+
+
+def test_the_operator_runs_as_a_pod_of_its_image_under_the_charts_service_account(served: Served) -> None:
+    pod = install.operator_pod(served.node.kube.bed)
+    assert pod is not None
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    assert pod["spec"]["serviceAccountName"] == "kestrel-operator"
+    (container,) = [c for c in support.containers(served.node, install.NAMESPACE) if support.image_name(c) == OPERATOR]
+    assert container["status"]["state"] == "CONTAINER_RUNNING"
+
+
+def test_every_kestrel_container_runs_hardened_as_runc_runs_it(served: Served) -> None:
+    """Non-root, read-only root filesystem, no capabilities, no privilege gain, RuntimeDefault seccomp, a memory
+    limit: read from each container's runtime spec (the build, the loader, Triton, and the operator)."""
+    containers = support.containers(served.node, NAMESPACE) + support.containers(served.node, install.NAMESPACE)
+    seen = {support.image_name(c) for c in containers}
+    assert {"kestrel-builder", "kestrel-loader", "kestrel-triton-cpu", OPERATOR} <= seen
+    for container in containers:
+        spec = container["info"]["runtimeSpec"]
+        where = f"{container['status']['metadata']['name']} ({support.image_name(container)})"
+        assert spec["process"]["user"]["uid"] != 0, where
+        assert spec["root"].get("readonly") is True, where
+        capabilities = spec["process"].get("capabilities", {})
+        assert all(not capabilities.get(kind) for kind in ("bounding", "effective", "permitted")), where
+        assert spec["process"].get("noNewPrivileges") is True, where
+        assert spec["linux"].get("seccomp", {}).get("defaultAction") == "SCMP_ACT_ERRNO", where
+        assert spec["linux"]["resources"]["memory"]["limit"] > 0, where
+
+
+def test_the_served_repository_lives_on_a_memory_volume(served: Served) -> None:
+    """The loader decrypts into the pod's memory-backed emptyDir: Triton's /models is a tmpfs in its mount table."""
+    mounts = support.mount_table(support.running(served.node, NAMESPACE, "kestrel-triton-cpu"))
+    models = [fields for fields in mounts if fields[1] == "/models"]
+    assert models and models[0][2] == "tmpfs", mounts
+    root = [fields for fields in mounts if fields[1] == "/"]
+    assert "ro" in root[0][3].split(","), root
+
+
+def test_the_served_models_need_no_opencv(served: Served) -> None:
+    """The CPU Triton image has no cv2, so the quickstart serving at all shows its preprocessing needs none."""
+    selector = f"app.kubernetes.io/instance={served.name},app.kubernetes.io/component=triton"
+    pod = served.node.kube.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "name").stdout.split()[0]
+    probe = served.node.kube.kubectl(
+        "exec", "-n", NAMESPACE, pod, "-c", "triton", "--", "python3", "-c", "import cv2", check=False
+    )
+    assert probe.returncode != 0 and "No module named 'cv2'" in probe.stderr
