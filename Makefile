@@ -38,6 +38,8 @@ lint: setup
 	$(VENV)/bin/ruff format --check operator tests testbed bench
 	$(VENV)/bin/mypy operator/kestrel
 	$(VENV)/bin/lint-imports
+	$(PY) -m testbed.build actionlint
+	$(ACTIONLINT) -no-color .github/workflows/*.yaml
 
 format: setup
 	$(VENV)/bin/ruff check --fix operator tests testbed bench
@@ -78,6 +80,8 @@ clean:
 
 # --- Install artifacts: plain manifests, the API reference, Dockerfile lint (tests fail when they drift) ---
 HELM = $(shell $(PY) -c "from testbed import components; print(components.HELM_CLI.binary('helm'))")
+# The workflow linter `make lint` builds from Go modules; it runs shellcheck on `run:` scripts when shellcheck is on PATH.
+ACTIONLINT = $(shell $(PY) -c "from testbed import components; print(components.ACTIONLINT.binary('actionlint'))")
 
 .PHONY: deploy reference docs-generated lint-docker
 

@@ -153,6 +153,15 @@ def _build_pause(out: pathlib.Path) -> None:
     pause_image.write(out / "pause", out / "pause.tar", components.PAUSE)
 
 
+def _build_actionlint(out: pathlib.Path) -> None:
+    pkg = "github.com/rhysd/actionlint"
+    ldflags = f"-s -w -X {pkg}.version={components.ACTIONLINT.version}"
+    _go(
+        ["install", "-trimpath", "-ldflags", ldflags, f"{pkg}/cmd/actionlint@{components.ACTIONLINT.version}"],
+        env={"GOBIN": str(out)},
+    )
+
+
 def _module_dir(module: str) -> pathlib.Path:
     done = subprocess.run(
         ["go", "mod", "download", "-json", module], capture_output=True, text=True, check=True, cwd=components.GO_DIR
@@ -170,6 +179,7 @@ BUILDERS = {
     components.COREDNS_SERVER.name: _build_coredns,
     components.CRICTL.name: _build_crictl,
     components.PAUSE_IMAGE.name: _build_pause,
+    components.ACTIONLINT.name: _build_actionlint,
 }
 
 
@@ -201,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     every = (*components.ALL, *components.REAL_NODE)
     default = every if args.real_node else components.ALL
-    wanted = [c for c in every if c.name in args.names] if args.names else list(default)
+    # Lint tools are built only by name (`make lint`).
+    named = (*every, *components.LINT)
+    wanted = [c for c in named if c.name in args.names] if args.names else list(default)
     if shutil.which("go") is None:
         print("The test bed is built from Go modules: install Go (1.24 or newer) first.", file=sys.stderr)
         return 2

@@ -79,3 +79,7 @@ PAUSE_IMAGE = Component("pause", f"{PAUSE}-{KUBERNETES}", ("pause", "pause.tar")
 
 ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI, MINIO_SERVER)
 REAL_NODE = (KUBE_NODE, COREDNS_SERVER, CRICTL, PAUSE_IMAGE)
+# Lint tools: built by `make lint` (`python -m testbed.build actionlint`), never by `make testbed`.
+# actionlint checks .github/workflows; it runs shellcheck on `run:` scripts only where shellcheck is on PATH.
+ACTIONLINT = Component("actionlint", "v1.7.12", ("actionlint",))
+LINT = (ACTIONLINT,)
