@@ -34,7 +34,10 @@ RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check \
 # The package, installed under /staging: the image takes it as a layer of its own, on top of the dependencies'
 # gigabytes, which code edits leave as they were.
 FROM deps AS build
-COPY pyproject.toml README.md ./
+# pyproject.toml names README.md as the package's long description: an empty one, so that editing the README
+# rebuilds no image.
+COPY pyproject.toml ./
+RUN touch README.md
 COPY operator/ operator/
 RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --root /staging .
 

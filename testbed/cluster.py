@@ -405,7 +405,8 @@ class Testbed:
         return list(state.pop("processes", [])), state
 
     def _start_minio(self) -> None:
-        server = minio_server.MinioServer(log_dir=self.log_dir)
+        # Reachable from the real node's pods too, at the node address (`Testbed.minio(for_pods=True)`).
+        server = minio_server.MinioServer(log_dir=self.log_dir, listen="0.0.0.0")
         connection = server.start()
         assert server.process is not None
         self._processes.append({"name": "minio", "pid": server.process.pid, "log": str(server.log_path)})
@@ -415,13 +416,17 @@ class Testbed:
         self._save(minio={"root": str(server.root), **dataclasses.asdict(connection)})
         print(f"MinIO up at {connection.endpoint}, bucket {connection.bucket}", flush=True)
 
-    def minio(self) -> minio_server.Connection | None:
-        """The running MinIO's endpoint, bucket and credentials, if `up(minio=True)` started one."""
+    def minio(self, *, for_pods: bool = False) -> minio_server.Connection | None:
+        """The running MinIO's endpoint, bucket and credentials, if `up(minio=True)` started one; `for_pods`: the
+        endpoint as the real node's pods reach it (the node address)."""
         facts = (self.state() or {}).get("minio")
         if not facts:
             return None
+        endpoint = facts["endpoint"]
+        if for_pods:
+            endpoint = endpoint.replace("127.0.0.1", realnode.NODE_IP)
         return minio_server.Connection(
-            facts["endpoint"], facts["access_key"], facts["secret_key"], facts["bucket"], facts["region"]
+            endpoint, facts["access_key"], facts["secret_key"], facts["bucket"], facts["region"]
         )
 
     def _nodes_ready(self, server: str) -> bool:

@@ -76,8 +76,12 @@ def _free_port() -> int:
 class MinioServer:
     """One MinIO process; `start()` returns once `/minio/health/ready` answers and the bucket exists."""
 
-    def __init__(self, *, bucket: str = "engines", log_dir: pathlib.Path | None = None) -> None:
+    def __init__(
+        self, *, bucket: str = "engines", log_dir: pathlib.Path | None = None, listen: str = "127.0.0.1"
+    ) -> None:
         self.bucket = bucket
+        # 0.0.0.0 where pods must reach it (the real node's pods dial the node address); clients here use loopback.
+        self.listen = listen
         self.port = _free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         # Random per server: nothing outside this process and its children knows them.
@@ -107,7 +111,7 @@ class MinioServer:
         argv = [
             str(components.MINIO_SERVER.binary("minio")),
             "server",
-            f"--address=127.0.0.1:{self.port}",
+            f"--address={self.listen}:{self.port}",
             f"--console-address=127.0.0.1:{_free_port()}",
             f"--certs-dir={self.root / 'certs'}",
             "--quiet",

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import pathlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -49,9 +50,15 @@ def _ready_or_failed(node: RealNode, namespace: str, name: str) -> bool:
     return condition(body, "Ready").get("status") == "True"
 
 
-def deploy_quickstart(node: RealNode, work: pathlib.Path, namespace: str, spec: dict[str, Any]) -> tuple[str, float]:
-    """The quickstart's claims and ModelDeployment (its spec updated with `spec`) on the real node; returns the
-    model's name and the seconds from apply to Ready."""
+def deploy_quickstart(
+    node: RealNode,
+    work: pathlib.Path,
+    namespace: str,
+    spec: dict[str, Any],
+    extra: Sequence[dict[str, Any]] = (),
+) -> tuple[str, float]:
+    """The quickstart's claims, `extra` objects and ModelDeployment (its spec updated with `spec`) in a new
+    `namespace` on the real node; returns the model's name and the seconds from apply to Ready."""
     bed = node.kube.bed
     remove(node, namespace)  # what an interrupted run left
     bed.kubectl("create", "namespace", namespace)
@@ -61,7 +68,7 @@ def deploy_quickstart(node: RealNode, work: pathlib.Path, namespace: str, spec: 
     body = demo.model_deployment(namespace)
     body["spec"] |= spec
     manifest = work / "objects.yaml"
-    manifest.write_text(yaml.safe_dump_all([*objects, body]))
+    manifest.write_text(yaml.safe_dump_all([*objects, *extra, body]))
     node.kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "-f", str(manifest))
     applied = time.monotonic()
     name: str = body["metadata"]["name"]

@@ -10,8 +10,11 @@ the manifests the operator wrote.
 from __future__ import annotations
 
 import dataclasses
+import json
 import pathlib
+import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -79,9 +82,25 @@ def test_the_operator_runs_as_a_pod_of_its_image_under_the_charts_service_accoun
     assert container["status"]["state"] == "CONTAINER_RUNNING"
 
 
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "": 1}
+
+
+def _declared_memory_limit(served: Served, container: dict[str, Any]) -> int:
+    """The memory limit the container's pod declares for it, in bytes."""
+    labels = container["status"]["labels"]
+    namespace, pod = labels["io.kubernetes.pod.namespace"], labels["io.kubernetes.pod.name"]
+    body = json.loads(served.node.kube.kubectl("get", "pod", pod, "-n", namespace, "-o", "json").stdout)
+    declared = body["spec"].get("initContainers", []) + body["spec"]["containers"]
+    (found,) = [c for c in declared if c["name"] == labels["io.kubernetes.container.name"]]
+    quantity = re.fullmatch(r"(\d+)([KMG]i)?", found["resources"]["limits"]["memory"])
+    assert quantity, found["resources"]
+    return int(quantity[1]) * _UNITS[quantity[2] or ""]
+
+
 def test_every_kestrel_container_runs_hardened_as_runc_runs_it(served: Served) -> None:
-    """Non-root, read-only root filesystem, no capabilities, no privilege gain, RuntimeDefault seccomp, a memory
-    limit: read from each container's runtime spec (the build, the loader, Triton, and the operator)."""
+    """Non-root, read-only root filesystem, no capabilities, no privilege gain, RuntimeDefault seccomp, and the
+    memory limit its pod declares: read from each container's runtime spec (the build, the loader, Triton, and the
+    operator)."""
     containers = support.containers(served.node, NAMESPACE) + support.containers(served.node, install.NAMESPACE)
     seen = {support.image_name(c) for c in containers}
     assert {"kestrel-builder", "kestrel-loader", "kestrel-triton-cpu", OPERATOR} <= seen
@@ -94,7 +113,7 @@ def test_every_kestrel_container_runs_hardened_as_runc_runs_it(served: Served) -
         assert all(not capabilities.get(kind) for kind in ("bounding", "effective", "permitted")), where
         assert spec["process"].get("noNewPrivileges") is True, where
         assert spec["linux"].get("seccomp", {}).get("defaultAction") == "SCMP_ACT_ERRNO", where
-        assert spec["linux"]["resources"]["memory"]["limit"] > 0, where
+        assert spec["linux"]["resources"]["memory"]["limit"] == _declared_memory_limit(served, container), where
 
 
 def test_the_served_repository_lives_on_a_memory_volume(served: Served) -> None:
