@@ -14,6 +14,7 @@ and credentials.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import json
@@ -453,6 +454,11 @@ class Testbed:
             text=True,
             check=check,
         )
+
+    def secret_value(self, namespace: str, name: str, key: str) -> bytes:
+        """One value of a Secret, decoded."""
+        found = json.loads(self.kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)
+        return base64.b64decode(found["data"][key])
 
     def down(self, *, quiet: bool = False) -> None:
         """Stop every process the state file names, newest first, and remove etcd's data."""

@@ -8,7 +8,6 @@ under runc. `pin()` gives a ModelDeployment the same placement, through its own 
 
 from __future__ import annotations
 
-import base64
 import json
 import pathlib
 import subprocess
@@ -20,12 +19,15 @@ import yaml
 
 from kestrel import infer
 from kestrel.manifests import names, transport
-from testbed import cluster, images, realnode
+from testbed import claims, cluster, images, realnode
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "kestrel"
-RELEASE = "kestrel"
-NAMESPACE = "kestrel-system"
+# A release and namespace of their own: the process-kubelet suites apply the chart's ServiceAccount and RBAC into
+# kestrel-system by hand (testbed/operator.py), which Helm would refuse to take over in the same pytest session.
+RELEASE = "kestrel-real"
+NAMESPACE = "kestrel-real"
+SERVICE_ACCOUNT = f"{RELEASE}-operator"
 # The images a CPU model needs: the operator, the CPU builder, the loader and the CPU Triton.
 IMAGES = ("kestrel-operator", "kestrel-builder", "kestrel-loader", "kestrel-triton-cpu")
 
@@ -48,6 +50,7 @@ def values(engine_store: str, **extra: Any) -> dict[str, Any]:
     """The chart values of this cluster: the store, the real node's placement, and `extra`."""
     return {
         "engineStore": engine_store,
+        "serviceAccount": {"name": SERVICE_ACCOUNT},
         "nodeSelector": dict(realnode.NODE_SELECTOR),
         "tolerations": [dict(realnode.TOLERATION)],
         **extra,
@@ -137,44 +140,9 @@ def pin(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def owned_claim(claim: str, path: pathlib.Path, namespace: str) -> list[dict[str, Any]]:
-    """A hostPath PersistentVolume pre-bound to the claim, and the claim; the folder is made writable by the uid
-    Kestrel's images run as (a hostPath volume ignores fsGroup)."""
-    path.mkdir(parents=True, exist_ok=True)
-    for item in (path, *path.rglob("*")):
-        with_mode = 0o777 if item.is_dir() else 0o666
-        item.chmod(with_mode)
-    volume = f"{namespace}-{claim}"
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "10Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(path), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": claim},
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": claim, "namespace": namespace},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": volume,
-                "resources": {"requests": {"storage": "10Gi"}},
-            },
-        },
-    ]
-
-
-def secret_value(bed: cluster.Testbed, namespace: str, name: str, key: str) -> bytes:
-    found = json.loads(bed.kubectl("get", "secret", name, "-n", namespace, "-o", "json").stdout)
-    return base64.b64decode(found["data"][key])
+    """A hostPath claim on `path`, which the uid of Kestrel's images may write."""
+    claims.open_to_pods(path)
+    return claims.objects(claim, path, namespace)
 
 
 def service_endpoint(
@@ -184,8 +152,8 @@ def service_endpoint(
     the operator-issued CA, the certificate's name (the Service's DNS name) and the API key."""
     service = json.loads(bed.kubectl("get", "service", names.service(name), "-n", namespace, "-o", "json").stdout)
     ca = work / f"{namespace}-{name}-ca.crt"
-    ca.write_bytes(secret_value(bed, namespace, names.tls_secret(name), "ca.crt"))
-    api_key = secret_value(bed, namespace, names.api_key_secret(name), transport.API_KEY_FIELD) if with_key else None
+    ca.write_bytes(bed.secret_value(namespace, names.tls_secret(name), "ca.crt"))
+    api_key = bed.secret_value(namespace, names.api_key_secret(name), transport.API_KEY_FIELD) if with_key else None
     return infer.Endpoint(
         address=f"{service['spec']['clusterIP']}:{transport.GRPC_PORT}",
         model=names.triton_model(name),

@@ -30,7 +30,7 @@ from kestrel.api import keys
 from kestrel.api import spec as specs
 from kestrel.manifests import labels, names
 from kestrel.reconcilers import argo_rollout, canary
-from testbed import demo, service_proxy
+from testbed import claims, demo, local_serving, service_proxy
 from testbed import operator as operator_process
 from tests.e2e.test_serving_end_to_end import ClientLoop, Served
 
@@ -103,7 +103,7 @@ def serving_pods(served: Served) -> set[str]:
 
 def serving_engines(served: Served) -> dict[str, str]:
     """The model's ready Triton pods (stable and canary) and the engine each one runs."""
-    found = demo.serving_pods(served.kube.bed, served.namespace, served.name)
+    found = local_serving.serving_pods(served.kube.bed, served.namespace, served.name)
     return {p["metadata"]["name"]: p["metadata"]["annotations"][labels.ENGINE_KEY_ANNOTATION] for p in found}
 
 
@@ -150,8 +150,8 @@ def served(
     namespace = f"e2e-canary-{uuid.uuid4().hex[:8]}"
     models, engines = demo.prepare_claims(work)
     with_crd.kubectl("create", "namespace", namespace)
-    objects = demo.claim_objects(demo.MODEL_CLAIM, models, namespace)
-    objects += demo.claim_objects(demo.STORE_CLAIM, engines, namespace)
+    objects = claims.objects(demo.MODEL_CLAIM, models, namespace)
+    objects += claims.objects(demo.STORE_CLAIM, engines, namespace)
     for body in objects:
         with_crd.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(body))
     env = {

@@ -26,7 +26,7 @@ from kestrel import infer
 from kestrel.api import crd, keys
 from kestrel.api import spec as specs
 from kestrel.manifests import names, transport
-from testbed import demo, routing, service_proxy
+from testbed import claims, demo, local_serving, routing, service_proxy
 from testbed import operator as operator_process
 
 BUILD_AND_ROLLOUT_SECONDS = 600
@@ -40,7 +40,7 @@ class Served:
         self.kube = kube
         self.namespace = namespace
         self.work = work
-        self.body = demo.model_deployment(namespace)
+        self.body = local_serving.model_deployment(namespace)
         self.name: str = self.body["metadata"]["name"]
         dataset = work / "claims" / demo.MODEL_CLAIM / "shapes"
         self.images = sorted((dataset / "images" / "val").glob("*.png"))
@@ -93,12 +93,12 @@ class Served:
         )
 
     def endpoint(self, *, with_key: bool = True) -> infer.Endpoint:
-        return demo.local_endpoint(self.kube.bed, self.namespace, self.name, self.work, with_key=with_key)
+        return local_serving.local_endpoint(self.kube.bed, self.namespace, self.name, self.work, with_key=with_key)
 
     def router(self) -> routing.ServiceRouter:
         ca = self.work / "router-ca.crt"
-        ca.write_bytes(demo.secret_value(self.kube.bed, self.namespace, names.tls_secret(self.name), "ca.crt"))
-        key = demo.secret_value(self.kube.bed, self.namespace, names.api_key_secret(self.name), transport.API_KEY_FIELD)
+        ca.write_bytes(self.kube.bed.secret_value(self.namespace, names.tls_secret(self.name), "ca.crt"))
+        key = self.kube.bed.secret_value(self.namespace, names.api_key_secret(self.name), transport.API_KEY_FIELD)
         return routing.ServiceRouter(self.kube.api, self.namespace, self.name, ca, key.decode())
 
 
@@ -110,8 +110,8 @@ def served(
     namespace = f"e2e-{uuid.uuid4().hex[:8]}"
     models, engines = demo.prepare_claims(work)
     with_crd.kubectl("create", "namespace", namespace)
-    objects = demo.claim_objects(demo.MODEL_CLAIM, models, namespace)
-    objects += demo.claim_objects(demo.STORE_CLAIM, engines, namespace)
+    objects = claims.objects(demo.MODEL_CLAIM, models, namespace)
+    objects += claims.objects(demo.STORE_CLAIM, engines, namespace)
     for body in objects:
         with_crd.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(body))
     env = {
@@ -238,7 +238,7 @@ class ClientLoop(threading.Thread):
 
 
 def test_a_new_revision_rolls_out_under_load_without_a_failed_request(served: Served) -> None:
-    before = {p["metadata"]["name"] for p in demo.serving_pods(served.kube.bed, served.namespace, served.name)}
+    before = {p["metadata"]["name"] for p in local_serving.serving_pods(served.kube.bed, served.namespace, served.name)}
     loop = ClientLoop(served)
     loop.start()
     try:

@@ -48,7 +48,7 @@ class Protected:
         folder = self.work / "client"
         folder.mkdir(exist_ok=True)
         for key in ("tls.crt", "tls.key"):
-            (folder / key).write_bytes(install.secret_value(self.node.kube.bed, NAMESPACE, secret, key))
+            (folder / key).write_bytes(self.node.kube.bed.secret_value(NAMESPACE, secret, key))
         return dataclasses.replace(endpoint, cert_file=folder / "tls.crt", key_file=folder / "tls.key")
 
 

@@ -77,7 +77,7 @@ def test_the_operator_runs_as_a_pod_of_its_image_under_the_charts_service_accoun
     pod = install.operator_pod(served.node.kube.bed)
     assert pod is not None
     assert pod["spec"]["nodeName"] == realnode.NODE_NAME
-    assert pod["spec"]["serviceAccountName"] == "kestrel-operator"
+    assert pod["spec"]["serviceAccountName"] == install.SERVICE_ACCOUNT
     (container,) = [c for c in support.containers(served.node, install.NAMESPACE) if support.image_name(c) == OPERATOR]
     assert container["status"]["state"] == "CONTAINER_RUNNING"
 
