@@ -145,22 +145,30 @@ def owned_claim(claim: str, path: pathlib.Path, namespace: str) -> list[dict[str
     return claims.objects(claim, path, namespace)
 
 
-def service_endpoint(
-    bed: cluster.Testbed, namespace: str, name: str, work: pathlib.Path, *, with_key: bool = True
+def endpoint(
+    bed: cluster.Testbed, namespace: str, name: str, address: str, work: pathlib.Path, *, with_key: bool = True
 ) -> infer.Endpoint:
-    """How a client on this machine reaches the model: its Service's ClusterIP (kube-proxy routes it to the pod),
-    the operator-issued CA, the certificate's name (the Service's DNS name) and the API key."""
-    service = json.loads(bed.kubectl("get", "service", names.service(name), "-n", namespace, "-o", "json").stdout)
+    """How a client reaches the model at `address`: the operator-issued CA, the certificate's name (the Service's
+    DNS name) and the API key, as a client in the model's namespace would hold them."""
     ca = work / f"{namespace}-{name}-ca.crt"
     ca.write_bytes(bed.secret_value(namespace, names.tls_secret(name), "ca.crt"))
     api_key = bed.secret_value(namespace, names.api_key_secret(name), transport.API_KEY_FIELD) if with_key else None
     return infer.Endpoint(
-        address=f"{service['spec']['clusterIP']}:{transport.GRPC_PORT}",
+        address=address,
         model=names.triton_model(name),
         ca_file=ca,
         server_name=f"{names.service(name)}.{namespace}.svc",
         api_key=api_key.decode() if api_key else None,
     )
+
+
+def service_endpoint(
+    bed: cluster.Testbed, namespace: str, name: str, work: pathlib.Path, *, with_key: bool = True
+) -> infer.Endpoint:
+    """The model through its Service's ClusterIP, which kube-proxy routes to a pod from this machine too."""
+    service = json.loads(bed.kubectl("get", "service", names.service(name), "-n", namespace, "-o", "json").stdout)
+    address = f"{service['spec']['clusterIP']}:{transport.GRPC_PORT}"
+    return endpoint(bed, namespace, name, address, work, with_key=with_key)
 
 
 def wait_for(what: str, check: Any, timeout: float, interval: float = 2.0) -> Any:

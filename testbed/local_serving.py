@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 
 from kestrel import infer
-from kestrel.manifests import names, transport
-from testbed import cluster, kubelet_pods
+from kestrel.manifests import transport
+from testbed import cluster, install, kubelet_pods
 from testbed.kubelet import LOCAL_LABEL
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,20 +45,10 @@ def serving_pods(bed: cluster.Testbed, namespace: str, name: str) -> list[dict[s
 def pod_endpoint(
     bed: cluster.Testbed, pod: dict[str, Any], name: str, work: pathlib.Path, *, with_key: bool = True
 ) -> infer.Endpoint:
-    """How a client in the model's namespace would reach this pod: its gRPC port here, the operator-issued CA,
-    the certificate's name (the Service's DNS name), and the API key."""
-    namespace = pod["metadata"]["namespace"]
+    """How a client in the model's namespace would reach this pod: its gRPC port as published here."""
     ports = json.loads(pod["metadata"]["annotations"][kubelet_pods.PORTS_ANNOTATION])
-    ca = work / f"{namespace}-{name}-ca.crt"
-    ca.write_bytes(bed.secret_value(namespace, names.tls_secret(name), "ca.crt"))
-    api_key = bed.secret_value(namespace, names.api_key_secret(name), transport.API_KEY_FIELD) if with_key else None
-    return infer.Endpoint(
-        address=f"127.0.0.1:{ports[str(transport.GRPC_PORT)]}",
-        model=names.triton_model(name),
-        ca_file=ca,
-        server_name=f"{names.service(name)}.{namespace}.svc",
-        api_key=api_key.decode() if api_key else None,
-    )
+    address = f"127.0.0.1:{ports[str(transport.GRPC_PORT)]}"
+    return install.endpoint(bed, pod["metadata"]["namespace"], name, address, work, with_key=with_key)
 
 
 def local_endpoint(
