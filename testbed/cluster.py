@@ -32,8 +32,6 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import yaml
-
 from testbed import build, components, nodes, pki, realnode
 from testbed import minio as minio_server
 
@@ -154,21 +152,7 @@ class Testbed:
         self._save()
 
     def _kubeconfig(self, path: pathlib.Path, server: str, user: str, cert: pathlib.Path, key: pathlib.Path) -> None:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "testbed",
-                    "cluster": {"server": server, "certificate-authority": str(self.pki_dir / "serving-ca.crt")},
-                }
-            ],
-            "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-            "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": user}}],
-            "current-context": "testbed",
-        }
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        path.chmod(0o600)
+        pki.write_kubeconfig(path, server, self.pki_dir / "serving-ca.crt", user, cert, key)
 
     def up(
         self,
@@ -396,8 +380,7 @@ class Testbed:
         status, body = self._get(str(self._facts["server"]), f"/api/v1/nodes/{name}")
         if status != 200:
             return False
-        conditions = json.loads(body).get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return _is_ready(json.loads(body))
 
     # --- MinIO (the engine store's s3:// path), optional ---------------------------------------------------
 
@@ -435,10 +418,7 @@ class Testbed:
         if status != 200:
             return False
         items = json.loads(body)["items"]
-        return bool(items) and all(
-            any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", []))
-            for n in items
-        )
+        return bool(items) and all(_is_ready(n) for n in items)
 
     def _link_tools(self) -> None:
         for tool, component in (("kubectl", components.KUBE), ("helm", components.HELM_CLI)):
@@ -464,7 +444,7 @@ class Testbed:
         """Stop every process the state file names, newest first, and remove etcd's data."""
         state = self.state() or {"processes": self._processes}
         processes = list(state.get("processes", []))
-        node = self.real_node() if "real_node" in state else None
+        node = self.real_node()
         if node is not None:
             # The kubelet first (it would restart what is removed), then every pod through the CRI while
             # containerd still runs, then containerd; the control plane after.
@@ -485,6 +465,10 @@ class Testbed:
         self._facts = {}
         if not quiet:
             print("Test bed stopped", flush=True)
+
+
+def _is_ready(node: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
 
 
 def _stop(pid: int) -> None:

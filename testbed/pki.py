@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import pathlib
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -94,6 +95,23 @@ class Authority:
         _write_cert(cert_path, cert)
         _write_key(key_path, key)
         return cert_path, key_path
+
+
+def write_kubeconfig(
+    path: pathlib.Path, server: str, ca: pathlib.Path, user: str, cert: pathlib.Path, key: pathlib.Path
+) -> pathlib.Path:
+    """A kubeconfig for `user` authenticating with a client certificate, readable by its owner only."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "testbed", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+        "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": user}}],
+        "current-context": "testbed",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
 
 
 def service_account_keys(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:

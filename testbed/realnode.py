@@ -14,8 +14,9 @@ What it is, on this machine (facts measured in ../shared/notes/real-node.md):
   `cluster.local` from the API, crictl for inspecting and removing pods.
 
 The node carries the label and taint `kestrel.dev/real-node=true` (NoSchedule): only pods that tolerate it run here,
-so the kwok and process-kubelet suites never land a pod on it. `stop()` removes every pod through the CRI, stops what
-it started, unmounts what the kubelet mounted, removes iptables rules (`kube-proxy --cleanup`) and both bridges.
+so the kwok and process-kubelet suites never land a pod on it. On the test bed's `down`, `remove_pods()` removes every
+pod through the CRI and, once the processes are stopped, `cleanup()` unmounts what the kubelet mounted, removes the
+iptables rules and both bridges.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from testbed import build, components, host
+from testbed import build, components, host, pki
 
 NODE_NAME = "real-0"
 NODE_LABEL = "kestrel.dev/real-node"
@@ -46,7 +47,6 @@ POD_SUBNET = "10.251.0.0/24"
 CLUSTER_DOMAIN = "cluster.local"
 SANDBOX_IMAGE = f"registry.k8s.io/pause:{components.PAUSE}"
 CNI_NETWORK = "kestrel-testbed"
-START_TIMEOUT = 120.0
 
 # What a pod needs to run here: the toleration of the node's taint and a selector for it.
 TOLERATION = {"key": NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
@@ -208,10 +208,6 @@ class RealNode:
     def _import(self, archive: pathlib.Path) -> None:
         _run(*self._ctr("images", "import", "--no-unpack", str(archive)))
 
-    def import_images(self, archives: Sequence[pathlib.Path]) -> None:
-        for archive in archives:
-            self._import(archive)
-
     def crictl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         binary = str(components.CRICTL.binary("crictl"))
         return _run(
@@ -219,34 +215,15 @@ class RealNode:
         )
 
     def _kubeconfig(self, name: str) -> pathlib.Path:
-        path = self.home / f"{name}.kubeconfig"
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "testbed",
-                    "cluster": {
-                        "server": f"https://127.0.0.1:{self.server_port}",
-                        "certificate-authority": str(self.pki_dir / "serving-ca.crt"),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": name,
-                    "user": {
-                        "client-certificate": str(self.pki_dir / f"{name}.crt"),
-                        "client-key": str(self.pki_dir / f"{name}.key"),
-                    },
-                }
-            ],
-            "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": name}}],
-            "current-context": "testbed",
-        }
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        path.chmod(0o600)
-        return path
+        """A kubeconfig for the identity `name` that the control plane issued (testbed.cluster)."""
+        return pki.write_kubeconfig(
+            self.home / f"{name}.kubeconfig",
+            f"https://127.0.0.1:{self.server_port}",
+            self.pki_dir / "serving-ca.crt",
+            name,
+            self.pki_dir / f"{name}.crt",
+            self.pki_dir / f"{name}.key",
+        )
 
     def _apply(self, kubectl: Kubectl, name: str, objects: list[dict[str, Any]]) -> None:
         manifest = self.home / f"{name}.yaml"
@@ -296,7 +273,7 @@ class RealNode:
             "containerRuntimeEndpoint": self.endpoint,
             "clusterDNS": [NODE_IP],
             "clusterDomain": CLUSTER_DOMAIN,
-            "registerWithTaints": [{"key": NODE_LABEL, "value": "true", "effect": "NoSchedule"}],
+            "registerWithTaints": [{key: TOLERATION[key] for key in ("key", "value", "effect")}],
             # The images are imported, never pulled: garbage-collecting one would break the next pod that needs it.
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed import images
+from testbed import install
 from tests.cluster_fixtures import Cluster
 from tests.realnode.support import RealNode
 
@@ -19,6 +19,5 @@ def real_node(kube: Cluster) -> RealNode:
     kube.bed.up(real_node=True)
     node = kube.bed.real_node()
     assert node is not None
-    built = images.ensure()
-    images.import_into(str(node.socket), built)
-    return RealNode(kube=kube, node=node, images={image.name: image for image in built})
+    install.load_images(kube.bed)
+    return RealNode(kube=kube, node=node)

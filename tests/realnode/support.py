@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from testbed import demo, images, install, realnode
+from testbed import demo, install, realnode
 from tests.cluster_fixtures import Cluster
 
 READY_TIMEOUT = 1200.0
@@ -20,11 +20,10 @@ READY_TIMEOUT = 1200.0
 
 @dataclasses.dataclass(frozen=True)
 class RealNode:
-    """The session's test bed with its real node, and Kestrel's images imported there."""
+    """The session's test bed with its real node, Kestrel's images imported there."""
 
     kube: Cluster
     node: realnode.RealNode
-    images: dict[str, images.Image]
 
 
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any]:
