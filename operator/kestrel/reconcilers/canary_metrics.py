@@ -5,19 +5,19 @@ namespace to the metrics port) and the readings are combined: counters added, th
 at a time, rather than through a Service, because counters are per process: a Service would hand each read to
 any pod, and the difference of two pods' counters means nothing. An operator outside the pod network reaches the
 pods through the address map (serving/addresses.py, `settings.address_map`). No ready pod, an unreachable pod or a
-page without the model's counters is an error, never an empty (and so passing) window.
+page without the model's counters is an error, never an empty (and so passing) window. Pages are read through
+serving/pod_http.py: a pod is tenant code, so no redirect is followed, the size and time are capped, and no error
+quotes what the pod sent.
 """
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from typing import Any
 
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, transport
 from kestrel.reconcilers import canary, canary_analysis, context
-from kestrel.serving import addresses, metrics
+from kestrel.serving import addresses, metrics, pod_http
 
 TIMEOUT_SECONDS = 5.0
 
@@ -37,10 +37,9 @@ def fetch(address: str, model: str, mapping: dict[str, str]) -> metrics.Reading:
     """GET one pod's /metrics page (through the address map) and read `model` from it; MetricsError otherwise."""
     url = f"http://{addresses.route(address, mapping).address}/metrics"
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
-            text = response.read().decode("utf-8", "replace")
+        text = pod_http.get(url, timeout=TIMEOUT_SECONDS).decode("utf-8", "replace")
         return metrics.model_reading(metrics.parse(text), model)
-    except (OSError, urllib.error.URLError, metrics.MetricsError) as error:
+    except (OSError, metrics.MetricsError) as error:  # pod_http.PodHTTPError is an OSError
         raise canary.MetricsError(f"{address} ({url}): {error}") from error
 
 

@@ -3,8 +3,9 @@
 Runs after the serving reconciler. Once a revision's rollout is complete (Available=True, Progressing not True),
 one inference through the model's Service (serving/smoke.py) must pass before Available stays True; it runs once
 per revision, and a failure sets Available=False (SmokeTestFailed) with a Warning Event and is retried on the next
-pass. Every pass also reads Triton's /metrics from each ready pod and writes the sums to status.serving.metrics,
-only when the numbers changed: an idle model costs no status write, a busy one one write per resync interval.
+pass. Every pass also reads Triton's /metrics from each ready pod (serving/pod_http.py: no redirects, capped size
+and time) and writes the sums to status.serving.metrics, only when the numbers changed: an idle model costs no
+status write, a busy one one write per resync interval.
 With `serving_checks` off (KESTREL_SERVING_CHECKS=false, for simulated nodes) neither runs and status says so.
 """
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import datetime
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from kestrel.manifests import labels, names, secrets, service, transport
 from kestrel.reconcilers import context
 from kestrel.security import certificates
 from kestrel.security import errors as security_errors
-from kestrel.serving import addresses, metrics, smoke
+from kestrel.serving import addresses, metrics, pod_http, smoke
 
 log = logging.getLogger("kestrel")
 
@@ -41,8 +40,7 @@ Fetch = Callable[[str], str]
 
 
 def fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_SECONDS) as response:  # noqa: S310 - http:// built here
-        return str(response.read().decode("utf-8", "replace"))
+    return pod_http.get(url, timeout=SCRAPE_TIMEOUT_SECONDS).decode("utf-8", "replace")
 
 
 def reconcile(
@@ -205,7 +203,7 @@ def _metrics(
             url = f"http://{addresses.route(address, mapping).address}/metrics"
             try:
                 readings.append(metrics.model_reading(metrics.parse(get(url)), model))
-            except (OSError, urllib.error.URLError, metrics.MetricsError) as error:
+            except (OSError, metrics.MetricsError) as error:
                 raise metrics.MetricsError(f"pod {pod['metadata']['name']} ({url}): {error}") from None
     except (addresses.AddressMapError, metrics.MetricsError) as error:
         log.warning("%s: reading Triton's metrics failed: %s", ctx.ref, error)

@@ -6,7 +6,7 @@ requests that failed (by reason), and the time successful requests spent queued 
 also exports summaries whose quantiles cover a sliding window of recent requests. Counters are summed over
 versions and failure reasons; a quantile is the worst over versions, since quantiles cannot be added.
 
-    text = urlopen(".../metrics").read().decode()
+    text = pod_http.get(".../metrics", timeout=2.0).decode()
     reading = metrics.model_reading(metrics.parse(text), "cams")    # MetricsError if "cams" is not there
     reading.requests, reading.failures, reading.queue_p50_ms(), reading.queue_mean_ms()
 
@@ -80,8 +80,8 @@ def parse(text: str) -> dict[str, Reading]:
     seen: set[str] = set()
     try:
         families = list(parser.text_string_to_metric_families(text))
-    except ValueError as error:
-        raise MetricsError(f"not Prometheus text: {error}") from None
+    except ValueError:  # the parser's message quotes the page, which a pod wrote: never into status or logs
+        raise MetricsError(f"not Prometheus text ({len(text)} characters; not quoted)") from None
     for family in families:
         name = _family(family.name)
         for sample in family.samples:

@@ -20,6 +20,10 @@ INPUT, OUTPUT = "IMAGE", "DETECTIONS"
 # Triton reads restricted-protocol headers on gRPC with this prefix (transport.API_KEY_HEADER follows it).
 GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
 IMAGE_SIDE = 64
+# The server is tenant code. An answer to one small image is a few KiB (tritonclient's own default is 2 GiB: an
+# operator-sized OOM); a failure's text goes into status and Events, so only its start is kept.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+MAX_ERROR_CHARS = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +55,8 @@ def _redact(text: str, target: Target) -> str:
     for secret in target.headers.values():
         if secret:
             text = text.replace(secret, "<redacted>")
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS]}... ({len(text)} characters, cut)"
     return text
 
 
@@ -71,9 +77,10 @@ def _client(target: Target) -> Any:
     import grpc  # type: ignore[import-untyped]  # noqa: PLC0415 - loads only when a check runs
     import tritonclient.grpc as grpcclient  # noqa: PLC0415
 
-    options: dict[str, Any] = {}
+    channel: list[tuple[str, Any]] = [("grpc.max_receive_message_length", MAX_ANSWER_BYTES)]
     if target.server_name:
-        options["channel_args"] = [("grpc.ssl_target_name_override", target.server_name)]
+        channel.append(("grpc.ssl_target_name_override", target.server_name))
+    options: dict[str, Any] = {"channel_args": channel}
     if target.ca_pem is not None:
         options["creds"] = grpc.ssl_channel_credentials(
             root_certificates=target.ca_pem,
