@@ -53,6 +53,7 @@ def _all(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, An
 
 
 GPU = {"product": "NVIDIA-A10G"}
+KMS = {"provider": "aws-kms", "keyId": "alias/kestrel"}
 
 CASES = [
     Case("int8-without-calibration", "spec.engine.calibration", _set("engine.precision", "int8")),
@@ -147,13 +148,21 @@ CASES = [
         _set("security.tls", {"duration": "24h", "rotateBefore": "48h"}),
     ),
     Case("encryption-without-key", "spec.security.encryption", _set("security.encryption", {"enabled": True})),
+    # No KMS client exists yet: spec.security.encryption.kms is refused in every form, never pruned or ignored.
     Case(
-        "encryption-with-two-keys",
-        "spec.security.encryption",
-        _set(
-            "security.encryption",
-            {"enabled": True, "keySecret": "kek", "kms": {"provider": "aws-kms", "keyId": "alias/kestrel"}},
-        ),
+        "kms-beside-a-key-secret",
+        "spec.security.encryption.kms",
+        _set("security.encryption", {"enabled": True, "keySecret": "kek", "kms": KMS}),
+    ),
+    Case(
+        "kms-instead-of-a-key-secret",
+        "spec.security.encryption.kms",
+        _set("security.encryption", {"enabled": True, "kms": KMS}),
+    ),
+    Case(
+        "kms-while-encryption-is-off",
+        "spec.security.encryption.kms",
+        _set("security.encryption", {"enabled": False, "kms": KMS}),
     ),
     Case(
         "service-account-without-namespace",

@@ -113,7 +113,6 @@ def _load(args: argparse.Namespace) -> int:
         args.target,
         kek_files=args.kek_files or [],
         kek_dir=args.kek_dir,
-        kms_provider=args.kms_provider,
         verify_key_file=args.verify_key_file,
         require_encryption=args.require_encryption,
         expected_artifact_id=args.artifact_id,
@@ -144,8 +143,6 @@ def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         type=pathlib.Path,
         help="a mounted KEK Secret: its key 'kek' is the current KEK, other keys older ones (during a rotation)",
     )
-    parser.add_argument("--kms-provider", help="external KMS holding the KEK (not available in this loader)")
-    parser.add_argument("--kms-key-id", help="the KMS key's id")
     parser.add_argument(
         "--require-encryption",
         action="store_true",

@@ -166,7 +166,6 @@ def load_command(
     *,
     kek_files: list[pathlib.Path],
     kek_dir: pathlib.Path | None = None,
-    kms_provider: str | None = None,
     verify_key_file: pathlib.Path,
     require_encryption: bool = False,
     expected_artifact_id: str | None,
@@ -175,7 +174,7 @@ def load_command(
     scratch_root: pathlib.Path | None,
 ) -> int:
     try:
-        ring = _key_ring(kek_files, kek_dir, kms_provider)
+        ring = _key_ring(kek_files, kek_dir)
         loaded = load(
             source_uri,
             target_dir,
@@ -200,16 +199,8 @@ def load_command(
     return EXIT_OK
 
 
-def _key_ring(
-    kek_files: list[pathlib.Path], kek_dir: pathlib.Path | None, kms_provider: str | None
-) -> kms.KeyRing | None:
+def _key_ring(kek_files: list[pathlib.Path], kek_dir: pathlib.Path | None) -> kms.KeyRing | None:
     """The KEKs given as files (newest first) and as a mounted Secret folder; None when there are none."""
-    if kms_provider is not None:
-        # Said plainly rather than loading nothing: the spec names a KMS this loader has no client for.
-        raise storage_errors.StoreConfigError(
-            f"KMS provider {kms_provider!r} is not available in this kestrel load: use "
-            "spec.security.encryption.keySecret"
-        )
     keks: list[kms.KeyEncryptionKey] = [keyfiles.read_kek(path) for path in kek_files]
     if kek_dir is not None:
         keks += keyfiles.read_kek_dir(kek_dir)

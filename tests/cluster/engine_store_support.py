@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from kubernetes import client
 
-from kestrel.api import result
+from kestrel.api import crd, result
 from kestrel.engine import publish
 from kestrel.manifests import names
 from kestrel.security import manifest
@@ -58,16 +58,25 @@ class StoreBed:
 
 
 def signing_pair(kube: Cluster, namespace: str, name: str) -> ed25519.Ed25519PrivateKey:
-    """The model's signing Secret, made before the model: the operator keeps a pair that exists."""
+    """The model's signing Secret as the operator's first pass makes it, made by the test so that it can sign engines
+    with it: create the ModelDeployment `name` first (the operator not yet running), since the operator keeps a pair
+    that exists only when the model owns it. Without such a model, nobody's."""
     key = manifest.generate_signing_key()
     data = {
         "signing.key": manifest.private_key_to_pem(key),
         "signing.pub": manifest.public_key_to_pem(key.public_key()),
     }
+    owners = [
+        client.V1OwnerReference(
+            api_version=crd.API_VERSION, kind=crd.KIND, name=name, uid=model["metadata"]["uid"], controller=True
+        )
+        for model in kube.custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)["items"]
+        if model["metadata"]["name"] == name
+    ]
     kube.core.create_namespaced_secret(
         namespace,
         client.V1Secret(
-            metadata=client.V1ObjectMeta(name=names.signing_secret(name)),
+            metadata=client.V1ObjectMeta(name=names.signing_secret(name), owner_references=owners or None),
             data={k: base64.b64encode(v).decode() for k, v in data.items()},
         ),
     )

@@ -21,11 +21,11 @@ def test_a_stored_engine_is_reused_without_a_build(kube, store_bed) -> None:
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     key = keys.engine_key(spec.parse(raw))
+    kube.create_mdep(namespace, "cams", raw)
     uri = store_bed.publish("cams", key, signing_pair(kube, namespace, "cams"))
     credentials_secret(kube, store_bed.secret, store_bed.connection)
     store_bed.operator.start()
 
-    kube.create_mdep(namespace, "cams", raw)
     done = wait_for(
         "Built=True from the cache",
         lambda: (
@@ -52,12 +52,12 @@ def test_an_engine_signed_by_another_key_is_built_again(kube, store_bed) -> None
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     key = keys.engine_key(spec.parse(raw))
+    kube.create_mdep(namespace, "cams", raw)
     signing_pair(kube, namespace, "cams")
     store_bed.publish("cams", key, manifest.generate_signing_key())
     credentials_secret(kube, store_bed.secret, store_bed.connection)
     store_bed.operator.start()
 
-    kube.create_mdep(namespace, "cams", raw)
     job = wait_for("the build Job", lambda: next(iter(jobs(kube, namespace)), None))
     assert job.metadata.name == names.build_job("cams", key)
     (rejected,) = wait_for("the Warning Event", lambda: events(kube, namespace, cache.REJECTED))

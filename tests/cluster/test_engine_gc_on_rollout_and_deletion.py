@@ -30,6 +30,7 @@ def test_rollout_keeps_the_revisions_and_deletion_removes_the_rest(kube, store_b
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     key = keys.engine_key(spec.parse(raw))
+    kube.create_mdep(namespace, "cams", raw)
     signer = signing_pair(kube, namespace, "cams")
     store_bed.publish("cams", OLD, signer)  # an engine no revision references any more
     store_bed.publish("cams", key, signer)
@@ -38,7 +39,6 @@ def test_rollout_keeps_the_revisions_and_deletion_removes_the_rest(kube, store_b
     credentials_secret(kube, store_bed.secret, store_bed.connection)
     store_bed.operator.start()
 
-    kube.create_mdep(namespace, "cams", raw)
     wait_for("the unreferenced engine to be collected", lambda: store_bed.keys("cams") == {key}, timeout=60)
     wait_for("the Event", lambda: events(kube, namespace, garbage.COLLECTED))
     assert get_mdep(kube, namespace, "cams")["status"]["revision"]["current"] == key

@@ -57,7 +57,7 @@ def test_create_keeps_the_first_writer_where_an_apply_by_the_same_manager_replac
     """Why the operator CA is created, not applied: unforced applies under one field manager never conflict."""
     kestrel_kube.apply(_config_map(namespace, mode="first"), force=False)
     assert kestrel_kube.apply(_config_map(namespace, mode="second"), force=False)["data"] == {"mode": "second"}
-    assert kestrel_kube.delete("v1", "ConfigMap", namespace, "settings") is True
+    assert kestrel_kube.delete("v1", "ConfigMap", namespace, "settings", owner=None) is True
 
     assert kestrel_kube.create(_config_map(namespace, mode="first"))["data"] == {"mode": "first"}
     with pytest.raises(errors.ConflictError, match="already exists"):
@@ -71,8 +71,8 @@ def test_get_list_delete(kestrel_kube, namespace) -> None:
     assert kestrel_kube.get("v1", "ConfigMap", namespace, "settings")["data"] == {"mode": "fast"}
     names = [o["metadata"]["name"] for o in kestrel_kube.list("v1", "ConfigMap", namespace)]
     assert "settings" in names
-    assert kestrel_kube.delete("v1", "ConfigMap", namespace, "settings") is True
-    assert kestrel_kube.delete("v1", "ConfigMap", namespace, "settings") is False
+    assert kestrel_kube.delete("v1", "ConfigMap", namespace, "settings", owner=None) is True
+    assert kestrel_kube.delete("v1", "ConfigMap", namespace, "settings", owner=None) is False
 
 
 def test_status_patch_leaves_spec_and_generation_alone(with_crd, kestrel_kube, namespace) -> None:

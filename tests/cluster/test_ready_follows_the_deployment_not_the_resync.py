@@ -25,12 +25,12 @@ def test_ready_and_drift_follow_the_deployment_at_once(kube, store_bed, manual_n
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     key = keys.engine_key(spec.parse(raw))
+    kube.create_mdep(namespace, "cams", raw)
     store_bed.publish("cams", key, signing_pair(kube, namespace, "cams"))
     credentials_secret(kube, store_bed.secret, store_bed.connection)
     store_bed.operator.env.update({"KESTREL_RESYNC_SECONDS": "600", "KESTREL_SERVING_CHECKS": "false"})
     store_bed.operator.start()
 
-    kube.create_mdep(namespace, "cams", raw)
     wait_for(
         "the Triton pod on the test's node",
         lambda: any(

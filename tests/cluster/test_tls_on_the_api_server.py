@@ -96,12 +96,12 @@ def _certificate(kube: Any, namespace: str, name: str) -> dict[str, Any]:
 
 
 def _write_tls_secret(kube: Any, namespace: str, name: str, pair: certificates.Issued, ca: certificates.Issued) -> None:
-    """The Secret cert-manager writes for a Certificate once its issuer signed it."""
+    """The Secret cert-manager writes for a Certificate once its issuer signed it, marked with its name."""
     data = {"tls.crt": pair.certificate_pem(), "tls.key": pair.private_key_pem(), "ca.crt": ca.certificate_pem()}
     kube.core.create_namespaced_secret(
         namespace,
         {
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": {tls.CERT_MANAGER_ANNOTATION: name}},
             "type": "kubernetes.io/tls",
             "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
         },

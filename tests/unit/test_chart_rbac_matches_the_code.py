@@ -22,12 +22,13 @@ ROOT = pathlib.Path(__file__).parents[2]
 PACKAGE = ROOT / "operator" / "kestrel"
 RULES = ROOT / "charts" / "kestrel" / "files" / "operator-rules.yaml"
 CALLERS = ("reconcilers", "handlers")
-# Server-side apply creates what is absent and patches what exists.
+# Server-side apply creates what is absent and patches what exists. The client reads a child before it first writes
+# or deletes it, to leave alone an object of that name the model does not own (kube/ownership.py).
 VERBS_OF_CALL = {
     "get": {"get"},
     "list": {"list"},
-    "delete": {"delete"},
-    "apply": {"create", "patch"},
+    "delete": {"get", "delete"},
+    "apply": {"get", "create", "patch"},
     "create": {"create"},
 }
 # Calls whose object is built by a manifests module, not named by literal arguments.

@@ -95,6 +95,22 @@ def test_network_policy_admits_only_the_scrapers_to_the_metrics_port() -> None:
     assert policy["spec"]["policyTypes"] == ["Ingress"]
 
 
+@pytest.mark.parametrize(
+    "values", ["networkPolicy: {metricsNamespaces: []}", "networkPolicy: {metricsNamespaces: null}"]
+)
+def test_network_policy_without_scrapers_admits_nobody(tmp_path: pathlib.Path, values: str) -> None:
+    # An ingress rule whose `from` is empty or null admits every source: no scrapers must mean no rule at all.
+    (tmp_path / "values.yaml").write_text(values + "\n")
+    done = helm_support.helm(
+        "template", "kestrel", str(CHART), "--namespace=kestrel-system", f"--values={tmp_path / 'values.yaml'}"
+    )
+    assert done.returncode == 0, done.stderr
+    policy = find([doc for doc in yaml.safe_load_all(done.stdout) if doc], "NetworkPolicy")
+    kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert policy["spec"]["ingress"] == []
+
+
 def test_cluster_wide_mode_uses_one_cluster_role() -> None:
     objects = render()
     assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding")]

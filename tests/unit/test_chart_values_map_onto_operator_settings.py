@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from kestrel.api import spec as specs
 from kestrel.handlers import config
-from kestrel.manifests import context
+from kestrel.manifests import access, context
 from tests.unit.helm_support import find, render
 
 # Read by handlers/config.py outside Settings.
@@ -74,6 +75,22 @@ def test_values_reach_the_settings() -> None:
     assert parsed.watch_namespaces == ("vision", "retail")
     (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "registry.example.com/ml/kestrel-operator:1.2.3"
+
+
+def test_a_models_network_policy_admits_the_operator_pod_the_chart_runs() -> None:
+    # Any release name: the models' policies admit the operator by the labels its own release gives its pod.
+    objects = render(namespace="ml-ops", release="vision-ops")
+    settings = config.from_environment(_env(objects)).settings
+    spec = specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}})
+    owner = context.Owner(name="cams", namespace="vision", uid="u-1")
+    pod_labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for rule in access.network_policy(spec, owner, settings)["spec"]["ingress"]:
+        (operator,) = [peer for peer in rule["from"] if "podSelector" in peer]
+        assert operator["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ml-ops"}
+        assert operator["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    # And no other release's operator: the selector names this release.
+    other = find(render(namespace="ml-ops", release="other"), "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert not operator["podSelector"]["matchLabels"].items() <= other.items()
 
 
 def test_serving_checks_can_be_turned_off_and_nothing_else_is_read_as_false() -> None:

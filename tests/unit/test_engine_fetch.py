@@ -188,3 +188,16 @@ def test_s3_credentials_prefer_the_mounted_secret(tmp_path: Path) -> None:
 def test_s3_without_credentials_names_the_secret_field(tmp_path: Path) -> None:
     with pytest.raises(errors.FetchError, match="credentialsSecret"):
         s3.Credentials.load(tmp_path, {})
+
+
+def test_s3_credentials_never_print_their_secrets(tmp_path: Path) -> None:
+    (tmp_path / "AWS_SECRET_ACCESS_KEY").write_text("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    (tmp_path / "AWS_SESSION_TOKEN").write_text("FwoGZXIvYXdzEXAMPLESESSIONTOKEN")
+    credentials = s3.Credentials.load(tmp_path, {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE"})
+    assert credentials.session_token == "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
+    # repr is what str, f-strings, logging of the object and pytest's tracebacks show.
+    for shown in (repr(credentials), str(credentials), f"{credentials}", repr([credentials])):
+        assert "wJalrXUtnFEMI" not in shown
+        assert "FwoGZXIvYXdz" not in shown
+        assert "AKIAIOSFODNN7EXAMPLE" not in shown
+    assert "us-east-1" in repr(credentials)  # what is not secret still helps a reader

@@ -135,16 +135,11 @@ def test_an_engine_of_another_spec_is_not_published_under_the_jobs_key(
     [
         ({"KESTREL_ENGINE_URI": ENGINE_URI}, "KESTREL_ENGINE_KEY, KESTREL_SIGNING_KEY is not"),
         (
-            {"KESTREL_ENGINE_URI": ENGINE_URI, "KESTREL_ENGINE_KEY": REF.key, "KESTREL_SIGNING_KEY": "/k"}
-            | {"KESTREL_KMS_PROVIDER": "aws"},
-            "KMS provider 'aws' is not available in this builder",
-        ),
-        (
             {"KESTREL_ENGINE_URI": "ftp://x/y", "KESTREL_ENGINE_KEY": REF.key, "KESTREL_SIGNING_KEY": "/k"},
             "does not end in /<namespace>/<name>/<engine key>",
         ),
     ],
-    ids=["incomplete", "kms", "bad-uri"],
+    ids=["incomplete", "bad-uri"],
 )
 def test_a_misconfigured_job_fails_before_building(env: dict[str, str], message: str) -> None:
     with pytest.raises(api_errors.KestrelError, match=message):

@@ -120,7 +120,7 @@ def test_the_shared_client_trusts_nothing_remembered() -> None:
 def test_a_deleted_object_is_forgotten() -> None:
     kube, _ = setup()
     kube.view(0).apply(service())
-    kube.view(0).delete("v1", "Service", "vision", "cams")
+    kube.view(0).delete("v1", "Service", "vision", "cams", owner=None)
     kube.view(300).apply(service())
     assert [method for method, _ in kube.requests] == ["PATCH", "DELETE", "PATCH"]
 
@@ -138,20 +138,20 @@ def test_requests_are_counted_by_resource() -> None:
 def test_a_delete_confirmed_gone_is_not_sent_again_while_fresh_and_an_apply_brings_it_back() -> None:
     kube, clock = setup()
     binding = ("rbac.authorization.k8s.io/v1", "RoleBinding", "vision", "cams-api-key-reader")
-    assert kube.view(0).delete(*binding) is False  # not there: NotFound
+    assert kube.view(0).delete(*binding, owner=None) is False  # not there: NotFound
     clock.now += 0.001
-    assert kube.view(0).delete(*binding) is False  # a pass that trusts nothing asks again
+    assert kube.view(0).delete(*binding, owner=None) is False  # a pass that trusts nothing asks again
     clock.now += 100
-    assert kube.view(300).delete(*binding) is False  # a trusting pass does not
+    assert kube.view(300).delete(*binding, owner=None) is False  # a trusting pass does not
     assert len(kube.requests) == 2
     clock.now += 301
-    kube.view(300).delete(*binding)  # too old to trust: asked again
+    kube.view(300).delete(*binding, owner=None)  # too old to trust: asked again
     assert len(kube.requests) == 3
     service_key = ("v1", "Service", "vision", "cams")
-    kube.view(0).delete(*service_key)
+    kube.view(0).delete(*service_key, owner=None)
     clock.now += 1
     kube.view(300).apply(service())  # it exists again
-    kube.view(300).delete(*service_key)
+    kube.view(300).delete(*service_key, owner=None)
     assert [method for method, _ in kube.requests[-3:]] == ["DELETE", "PATCH", "DELETE"]
 
 

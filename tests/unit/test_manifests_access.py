@@ -15,22 +15,65 @@ def parse(**sections: Any) -> specs.ModelDeploymentSpec:
     return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, **sections})
 
 
-def rules(spec: specs.ModelDeploymentSpec) -> list[tuple[list[str], list[Any]]]:
-    policy = access.network_policy(spec, OWNER, SETTINGS)
+# The operator's own pods, as the chart labels them (release "kestrel"), in the operator's namespace.
+OPERATOR_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kestrel"}},
+    "podSelector": {
+        "matchLabels": {
+            "app.kubernetes.io/name": "kestrel",
+            "app.kubernetes.io/instance": "kestrel",
+            "app.kubernetes.io/component": "operator",
+        }
+    },
+}
+
+
+def rules(spec: specs.ModelDeploymentSpec, settings: context.Settings = SETTINGS) -> list[tuple[list[str], list[Any]]]:
+    """Each ingress rule's whole namespaces and ports; every rule also admits the operator's pods, and only them."""
+    policy = access.network_policy(spec, OWNER, settings)
     found = []
     for rule in policy["spec"]["ingress"]:
-        (peer,) = rule["from"]
-        (expression,) = peer["namespaceSelector"]["matchExpressions"]
-        assert expression["key"] == "kubernetes.io/metadata.name"
-        found.append((expression["values"], [p["port"] for p in rule["ports"]]))
+        *namespaces, operator = rule["from"]
+        assert operator == OPERATOR_PEER
+        values: list[str] = []
+        for peer in namespaces:
+            assert set(peer) == {"namespaceSelector"}
+            (expression,) = peer["namespaceSelector"]["matchExpressions"]
+            assert expression["key"] == "kubernetes.io/metadata.name"
+            values = expression["values"]
+        found.append((values, [p["port"] for p in rule["ports"]]))
     return found
 
 
 def test_clients_reach_grpc_and_the_tls_proxy_but_never_plain_http_while_tls_is_on() -> None:
     (clients, client_ports), (scrapers, metrics_ports) = rules(parse())
     assert client_ports == ["grpc", "https"]
-    assert clients == ["kestrel", "vision"]  # this namespace by default, and the operator for its smoke test
-    assert (scrapers, metrics_ports) == (["kestrel", "prom"], ["metrics"])
+    assert clients == ["vision"]  # this namespace by default; of the operator's, its pods alone (smoke test)
+    assert (scrapers, metrics_ports) == (["prom"], ["metrics"])
+
+
+def test_no_other_pod_of_the_operators_namespace_is_admitted() -> None:
+    policy = access.network_policy(parse(), OWNER, SETTINGS)
+    for rule in policy["spec"]["ingress"]:
+        whole = [p for p in rule["from"] if "podSelector" not in p]
+        assert all("kestrel" not in p["namespaceSelector"]["matchExpressions"][0]["values"] for p in whole)
+        # A peer with a namespaceSelector and no podSelector admits every pod there: the operator's has both.
+        (operator,) = [p for p in rule["from"] if "podSelector" in p]
+        assert operator["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+
+
+def test_the_operator_is_found_by_its_release_name() -> None:
+    settings = context.Settings(engine_store="s3://engines", operator_namespace="ml-ops", operator_instance="ml")
+    policy = access.network_policy(parse(), OWNER, settings)
+    operator = policy["spec"]["ingress"][0]["from"][-1]
+    assert operator["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "ml-ops"}}
+    assert operator["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "ml"
+
+
+def test_without_scrapers_only_the_operator_reaches_metrics() -> None:
+    settings = context.Settings(engine_store="s3://engines", operator_namespace="kestrel", scraper_namespaces=())
+    _, (scrapers, metrics_ports) = rules(parse(), settings)
+    assert (scrapers, metrics_ports) == ([], ["metrics"])
 
 
 def test_plain_http_is_admitted_only_when_tls_is_disabled_explicitly() -> None:
@@ -40,7 +83,7 @@ def test_plain_http_is_admitted_only_when_tls_is_disabled_explicitly() -> None:
 
 def test_allowed_namespaces_replace_the_default() -> None:
     (clients, _), _ = rules(parse(security={"access": {"allowedNamespaces": ["apps", "edge"]}}))
-    assert clients == ["apps", "edge", "kestrel"]
+    assert clients == ["apps", "edge"]
 
 
 def test_policy_selects_every_triton_pod_of_the_model() -> None:

@@ -65,8 +65,8 @@ def _example(folder: str, engine_store: str, **extra: Any) -> Case:
     return Case(folder, specs.parse(raw["spec"]), owner, golden_settings(engine_store), **extra)
 
 
-# Beyond the examples: the paths they do not take (MIG, mutual TLS, encryption with a KEK and with a KMS,
-# the Python runtime, TLS off, a canary rollout, a source on a claim beside an S3 store).
+# Beyond the examples: the paths they do not take (MIG, mutual TLS, encryption with a KEK, the Python runtime,
+# TLS off, a canary rollout, a source on a claim beside an S3 store).
 VARIANTS: dict[str, dict[str, Any]] = {
     "variant-mig-mtls-kek": {
         "model": {"source": {"uri": "pvc://models/traffic/yolov8m.pt"}},
@@ -89,7 +89,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
             },
         },
     },
-    "variant-python-plain-kms": {
+    "variant-python-plain": {
         "model": {"source": {"uri": "s3://models/shapes.pt", "sha256": "ab" * 32}},
         "engine": {"format": "onnx"},
         "target": {"environment": "cpu", "runtimeClassName": "kata-cc"},
@@ -101,7 +101,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "rollout": {"strategy": "canary", "canary": {"steps": [25, 100], "interval": "1.5m"}, "autoRollback": False},
         "security": {
             "tls": {"mode": "disabled"},
-            "encryption": {"enabled": True, "kms": {"provider": "aws-kms", "keyId": "alias/kestrel"}},
             "access": {"requireApiKey": False},
         },
     },

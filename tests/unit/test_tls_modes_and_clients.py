@@ -44,13 +44,18 @@ def _condition(ctx: Any) -> tuple[str, str, str]:
 def _cert_manager_writes(
     kube: FakeKube, *, ready: str, not_after: str, certificate_pem: bytes, with_ca: bool = True
 ) -> None:
-    """What cert-manager does once its issuer signed: the Secret, then the Certificate's status."""
+    """What cert-manager does once its issuer signed: the Secret (marked with the Certificate's name), then the
+    Certificate's status."""
     kube.put(
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "kubernetes.io/tls",
-            "metadata": {"name": names.tls_secret("cams"), "namespace": "vision"},
+            "metadata": {
+                "name": names.tls_secret("cams"),
+                "namespace": "vision",
+                "annotations": {tls.CERT_MANAGER_ANNOTATION: names.tls_secret("cams")},
+            },
             "data": {
                 "tls.crt": base64.b64encode(certificate_pem).decode(),
                 "tls.key": base64.b64encode(b"not read by the operator").decode(),

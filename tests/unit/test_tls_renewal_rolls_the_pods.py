@@ -76,7 +76,11 @@ def test_a_secret_cert_manager_rewrites_changes_the_template_only_when_its_conte
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": names.tls_secret("cams"), "namespace": "vision"},
+                "metadata": {
+                    "name": names.tls_secret("cams"),
+                    "namespace": "vision",
+                    "annotations": {tls.CERT_MANAGER_ANNOTATION: names.tls_secret("cams")},
+                },
                 "data": {
                     "tls.crt": base64.b64encode(pem).decode(),
                     "ca.crt": base64.b64encode(ca.certificate_pem()).decode(),

@@ -9,6 +9,7 @@ import datetime
 from typing import Any
 
 from kestrel.api import crd, errors, spec
+from kestrel.kube import ownership
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, tls
 
@@ -78,10 +79,18 @@ class FakeKube:
                 found.append(copy.deepcopy(body))
         return found
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
+    def delete(
+        self, api_version: str, kind: str, namespace: str | None, name: str, *, owner: str | None = None
+    ) -> bool:
         key = self.key(api_version, kind, namespace, name)
+        found = self.objects.get(key)
+        if owner is not None and found is not None and not ownership.owned_by(found, owner):
+            return False  # as the real client: someone else's object of that name is left alone
         self.deleted.append(key)
         return self.objects.pop(key, None) is not None
+
+    def adopt(self, found: dict[str, Any], owner: str) -> None:
+        """The real client lets its next write of `found` go ahead; this one never refuses a write."""
 
     def event(self, regarding: dict[str, Any], *, type: str, reason: str, message: str, action: str) -> dict[str, Any]:
         self.events.append((type, reason, message))

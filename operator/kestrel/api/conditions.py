@@ -37,6 +37,9 @@ PREPROCESSING_MISMATCH = "PreprocessingMismatch"
 # A condition whose feature the spec turns off; it neither blocks nor counts toward Ready.
 DISABLED = "Disabled"
 
+# Ready=False: a child's name is taken by an object the model does not own, so the pass stopped before writing it.
+NAME_CONFLICT = "NameConflict"
+
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 

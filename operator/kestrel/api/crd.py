@@ -66,6 +66,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         del node["default"]
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
+    if node.get("additionalProperties") is True:
+        # A free-form object (`dict[str, Any]`): a structural schema says so with this extension instead.
+        del node["additionalProperties"]
+        node["x-kubernetes-preserve-unknown-fields"] = True
     for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if bound in node and not isinstance(node[bound], bool):
             node[limit] = node[bound]

@@ -4,6 +4,7 @@ KestrelError
 ├── SpecError            the ModelDeployment asks for something invalid (permanent until the spec changes)
 ├── EngineError          building, validating or loading an engine failed
 │   └── IntegrityError   an artifact or a download does not match its hash, signature or key
+├── NameConflictError    a child's name is taken by an object its ModelDeployment does not own
 └── ClusterError         a Kubernetes API call failed
     ├── NotFoundError
     ├── ConflictError
@@ -32,6 +33,23 @@ class EngineError(KestrelError):
 
 class IntegrityError(EngineError):
     """An artifact does not match its expected hash, signature or key."""
+
+
+class NameConflictError(KestrelError):
+    """An object Kestrel would write, or read as a model's own, exists without that model's owner reference.
+
+    Not a ConflictError: callers that take "already exists" for "already made by an earlier pass" must not
+    swallow it."""
+
+    def __init__(self, kind: str, namespace: str | None, name: str) -> None:
+        where = f"{namespace}/{name}" if namespace else name
+        super().__init__(
+            f"{kind} {where} already exists and this ModelDeployment does not own it, so nothing was written to it: "
+            f"rename the ModelDeployment, or delete or rename that {kind}"
+        )
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
 
 
 class ClusterError(KestrelError):

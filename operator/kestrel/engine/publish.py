@@ -6,7 +6,6 @@ The build Job says where and with which keys through `KESTREL_*` variables (`kes
     KESTREL_ENGINE_KEY         the key the operator expects; a build of another spec refuses to publish under it
     KESTREL_SIGNING_KEY        the model's Ed25519 private key (PEM file)
     KESTREL_KEK_DIR            a mounted KEK Secret (`kek`): the engine is encrypted; absent: signed plaintext
-    KESTREL_KMS_PROVIDER       an external KMS: refused, this builder has no KMS client
     KESTREL_STORE_CREDENTIALS  a mounted S3 credentials Secret (s3:// stores)
     KESTREL_PVC_ROOT           where pvc:// claims are mounted (pvc:// stores)
 
@@ -51,12 +50,6 @@ class Destination:
         missing = [name for name in ("KESTREL_ENGINE_KEY", "KESTREL_SIGNING_KEY") if not environ.get(name)]
         if missing:
             raise api_errors.SpecError("env", f"KESTREL_ENGINE_URI is set but {', '.join(missing)} is not")
-        if environ.get("KESTREL_KMS_PROVIDER"):
-            raise api_errors.SpecError(
-                "spec.security.encryption.kms",
-                f"KMS provider {environ['KESTREL_KMS_PROVIDER']!r} is not available in this builder: "
-                "use spec.security.encryption.keySecret",
-            )
         layout.parse_engine_uri(uri)  # a malformed URI fails before minutes of building, not after
         optional = {name: environ.get(f"KESTREL_{name}") for name in ("KEK_DIR", "STORE_CREDENTIALS", "PVC_ROOT")}
         return cls(

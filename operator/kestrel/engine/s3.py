@@ -28,11 +28,13 @@ _KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS
 
 @dataclasses.dataclass(frozen=True)
 class Credentials:
-    access_key: str
-    secret_key: str
+    """How to sign for the source's bucket; `repr` (and so `str` and tracebacks' locals) leaves the secrets out."""
+
+    access_key: str = dataclasses.field(repr=False)
+    secret_key: str = dataclasses.field(repr=False)
     region: str
     endpoint: str
-    session_token: str | None = None
+    session_token: str | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def load(cls, secret_dir: Path | None, environ: Mapping[str, str] = os.environ) -> Credentials:

@@ -1,7 +1,10 @@
 """Kestrel's Kubernetes client: every API call the operator makes goes through `Kube`.
 
 Child objects are written with server-side apply under the field manager `kestrel`, forced: Kestrel owns
-the fields it sets, and a hand edit of one of them is drift to undo, not a conflict to stop at.
+the fields it sets, and a hand edit of one of them is drift to undo, not a conflict to stop at. Forcing is safe only
+on the model's own objects: before this process first writes a child (a manifest with a controller reference), it
+reads the object of that name, and one without the owner's uid stops the write (`errors.NameConflictError`);
+deletes of children go ahead only for objects that carry the owner's uid, and only for that very object.
 
 A `Kube` shares a `recent.Recent` store with its views (`view`): one pass's view skips the apply of a manifest it
 (or an earlier pass, within the view's `max_age`) already applied unchanged, and answers `get(..., cached=True)`
@@ -22,7 +25,7 @@ from kubernetes.client import exceptions
 
 from kestrel import metrics
 from kestrel.api import errors
-from kestrel.kube import failures, recent, resources
+from kestrel.kube import failures, ownership, recent, resources
 
 FIELD_MANAGER = "kestrel"
 # Kinds whose unchanged apply a pass may skip. Not Jobs, cert-manager Certificates or Argo Rollouts: their callers
@@ -139,13 +142,18 @@ class Kube:
         """
         resource = resources.lookup(body["apiVersion"], body["kind"])
         meta = body["metadata"]
+        key, owner = recent.key_of(body), ownership.controller_uid(body)
         manifest_digest = recent.digest(body)
         skippable = (resource.api_version, resource.kind) in SKIPPABLE
         if skippable:
-            known = self.known.applied(recent.key_of(body), manifest_digest, self._since())
+            known = self.known.applied(key, manifest_digest, self._since())
             if known is not None:
                 metrics.REQUESTS_SAVED.labels("apply").inc()
+                if owner is not None:
+                    self.known.record_owner(key, owner)
                 return known
+        if owner is not None:
+            self._claim(body, owner)
         query = [("fieldManager", self.field_manager)]
         if force:
             query.append(("force", "true"))
@@ -159,7 +167,31 @@ class Kube:
         )
         if skippable and stored.get("metadata"):
             self.known.record(stored, manifest_digest=manifest_digest)
+        if owner is not None:
+            self.known.record_owner(key, owner)
         return stored
+
+    def _claim(self, body: Body, owner: str) -> None:
+        """Refuse to write a child over an object of its name that `owner` does not own (NameConflictError).
+
+        Asked once per object and process (`recent.Recent.owned`). Between this read finding nothing and the
+        apply, someone could create the object and have it taken over; only an object made in that instant, by
+        whoever races for it, not one that was there before.
+        """
+        key = recent.key_of(body)
+        if self.known.owned(key, owner):
+            return
+        meta = body["metadata"]
+        found = self.get(body["apiVersion"], body["kind"], meta.get("namespace"), meta["name"])
+        ownership.require(found, owner)
+        if found is not None:
+            self.known.record_owner(key, owner)
+
+    def adopt(self, found: Body, owner: str) -> None:
+        """Let writes of `owner`'s child go to `found`, which carries no reference to `owner` yet: for an object
+        the caller has established is the owner's by other means (a Secret cert-manager issued for its Certificate).
+        """
+        self.known.record_owner(recent.key_of(found), owner)
 
     def create(self, body: Body) -> Body:
         """Create an object that must not exist yet; ConflictError when it does (someone created it first).
@@ -169,15 +201,26 @@ class Kube:
         """
         resource = resources.lookup(body["apiVersion"], body["kind"])
         meta = body["metadata"]
-        stored = self._request(
-            "POST",
-            resource.path(meta.get("namespace")),
-            body=body,
-            query=[("fieldManager", self.field_manager)],
-            action=f"create {describe(body)}",
-        )
+        owner = ownership.controller_uid(body)
+        try:
+            stored = self._request(
+                "POST",
+                resource.path(meta.get("namespace")),
+                body=body,
+                query=[("fieldManager", self.field_manager)],
+                action=f"create {describe(body)}",
+            )
+        except errors.ConflictError:
+            if owner is not None:
+                # Callers take "already exists" for "an earlier pass made it": true only of the owner's own.
+                ownership.require(
+                    self.get(body["apiVersion"], body["kind"], meta.get("namespace"), meta["name"]), owner
+                )
+            raise
         if stored.get("metadata") and stored.get("apiVersion") and stored.get("kind"):
             self.known.record(stored)
+        if owner is not None:
+            self.known.record_owner(recent.key_of(body), owner)
         return stored
 
     def get(
@@ -240,22 +283,37 @@ class Kube:
         items: list[Body] = self._request("GET", path, query=query, action=f"list {kind}").get("items", [])
         return items
 
-    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool:
-        """Delete with background propagation; False when it was already gone (or this view saw it deleted)."""
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str, *, owner: str | None) -> bool:
+        """Delete with background propagation; False when it was already gone (or this view saw it deleted).
+
+        `owner`: the uid of the ModelDeployment whose child this is. The object is read first and deleted only when
+        it carries that uid, and only that very object (a uid precondition); one of someone else is left alone
+        (False). None only for an object that is nobody's child.
+        """
         resource = resources.lookup(api_version, kind)
         key = (resource.api_version, resource.kind, namespace or "", name)
         if self.known.gone(key, self._since()):
             metrics.REQUESTS_SAVED.labels("delete").inc()
             return False
+        options: Body = {"propagationPolicy": "Background"}
+        if owner is not None:
+            found = self.get(api_version, kind, namespace, name)
+            if found is None:
+                self.known.record_gone(key)
+                return False
+            if not ownership.owned_by(found, owner):
+                return False
+            options["preconditions"] = {"uid": found["metadata"]["uid"]}
         try:
             self._request(
-                "DELETE",
-                resource.path(namespace, name),
-                body={"propagationPolicy": "Background"},
-                action=f"delete {kind} {namespace}/{name}",
+                "DELETE", resource.path(namespace, name), body=options, action=f"delete {kind} {namespace}/{name}"
             )
         except errors.NotFoundError:
             self.known.record_gone(key)
+            return False
+        except errors.ConflictError:
+            # The precondition failed: the object read above was replaced, by someone else's of the same name.
+            self.known.forget(key)
             return False
         self.known.record_gone(key)
         return True

@@ -9,6 +9,11 @@ asked again, so drift is still corrected, at the latest when the entry expires. 
 Missing objects are never remembered for reads: a pass waiting for something to appear must see it appear. Only
 the operator's own deletes are (`record_gone`): a child it removes on every pass (the API-key reader binding of a
 model without allowed subjects, a canary that is over) need not be deleted again while that is fresh.
+
+Apart from content, `Recent` remembers which owner each object was confirmed to belong to (`record_owner`): the
+guard against writing over someone else's object (`kube.ownership`) reads an object once before this process
+first writes it, not before every write. Every view trusts that memory, however little it trusts content: an
+object changes hands only by being deleted, and this process forgets what it deleted or saw deleted.
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class Recent:
         self.clock = clock
         self._entries: dict[Key, Entry] = {}
         self._gone: dict[Key, float] = {}  # objects this process deleted (or found gone), and when
+        self._owners: dict[Key, tuple[str, float]] = {}  # objects confirmed owned: the owner's uid, and when
         self._lock = threading.Lock()
         self._swept = clock()
 
@@ -122,12 +128,27 @@ class Recent:
         with self._lock:
             self._entries.pop(key, None)
             self._gone.pop(key, None)
+            self._owners.pop(key, None)
 
     def record_gone(self, key: Key) -> None:
         """This process deleted the object, or its delete found it already gone."""
         with self._lock:
             self._entries.pop(key, None)
+            self._owners.pop(key, None)
             self._gone[key] = self.clock()
+
+    def record_owner(self, key: Key, owner: str) -> None:
+        """The object is `owner`'s: this process wrote it as its child, or found it carrying `owner`'s uid."""
+        now = self.clock()
+        with self._lock:
+            self._owners[key] = (owner, now)
+            self._sweep(now)
+
+    def owned(self, key: Key, owner: str) -> bool:
+        """Whether the object was confirmed to be `owner`'s (within `ttl` of its last confirmation)."""
+        with self._lock:
+            found = self._owners.get(key)
+        return found is not None and found[0] == owner
 
     def gone(self, key: Key, since: float) -> bool:
         """Whether a delete at or after `since` confirmed the object gone (and nothing recorded it since)."""
@@ -144,6 +165,8 @@ class Recent:
             del self._entries[key]
         for key in [k for k, at in self._gone.items() if now - at > self.ttl]:
             del self._gone[key]
+        for key in [k for k, (_, at) in self._owners.items() if now - at > self.ttl]:
+            del self._owners[key]
 
 
 def _generation(body: Body) -> int:

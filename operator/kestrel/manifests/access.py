@@ -1,8 +1,9 @@
 """Who may reach a model: the Role that lets allowed subjects read the API key, and the NetworkPolicy.
 
-Two independent fences. The NetworkPolicy admits the allowed namespaces to the client ports only, and the
-scraper to metrics; Triton's plain HTTP port stays closed whenever TLS is on (the kubelet's probes come from the
-node, which NetworkPolicy does not filter). The API key then decides, per request, who is let in.
+Two independent fences. The NetworkPolicy admits the allowed namespaces to the client ports only, the scrapers
+to metrics, and of the operator's namespace only the operator's own pods; Triton's plain HTTP port stays closed
+whenever TLS is on (the kubelet's probes come from the node, which NetworkPolicy does not filter). The API key then
+decides, per request, who is let in.
 
 With mutual TLS each allowed subject also gets a client certificate of its own, in a Secret that a Role
 lets that subject alone `get`: one client cannot present another's identity.
@@ -171,19 +172,23 @@ def api_key_role_binding(spec: specs.ModelDeploymentSpec, owner: context.Owner) 
     }
 
 
-def _from_namespaces(namespaces: list[str]) -> list[dict[str, Any]]:
-    return [
-        {"namespaceSelector": {"matchExpressions": [{"key": NAMESPACE_LABEL, "operator": "In", "values": namespaces}]}}
-    ]
+def _from(namespaces: set[str], settings: context.Settings) -> list[dict[str, Any]]:
+    """Every pod of `namespaces`, and the operator's own pods: the operator is a client of every model (the smoke
+    inference that gates a rollout, the metrics it reads into status), but nothing else in its namespace is."""
+    operator = {
+        "namespaceSelector": {"matchLabels": {NAMESPACE_LABEL: settings.operator_namespace}},
+        "podSelector": {"matchLabels": labels.operator_selector(settings.operator_instance)},
+    }
+    if not namespaces:
+        return [operator]
+    selector = {"matchExpressions": [{"key": NAMESPACE_LABEL, "operator": "In", "values": sorted(namespaces)}]}
+    return [{"namespaceSelector": selector}, operator]
 
 
 def network_policy(spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings) -> dict[str, Any]:
     """Ingress to the model's pods: client ports from the allowed namespaces, metrics from the scrapers."""
-    # The operator's namespace is a client too: it runs the smoke inference that gates a rollout.
-    allowed = spec.security.access.allowed_namespaces or [owner.namespace]
-    clients = sorted({*allowed, settings.operator_namespace})
+    clients = set(spec.security.access.allowed_namespaces or [owner.namespace])
     client_ports = [p for p in service.ports(spec) if p["name"] != "metrics"]
-    metrics_from = sorted({*settings.scraper_namespaces, settings.operator_namespace})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -193,11 +198,11 @@ def network_policy(spec: specs.ModelDeploymentSpec, owner: context.Owner, settin
             "policyTypes": ["Ingress"],
             "ingress": [
                 {
-                    "from": _from_namespaces(clients),
+                    "from": _from(clients, settings),
                     "ports": [{"port": p["targetPort"], "protocol": "TCP"} for p in client_ports],
                 },
                 {
-                    "from": _from_namespaces(metrics_from),
+                    "from": _from(set(settings.scraper_namespaces), settings),
                     "ports": [{"port": "metrics", "protocol": "TCP"}],
                 },
             ],

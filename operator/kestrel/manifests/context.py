@@ -85,6 +85,9 @@ class Settings:
     # AWS_ENDPOINT_URL, AWS_REGION); pods mount a per-model copy of it (`store.credentials_secret`).
     store_credentials_secret: str | None = None
     operator_namespace: str = "kestrel-system"
+    # The Helm release the operator was installed as: its pods carry it as `app.kubernetes.io/instance`
+    # (labels.operator_selector), which is how a model's NetworkPolicy admits the operator and no other pod there.
+    operator_instance: str = "kestrel"
     builder_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}"
     # TensorRT engines are built (and profiled) on the GPU they serve on, which needs CUDA in the image;
     # Jetson's integrated GPUs need the L4T flavour of the same.

@@ -23,12 +23,10 @@ def signing(owner: context.Owner, role: Literal["sign", "verify"]) -> files.File
 
 
 def encryption(settings: specs.EncryptionSpec) -> files.Files:
-    """The key-encryption key (a Secret, mounted) or the KMS key (named) of an encrypted engine."""
+    """The key-encryption key of an encrypted engine: its Secret, mounted."""
     if not settings.enabled:
         return files.Files()
-    if settings.key_secret:
-        volume = store.secret_volume("kek", settings.key_secret)
-        return files.Files((volume,), (store.read_only_mount("kek", KEK_DIR),), (("kek-dir", KEK_DIR),))
-    if settings.kms is None:  # the spec's rules require exactly one of keySecret and kms
-        raise ValueError("spec.security.encryption: enabled without keySecret or kms")
-    return files.Files(options=(("kms-provider", settings.kms.provider), ("kms-key-id", settings.kms.key_id)))
+    if not settings.key_secret:  # the spec's rules require keySecret when encryption is enabled
+        raise ValueError("spec.security.encryption: enabled without keySecret")
+    volume = store.secret_volume("kek", settings.key_secret)
+    return files.Files((volume,), (store.read_only_mount("kek", KEK_DIR),), (("kek-dir", KEK_DIR),))

@@ -34,6 +34,15 @@ def selector(name: str, component: Component) -> dict[str, str]:
     }
 
 
+def operator_selector(instance: str) -> dict[str, str]:
+    """The operator's own pods, as charts/kestrel/templates/_helpers.tpl (kestrel.selectorLabels) labels them."""
+    return {
+        "app.kubernetes.io/name": "kestrel",
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": "operator",
+    }
+
+
 def track_selector(name: str, track: Track) -> dict[str, str]:
     """What one Triton Deployment selects: stable and canary must not claim each other's pods."""
     return {**selector(name, "triton"), TRACK: track}

@@ -34,7 +34,11 @@ def _readers(ctx: context.Context, owner: manifest_context.Owner) -> str:
         # the same name goes with that owner): a request per new model saved.
         if ctx.generation > 1:
             ctx.kube.delete(
-                "rbac.authorization.k8s.io/v1", "RoleBinding", ctx.namespace, names.api_key_reader(ctx.name)
+                "rbac.authorization.k8s.io/v1",
+                "RoleBinding",
+                ctx.namespace,
+                names.api_key_reader(ctx.name),
+                owner=ctx.uid,
             )
         return "no subject is allowed to read it yet (spec.security.access.allowedGroups/allowedServiceAccounts)"
     ctx.kube.apply(binding)

@@ -85,7 +85,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, desired
         f"Argo Rollout {names.triton(ctx.name)}: {found.get('availableReplicas', 0)} replicas available",
     )
     if state == "Healthy":
-        ctx.kube.delete("apps/v1", "Deployment", ctx.namespace, names.triton(ctx.name))
+        ctx.kube.delete("apps/v1", "Deployment", ctx.namespace, names.triton(ctx.name), owner=ctx.uid)
         if ctx.set(conditions.PROGRESSING, "False", "RolloutComplete", f"Engine {revision.current[:8]} is serving"):
             ctx.event("Normal", "RolloutComplete", f"Engine {revision.current[:8]} is serving", "Rollout")
         if revision.failed is None:

@@ -1,5 +1,8 @@
 """Audit: one structured JSON log line (logger `kestrel.audit`) for every change of a ModelDeployment's spec
-generation, engine, serving revision, certificate, keys and access rules, naming who changed the spec.
+generation, engine, serving revision, certificate, keys and access rules, with the spec's field managers.
+
+Field managers are names clients choose, so lines and Events give them as such, never as who made the change:
+that is in the API server's audit log. A manager (or any value) that looks like a key is redacted, not the line.
 
 It compares what this pass observed with what the object's status said before, so it needs no memory of
 its own and survives operator restarts; a spec change also gets an Event.
@@ -70,13 +73,14 @@ def reconcile(ctx: context.Context, before: dict[str, Any]) -> None:
         try:
             log.info(audit.line(ref, change, old=old, new=new, field_managers=managers, now=ctx.now))
         except errors.KeyMaterialError as refused:
-            # Never log what looks like a key, and never let the audit trail stop the reconcile either.
+            # Unreachable while `line` redacts each value; kept so the audit trail can never stop the reconcile.
             log.warning("Refused an audit line for %s %s: %s", ctx.ref, change.value, refused)
         if change is audit.Change.SPEC and previous.observed_generation is not None:
+            named = ", ".join(audit.redact(manager) for manager in managers) or "none"
             ctx.event(
                 "Normal",
                 "SpecChanged",
-                f"Spec generation {ctx.generation} (was {previous.observed_generation}) "
-                f"by {', '.join(managers) or 'unknown'}",
+                f"Spec generation {ctx.generation} (was {previous.observed_generation}); field managers, as the "
+                f"clients named themselves (unverified): {named}. The API server's audit log records who",
                 "Audit",
             )

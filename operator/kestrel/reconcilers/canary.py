@@ -78,7 +78,7 @@ def settle(ctx: context.Context, revision: status.RevisionStatus, desired: str |
 
 def remove(ctx: context.Context) -> None:
     """Delete the canary Deployment (an absent one is fine); its pods go with it."""
-    ctx.kube.delete("apps/v1", "Deployment", ctx.namespace, names.canary(ctx.name))
+    ctx.kube.delete("apps/v1", "Deployment", ctx.namespace, names.canary(ctx.name), owner=ctx.uid)
 
 
 def reconcile(

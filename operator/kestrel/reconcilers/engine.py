@@ -15,6 +15,7 @@ from typing import Any
 import pydantic
 
 from kestrel.api import conditions, keys, result, status
+from kestrel.kube import ownership
 from kestrel.manifests import build_job, names
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import cache, context, storage
@@ -31,10 +32,24 @@ def _job_outcome(job: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _termination_message(ctx: context.Context, job_name: str) -> str | None:
-    """The build container's termination message from the Job's newest finished pod."""
+def _job(ctx: context.Context, name: str) -> dict[str, Any] | None:
+    """The build Job `name`; one the model does not own stops the pass (NameConflictError): its result is not the
+    model's build."""
+    found = ctx.kube.get("batch/v1", "Job", ctx.namespace, name)
+    ownership.require(found, ctx.uid)
+    return found
+
+
+def _termination_message(ctx: context.Context, job: dict[str, Any]) -> str | None:
+    """The build container's termination message from the Job's newest finished pod (a pod the Job made: anyone
+    can label one like it)."""
+    job_name, job_uid = job["metadata"]["name"], job["metadata"].get("uid", "")
     pods = ctx.kube.list("v1", "Pod", ctx.namespace, labels=f"{JOB_NAME_LABEL}={job_name}")
-    finished = [p for p in pods if p.get("status", {}).get("phase") in ("Succeeded", "Failed")]
+    finished = [
+        p
+        for p in pods
+        if p.get("status", {}).get("phase") in ("Succeeded", "Failed") and ownership.owned_by(p, job_uid)
+    ]
     finished.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
     for pod in finished:
         for container in pod["status"].get("containerStatuses", []):
@@ -100,14 +115,14 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
     # store is (a cache hit needs no Job: a request per new model saved), then the Job, which a pass that failed
     # before its status write may have started.
     job_first = built is not None and built.status == "False"
-    job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name) if job_first else None
+    job = _job(ctx, job_name) if job_first else None
     if job is None:
         hit = cache.lookup(ctx, settings, key, access)
         if hit is not None:
             _record(ctx, hit.result, cached=True)
             return
         if not job_first:
-            job = ctx.kube.get("batch/v1", "Job", ctx.namespace, job_name)
+            job = _job(ctx, job_name)
     if job is None:
         if access.problem:
             # The Job's pod would mount a Secret nobody can create, and could not publish what it built.
@@ -125,7 +140,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         ctx.set(conditions.VALIDATED, "Unknown", "AwaitingBuild", "Validation runs inside the build")
         return
     kind, job_message = outcome
-    message = _termination_message(ctx, job_name)
+    message = _termination_message(ctx, job)
     # A build whose engine fails the gate exits non-zero (so the Job does not retry it) but still reports:
     # read the result first, and call the build failed only when there is none.
     try:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kestrel.api import errors
+from kestrel.kube import ownership
 from kestrel.reconcilers import context
 
 
@@ -18,9 +19,13 @@ def create_once(ctx: context.Context, name: str, make: Callable[[], dict[str, An
     """Make the Secret `name` of the model's namespace unless it exists; True when this pass made it.
 
     A model's first pass skips the read (`Context.first_pass`): a request per Secret and new model saved, and the
-    create still finds one left by a pass that failed before its status write."""
-    if not ctx.first_pass and ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True) is not None:
-        return False
+    create still finds one left by a pass that failed before its status write. A Secret of that name that the model
+    does not own is nobody's key to hand out: NameConflictError (from the create, too)."""
+    if not ctx.first_pass:
+        found = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
+        ownership.require(found, ctx.uid)
+        if found is not None:
+            return False
     try:
         ctx.kube.create(make())
     except errors.ConflictError:

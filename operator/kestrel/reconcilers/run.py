@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from kestrel import metrics
-from kestrel.api import conditions
+from kestrel.api import conditions, errors, status
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import (
@@ -22,6 +22,8 @@ from kestrel.reconcilers import (
     summary,
     tls,
 )
+
+INVALID_SPEC = "InvalidSpec"
 
 
 def reconcile(
@@ -49,17 +51,25 @@ def reconcile(
 def _reconcile(
     kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings, now: datetime.datetime
 ) -> context.Context:
-    ctx = context.Context.load(kube, body, now)
-    # Keys and certificates first: the build Job mounts the signing key, the Triton pods the certificate.
-    encryption.reconcile(ctx)
-    tls.reconcile(ctx, settings)
-    access.reconcile(ctx, settings)
-    store = storage.reconcile(ctx, settings)
-    engine.reconcile(ctx, settings, store)
-    serving.reconcile(ctx, settings)
-    checks.reconcile(ctx, settings)
-    garbage.reconcile(ctx, settings, store, body.get("status") or {})
-    summary.reconcile(ctx)
+    try:
+        ctx = context.Context.load(kube, body, now)
+    except errors.SpecError as error:
+        _report_unreadable_spec(kube, body, now, error)
+        raise
+    try:
+        # Keys and certificates first: the build Job mounts the signing key, the Triton pods the certificate.
+        encryption.reconcile(ctx)
+        tls.reconcile(ctx, settings)
+        access.reconcile(ctx, settings)
+        store = storage.reconcile(ctx, settings)
+        engine.reconcile(ctx, settings, store)
+        serving.reconcile(ctx, settings)
+        checks.reconcile(ctx, settings)
+        garbage.reconcile(ctx, settings, store, body.get("status") or {})
+        summary.reconcile(ctx)
+    except errors.NameConflictError as conflict:
+        # A child's name is taken by someone else's object: nothing more is written until that is resolved.
+        summary.stopped(ctx, conflict)
     audit.reconcile(ctx, body.get("status") or {})
     ctx.status.observed_generation = ctx.generation
     old_status, new_status = body.get("status") or {}, ctx.status.to_wire()
@@ -68,6 +78,35 @@ def _reconcile(
         stored = kube.patch_status(ctx.namespace, ctx.name, merge_patch(old_status, new_status))
         ctx.stored_status = stored.get("status") or {}
     return ctx
+
+
+def _report_unreadable_spec(
+    kube: client.Kube, body: dict[str, Any], now: datetime.datetime, error: errors.SpecError
+) -> None:
+    """A stored spec this operator cannot read (say one written before the CRD refused spec.security.encryption.kms).
+
+    No reconciler runs, so none would correct what an earlier pass claimed: Ready turns False naming the field, and
+    Encrypted, a claim about keys this spec no longer says how to reach, turns Unknown.
+    """
+    old_status = body.get("status") or {}
+    found = status.ModelDeploymentStatus.model_validate(old_status)
+    generation = int(body["metadata"].get("generation", 0))
+    updates: list[tuple[str, conditions.ConditionStatus, str]] = [(conditions.READY, "False", str(error))]
+    if conditions.find(found.conditions or [], conditions.ENCRYPTED) is not None:
+        updates.append((conditions.ENCRYPTED, "Unknown", "The spec cannot be read: nothing is known of its keys"))
+    for kind, state, message in updates:
+        found.conditions = conditions.set_condition(
+            found.conditions or [],
+            type=kind,
+            status=state,
+            reason=INVALID_SPEC,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+    new_status = found.to_wire()
+    if new_status != old_status:
+        kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], merge_patch(old_status, new_status))
 
 
 def delete(kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kestrel.api import conditions, status
+from kestrel.api import conditions, errors, status
 from kestrel.reconcilers import context
 
 # Conditions that must be True for Ready; others count only where a reconciler has reported them.
@@ -58,3 +58,14 @@ def reconcile(ctx: context.Context) -> None:
     state, reason, message = ready(found)
     ctx.set(conditions.READY, state, reason, message)
     ctx.status.phase = phase(ctx.status.conditions or [])
+
+
+def stopped(ctx: context.Context, conflict: errors.NameConflictError) -> None:
+    """The pass stopped before writing over an object it does not own: Ready names it and the fix (an Event too,
+    once per object); the other conditions stay as far as the pass got."""
+    before = ctx.condition(conditions.READY)
+    message = str(conflict)
+    ctx.set(conditions.READY, "False", conditions.NAME_CONFLICT, message)
+    if before is None or (before.reason, before.message) != (conditions.NAME_CONFLICT, message):
+        ctx.event("Warning", conditions.NAME_CONFLICT, message, "Apply")
+    ctx.status.phase = ctx.status.phase or "Pending"

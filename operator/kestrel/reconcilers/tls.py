@@ -19,6 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from kestrel.api import base, conditions, errors
+from kestrel.kube import ownership
 from kestrel.manifests import access, certificate, names, secrets
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, installed
@@ -94,17 +95,39 @@ def _ensure(
             return created
     # Operator mode: Kestrel alone writes these Secrets (a mode change is a spec change, whose pass trusts nothing).
     current = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
-    if current is not None and current["metadata"].get("annotations", {}).get(CERT_MANAGER_ANNOTATION) == name:
-        # The mode changed from cert-manager: its Certificate would go on rewriting the Secret the operator now owns.
-        ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name)
+    from_cert_manager = current is not None and _issued_for(current, name)
+    if current is not None and not ownership.owned_by(current, ctx.uid):
+        _adopt_from_cert_manager(ctx, current, name)
     why = _needs_new(current, ca, ctx)
     if why is None:
         assert current is not None
-        return current
-    issued = issue()
-    stored = ctx.kube.apply(build(issued))
-    _issued(ctx, why, what, issued, name)
+        stored = current
+    else:
+        issued = issue()
+        stored = ctx.kube.apply(build(issued))
+        _issued(ctx, why, what, issued, name)
+    if from_cert_manager:
+        # The mode changed from cert-manager: its Certificate would go on rewriting the Secret the operator now owns.
+        ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name, owner=ctx.uid)
     return stored
+
+
+def _issued_for(secret: Body, name: str) -> bool:
+    """Whether cert-manager wrote `secret` for a Certificate called `name` (it marks every Secret it issues)."""
+    return bool(secret["metadata"].get("annotations", {}).get(CERT_MANAGER_ANNOTATION) == name)
+
+
+def _adopt_from_cert_manager(ctx: context.Context, secret: Body, name: str) -> None:
+    """A certificate Secret the model does not own is written over only when cert-manager issued it for the model's
+    own Certificate (the mode changed from cert-manager); any other stops the pass (NameConflictError)."""
+    found = (
+        ctx.kube.get(certificate.API_VERSION, certificate.KIND, ctx.namespace, name)
+        if _issued_for(secret, name)
+        else None
+    )
+    if found is None or not ownership.owned_by(found, ctx.uid):
+        raise ownership.conflict(secret)
+    ctx.kube.adopt(secret, ctx.uid)
 
 
 def _create(
@@ -192,17 +215,24 @@ def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> N
             "to operator",
         )
         return
+    # cert-manager writes the Secret a Certificate names, whoever's it is: it must be the model's, or one that
+    # cert-manager issued for the Certificate of that name (which the apply below only writes if it is the model's).
+    secret_name = names.tls_secret(ctx.name)
+    secret = ctx.kube.get("v1", "Secret", ctx.namespace, secret_name)
+    _check_issued_secret(ctx, secret, secret_name)
     applied = ctx.kube.apply(certificate.server_certificate(ctx.spec, owner))
     clients = access.mtls_clients(ctx.spec)
     pending = [] if _ready(applied)[0] == "True" else [applied]
     for client in clients:
+        client_secret = client.secret_name(owner)
+        _check_issued_secret(
+            ctx, ctx.kube.get("v1", "Secret", ctx.namespace, client_secret, cached=True), client_secret
+        )
         applied_client = ctx.kube.apply(certificate.client_certificate(ctx.spec, owner, client))
         if _ready(applied_client)[0] != "True":
             pending.append(applied_client)
         _grant(ctx, owner, client)
     _prune_clients(ctx, owner, clients, cert_manager=True)
-    secret_name = names.tls_secret(ctx.name)
-    secret = ctx.kube.get("v1", "Secret", ctx.namespace, secret_name)
     data = (secret or {}).get("data") or {}
     lacking = [key for key in ("tls.crt", "tls.key", "ca.crt") if key not in data]
     if secret is not None and "tls.crt" in data:
@@ -239,6 +269,11 @@ def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> N
     )
 
 
+def _check_issued_secret(ctx: context.Context, secret: Body | None, name: str) -> None:
+    if secret is not None and not ownership.owned_by(secret, ctx.uid) and not _issued_for(secret, name):
+        raise ownership.conflict(secret)
+
+
 def _ready(found: Body) -> tuple[conditions.ConditionStatus, str, str]:
     """cert-manager's Ready condition of a Certificate: (status, reason, message); Unknown before it reports."""
     for condition in found.get("status", {}).get("conditions", []):
@@ -265,6 +300,8 @@ def _prune_clients(
     Only while TLS is mutual: without it Triton asks for no client certificate, so a leftover one opens
     nothing (and the owner reference collects it with the model); turning mutual back on prunes again.
     The Role goes last: it is what marks a client as issued, so a pass cut short finishes the job next time.
+    Labels anyone can set: only a Role the model owns marks one of its clients, and of the objects named after it,
+    only those the model owns go.
     """
     if not ctx.spec.security.tls.mutual:
         return
@@ -273,14 +310,14 @@ def _prune_clients(
         "rbac.authorization.k8s.io/v1", "Role", ctx.namespace, labels=access.client_selector(owner)
     ):
         name = role["metadata"]["name"]
-        if name in keep:
+        if name in keep or not ownership.owned_by(role, owner.uid):
             continue
         subject = role["metadata"].get("annotations", {}).get(access.CLIENT_ANNOTATION, name)
-        ctx.kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ctx.namespace, name)
+        ctx.kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ctx.namespace, name, owner=owner.uid)
         if cert_manager:
-            ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name)
-        ctx.kube.delete("v1", "Secret", ctx.namespace, name)
-        ctx.kube.delete("rbac.authorization.k8s.io/v1", "Role", ctx.namespace, name)
+            ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name, owner=owner.uid)
+        ctx.kube.delete("v1", "Secret", ctx.namespace, name, owner=owner.uid)
+        ctx.kube.delete("rbac.authorization.k8s.io/v1", "Role", ctx.namespace, name, owner=owner.uid)
         ctx.event("Normal", "ClientCertificateRevoked", f"Revoked the client certificate of {subject}", "Certificate")
 
 

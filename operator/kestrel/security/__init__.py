@@ -3,7 +3,7 @@
 Modules, one concept each:
 
 - `streaming`: chunked AES-256-GCM streaming AEAD over one file (constant memory).
-- `kms`: the key-encryption-key provider interface and its local implementation.
+- `kms`: the key-encryption-key provider interface and its one implementation, a KEK from a Secret (no KMS yet).
 - `envelope`: per-engine data keys, wrapped and re-wrapped by a key-encryption key.
 - `manifest`: the Ed25519-signed artifact manifest (canonical JSON).
 - `artifact`: pack a model repository into ciphertext + manifest, and unpack it with no plaintext before verification.

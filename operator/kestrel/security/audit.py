@@ -5,7 +5,13 @@ The guard is a heuristic by necessity, tuned to refuse what keys look like when 
 Kubernetes names (lowercase, digits, dashes), UIDs (dash-separated hex of at most 12), KEK ids (16 hex), paths,
 and digests written as `sha256:<64 hex>`. Padded base64 of a 32-byte key is always caught; other random base64
 slips through at most about once in 1,000 draws (measured: unpadded 32 bytes 1 in 3,500, 48 bytes 1 in 1,000).
-It is the last line of defence, not the first. A refusal names the field, never the value.
+It is the last line of defence, not the first. A value it suspects is replaced by `[redacted]` and its field named
+in the record's `redacted` list: the rest of the line is still written, since an audit trail with holes in it is
+worth more than none.
+
+"Who" is not something Kestrel can know. The names in `fieldManagers` come from `metadata.managedFields`, which
+each client chooses (`kubectl --field-manager=anything`); they hint at the tool, never prove a person. The
+API server's own audit log records the authenticated user of every request, and each line says so (`identity`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ from kestrel.security import errors
 
 SCHEMA = "kestrel.dev/audit/v1"
 SummaryValue = str | int | bool | None
+REDACTED = "[redacted]"
+IDENTITY = (
+    "unverified: fieldManagers are names clients choose, not authenticated users; "
+    "the API server's audit log records who sent each request"
+)
 
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*-----")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{32,}")
@@ -83,9 +94,9 @@ def record(
     field_managers: Sequence[str],
     now: datetime.datetime,
 ) -> dict[str, Any]:
-    """Build one audit record; raise `KeyMaterialError` (naming the field) if any value looks like a key."""
+    """Build one audit record; any value (or key) that looks like key material is redacted and its field listed."""
     verb = "Created" if old is None else "Deleted" if new is None else "Changed"
-    result = {
+    built = {
         "audit": SCHEMA,
         "time": now.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z"),
         "message": f"{verb} {change.value} of {obj.kind} {obj.namespace}/{obj.name}",
@@ -94,7 +105,12 @@ def record(
         "old": dict(old) if old is not None else None,
         "new": dict(new) if new is not None else None,
         "fieldManagers": list(field_managers),
+        "identity": IDENTITY,
     }
+    redacted: list[str] = []
+    result: dict[str, Any] = _redacted(built, "$", redacted)
+    if redacted:
+        result["redacted"] = redacted
     check_safe(result)
     return result
 
@@ -113,6 +129,35 @@ def line(
     text = json.dumps(built, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     check_safe(text, where="line")
     return text
+
+
+def redact(text: str) -> str:
+    """`text`, or `[redacted]` when it (or its JSON form) looks like key material: for names clients choose."""
+    return REDACTED if _suspect(text) else text
+
+
+def _suspect(text: str) -> bool:
+    # The JSON form too: escapes (\n, \u0001) are letters and digits that could join a run the raw text lacks.
+    return find_key_material(text) is not None or find_key_material(json.dumps(text, ensure_ascii=False)) is not None
+
+
+def _redacted(value: Any, where: str, found: list[str]) -> Any:
+    """A copy of a JSON-like value with every suspect string replaced, each one's field appended to `found`."""
+    if isinstance(value, Mapping):
+        copied: dict[str, Any] = {}
+        for index, (key, item) in enumerate(value.items()):
+            name = str(key)
+            if _suspect(name):
+                found.append(f"{where} (key {index})")
+                name = f"{REDACTED}.{index}"  # distinct, so two redacted keys do not overwrite each other
+            copied[name] = _redacted(item, f"{where}.{name}", found)
+        return copied
+    if isinstance(value, list | tuple):
+        return [_redacted(item, f"{where}[{index}]", found) for index, item in enumerate(value)]
+    if isinstance(value, str) and _suspect(value):
+        found.append(where)
+        return REDACTED
+    return value
 
 
 def find_key_material(text: str) -> str | None:

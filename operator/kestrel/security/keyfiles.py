@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import pathlib
+from collections.abc import Iterable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -27,7 +28,11 @@ class KeyFileError(errors.KestrelError, ValueError):
 
 def read_kek(path: pathlib.Path) -> kms.LocalKek:
     """A KEK file: 32 raw bytes, or 64 hex digits, or base64 of 32 bytes (whitespace ignored)."""
-    raw = _read_small(path)
+    return parse_kek(_read_small(path), str(path))
+
+
+def parse_kek(raw: bytes, where: str) -> kms.LocalKek:
+    """A KEK from the bytes of a file or a Secret's value (`where` names it in errors)."""
     if len(raw) == kms.KEK_SIZE:
         return kms.LocalKek(raw)
     text = b"".join(raw.split())
@@ -35,27 +40,45 @@ def read_kek(path: pathlib.Path) -> kms.LocalKek:
         if key is not None and len(key) == kms.KEK_SIZE:
             return kms.LocalKek(key)
     # Says nothing about the content: it may be a key with a typo.
-    raise KeyFileError(f"{path} does not hold a 32-byte key (raw, hex or base64)")
+    raise KeyFileError(f"{where} does not hold a 32-byte key (raw, hex or base64)")
 
 
 def read_kek_dir(folder: pathlib.Path) -> list[kms.LocalKek]:
     """Every KEK of a mounted Secret, the current one first: `kek` (or the only key), then older ones by name."""
     try:
         # A Secret volume also holds `..data` and timestamped folders: keys are the visible names.
-        names = sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
+        names = [entry.name for entry in folder.iterdir() if not entry.name.startswith(".")]
     except OSError as error:
         raise KeyFileError(f"cannot read the key folder {folder}: {error.strerror}") from None
+    return [read_kek(folder / name) for name in _current_first(names, str(folder))]
+
+
+def read_kek_secret(data: Mapping[str, bytes], where: str) -> list[kms.LocalKek]:
+    """Every KEK of a Secret's (decoded) data, in the order `read_kek_dir` reads the same Secret mounted.
+
+    What the operator checks before it reports a model's engines encrypted: the loader must be able to read them.
+    """
+    keks = []
+    for name in _current_first(data, where):
+        if len(data[name]) > MAX_KEY_FILE:
+            raise KeyFileError(f"{where} key {name} is too large to be a key")
+        keks.append(parse_kek(data[name], f"{where} key {name}"))
+    return keks
+
+
+def _current_first(keys: Iterable[str], where: str) -> list[str]:
+    names = sorted(keys)
     if not names:
-        raise KeyFileError(f"{folder} holds no key: put the 32-byte key-encryption key under the key {CURRENT_KEK!r}")
+        raise KeyFileError(f"{where} holds no key: put the 32-byte key-encryption key under the key {CURRENT_KEK!r}")
     if CURRENT_KEK in names:
         primary = CURRENT_KEK
     elif len(names) == 1:
         primary = names[0]
     else:
         raise KeyFileError(
-            f"{folder} holds {len(names)} keys and none is named {CURRENT_KEK!r}: name the current key {CURRENT_KEK!r}"
+            f"{where} holds {len(names)} keys and none is named {CURRENT_KEK!r}: name the current key {CURRENT_KEK!r}"
         )
-    return [read_kek(folder / name) for name in [primary, *(name for name in names if name != primary)]]
+    return [primary, *(name for name in names if name != primary)]
 
 
 def read_verify_key(path: pathlib.Path) -> ed25519.Ed25519PublicKey:

@@ -1,8 +1,9 @@
 """Key-encryption keys (KEKs): the provider interface and the local provider.
 
-A provider wraps and unwraps data keys and never hands out its own key, so the same interface fits a KEK read
-from a Kubernetes Secret (`LocalKek`) and an external KMS (AWS KMS `Encrypt`/`Decrypt` with an encryption context,
-Vault transit), where the KEK never leaves the service.
+A provider wraps and unwraps data keys and never hands out its own key, so the same interface would fit an external
+KMS (AWS KMS `Encrypt`/`Decrypt` with an encryption context, Vault transit), where the KEK never leaves the service.
+Only the KEK read from a Kubernetes Secret (`LocalKek`) exists today: no builder or loader has a KMS client, and
+the API refuses `spec.security.encryption.kms` until one does.
 
 Wrapping is AES-256-GCM with a random 96-bit nonce rather than AES-KW (RFC 3394/5649): GCM takes associated data,
 so a wrapped key is bound to the KEK id and to the artifact it belongs to, and moving a wrapped key onto another
