@@ -132,6 +132,29 @@ CASES = [
         _all(_set("engine.format", "torchscript"), _set("serving.triton", {"runtime": "python"})),
     ),
     Case(
+        "tensorrt-on-a-jetson",
+        "spec.engine.format",
+        _all(
+            _set("engine.format", "tensorrt"),
+            _set("target.environment", "edge"),
+            _set("target.gpu", {"product": "NVIDIA-Jetson-AGX-Orin"}),
+        ),
+    ),
+    Case(
+        "openvino-on-a-jetson",
+        "spec.engine.format",
+        _all(_set("engine.format", "openvino"), _set("target.environment", "edge")),
+    ),
+    Case(
+        "python-runtime-on-a-jetson",
+        "spec.engine.format",
+        _all(
+            _set("engine.format", "onnx"),
+            _set("target.environment", "edge"),
+            _set("serving.triton", {"runtime": "python"}),
+        ),
+    ),
+    Case(
         "preferred-batch-above-max",
         "spec.serving.triton.dynamicBatching.preferredBatchSizes",
         _all(

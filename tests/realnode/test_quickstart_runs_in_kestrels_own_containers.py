@@ -13,12 +13,15 @@ import dataclasses
 import json
 import pathlib
 import re
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kestrel import infer
+from kestrel.manifests import names
 from testbed import demo, install, realnode
 from tests.realnode import support
 from tests.realnode.support import RealNode
@@ -133,3 +136,86 @@ def test_the_served_models_need_no_opencv(served: Served) -> None:
         "exec", "-n", NAMESPACE, pod, "-c", "triton", "--", "python3", "-c", "import cv2", check=False
     )
     assert probe.returncode != 0 and "No module named 'cv2'" in probe.stderr
+
+
+@dataclasses.dataclass
+class _Loop:
+    """A client sending inferences through the Service until stopped; each answer or failure is kept."""
+
+    endpoint: infer.Endpoint
+    image: infer.Image
+    fresh_connection: bool  # a new gRPC channel per request, or one channel kept for the whole loop
+    answered: int = 0
+    failures: list[str] = dataclasses.field(default_factory=list)
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        kept = None if self.fresh_connection else infer.Client(self.endpoint, timeout=10.0)
+        try:
+            while not self.stop.is_set():
+                client = kept or infer.Client(self.endpoint, timeout=10.0)
+                try:
+                    client.detect(self.image)
+                    self.answered += 1
+                except infer.InferError as error:
+                    self.failures.append(f"{time.strftime('%T')} {error}")
+                finally:
+                    if kept is None:
+                        client.close()
+                time.sleep(0.05)
+        finally:
+            if kept is not None:
+                kept.close()
+
+
+def _triton_pods(served: Served) -> list[dict[str, Any]]:
+    selector = f"app.kubernetes.io/instance={served.name},app.kubernetes.io/component=triton"
+    listed = served.node.kube.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json").stdout
+    pods: list[dict[str, Any]] = json.loads(listed)["items"]
+    return pods
+
+
+def test_a_rolling_update_under_a_client_loop_loses_no_request(served: Served) -> None:
+    """A changed pod template rolls out (surge one new pod, then the old one drains: readiness, endpoint removal,
+    preStop, Triton's exit timeout, under the real kubelet and kube-proxy) while two clients send inferences
+    through the Service: one opening a new connection per request, one keeping its gRPC channel. Every request is
+    answered. Runs last in this module: it replaces the serving pod the other tests read."""
+    bed = served.node.kube.bed
+    deployment = names.triton(served.name)
+    before = {pod["metadata"]["name"] for pod in _triton_pods(served)}
+    limits = json.loads(bed.kubectl("get", "deployment", deployment, "-n", NAMESPACE, "-o", "json").stdout)
+    (server,) = [c for c in limits["spec"]["template"]["spec"]["containers"] if c["name"] == "triton"]
+    image = infer.read_image(next(served.work.rglob("*.png")))
+    loops = [_Loop(served.endpoint(), image, fresh_connection=fresh) for fresh in (True, False)]
+    threads = [threading.Thread(target=loop.run, daemon=True) for loop in loops]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(3)  # both loops answered before the rollout starts
+        assert all(loop.answered > 0 for loop in loops), [loop.failures[-3:] for loop in loops]
+        resources = {"requests": {"cpu": "300m", "memory": "256Mi"}, "limits": server["resources"]["limits"]}
+        patch = {"spec": {"serving": {"triton": {"resources": resources}}}}
+        bed.kubectl("patch", "mdep", served.name, "-n", NAMESPACE, "--type=merge", "-p", json.dumps(patch))
+
+        def replaced() -> bool:
+            pods = _triton_pods(served)
+            names_now = {pod["metadata"]["name"] for pod in pods}
+            ready = all(
+                any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+                for pod in pods
+            )
+            return bool(names_now) and not names_now & before and ready
+
+        install.wait_for("the old Triton pod to be replaced", replaced, 600, interval=1.0)
+        time.sleep(5)  # requests after the old pod is gone reach the new one
+    finally:
+        for loop in loops:
+            loop.stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    for loop in loops:
+        kind = "fresh connections" if loop.fresh_connection else "a kept channel"
+        assert loop.answered > 20, f"{kind}: only {loop.answered} answered"
+        assert not loop.failures, f"{kind}: {len(loop.failures)} failed of {loop.answered + len(loop.failures)}: " + (
+            "\n".join(loop.failures[:10])
+        )

@@ -67,7 +67,6 @@ def test_values_reach_the_settings() -> None:
     assert settings.operator_namespace == "ml-ops"
     assert settings.builder_image == "registry.example.com/ml/kestrel-builder:1.2.3"
     assert settings.builder_gpu_image == "registry.example.com/ml/kestrel-builder:1.2.3-gpu"
-    assert settings.builder_igpu_image == "registry.example.com/ml/kestrel-builder:1.2.3-igpu"
     assert settings.loader_image == "registry.example.com/ml/kestrel-loader:1.2.3"
     assert settings.triton_image == "registry.example.com/triton:24.10"
     assert settings.triton_cpu_image == "registry.example.com/ml/kestrel-triton-cpu:1.2.3"

@@ -37,3 +37,14 @@ def test_auto_on_a_gpu_target_with_a_gpu_prefers_tensorrt() -> None:
     auto = spec({"format": "auto", "precision": "auto"}, gpu_target)
     assert names(auto, gpu=True) == ["tensorrt-fp32", "tensorrt-fp16", "onnx-fp32", "onnx-fp16"]
     assert names(auto, gpu=False)[0].startswith("openvino")  # no GPU on the build node: CPU candidates only
+
+
+def test_auto_on_a_jetson_builds_onnx_only_and_no_fp16_without_a_gpu_in_the_build() -> None:
+    jetson = {"environment": "edge", "gpu": {"product": "NVIDIA-Jetson-AGX-Orin"}}
+    auto = spec({"format": "auto", "precision": "auto", "calibration": CALIBRATION}, jetson)
+    assert names(auto, gpu=False) == ["onnx-fp32", "onnx-int8"]
+
+
+def test_a_gpu_target_built_without_a_gpu_offers_no_fp16_onnx() -> None:
+    gpu_target = {"environment": "cloud", "gpu": {"count": 1, "product": "NVIDIA-A10G"}}
+    assert "onnx-fp16" not in names(spec({"format": "auto", "precision": "auto"}, gpu_target), gpu=False)

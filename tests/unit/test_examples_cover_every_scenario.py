@@ -36,9 +36,9 @@ SCENARIOS: dict[str, Check] = {
         and s.rollout.strategy == "canary"
         and s.rollout.auto_rollback
     ),
-    "edge-jetson-tensorrt-int8": lambda s: (
+    "edge-jetson-onnx-int8": lambda s: (
         s.target.environment == "edge"
-        and s.engine.format == "tensorrt"
+        and s.engine.format == "onnx"
         and s.engine.precision == "int8"
         and s.target.gpu is not None
         and "Jetson" in (s.target.gpu.product or "")

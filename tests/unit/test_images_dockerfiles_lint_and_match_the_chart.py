@@ -20,9 +20,6 @@ from tests.unit.helm_support import CHART, ROOT, find, render
 DOCKER = ROOT / "docker"
 DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
 HADOLINT = pathlib.Path(sys.executable).parent / "hadolint"
-# Jetson's TensorRT Python bindings exist only for JetPack's own Python (3.10), older than Kestrel's 3.11:
-# there is no Dockerfile for the -igpu builder yet, and the chart's default reference to it is the known gap.
-WITHOUT_DOCKERFILE = {"kestrel-builder:{tag}-igpu"}
 # Debian's own python3 in a venv: built here from a debootstrap-made base, and for users from the public image.
 DEBIAN_BASE = "debian:bookworm-slim"
 VENV = "/opt/kestrel"
@@ -120,8 +117,7 @@ def test_chart_references_exactly_the_images_the_dockerfiles_build() -> None:
         f"{_labels(p)['dev.kestrel.image.tag-suffix']}"
         for p in DOCKERFILES
     }
-    missing = {f"{values['images']['registry']}/{image.format(tag=tag)}" for image in WITHOUT_DOCKERFILE}
-    assert _chart_images() == built | missing
+    assert _chart_images() == built
     # And the operator's own defaults name the same images.
     defaults = context.Settings(engine_store="s3://b/p")
     operator_defaults = {

@@ -76,10 +76,10 @@ def test_mig_build_asks_for_the_slice_it_serves_on() -> None:
     assert "nvidia.com/gpu" not in container(job(spec))["resources"]["limits"]
 
 
-def test_edge_build_runs_on_arm64_in_the_igpu_image() -> None:
-    spec = parse(engine={"format": "tensorrt"}, target={"environment": "edge", "gpu": {"product": "Orin"}})
+def test_edge_build_runs_on_arm64_in_the_multi_arch_cpu_builder_image() -> None:
+    spec = parse(engine={"format": "onnx"}, target={"environment": "edge", "gpu": {"product": "Orin"}})
     assert pod(job(spec))["nodeSelector"]["kubernetes.io/arch"] == "arm64"
-    assert container(job(spec))["image"] == S3.builder_igpu_image
+    assert container(job(spec))["image"] == S3.builder_image
 
 
 def test_retries_deadline_and_cleanup_come_from_the_spec_and_settings() -> None:

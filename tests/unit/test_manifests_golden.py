@@ -41,7 +41,6 @@ def golden_settings(engine_store: str) -> context.Settings:
         store_credentials_secret="engine-store" if engine_store.startswith("s3://") else None,
         builder_image="ghcr.io/kestrel-dev/kestrel-builder:golden",
         builder_gpu_image="ghcr.io/kestrel-dev/kestrel-builder:golden-gpu",
-        builder_igpu_image="ghcr.io/kestrel-dev/kestrel-builder:golden-igpu",
         loader_image="ghcr.io/kestrel-dev/kestrel-loader:golden",
         triton_cpu_image="ghcr.io/kestrel-dev/kestrel-triton-cpu:golden",
     )
@@ -122,7 +121,7 @@ def _variant(name: str) -> Case:
 CASES = [
     _example("cloud-gpu-tensorrt-fp16", "s3://kestrel-engines/prod", load_seconds=90),
     _example("cpu-openvino-int8", "s3://kestrel-engines/prod", engine_size_bytes=14_500_000),
-    _example("edge-jetson-tensorrt-int8", "pvc://engine-store/engines"),
+    _example("edge-jetson-onnx-int8", "pvc://engine-store/engines"),
     *(_variant(name) for name in VARIANTS),
 ]
 

@@ -96,6 +96,14 @@ def test_grace_period_covers_the_drain_and_tritons_exit_timeout() -> None:
     assert pod(obj)["terminationGracePeriodSeconds"] > drain + probes.EXIT_TIMEOUT_SECONDS
 
 
+def test_grpc_connections_end_well_inside_the_drain_so_kept_channels_move_before_sigterm() -> None:
+    obj = deployment(GPU)
+    drain = server(obj)["lifecycle"]["preStop"]["sleep"]["seconds"]
+    ages = [arg.split("=", 1)[1] for arg in server(obj)["args"] if arg.startswith("--grpc-max-connection-age=")]
+    # gRPC spreads each connection's age by up to 10%; the Service's endpoint removal needs its own second or two.
+    assert ages and int(ages[0]) * 1.1 <= (drain - 2) * 1000
+
+
 def mebibytes(quantity: str) -> int:
     assert quantity.endswith("Mi")
     return int(quantity[:-2])

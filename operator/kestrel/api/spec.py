@@ -529,6 +529,21 @@ class ModelDeploymentSpec(ApiModel):
             reason="FieldValueRequired",
         ),
         Rule(
+            # Jetson: Kestrel has no builder with Jetson's TensorRT (JetPack's Python bindings are for its Python
+            # 3.10, Kestrel runs on 3.11), and NVIDIA's Jetson Triton has no OpenVINO backend and no ONNX Runtime
+            # inside its Python backend. What is left builds on the arm64 CPU builder and serves natively.
+            cel="self.target.environment != 'edge' || (self.engine.format in ['auto', 'onnx', 'torchscript'] && "
+            "self.serving.triton.runtime == 'native')",
+            message="spec.target.environment edge serves onnx or torchscript engines with runtime native: Kestrel "
+            "builds no Jetson TensorRT engines yet and Jetson's Triton has no OpenVINO; set spec.engine.format to "
+            "onnx (ONNX Runtime), torchscript or auto, and spec.serving.triton.runtime to native",
+            check=lambda s: (
+                s.target.environment != "edge"
+                or (s.engine.format in ("auto", "onnx", "torchscript") and s.serving.triton.runtime == "native")
+            ),
+            field_path=".engine.format",
+        ),
+        Rule(
             cel="self.serving.triton.runtime != 'python' || self.engine.format in ['onnx', 'openvino', 'auto']",
             message="spec.serving.triton.runtime python serves only onnx or openvino engines: "
             "change spec.engine.format, or use runtime native",

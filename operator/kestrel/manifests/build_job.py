@@ -33,12 +33,9 @@ SHM_SIZE_LIMIT = "1Gi"  # PyTorch's data loaders pass batches through /dev/shm
 
 
 def image(settings: context.Settings, target: specs.TargetSpec) -> str:
-    hardware = placement.hardware(target)
-    if hardware == "gpu":
-        return settings.builder_gpu_image
-    if hardware == "igpu":
-        return settings.builder_igpu_image
-    return settings.builder_image
+    # A Jetson (igpu) builds its onnx and torchscript engines with the CPU builder's arm64 image: the API refuses
+    # the formats that would need Jetson's own TensorRT (spec.py).
+    return settings.builder_gpu_image if placement.hardware(target) == "gpu" else settings.builder_image
 
 
 def spec_document(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> str:

@@ -89,10 +89,9 @@ class Settings:
     # (labels.operator_selector), which is how a model's NetworkPolicy admits the operator and no other pod there.
     operator_instance: str = "kestrel"
     builder_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}"
-    # TensorRT engines are built (and profiled) on the GPU they serve on, which needs CUDA in the image;
-    # Jetson's integrated GPUs need the L4T flavour of the same.
+    # TensorRT engines are built (and profiled) on the GPU they serve on, which needs CUDA in the image. Jetsons
+    # build with `builder_image` (published for arm64 too): no Jetson TensorRT builder exists yet.
     builder_gpu_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}-gpu"
-    builder_igpu_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}-igpu"
     loader_image: str = f"{_REGISTRY}/kestrel-loader:{_VERSION}"
     triton_image: str = f"{_TRITON_RELEASE}-py3"
     # CPU targets served by the Python runtime: Kestrel's own Triton (docker/triton-cpu.Dockerfile), the CPU build

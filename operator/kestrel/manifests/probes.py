@@ -18,6 +18,11 @@ STARTUP_PERIOD_SECONDS = 5
 STARTUP_MARGIN_SECONDS = 30
 DRAIN_SECONDS = 10  # endpoint removal reaching every kube-proxy and load balancer before Triton stops
 EXIT_TIMEOUT_SECONDS = 30  # Triton's own wait for in-flight requests after SIGTERM
+# A kept gRPC channel stays on the pod it first reached whatever the Service's endpoints say, and Triton unloads
+# its model at SIGTERM, so a client that keeps its channel would be answered "unknown model" until the server
+# closes. Triton ends every gRPC connection (a GOAWAY, in-flight calls finish) once it is this old, well inside
+# the preStop drain: by SIGTERM every kept channel has reconnected through the Service to a pod that serves.
+GRPC_CONNECTION_AGE_SECONDS = DRAIN_SECONDS // 2
 SHUTDOWN_SLACK_SECONDS = 5
 # Triton's Python backend puts each instance's tensors in /dev/shm (at least 64 MiB each); the container
 # runtime's default of 64 MiB in total is not enough for one instance plus the server.
@@ -61,6 +66,15 @@ def readiness(model: str) -> dict[str, Any]:
 def lifecycle() -> dict[str, Any]:
     # The kubelet's own sleep action: no shell or `sleep` binary needed in the image.
     return {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}
+
+
+def grpc_connection_args() -> list[str]:
+    """`tritonserver` arguments that make gRPC clients move off a draining pod before it stops serving."""
+    return [
+        f"--grpc-max-connection-age={GRPC_CONNECTION_AGE_SECONDS * 1000}",
+        # Calls already running on an aged connection get as long as Triton's own exit timeout.
+        f"--grpc-max-connection-age-grace={EXIT_TIMEOUT_SECONDS * 1000}",
+    ]
 
 
 def termination_grace_seconds() -> int:

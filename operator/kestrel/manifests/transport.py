@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import analysis, context, hardening, names, store
+from kestrel.manifests import analysis, context, hardening, names, probes, store
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -58,7 +58,7 @@ def server_args(spec: specs.ModelDeploymentSpec) -> list[str]:
     if analysis.needs_latency_summary(spec):
         args.append("--metrics-config=summary_latencies=true")
     if grpc:
-        args += ["--grpc-address=0.0.0.0", f"--grpc-port={GRPC_PORT}"]
+        args += ["--grpc-address=0.0.0.0", f"--grpc-port={GRPC_PORT}", *probes.grpc_connection_args()]
     if grpc and tls_enabled(spec):
         args += [
             "--grpc-use-ssl=true",
