@@ -1,7 +1,11 @@
-"""`kubectl apply --server-side -f deploy/kestrel.yaml` installs a running operator; applying again changes nothing.
+"""`kubectl apply --server-side -f deploy/kestrel.yaml` is accepted whole and its operator Deployment becomes
+available; applying again changes nothing.
 
-The file is applied as generated, with only its namespace and object names moved aside
-(tests/cluster/install_support.py) so the operator suites' own `kestrel` install is left alone.
+kwok runs the operator's pod on a fake node and reports it Ready: this shows the file installs, in order, and has
+no drift. That the operator really runs from it is shown on the real node
+(tests/realnode/test_plain_manifests_run_the_operator.py). The file is applied as generated, with only its
+namespace and object names moved aside (tests/cluster/install_support.py) so the operator suites' own `kestrel`
+install is left alone.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ pytestmark = pytest.mark.cluster
 PLAIN = pathlib.Path(__file__).parents[2] / "deploy" / "kestrel.yaml"
 
 
-def test_kubectl_apply_installs_a_running_operator(with_crd) -> None:
+def test_kubectl_apply_installs_the_operator_deployment_and_applying_again_changes_nothing(with_crd) -> None:
     kube = with_crd
     text, namespace, prefix = install_support.isolated(PLAIN.read_text())
     crds, objects = install_support.split(text)

@@ -1,8 +1,9 @@
-"""`helm install` brings the operator up, `helm upgrade` changes it, `helm uninstall` leaves no orphans.
+"""`helm install` creates the operator and its RBAC, `helm upgrade` changes them, `helm uninstall` leaves no orphans.
 
 kwok runs the operator's pod on a fake node and reports it Ready, so the Deployment becomes available as in a
-real cluster. Each test installs its own release into its own namespace: release-named ClusterRoles do not
-collide with the `kestrel` release the operator suites use.
+real cluster; that the chart's operator really runs is shown on the real node (tests/realnode/). Each test
+installs its own release into its own namespace: release-named ClusterRoles do not collide with the `kestrel`
+release the operator suites use.
 """
 
 from __future__ import annotations

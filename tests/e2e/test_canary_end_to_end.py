@@ -10,6 +10,9 @@ module:
 2. a revision whose p95 bound (10 µs) no CPU Triton can meet fails its analysis on the numbers the real canary
    reported: the canary goes, Degraded says why, a Warning Event says the same, and the stable revision answers
    every request.
+
+The process kubelet is used because it starts pods in a second; it ignores pod hardening and runs its own probes
+and preStop, so what the canary's pods look like under a real kubelet is shown on the real node (tests/realnode/).
 """
 
 from __future__ import annotations

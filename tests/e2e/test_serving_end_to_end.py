@@ -8,6 +8,11 @@ One ModelDeployment (the quickstart example) lives through the module, revision 
 3. a third revision whose engine Triton cannot load (the native ONNX backend, absent from this Triton) is rolled back,
    and the second keeps answering all along.
 Batching on and off both serve 8 concurrent clients exactly what a single request gets.
+
+The process kubelet is used because it starts a pod in a second, which makes three revisions affordable. It runs
+pods as host processes and ignores securityContext, read-only roots, resources and image names, and its probes and
+preStop are its own: pod hardening, memory volumes, the operator as a pod and the drain of a real rolling update are
+shown on the real node (tests/realnode/), not here.
 """
 
 from __future__ import annotations
