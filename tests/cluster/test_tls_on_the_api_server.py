@@ -1,5 +1,5 @@
 """TLS objects on the real API server: cert-manager mode against a Certificate CRD, and mutual-TLS client
-certificates that only their own subject may read.
+certificates from the model's own client CA that only their own subject may read.
 
 cert-manager itself cannot run here, so a minimal Certificate CRD stands in for it and the test plays
 cert-manager's part: it writes the Secret and sets the Certificate's status. The first tests run the operator's
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography import x509
 from kubernetes import client
 from kubernetes.client import exceptions
 
@@ -88,10 +89,15 @@ def _can_get(kube: Any, namespace: str, secret: str, account: str) -> bool:
     return bool(done.stdout.strip() == "yes")
 
 
-def _certificate(kube: Any, namespace: str, name: str) -> dict[str, Any]:
-    found: dict[str, Any] = kube.custom.get_namespaced_custom_object(
-        "cert-manager.io", "v1", namespace, "certificates", name
-    )
+def _certificate(kube: Any, namespace: str, name: str, *, missing_ok: bool = False) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = kube.custom.get_namespaced_custom_object(
+            "cert-manager.io", "v1", namespace, "certificates", name
+        )
+    except exceptions.ApiException as error:
+        if missing_ok and error.status == 404:
+            return None
+        raise
     return found
 
 
@@ -134,10 +140,12 @@ def test_cert_manager_mode_applies_certificates_and_mirrors_readiness(
     assert (missing["status"], missing["reason"]) == ("False", "CertManagerMissing")
     assert "install cert-manager" in missing["message"]
 
-    # With it: the server and client Certificates, applied by the kestrel field manager.
+    # With it: the server Certificate, applied by the kestrel field manager; client certificates come from the
+    # model's own client CA, once the server's Secret holds the CA they verify the server with.
     _install_crd(kube)
     _reconcile(kube, namespace, "cams")
     server = _certificate(kube, namespace, names.tls_secret("cams"))
+    assert server is not None
     assert server["spec"]["secretName"] == names.tls_secret("cams")
     assert server["spec"]["dnsNames"] == certificates.service_dns_names("cams", namespace)
     assert server["spec"]["issuerRef"] == {"name": "internal-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
@@ -145,17 +153,15 @@ def test_cert_manager_mode_applies_certificates_and_mirrors_readiness(
     assert {m["manager"] for m in server["metadata"]["managedFields"]} == {"kestrel"}
     owner = manifest_context.Owner.from_body(get_mdep(kube, namespace, "cams"))
     gateway = access.Client("ServiceAccount", "gateway", namespace)
-    client_certificate = _certificate(kube, namespace, gateway.secret_name(owner))
-    assert client_certificate["spec"]["usages"] == ["digital signature", "client auth"]
+    assert _certificate(kube, namespace, gateway.secret_name(owner), missing_ok=True) is None
     pending = condition(get_mdep(kube, namespace, "cams"), "CertificateReady")
     assert pending is not None and (pending["status"], pending["reason"]) == ("False", "Pending")
 
-    # cert-manager's part: the issuer signed, the Secrets are written, the Certificates turn Ready.
+    # cert-manager's part: the issuer signed, the Secret is written, the Certificate turns Ready.
     ca = certificates.create_ca(now=NOW)
     issued = certificates.issue_server(ca, name="cams", namespace=namespace, now=NOW)
-    client_issued = certificates.issue_client(ca, common_name=gateway.common_name, now=NOW)
     not_after = issued.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-    for name, pair in ((names.tls_secret("cams"), issued), (gateway.secret_name(owner), client_issued)):
+    for name, pair in ((names.tls_secret("cams"), issued),):
         _write_tls_secret(kube, namespace, name, pair, ca)
         kube.custom.patch_namespaced_custom_object_status(
             "cert-manager.io",
@@ -175,7 +181,15 @@ def test_cert_manager_mode_applies_certificates_and_mirrors_readiness(
     ready = condition(get_mdep(kube, namespace, "cams"), "CertificateReady")
     assert ready is not None and (ready["status"], ready["reason"]) == ("True", "Issued")
     assert f"expires {not_after}" in ready["message"]
-    assert ctx.tls_checksum == tls.checksum(issued.certificate_pem())
+    client_ca = kube.core.read_namespaced_secret(names.client_ca_secret("cams"), namespace).data
+    authority = certificates.Issued.from_pem(
+        base64.b64decode(client_ca["tls.crt"]), base64.b64decode(client_ca["tls.key"])
+    )
+    assert ctx.tls_checksum == tls.checksum(issued.certificate_pem(), authority)
+    gateway_secret = kube.core.read_namespaced_secret(gateway.secret_name(owner), namespace).data
+    gateway_certificate = x509.load_pem_x509_certificate(base64.b64decode(gateway_secret["tls.crt"]))
+    assert certificates.verify_client(gateway_certificate, authority.certificate, now=NOW) == [gateway.common_name]
+    assert base64.b64decode(gateway_secret["ca.crt"]) == ca.certificate_pem()  # the CA that verifies the server
 
     # Only the allowed ServiceAccount may read its client certificate.
     assert _can_get(kube, namespace, gateway.secret_name(owner), "gateway")
@@ -189,7 +203,7 @@ def test_cert_manager_mode_applies_certificates_and_mirrors_readiness(
         {"data": {"tls.crt": base64.b64encode(renewed.certificate_pem()).decode()}},
     )
     after = _reconcile(kube, namespace, "cams")
-    assert after.tls_checksum == tls.checksum(renewed.certificate_pem()) != ctx.tls_checksum
+    assert after.tls_checksum == tls.checksum(renewed.certificate_pem(), authority) != ctx.tls_checksum
 
 
 def test_mutual_tls_client_certificates_are_readable_by_their_subject_only(with_crd: Any, namespace: str) -> None:

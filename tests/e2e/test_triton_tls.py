@@ -75,7 +75,8 @@ class Pki:
     root: pathlib.Path
 
     def mount(self, folder: str) -> pathlib.Path:
-        """The TLS Secret as the kubelet would project it into the pod: tls.crt, tls.key, ca.crt."""
+        """The TLS Secret as the kubelet would project it into the pod: tls.crt, tls.key, ca.crt; under mutual TLS
+        also the model's client CA certificate (only that key of its Secret) in `client-ca/ca.crt`."""
         found = self.kube.secret("vision", names.tls_secret("cams"))
         assert found is not None
         target = self.root / folder
@@ -83,6 +84,10 @@ class Pki:
         for key in ("tls.crt", "tls.key", "ca.crt"):
             (target / key).write_bytes(secrets.decode(found, key))
             (target / key).chmod(0o600)
+        client_ca = self.kube.secret("vision", names.client_ca_secret("cams"))
+        if client_ca is not None:
+            (target / "client-ca").mkdir()
+            (target / "client-ca" / "ca.crt").write_bytes(secrets.decode(client_ca, "tls.crt"))
         return target
 
     def client(self, subject: access.Client) -> tuple[bytes, bytes, bytes]:
@@ -121,7 +126,9 @@ def _server(pki: Pki, repository: pathlib.Path, tls_dir: pathlib.Path) -> triton
     """Triton with the operator's own arguments for this spec, the mount path and the key filled in."""
     spec = specs.parse(pki.obj["spec"])
     args = [
-        arg.replace(f"{transport.TLS_DIR}/", f"{tls_dir}/").replace(f"$({transport.API_KEY_ENV})", API_KEY)
+        arg.replace(f"{transport.CLIENT_CA_DIR}/", f"{tls_dir}/client-ca/")
+        .replace(f"{transport.TLS_DIR}/", f"{tls_dir}/")
+        .replace(f"$({transport.API_KEY_ENV})", API_KEY)
         for arg in transport.server_args(spec)
     ]
     return triton.TritonServer(repository, models=[MODEL], extra_args=args)
@@ -262,6 +269,22 @@ def test_mutual_tls_with_a_client_certificate_from_another_ca_is_refused(
     assert re.match(HANDSHAKE_REFUSED, _refused(client))
 
 
+def test_mutual_tls_with_the_client_certificate_another_model_issued_to_the_same_subject_is_refused(
+    mutual: tuple[Pki, triton.TritonServer],
+) -> None:
+    """The other model's reconciler ran on the same operator CA (the same fake cluster) for the same subject: its
+    certificate names the same identity, and is still refused, since only this model's client CA is trusted."""
+    pki, server = mutual
+    other = body({"mutual": True, "duration": "90m"}, {"allowedServiceAccounts": ["apps/gateway"]}, name="doors")
+    reconcile_tls(pki.kube, other, T0)
+    found = pki.kube.secret("vision", GATEWAY.secret_name(manifest_context.Owner.from_body(other)))
+    assert found is not None
+    ca, key, chain = (secrets.decode(found, k) for k in ("ca.crt", "tls.key", "tls.crt"))
+    assert ca == pki.ca  # both trust the same server CA: only the client side is per model
+    client = _client(server.urls["grpc"], root_certificates=ca, private_key=key, certificate_chain=chain)
+    assert re.match(HANDSHAKE_REFUSED, _refused(client))
+
+
 def test_mutual_tls_still_needs_the_api_key(mutual: tuple[Pki, triton.TritonServer]) -> None:
     pki, server = mutual
     ca, key, chain = pki.client(GATEWAY)
@@ -344,3 +367,33 @@ def test_a_client_loop_sees_no_failure_across_a_certificate_rotation(tmp_path: p
             loop.thread.join(timeout=30)
     assert loop.failures == []
     assert loop.ok[old.urls["grpc"]] >= 20
+
+
+def test_a_removed_subjects_certificate_is_refused_once_the_pods_have_the_new_client_ca(tmp_path: pathlib.Path) -> None:
+    """Removing a subject replaces the model's client CA in the same pass and changes the pod template; Triton
+    started with the new projection (the rolled pod) refuses the removed subject's still unexpired certificate and
+    accepts the remaining subject's reissued one."""
+    kube = FakeKube()
+    access_spec = {"allowedServiceAccounts": ["apps/gateway", "apps/dashboard"]}
+    obj = body({"mutual": True, "duration": "90m"}, access_spec)
+    before = reconcile_tls(kube, obj, T0)
+    pki = Pki(kube, obj, tmp_path)
+    dashboard = access.Client("ServiceAccount", "dashboard", "apps")
+    revoked = pki.client(dashboard)
+    repository = _repository(tmp_path)
+    with _server(pki, repository, pki.mount("tls-1")) as old:
+        old.wait_ready(MODEL, timeout=60)
+        ca, key, chain = revoked
+        _infer(_client(old.urls["grpc"], root_certificates=ca, private_key=key, certificate_chain=chain))
+    obj["spec"]["security"]["access"] = {"allowedServiceAccounts": ["apps/gateway"]}
+    after = reconcile_tls(kube, obj, T0 + datetime.timedelta(seconds=30))
+    assert after.tls_checksum != before.tls_checksum  # the pods roll
+    with _server(pki, repository, pki.mount("tls-2")) as new:
+        new.wait_ready(MODEL, timeout=60)
+        ca, key, chain = revoked
+        refused = _client(new.urls["grpc"], root_certificates=ca, private_key=key, certificate_chain=chain)
+        assert re.match(HANDSHAKE_REFUSED, _refused(refused))
+        ca, key, chain = pki.client(GATEWAY)
+        kept = _client(new.urls["grpc"], root_certificates=ca, private_key=key, certificate_chain=chain)
+        _infer(kept)
+        kept.close()

@@ -12,6 +12,7 @@ import pathlib
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
@@ -176,21 +177,32 @@ def test_a_new_revision_is_checked_again(kube: FakeKube) -> None:
     assert obj["status"]["serving"]["smoke"]["revision"] == "cd" * 32
 
 
-def test_mutual_tls_gets_a_client_certificate_from_the_operator_ca(kube: FakeKube) -> None:
-    ca = certificates.create_ca(now=T0)
+@pytest.mark.parametrize("mode", ["operator", "cert-manager"])
+def test_mutual_tls_gets_a_client_certificate_from_the_models_own_client_ca(kube: FakeKube, mode: str) -> None:
+    operator_ca, client_ca = certificates.create_ca(now=T0), certificates.create_ca(now=T0)
     kube.put(
         _secret(
             SETTINGS.operator_namespace,
             secrets.CA_SECRET,
-            {"tls.crt": ca.certificate_pem(), "tls.key": ca.private_key_pem()},
+            {"tls.crt": operator_ca.certificate_pem(), "tls.key": operator_ca.private_key_pem()},
+        )
+    )
+    kube.put(
+        _secret(
+            "vision",
+            names.client_ca_secret("cams"),
+            {"tls.crt": client_ca.certificate_pem(), "tls.key": client_ca.private_key_pem()},
         )
     )
     check = Checker()
-    _pass(kube, _object(tls={"mode": "operator", "mutual": True}), T0, check, Pages())
+    tls = {"mode": mode, "mutual": True} | ({"issuerRef": {"name": "ca"}} if mode == "cert-manager" else {})
+    _pass(kube, _object(tls=tls), T0, check, Pages())
     (target,) = check.targets
     assert target.client_cert_pem and target.client_key_pem
     issued = certificates.Issued.from_pem(target.client_cert_pem, target.client_key_pem)
-    assert issued.certificate.issuer == ca.certificate.subject
+    issued.certificate.verify_directly_issued_by(client_ca.certificate)
+    with pytest.raises(InvalidSignature):
+        issued.certificate.verify_directly_issued_by(operator_ca.certificate)
 
 
 def test_missing_secrets_fail_the_smoke_with_their_names(kube: FakeKube) -> None:
@@ -264,9 +276,10 @@ def test_the_address_map_routes_the_dial_but_not_the_name_the_certificate_must_c
 
 
 def test_a_smoke_the_operator_cannot_send_is_said_in_status_and_available_not_gated(kube: FakeKube) -> None:
-    check, obj = Checker(), _object(tls={"mode": "cert-manager", "mutual": True, "issuerRef": {"name": "ca"}})
+    check, obj = Checker(), _object()
+    obj["spec"]["serving"] = {"protocols": ["http"]}
     ctx = _pass(kube, obj, T0, check, Pages())
     assert check.targets == []
     assert _available(ctx).status == "True"
-    assert "smoke inference not run: under mutual TLS with cert-manager" in _available(ctx).message
+    assert "smoke inference not run: the model serves no gRPC" in _available(ctx).message
     assert "passed" not in obj["status"]["serving"]["smoke"], "null: not run"

@@ -53,8 +53,6 @@ CERT_MANAGER = _spec(
 
 RENDERED: dict[str, dict[str, Any]] = {
     "certificate-server": certificate.server_certificate(CERT_MANAGER, OWNER),
-    "certificate-client-serviceaccount": certificate.client_certificate(CERT_MANAGER, OWNER, GATEWAY),
-    "certificate-client-group": certificate.client_certificate(CERT_MANAGER, OWNER, ANALYSTS),
     "client-role": access.client_role(OWNER, GATEWAY),
     "client-role-binding": access.client_role_binding(OWNER, GATEWAY),
     "client-role-binding-group": access.client_role_binding(OWNER, ANALYSTS),
@@ -93,14 +91,6 @@ def test_without_rotate_before_cert_manager_keeps_its_two_thirds_default() -> No
     body = certificate.server_certificate(spec, OWNER)
     assert "renewBefore" not in body["spec"]
     assert body["spec"]["duration"] == "2160h"
-
-
-def test_a_long_client_identity_leaves_out_the_common_name_cert_manager_would_refuse() -> None:
-    client = access.Client("ServiceAccount", "a-rather-long-service-account-name-for-a-camera", "production-east")
-    body = certificate.client_certificate(CERT_MANAGER, OWNER, client)
-    assert len(client.common_name) > certificate.MAX_COMMON_NAME
-    assert "commonName" not in body["spec"]
-    assert body["spec"]["dnsNames"] == [client.common_name]
 
 
 def test_every_allowed_subject_gets_its_own_client_and_only_with_mutual_tls() -> None:

@@ -1,8 +1,9 @@
-"""cert-manager `Certificate` objects, for `spec.security.tls.mode: cert-manager`.
+"""The cert-manager `Certificate` of the server, for `spec.security.tls.mode: cert-manager`.
 
 cert-manager then issues and renews the key pair into the very Secret the operator mode writes
 (`names.tls_secret`): the pod template mounts one Secret name whatever the mode, and the checksum
-annotation follows its content either way.
+annotation follows its content either way. Client certificates come from the model's own client CA in both modes
+(reconcilers/tls.py): a shared issuer would make one model's clients another's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import access, context, labels, names
+from kestrel.manifests import context, labels, names
 from kestrel.security import certificates
 
 API_VERSION = "cert-manager.io/v1"
@@ -34,13 +35,11 @@ def _certificate(
     common_name: str,
     dns: list[str],
     usages: list[str],
-    extra_labels: dict[str, str] | None = None,
-    annotations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     tls = spec.security.tls
     if tls.issuer_ref is None:
         raise ValueError("spec.security.tls.issuerRef is required when spec.security.tls.mode is cert-manager")
-    object_labels = {**labels.common(owner.name, "triton"), **(extra_labels or {})}
+    object_labels = labels.common(owner.name, "triton")
     body: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -62,9 +61,6 @@ def _certificate(
             "usages": usages,
         },
     }
-    if annotations:
-        body["metadata"]["annotations"] = dict(annotations)
-        body["spec"]["secretTemplate"]["annotations"] = dict(annotations)
     # cert-manager refuses a commonName over 64 characters (X.509's limit); the SANs carry the identity anyway.
     if len(common_name) <= MAX_COMMON_NAME:
         body["spec"]["commonName"] = common_name
@@ -84,18 +80,4 @@ def server_certificate(spec: specs.ModelDeploymentSpec, owner: context.Owner) ->
         common_name=dns[2],
         dns=dns,
         usages=["digital signature", "server auth"],
-    )
-
-
-def client_certificate(spec: specs.ModelDeploymentSpec, owner: context.Owner, client: access.Client) -> dict[str, Any]:
-    """The Certificate of one allowed mutual-TLS client, issued into the Secret only that client may read."""
-    return _certificate(
-        spec,
-        owner,
-        name=client.secret_name(owner),
-        common_name=client.common_name,
-        dns=[client.common_name],
-        usages=["digital signature", "client auth"],
-        extra_labels={access.CLIENT_LABEL: client.label},
-        annotations={access.CLIENT_ANNOTATION: client.subject},
     )

@@ -85,6 +85,11 @@ def tls_secret(name: str) -> str:
     return child(name, "tls")
 
 
+def client_ca_secret(name: str) -> str:
+    """The model's own client CA (`tls.crt`, `tls.key`): it alone signs the client certificates Triton accepts."""
+    return child(name, "client-ca")
+
+
 def api_key_secret(name: str) -> str:
     """The inference API key (`api-key`), written by the access reconciler."""
     return child(name, "api-key")

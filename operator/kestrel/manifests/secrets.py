@@ -1,14 +1,16 @@
-"""Secrets the operator writes: the signing pair, the server certificate, the API key, and its own CA."""
+"""Secrets the operator writes: the signing pair, the server certificate, each model's client CA, the API key, and
+the operator's own CA."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kestrel.manifests import context, labels, names
 
 CA_SECRET = "kestrel-ca"  # noqa: S105 - a Secret's name, not a password
+ISSUED_TO_ANNOTATION = "kestrel.dev/issued-to"
 
 
 def _secret(
@@ -46,6 +48,26 @@ def tls(owner: context.Owner, certificate_pem: bytes, key_pem: bytes, ca_pem: by
         owner=owner,
         kind="kubernetes.io/tls",
     )
+
+
+def client_authority(
+    owner: context.Owner, certificate_pem: bytes, key_pem: bytes, issued_to: Iterable[str]
+) -> dict[str, Any]:
+    """The model's client CA; `issued_to` (an annotation): the labels of every client it has signed for."""
+    secret = _secret(
+        names.client_ca_secret(owner.name),
+        owner.namespace,
+        {"tls.crt": certificate_pem, "tls.key": key_pem},
+        owner=owner,
+    )
+    secret["metadata"]["annotations"] = {ISSUED_TO_ANNOTATION: ",".join(sorted(set(issued_to)))}
+    return secret
+
+
+def issued_to(secret: dict[str, Any]) -> set[str]:
+    """The client labels a client CA Secret says it has signed for."""
+    text = (secret.get("metadata", {}).get("annotations") or {}).get(ISSUED_TO_ANNOTATION, "")
+    return {label for label in text.split(",") if label}
 
 
 def api_key(owner: context.Owner, key: bytes) -> dict[str, Any]:

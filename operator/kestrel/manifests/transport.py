@@ -17,6 +17,10 @@ GRPC_PORT = 8001
 METRICS_PORT = 8002
 HTTPS_PORT = 8443
 TLS_DIR = "/etc/kestrel/tls"
+# Under mutual TLS: the model's own client CA, the one CA whose clients Triton and the proxy accept. Only its
+# certificate is projected from its Secret; the key never enters the pod.
+CLIENT_CA_DIR = "/etc/kestrel/client-ca"
+CLIENT_CA_FILE = f"{CLIENT_CA_DIR}/ca.crt"
 API_KEY_ENV = "KESTREL_API_KEY"
 API_KEY_FIELD = "api-key"  # the key of `names.api_key_secret` that holds the value
 # The header name Triton checks: `kestrel-api-key` over HTTP, `triton-grpc-protocol-kestrel-api-key` over gRPC.
@@ -64,7 +68,7 @@ def server_args(spec: specs.ModelDeploymentSpec) -> list[str]:
             "--grpc-use-ssl=true",
             f"--grpc-server-cert={TLS_DIR}/tls.crt",
             f"--grpc-server-key={TLS_DIR}/tls.key",
-            f"--grpc-root-cert={TLS_DIR}/ca.crt",
+            f"--grpc-root-cert={CLIENT_CA_FILE if spec.security.tls.mutual else f'{TLS_DIR}/ca.crt'}",
         ]
         if spec.security.tls.mutual:
             args.append("--grpc-use-ssl-mutual=true")
@@ -87,11 +91,21 @@ def server_env(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[di
 def tls_volumes(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[dict[str, Any]]:
     if not tls_enabled(spec):
         return []
-    return [store.secret_volume("tls", names.tls_secret(owner.name))]
+    volumes = [store.secret_volume("tls", names.tls_secret(owner.name))]
+    if spec.security.tls.mutual:
+        client_ca = store.secret_volume("client-ca", names.client_ca_secret(owner.name))
+        client_ca["secret"]["items"] = [{"key": "tls.crt", "path": "ca.crt"}]
+        volumes.append(client_ca)
+    return volumes
 
 
 def tls_mounts(spec: specs.ModelDeploymentSpec) -> list[dict[str, Any]]:
-    return [store.read_only_mount("tls", TLS_DIR)] if tls_enabled(spec) else []
+    if not tls_enabled(spec):
+        return []
+    mounts = [store.read_only_mount("tls", TLS_DIR)]
+    if spec.security.tls.mutual:
+        mounts.append(store.read_only_mount("client-ca", CLIENT_CA_DIR))
+    return mounts
 
 
 def tls_proxy(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> dict[str, Any] | None:
@@ -113,7 +127,7 @@ def tls_proxy(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> di
             f"--target=127.0.0.1:{HTTP_PORT}",
             f"--cert={TLS_DIR}/tls.crt",
             f"--key={TLS_DIR}/tls.key",
-            f"--cacert={TLS_DIR}/ca.crt",
+            f"--cacert={CLIENT_CA_FILE if spec.security.tls.mutual else f'{TLS_DIR}/ca.crt'}",
             client_auth,
         ],
         "ports": [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"}],

@@ -136,19 +136,15 @@ def _target(ctx: context.Context, settings: manifest_context.Settings) -> smoke.
     if grpc is None:
         return smoke.Outcome(None, "not run: the model serves no gRPC (spec.serving.protocols)")
     tls = spec.security.tls
-    if tls.mutual and tls.mode == "cert-manager":
-        return smoke.Outcome(
-            None,
-            "not run: under mutual TLS with cert-manager the operator holds no client certificate the server trusts",
-        )
     route = addresses.route(grpc, addresses.load(settings.address_map))
     ca = client_cert = client_key = None
     if transport.tls_enabled(spec):
         ca = _secret(ctx, ctx.namespace, names.tls_secret(ctx.name), "ca.crt")
     if tls.mutual:
+        # The model's own client CA (reconcilers/tls.py), the only one its Triton accepts clients of.
+        client_ca = names.client_ca_secret(ctx.name)
         authority = certificates.Issued.from_pem(
-            _secret(ctx, settings.operator_namespace, secrets.CA_SECRET, "tls.crt"),
-            _secret(ctx, settings.operator_namespace, secrets.CA_SECRET, "tls.key"),
+            _secret(ctx, ctx.namespace, client_ca, "tls.crt"), _secret(ctx, ctx.namespace, client_ca, "tls.key")
         )
         issued = certificates.issue_client(authority, common_name=CLIENT_NAME, now=ctx.now, validity=CLIENT_VALIDITY)
         client_cert, client_key = issued.certificate_pem(), issued.private_key_pem()

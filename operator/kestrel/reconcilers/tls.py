@@ -1,10 +1,17 @@
 """TLS: the server certificate Triton presents and, with mutual TLS, one client certificate per allowed subject;
 owns CertificateReady.
 
-`operator` mode issues them from the operator's CA and renews them before they expire; `cert-manager` mode
-applies cert-manager `Certificate`s that issue into the same Secret names. Either way the server certificate's
-digest goes into the pod template (`Context.tls_checksum`), so a renewal rolls the pods one at a time
-(maxUnavailable 0) and no client sees an expired certificate.
+The server certificate: `operator` mode issues it from the operator's CA and renews it before it expires;
+`cert-manager` mode applies a cert-manager `Certificate` that issues into the same Secret name.
+
+Client certificates, in both modes, come from the model's own client CA (`names.client_ca_secret`), the only CA
+its Triton accepts clients of: a certificate issued for one model opens no other, whatever the subject names.
+They live CLIENT_VALIDITY and are renewed at two thirds of it. When a subject leaves the spec, its objects go and
+the client CA is replaced in the same pass (the others are reissued from the new one): the pods roll onto the new
+CA, and the removed subject's certificate, still unexpired, stops working.
+
+The digests of the server certificate and of the client CA go into the pod template (`Context.tls_checksum`), so a
+renewal or a revocation rolls the pods one at a time (maxUnavailable 0) and no client sees an expired certificate.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from kestrel.api import base, conditions, errors
 from kestrel.kube import ownership
@@ -29,6 +37,9 @@ Body = dict[str, Any]
 CRD_API = "apiextensions.k8s.io/v1"
 CERT_MANAGER_MISSING = "CertManagerMissing"
 CERT_MANAGER_ANNOTATION = "cert-manager.io/certificate-name"  # set by cert-manager on every Secret it issues
+# Short enough that a leaked client certificate is worth hours, long enough that a client rereading its Secret
+# every few minutes never holds an expired one.
+CLIENT_VALIDITY = datetime.timedelta(hours=12)
 
 
 def _timestamp(moment: datetime.datetime) -> str:
@@ -65,25 +76,43 @@ def _authority(ctx: context.Context, settings: manifest_context.Settings) -> cer
     return certificates.Issued.from_pem(secrets.decode(found, "tls.crt"), secrets.decode(found, "tls.key"))
 
 
-def _needs_new(current: Body | None, ca: certificates.Issued, ctx: context.Context) -> str | None:
-    """Why a certificate Secret must be (re)issued, or None when it is good."""
+def _signed_by(issued: x509.Certificate, ca: certificates.Issued) -> bool:
+    """Whether `ca`'s key signed `issued`: a replaced CA keeps its name, so the name alone proves nothing."""
+    try:
+        issued.verify_directly_issued_by(ca.certificate)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _needs_new(
+    current: Body | None,
+    signer: certificates.Issued,
+    ca_pem: bytes,
+    now: datetime.datetime,
+    rotate_before: datetime.timedelta | None,
+) -> str | None:
+    """Why a certificate Secret must be (re)issued, or None when it is good: signed by `signer`, carrying `ca_pem`
+    (the CA its holder verifies the other side with) and not due for renewal."""
     if current is None or "tls.crt" not in current.get("data", {}):
         return "Issued"
     issued = x509.load_pem_x509_certificate(secrets.decode(current, "tls.crt"))
     # A Secret written by another issuer (cert-manager before a mode change) may lack ca.crt altogether.
-    ca_pem = secrets.decode(current, "ca.crt") if "ca.crt" in current["data"] else None
-    if issued.issuer != ca.certificate.subject or ca_pem != ca.certificate_pem():
+    found_ca = secrets.decode(current, "ca.crt") if "ca.crt" in current["data"] else None
+    if not _signed_by(issued, signer) or found_ca != ca_pem:
         return "Reissued"
-    if certificates.renewal_due(issued, ctx.now, _rotate_before(ctx)):
+    if certificates.renewal_due(issued, now, rotate_before):
         return "Renewed"
     return None
 
 
 def _ensure(
     ctx: context.Context,
-    ca: certificates.Issued,
+    signer: certificates.Issued,
     name: str,
     *,
+    ca_pem: bytes,
+    rotate_before: datetime.timedelta | None,
     issue: Callable[[], certificates.Issued],
     build: Callable[[certificates.Issued], Body],
     what: str,
@@ -98,7 +127,7 @@ def _ensure(
     from_cert_manager = current is not None and _issued_for(current, name)
     if current is not None and not ownership.owned_by(current, ctx.uid):
         _adopt_from_cert_manager(ctx, current, name)
-    why = _needs_new(current, ca, ctx)
+    why = _needs_new(current, signer, ca_pem, ctx.now, rotate_before)
     if why is None:
         assert current is not None
         stored = current
@@ -157,6 +186,71 @@ def _issued(ctx: context.Context, why: str, what: str, issued: certificates.Issu
     )
 
 
+def _client_authority(
+    ctx: context.Context, owner: manifest_context.Owner, clients: list[access.Client]
+) -> certificates.Issued:
+    """The model's own client CA: made on first need, and replaced when a subject it signed for left the spec.
+
+    Its Secret lists (an annotation) every client it has signed for, written before any new client's certificate
+    is issued: a pass cut short never leaves a certificate its CA does not know of.
+    """
+    name = names.client_ca_secret(ctx.name)
+    wanted = {client.label for client in clients}
+    current = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
+    # A CA the model does not own may be someone's who kept its key: never sign with it (NameConflictError).
+    ownership.require(current, ctx.uid)
+    why = "Created"
+    if current is not None and {"tls.crt", "tls.key"} <= set(current.get("data") or {}):
+        ca = certificates.Issued.from_pem(secrets.decode(current, "tls.crt"), secrets.decode(current, "tls.key"))
+        signed = secrets.issued_to(current)
+        if not signed - wanted:
+            if wanted - signed:
+                ctx.kube.apply(
+                    secrets.client_authority(owner, ca.certificate_pem(), ca.private_key_pem(), signed | wanted)
+                )
+            return ca
+        why = "Replaced"
+    ca = certificates.create_ca(now=ctx.now, common_name=f"Kestrel client CA {ctx.name}"[:64])
+    ctx.kube.apply(secrets.client_authority(owner, ca.certificate_pem(), ca.private_key_pem(), wanted))
+    ctx.event(
+        "Normal",
+        f"ClientAuthority{why}",
+        f"{why} the client CA {certificates.fingerprint(ca.certificate)} in Secret {name}"
+        + (": certificates of removed subjects stop working once the pods roll" if why == "Replaced" else ""),
+        "Certificate",
+    )
+    return ca
+
+
+def _client_certificates(
+    ctx: context.Context, owner: manifest_context.Owner, server_ca_pem: bytes
+) -> certificates.Issued | None:
+    """Under mutual TLS: each allowed subject's certificate from the model's client CA (returned), its Role and
+    binding, and the revocation of subjects no longer allowed. None without mutual TLS."""
+    if not ctx.spec.security.tls.mutual:
+        return None
+    clients = access.mtls_clients(ctx.spec)
+    # Revoked subjects' objects go before the CA is replaced: nothing of theirs is signed by the new one.
+    _prune_clients(ctx, owner, clients)
+    authority = _client_authority(ctx, owner, clients)
+    validity = min(CLIENT_VALIDITY, datetime.timedelta(seconds=base.parse_duration(ctx.spec.security.tls.duration)))
+    for client in clients:
+        _ensure(
+            ctx,
+            authority,
+            client.secret_name(owner),
+            ca_pem=server_ca_pem,
+            rotate_before=None,
+            issue=functools.partial(
+                certificates.issue_client, authority, common_name=client.common_name, now=ctx.now, validity=validity
+            ),
+            build=functools.partial(_client_secret, owner, client, server_ca_pem),
+            what=f"client ({client.subject})",
+        )
+        _grant(ctx, owner, client)
+    return authority
+
+
 def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, owner: manifest_context.Owner) -> None:
     ca = _authority(ctx, settings)
     validity = datetime.timedelta(seconds=base.parse_duration(ctx.spec.security.tls.duration))
@@ -164,6 +258,8 @@ def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, ow
         ctx,
         ca,
         names.tls_secret(ctx.name),
+        ca_pem=ca.certificate_pem(),
+        rotate_before=_rotate_before(ctx),
         issue=lambda: certificates.issue_server(
             ca, name=names.service(ctx.name), namespace=ctx.namespace, now=ctx.now, validity=validity
         ),
@@ -173,21 +269,9 @@ def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, ow
         what="server",
     )
     clients = access.mtls_clients(ctx.spec)
-    for client in clients:
-        _ensure(
-            ctx,
-            ca,
-            client.secret_name(owner),
-            issue=functools.partial(
-                certificates.issue_client, ca, common_name=client.common_name, now=ctx.now, validity=validity
-            ),
-            build=functools.partial(_client_secret, owner, client, ca),
-            what=f"client ({client.subject})",
-        )
-        _grant(ctx, owner, client)
-    _prune_clients(ctx, owner, clients, cert_manager=False)
+    authority = _client_certificates(ctx, owner, ca.certificate_pem())
     certificate_pem = secrets.decode(server, "tls.crt")
-    ctx.tls_checksum = checksum(certificate_pem)
+    ctx.tls_checksum = checksum(certificate_pem, authority)
     issued = x509.load_pem_x509_certificate(certificate_pem)
     renews = certificates.renewal_time(issued, _rotate_before(ctx))
     ctx.set(
@@ -199,9 +283,9 @@ def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, ow
 
 
 def _client_secret(
-    owner: manifest_context.Owner, client: access.Client, ca: certificates.Issued, issued: certificates.Issued
+    owner: manifest_context.Owner, client: access.Client, server_ca_pem: bytes, issued: certificates.Issued
 ) -> Body:
-    return access.client_secret(owner, client, issued.certificate_pem(), issued.private_key_pem(), ca.certificate_pem())
+    return access.client_secret(owner, client, issued.certificate_pem(), issued.private_key_pem(), server_ca_pem)
 
 
 def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> None:
@@ -223,21 +307,18 @@ def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> N
     applied = ctx.kube.apply(certificate.server_certificate(ctx.spec, owner))
     clients = access.mtls_clients(ctx.spec)
     pending = [] if _ready(applied)[0] == "True" else [applied]
-    for client in clients:
-        client_secret = client.secret_name(owner)
-        _check_issued_secret(
-            ctx, ctx.kube.get("v1", "Secret", ctx.namespace, client_secret, cached=True), client_secret
-        )
-        applied_client = ctx.kube.apply(certificate.client_certificate(ctx.spec, owner, client))
-        if _ready(applied_client)[0] != "True":
-            pending.append(applied_client)
-        _grant(ctx, owner, client)
-    _prune_clients(ctx, owner, clients, cert_manager=True)
     data = (secret or {}).get("data") or {}
     lacking = [key for key in ("tls.crt", "tls.key", "ca.crt") if key not in data]
+    # Clients verify the server with the CA cert-manager wrote beside its certificate: until it is there, their
+    # certificates wait (the condition below says why).
+    authority = (
+        _client_certificates(ctx, owner, secrets.decode(secret, "ca.crt"))
+        if secret is not None and "ca.crt" in data
+        else None
+    )
     if secret is not None and "tls.crt" in data:
         # cert-manager rewrites the Secret on renewal: its new content changes the template and rolls the pods.
-        ctx.tls_checksum = checksum(secrets.decode(secret, "tls.crt"))
+        ctx.tls_checksum = checksum(secrets.decode(secret, "tls.crt"), authority)
     if pending:
         first = pending[0]
         _, reason, message = _ready(first)
@@ -292,14 +373,15 @@ def _grant(ctx: context.Context, owner: manifest_context.Owner, client: access.C
     ctx.kube.apply(access.client_role_binding(owner, client))
 
 
-def _prune_clients(
-    ctx: context.Context, owner: manifest_context.Owner, clients: list[access.Client], *, cert_manager: bool
-) -> None:
-    """Revoke the client certificates of subjects no longer allowed.
+def _prune_clients(ctx: context.Context, owner: manifest_context.Owner, clients: list[access.Client]) -> None:
+    """Remove the objects of subjects no longer allowed (their certificates stop working when the client CA that
+    signed them is replaced, `_client_authority`).
 
     Only while TLS is mutual: without it Triton asks for no client certificate, so a leftover one opens
     nothing (and the owner reference collects it with the model); turning mutual back on prunes again.
     The Role goes last: it is what marks a client as issued, so a pass cut short finishes the job next time.
+    A cert-manager Certificate of the client (written by Kestrel before client certificates came from the model's
+    own CA) goes too.
     Labels anyone can set: only a Role the model owns marks one of its clients, and of the objects named after it,
     only those the model owns go.
     """
@@ -314,7 +396,7 @@ def _prune_clients(
             continue
         subject = role["metadata"].get("annotations", {}).get(access.CLIENT_ANNOTATION, name)
         ctx.kube.delete("rbac.authorization.k8s.io/v1", "RoleBinding", ctx.namespace, name, owner=owner.uid)
-        if cert_manager:
+        if installed.crd(ctx, certificate.CRD, required=False):
             ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name, owner=owner.uid)
         ctx.kube.delete("v1", "Secret", ctx.namespace, name, owner=owner.uid)
         ctx.kube.delete("rbac.authorization.k8s.io/v1", "Role", ctx.namespace, name, owner=owner.uid)
@@ -325,9 +407,13 @@ def _clients(clients: list[access.Client]) -> str:
     return f"; client certificates for {', '.join(c.subject for c in clients)}" if clients else ""
 
 
-def checksum(certificate_pem: bytes) -> str:
-    """What the pod template carries: a new certificate, however issued, is a new template."""
-    return hashlib.sha256(certificate_pem).hexdigest()[:16]
+def checksum(certificate_pem: bytes, client_authority: certificates.Issued | None = None) -> str:
+    """What the pod template carries: a new server certificate, however issued, or a new client CA is a new
+    template."""
+    digest = hashlib.sha256(certificate_pem)
+    if client_authority is not None:
+        digest.update(client_authority.certificate_pem())
+    return digest.hexdigest()[:16]
 
 
 def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None:
