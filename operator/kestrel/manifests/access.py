@@ -60,16 +60,22 @@ class Client:
         return {"kind": "ServiceAccount", "name": self.name, "namespace": self.namespace}
 
 
-def mtls_clients(spec: specs.ModelDeploymentSpec) -> list[Client]:
-    """Who gets a client certificate: every allowed group and ServiceAccount, when TLS is mutual."""
-    tls, access = spec.security.tls, spec.security.access
-    if tls.mode == "disabled" or not tls.mutual:
-        return []
+def subjects(spec: specs.ModelDeploymentSpec) -> list[Client]:
+    """Every allowed group and ServiceAccount: who may read the API key."""
+    access = spec.security.access
     found = [Client("Group", group) for group in access.allowed_groups or []]
     for account in access.allowed_service_accounts or []:
         namespace, name = account.split("/", 1)
         found.append(Client("ServiceAccount", name, namespace))
     return found
+
+
+def mtls_clients(spec: specs.ModelDeploymentSpec) -> list[Client]:
+    """Who gets a client certificate: every allowed subject, when TLS is mutual."""
+    tls = spec.security.tls
+    if tls.mode == "disabled" or not tls.mutual:
+        return []
+    return subjects(spec)
 
 
 def client_selector(owner: context.Owner) -> str:

@@ -31,6 +31,7 @@ def rollout(
     *,
     load_seconds: float = probes.DEFAULT_LOAD_SECONDS,
     tls_checksum: str | None = None,
+    api_key_id: str | None = None,
     engine_size_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The stable Deployment's pod template, rolled out by Argo in the spec's canary steps."""
@@ -42,6 +43,7 @@ def rollout(
         engine_key,
         load_seconds=load_seconds,
         tls_checksum=tls_checksum,
+        api_key_id=api_key_id,
         engine_size_bytes=engine_size_bytes,
     )
     pause = analysis.window(canary)

@@ -22,6 +22,8 @@ TRACK = "kestrel.dev/track"
 
 ENGINE_KEY_ANNOTATION = "kestrel.dev/engine-key"  # the full key
 TLS_CHECKSUM_ANNOTATION = "kestrel.dev/tls-checksum"
+# The id (not the value) of the API key the pods were started with: Triton reads the key once, at start.
+API_KEY_ID_ANNOTATION = "kestrel.dev/api-key-id"
 SPEC_ANNOTATION = "kestrel.dev/spec"  # the build pod's spec, read through the downward API
 
 

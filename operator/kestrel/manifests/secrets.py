@@ -11,6 +11,8 @@ from kestrel.manifests import context, labels, names
 
 CA_SECRET = "kestrel-ca"  # noqa: S105 - a Secret's name, not a password
 ISSUED_TO_ANNOTATION = "kestrel.dev/issued-to"
+API_KEY_ID_ANNOTATION = "kestrel.dev/key-id"
+READERS_ANNOTATION = "kestrel.dev/readers"
 
 
 def _secret(
@@ -64,15 +66,21 @@ def client_authority(
     return secret
 
 
-def issued_to(secret: dict[str, Any]) -> set[str]:
-    """The client labels a client CA Secret says it has signed for."""
-    text = (secret.get("metadata", {}).get("annotations") or {}).get(ISSUED_TO_ANNOTATION, "")
+def api_key(owner: context.Owner, key: bytes, key_id: str, readers: Iterable[str]) -> dict[str, Any]:
+    """The inference API key; only the subjects in spec.security.access may read it. Annotations: the key's id (what
+    the pod template carries, never the key) and the subjects that could read it (`readers`, labels)."""
+    secret = _secret(names.api_key_secret(owner.name), owner.namespace, {"api-key": key}, owner=owner)
+    secret["metadata"]["annotations"] = {
+        API_KEY_ID_ANNOTATION: key_id,
+        READERS_ANNOTATION: ",".join(sorted(set(readers))),
+    }
+    return secret
+
+
+def annotated(secret: dict[str, Any], annotation: str) -> set[str]:
+    """The comma-separated labels an annotation of `secret` lists (ISSUED_TO_ANNOTATION, READERS_ANNOTATION)."""
+    text = (secret.get("metadata", {}).get("annotations") or {}).get(annotation, "")
     return {label for label in text.split(",") if label}
-
-
-def api_key(owner: context.Owner, key: bytes) -> dict[str, Any]:
-    """The inference API key; only the subjects in spec.security.access may read it."""
-    return _secret(names.api_key_secret(owner.name), owner.namespace, {"api-key": key}, owner=owner)
 
 
 def certificate_authority(settings: context.Settings, certificate_pem: bytes, key_pem: bytes) -> dict[str, Any]:

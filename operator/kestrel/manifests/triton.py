@@ -66,6 +66,7 @@ def deployment(
     *,
     load_seconds: float = probes.DEFAULT_LOAD_SECONDS,
     tls_checksum: str | None = None,
+    api_key_id: str | None = None,
     engine_size_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The stable Deployment serving `engine_key`; without `replicas` when an autoscaler owns the count."""
@@ -79,6 +80,7 @@ def deployment(
         replicas=replicas,
         load_seconds=load_seconds,
         tls_checksum=tls_checksum,
+        api_key_id=api_key_id,
         engine_size_bytes=engine_size_bytes,
     )
 
@@ -92,6 +94,7 @@ def canary_deployment(
     replicas: int,
     load_seconds: float = probes.DEFAULT_LOAD_SECONDS,
     tls_checksum: str | None = None,
+    api_key_id: str | None = None,
     engine_size_bytes: int | None = None,
 ) -> dict[str, Any]:
     """The canary Deployment serving the new `engine_key` beside the stable one, behind the same Service."""
@@ -104,6 +107,7 @@ def canary_deployment(
         replicas=replicas,
         load_seconds=load_seconds,
         tls_checksum=tls_checksum,
+        api_key_id=api_key_id,
         engine_size_bytes=engine_size_bytes,
     )
 
@@ -124,13 +128,16 @@ def _deployment(
     replicas: int | None,
     load_seconds: float,
     tls_checksum: str | None,
+    api_key_id: str | None,
     engine_size_bytes: int | None,
 ) -> dict[str, Any]:
     pod_labels = {**labels.common(owner.name, "triton", engine_key), labels.TRACK: track}
-    # A new engine or a renewed certificate changes the template, and so rolls the pods.
+    # A new engine, a renewed certificate or a rotated API key changes the template, and so rolls the pods.
     annotations = {labels.ENGINE_KEY_ANNOTATION: engine_key}
     if tls_checksum is not None:
         annotations[labels.TLS_CHECKSUM_ANNOTATION] = tls_checksum
+    if api_key_id is not None:
+        annotations[labels.API_KEY_ID_ANNOTATION] = api_key_id
     pod_annotations = {
         **annotations,
         "prometheus.io/scrape": "true",

@@ -1,28 +1,65 @@
 """Access: who may call a model; owns AccessConfigured.
 
 Two fences: a NetworkPolicy admits only the allowed namespaces (and the metrics scraper), and inference
-needs an API key that is random, made once, and readable only by the subjects in spec.security.access
-(a Role with `get` on that one Secret, and its RoleBinding).
+needs an API key that is random and readable only by the subjects in spec.security.access (a Role with `get` on
+that one Secret, and its RoleBinding).
+
+The key is kept while the subjects who could read it stay allowed; when one leaves the spec it may still hold a
+copy, so the key is replaced in the same pass. Triton reads the key once, at start: the key's id (never the key)
+is in the pod template, so a new key rolls the pods, and the old copy stops working once they have rolled.
 """
 
 from __future__ import annotations
 
 import secrets as random
+from typing import Any
 
 from kestrel.api import conditions
 from kestrel.manifests import access as access_manifests
 from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names, secrets
+from kestrel.manifests import names, secrets, transport
 from kestrel.reconcilers import context, generated
 
 API_KEY_BYTES = 32
+KEY_ID_BYTES = 8
 
 
-def _ensure_api_key(ctx: context.Context, owner: manifest_context.Owner) -> str:
+def _new_key(owner: manifest_context.Owner, readers: set[str]) -> dict[str, Any]:
+    key = random.token_urlsafe(API_KEY_BYTES).encode()
+    return secrets.api_key(owner, key, random.token_hex(KEY_ID_BYTES), readers)
+
+
+def _ensure_api_key(ctx: context.Context, owner: manifest_context.Owner) -> tuple[str, str | None]:
+    """The API key Secret's name and the id of the key in it: made once, replaced when a reader left the spec."""
     name = names.api_key_secret(ctx.name)
-    if generated.create_once(ctx, name, lambda: secrets.api_key(owner, random.token_urlsafe(API_KEY_BYTES).encode())):
+    readers = {subject.label for subject in access_manifests.subjects(ctx.spec)}
+    made = _new_key(owner, readers)
+    if generated.create_once(ctx, name, lambda: made):
         ctx.event("Normal", "ApiKeyCreated", f"Created API key Secret {name}", "Access")
-    return name
+        return name, made["metadata"]["annotations"][secrets.API_KEY_ID_ANNOTATION]
+    found = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
+    if found is None or transport.API_KEY_FIELD not in (found.get("data") or {}):
+        return name, None  # deleted since the create found it: the next pass makes a new one
+    annotations = found["metadata"].get("annotations") or {}
+    key_id: str | None = annotations.get(secrets.API_KEY_ID_ANNOTATION)
+    could_read = secrets.annotated(found, secrets.READERS_ANNOTATION)
+    if could_read - readers:
+        ctx.kube.apply(made)
+        gone = len(could_read - readers)
+        ctx.event(
+            "Normal",
+            "ApiKeyRotated",
+            f"Replaced the API key in Secret {name}: {gone} subject(s) that could read it are no longer allowed; "
+            "the pods roll onto the new key",
+            "Access",
+        )
+        return name, made["metadata"]["annotations"][secrets.API_KEY_ID_ANNOTATION]
+    if readers - could_read or key_id is None:
+        # New readers (or a key made before readers were recorded): recorded, the key kept.
+        key_id = key_id or random.token_hex(KEY_ID_BYTES)
+        kept = secrets.decode(found, transport.API_KEY_FIELD)
+        ctx.kube.apply(secrets.api_key(owner, kept, key_id, could_read | readers))
+    return name, key_id
 
 
 def _readers(ctx: context.Context, owner: manifest_context.Owner) -> str:
@@ -63,7 +100,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None
             f"spec.security.access.requireApiKey is false: any client the {fence} lets in may infer",
         )
         return
-    secret = _ensure_api_key(ctx, owner)
+    secret, ctx.api_key_id = _ensure_api_key(ctx, owner)
     readers = _readers(ctx, owner)
     ctx.set(
         conditions.ACCESS_CONFIGURED,

@@ -31,6 +31,8 @@ class Context:
     # Digest of the serving certificate, set by the TLS reconciler: it is part of the pod template,
     # so a renewal rolls the pods.
     tls_checksum: str | None = None
+    # The id of the API key, set by the access reconciler: a rotated key rolls the pods (Triton reads it at start).
+    api_key_id: str | None = None
     # The status as the API server stored it at the end of the pass (reconcilers/serial.py compares it).
     stored_status: dict[str, Any] | None = None
 

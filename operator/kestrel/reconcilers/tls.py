@@ -202,7 +202,7 @@ def _client_authority(
     why = "Created"
     if current is not None and {"tls.crt", "tls.key"} <= set(current.get("data") or {}):
         ca = certificates.Issued.from_pem(secrets.decode(current, "tls.crt"), secrets.decode(current, "tls.key"))
-        signed = secrets.issued_to(current)
+        signed = secrets.annotated(current, secrets.ISSUED_TO_ANNOTATION)
         if not signed - wanted:
             if wanted - signed:
                 ctx.kube.apply(

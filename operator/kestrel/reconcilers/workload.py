@@ -87,6 +87,7 @@ class Builder(Protocol):
         *,
         load_seconds: float,
         tls_checksum: str | None,
+        api_key_id: str | None,
         engine_size_bytes: int | None,
     ) -> dict[str, Any]: ...
 
@@ -105,6 +106,7 @@ def build(
         load_seconds=load_seconds,
         engine_size_bytes=size_bytes,
         tls_checksum=ctx.tls_checksum,
+        api_key_id=ctx.api_key_id,
     )
     return None if waiting_for_secrets(ctx, body) else body
 
