@@ -118,6 +118,7 @@ def _load(args: argparse.Namespace) -> int:
         expected_artifact_id=args.artifact_id,
         pvc_root=args.pvc_root,
         credentials_dir=args.credentials_dir,
+        grant_file=args.store_grant,
         scratch_root=args.scratch_dir,
     )
 
@@ -158,6 +159,9 @@ def _add_load(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "--store-credentials",
         type=pathlib.Path,
         help="mounted S3 credentials Secret for s3://",
+    )
+    parser.add_argument(
+        "--store-grant", type=pathlib.Path, help="a store grant file for this engine (what the operator's pods get)"
     )
     parser.add_argument("--scratch-dir", type=pathlib.Path, help="where the ciphertext waits (default: TMPDIR)")
     parser.set_defaults(command=_load)

@@ -24,12 +24,13 @@ failure (signature, hash, size, chunk, wrong KEK, a different engine than asked 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -39,7 +40,7 @@ from kestrel.security import artifact, keyfiles, kms
 from kestrel.security import errors as security_errors
 from kestrel.security import manifest as manifests
 from kestrel.storage import errors as storage_errors
-from kestrel.storage import layout, pvc, store
+from kestrel.storage import grants, layout, pvc, store
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -57,6 +58,7 @@ def load(
     expected_artifact_id: str | None = None,
     pvc_root: pathlib.Path = pvc.DEFAULT_MOUNT_ROOT,
     credentials_dir: pathlib.Path | None = None,
+    grant_file: pathlib.Path | None = None,
     scratch_root: pathlib.Path | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> manifests.AnyManifest:
@@ -65,6 +67,7 @@ def load(
     `kek_provider` is needed only for an encrypted engine. `require_encryption` refuses a plaintext one.
     `expected_artifact_id` defaults to the `artifact_id` of the engine the URI names. `scratch_root` holds the
     ciphertext while it is checked (default: the system's temporary folder, not the memory-backed target).
+    `grant_file` (what the operator's pods get) fetches with a store grant instead of credentials.
     """
     location, ref = layout.parse_engine_uri(source_uri)
     if require_encryption and kek_provider is None:
@@ -72,11 +75,11 @@ def load(
         raise storage_errors.StoreConfigError("encryption is required, but no key-encryption key was given")
     # Checked before a multi-GB download too, not only by unpack after it.
     artifact.require_unpackable(target_dir)
-    engines = storage.open_store(location.uri, pvc_root=pvc_root, credentials_dir=credentials_dir, environ=environ)
+    fetch = _fetcher(location, ref, pvc_root=pvc_root, credentials_dir=credentials_dir, grant_file=grant_file)
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-load-", dir=scratch_root))
     try:
         fetched = scratch / "artifact"
-        engines.download(ref, fetched)
+        fetch(fetched)
         return artifact.unpack(
             fetched,
             target_dir,
@@ -87,6 +90,24 @@ def load(
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fetcher(
+    location: layout.StoreLocation,
+    ref: layout.EngineRef,
+    *,
+    pvc_root: pathlib.Path,
+    credentials_dir: pathlib.Path | None,
+    grant_file: pathlib.Path | None,
+) -> Callable[[pathlib.Path], object]:
+    """How the engine gets into the scratch folder: with a store grant, or by opening the store."""
+    if grant_file is not None:
+        grant = grants.read(grant_file)
+        if not isinstance(grant, grants.DownloadGrant):
+            raise storage_errors.StoreConfigError(f"{grant_file} is an upload grant; loading needs a download grant")
+        return functools.partial(grants.download, grant, ref)
+    engines = storage.open_store(location.uri, pvc_root=pvc_root, credentials_dir=credentials_dir)
+    return functools.partial(engines.download, ref)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +192,7 @@ def load_command(
     expected_artifact_id: str | None,
     pvc_root: pathlib.Path,
     credentials_dir: pathlib.Path | None,
+    grant_file: pathlib.Path | None = None,
     scratch_root: pathlib.Path | None,
 ) -> int:
     try:
@@ -184,6 +206,7 @@ def load_command(
             expected_artifact_id=expected_artifact_id,
             pvc_root=pvc_root,
             credentials_dir=credentials_dir,
+            grant_file=grant_file,
             scratch_root=scratch_root,
         )
     except api_errors.KestrelError as error:

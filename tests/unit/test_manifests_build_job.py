@@ -143,17 +143,20 @@ def test_engine_is_bound_for_the_store_under_namespace_name_and_key() -> None:
     env = {e["name"]: e["value"] for e in container(job(GPU_SPEC))["env"]}
     assert env["KESTREL_ENGINE_URI"] == f"s3://engines/prod/vision/cams/{key}"
     assert env["KESTREL_ENGINE_KEY"] == key
-    assert env["KESTREL_STORE_CREDENTIALS"] == "/var/run/secrets/kestrel/store"
+    assert env["KESTREL_STORE_GRANT"] == "/var/run/secrets/kestrel/store/grant.json"
+    assert "KESTREL_STORE_CREDENTIALS" not in env
     assert env["KESTREL_SIGNING_KEY"] == "/var/run/secrets/kestrel/signing/signing.key"
 
 
-def test_store_credentials_arrive_only_as_a_mounted_secret() -> None:
+def test_the_store_arrives_only_as_this_engines_upload_grant_in_a_mounted_secret() -> None:
     obj = job(GPU_SPEC)
     assert not any("valueFrom" in e for e in container(obj).get("env", []))
-    (volume,) = [v for v in pod(obj)["volumes"] if v["name"] == "store-credentials"]
-    assert volume["secret"]["secretName"] == "cams-engine-store"
-    (mount,) = [m for m in container(obj)["volumeMounts"] if m["name"] == "store-credentials"]
+    (volume,) = [v for v in pod(obj)["volumes"] if v["name"] == "store-grant"]
+    assert volume["secret"]["secretName"] == f"cams-build-{keys.engine_key(GPU_SPEC)[:8]}-grant"
+    assert volume["secret"]["items"] == [{"key": "grant.json", "path": "grant.json"}]
+    (mount,) = [m for m in container(obj)["volumeMounts"] if m["name"] == "store-grant"]
     assert mount["readOnly"] is True
+    assert not [v for v in pod(obj)["volumes"] if v.get("secret", {}).get("secretName") == "cams-engine-store"]
 
 
 def test_data_claims_are_read_only_and_the_store_claim_is_the_one_writable_mount() -> None:

@@ -32,7 +32,8 @@ UPDATE = os.environ.get("KESTREL_UPDATE_GOLDEN") == "1"
 ENGINE_KEY = "5f3c9e0a" + "7d41b2c6" * 7
 UID = "6f1c2a9e-0d4b-4c8e-9a57-3b2d1e0f4a6c"
 TLS_CHECKSUM = "sha256:1e5a0c3b9d7f2e4a6c8b0d1f3e5a7c9b"
-STORE_SECRET_DATA = {"AWS_ACCESS_KEY_ID": "a2VzdHJlbA==", "AWS_SECRET_ACCESS_KEY": "bm90LWEtcmVhbC1rZXk="}
+GRANT_DOCUMENT = '{"engine":"ns/name/key","expires":"2026-12-14T00:00:00Z","kind":"download","objects":{},"version":1}'
+GRANT_EXPIRES = "2026-12-14T00:00:00Z"
 
 
 def golden_settings(engine_store: str) -> context.Settings:
@@ -162,8 +163,8 @@ RENDERERS: dict[str, Renderer] = {
     "api-key-role": lambda c: access.api_key_role(c.owner),
     "api-key-role-binding": lambda c: access.api_key_role_binding(c.spec, c.owner),
     "network-policy": lambda c: access.network_policy(c.spec, c.owner, c.settings),
-    "engine-store-secret": lambda c: (
-        store.credentials_secret(c.owner, c.settings, STORE_SECRET_DATA)
+    "store-grant-secret": lambda c: (
+        store.grant_secret(c.owner, ENGINE_KEY, kind="download", document=GRANT_DOCUMENT, expires=GRANT_EXPIRES)
         if c.settings.store_credentials_secret
         else None
     ),

@@ -23,6 +23,8 @@ BUILDERS: dict[str, Callable[[str], str]] = {
     "pod_disruption_budget": names.pod_disruption_budget,
     "autoscaler": names.autoscaler,
     "store_credentials": names.store_credentials,
+    "upload_grant": lambda n: names.upload_grant(n, KEY),
+    "download_grant": lambda n: names.download_grant(n, KEY),
     "tls_secret": names.tls_secret,
     "api_key_secret": names.api_key_secret,
     "signing_secret": names.signing_secret,

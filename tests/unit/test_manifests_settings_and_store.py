@@ -46,25 +46,19 @@ def test_a_bad_engine_store_is_refused_when_the_settings_are_made(uri: str) -> N
         context.Settings(engine_store=uri)
 
 
-def test_store_credentials_copy_is_owned_by_the_model_and_keeps_the_data() -> None:
-    settings = context.Settings(engine_store="s3://b", store_credentials_secret="engine-store")
-    secret = store.credentials_secret(
-        OWNER, settings, {"AWS_SECRET_ACCESS_KEY": "c2VjcmV0", "AWS_ACCESS_KEY_ID": "aWQ="}
-    )
-    assert secret["metadata"]["name"] == "cams-engine-store"
+def test_a_grant_secret_is_owned_by_the_model_and_named_after_its_engine() -> None:
+    secret = store.grant_secret(OWNER, "ab" * 32, kind="upload", document="{}", expires="2026-12-08T00:00:00Z")
+    assert secret["metadata"]["name"] == "cams-build-abababab-grant"
     assert secret["metadata"]["namespace"] == "vision"
     assert secret["metadata"]["ownerReferences"] == [OWNER.owner_reference()]
-    assert secret["data"] == {"AWS_ACCESS_KEY_ID": "aWQ=", "AWS_SECRET_ACCESS_KEY": "c2VjcmV0"}
-
-
-def test_store_credentials_copy_refuses_decoded_values() -> None:
-    settings = context.Settings(engine_store="s3://b", store_credentials_secret="engine-store")
-    with pytest.raises(ValueError, match="not base64"):
-        store.credentials_secret(OWNER, settings, {"AWS_SECRET_ACCESS_KEY": "not base64!"})
+    assert secret["metadata"]["annotations"][store.ENGINE_KEY_ANNOTATION] == "ab" * 32
+    assert secret["data"] == {"grant.json": "e30="}
+    download = store.grant_secret(OWNER, "ab" * 32, kind="download", document="{}", expires="2026-12-08T00:00:00Z")
+    assert download["metadata"]["name"] == "cams-load-abababab-grant"
 
 
 def test_ambient_credentials_mount_nothing() -> None:
-    access = store.store_access(context.Settings(engine_store="s3://b"), OWNER, writable=False)
+    access = store.store_access(context.Settings(engine_store="s3://b"), OWNER, "ab" * 32, writable=False)
     assert (access.volumes, access.mounts, access.options) == ((), (), ())
 
 

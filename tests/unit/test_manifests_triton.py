@@ -303,11 +303,11 @@ def test_selector_is_immutable_across_revisions() -> None:
 @pytest.mark.parametrize(
     ("settings", "encryption", "expected"),
     [
-        pytest.param(SETTINGS, {}, {"credentials_dir": True, "verify_key_file": True}, id="s3-plaintext"),
+        pytest.param(SETTINGS, {}, {"store_grant": True, "verify_key_file": True}, id="s3-plaintext"),
         pytest.param(
             SETTINGS,
             {"enabled": True, "keySecret": "model-kek"},
-            {"credentials_dir": True, "verify_key_file": True, "kek_dir": True, "require_encryption": False},
+            {"store_grant": True, "verify_key_file": True, "kek_dir": True, "require_encryption": False},
             id="s3-encrypted",
         ),
         pytest.param(

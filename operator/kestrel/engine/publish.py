@@ -6,7 +6,8 @@ The build Job says where and with which keys through `KESTREL_*` variables (`kes
     KESTREL_ENGINE_KEY         the key the operator expects; a build of another spec refuses to publish under it
     KESTREL_SIGNING_KEY        the model's Ed25519 private key (PEM file)
     KESTREL_KEK_DIR            a mounted KEK Secret (`kek`): the engine is encrypted; absent: signed plaintext
-    KESTREL_STORE_CREDENTIALS  a mounted S3 credentials Secret (s3:// stores)
+    KESTREL_STORE_GRANT        a mounted store grant for this engine (s3:// stores: what the operator's Jobs get)
+    KESTREL_STORE_CREDENTIALS  a mounted S3 credentials Secret (s3:// stores, a developer's own run)
     KESTREL_PVC_ROOT           where pvc:// claims are mounted (pvc:// stores)
 
 Without `KESTREL_ENGINE_URI` (a developer running `kestrel build --out DIR`) nothing is published. The build's
@@ -27,7 +28,8 @@ from kestrel import storage
 from kestrel.api import errors as api_errors
 from kestrel.api import result as api_result
 from kestrel.security import artifact, keyfiles
-from kestrel.storage import layout, pvc
+from kestrel.storage import errors as storage_errors
+from kestrel.storage import grants, layout, pvc
 
 RESULT_METADATA = "result"
 
@@ -39,6 +41,7 @@ class Destination:
     signing_key_file: pathlib.Path
     kek_dir: pathlib.Path | None = None
     credentials_dir: pathlib.Path | None = None
+    grant_file: pathlib.Path | None = None
     pvc_root: pathlib.Path = pvc.DEFAULT_MOUNT_ROOT
 
     @classmethod
@@ -51,13 +54,16 @@ class Destination:
         if missing:
             raise api_errors.SpecError("env", f"KESTREL_ENGINE_URI is set but {', '.join(missing)} is not")
         layout.parse_engine_uri(uri)  # a malformed URI fails before minutes of building, not after
-        optional = {name: environ.get(f"KESTREL_{name}") for name in ("KEK_DIR", "STORE_CREDENTIALS", "PVC_ROOT")}
+        optional = {
+            name: environ.get(f"KESTREL_{name}") for name in ("KEK_DIR", "STORE_CREDENTIALS", "STORE_GRANT", "PVC_ROOT")
+        }
         return cls(
             engine_uri=uri,
             engine_key=environ["KESTREL_ENGINE_KEY"],
             signing_key_file=pathlib.Path(environ["KESTREL_SIGNING_KEY"]),
             kek_dir=pathlib.Path(optional["KEK_DIR"]) if optional["KEK_DIR"] else None,
             credentials_dir=pathlib.Path(optional["STORE_CREDENTIALS"]) if optional["STORE_CREDENTIALS"] else None,
+            grant_file=pathlib.Path(optional["STORE_GRANT"]) if optional["STORE_GRANT"] else None,
             pvc_root=pathlib.Path(optional["PVC_ROOT"]) if optional["PVC_ROOT"] else pvc.DEFAULT_MOUNT_ROOT,
         )
 
@@ -94,14 +100,28 @@ def publish(
             repository, packed, kek=None, signing_key=signing_key, artifact_id=ref.artifact_id, metadata=metadata
         )
     digest = hashlib.sha256((packed / artifact.MANIFEST_NAME).read_bytes()).hexdigest()
-    engines = storage.open_store(
-        location.uri, pvc_root=destination.pvc_root, credentials_dir=destination.credentials_dir
-    )
     try:
-        engines.upload(packed, ref)
+        _upload(packed, location, ref, destination)
     finally:
         shutil.rmtree(packed, ignore_errors=True)
     return published.model_copy(update={"digest": f"sha256:{digest}"})
+
+
+def _upload(
+    packed: pathlib.Path, location: layout.StoreLocation, ref: layout.EngineRef, destination: Destination
+) -> None:
+    if destination.grant_file is not None:
+        grant = grants.read(destination.grant_file)
+        if not isinstance(grant, grants.UploadGrant):
+            raise storage_errors.StoreConfigError(
+                f"{destination.grant_file} is a download grant; publishing needs an upload grant"
+            )
+        grants.upload(grant, packed, ref)
+        return
+    engines = storage.open_store(
+        location.uri, pvc_root=destination.pvc_root, credentials_dir=destination.credentials_dir
+    )
+    engines.upload(packed, ref)
 
 
 def stored_result(manifest_metadata: Mapping[str, object]) -> api_result.BuildResult | None:

@@ -170,7 +170,7 @@ def _publish(
     destination = files.Files(
         options=(("engine-uri", store.engine_uri(settings, owner, engine_key)), ("engine-key", engine_key))
     )
-    access = store.store_access(settings, owner, writable=True)
+    access = store.store_access(settings, owner, engine_key, writable=True)
     if settings.store.scheme == "pvc":
         access = files.Files(options=access.options)  # the claim is already mounted, writable, with the inputs
     return files.total([destination, access, keys.signing(owner, "sign"), keys.encryption(spec.security.encryption)])

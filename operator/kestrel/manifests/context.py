@@ -82,7 +82,7 @@ class Settings:
 
     engine_store: str
     # A Secret in the operator's namespace with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally
-    # AWS_ENDPOINT_URL, AWS_REGION); pods mount a per-model copy of it (`store.credentials_secret`).
+    # AWS_ENDPOINT_URL, AWS_REGION); only the operator reads it: pods get store grants (`reconcilers.grants`).
     store_credentials_secret: str | None = None
     operator_namespace: str = "kestrel-system"
     # The Helm release the operator was installed as: its pods carry it as `app.kubernetes.io/instance`

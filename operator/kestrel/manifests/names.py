@@ -75,8 +75,18 @@ def autoscaler(name: str) -> str:
     return child(name, "triton")
 
 
+def upload_grant(name: str, engine_key: str) -> str:
+    """The Secret with the store grant the build Job of `engine_key` publishes with (`storage.grants`)."""
+    return child(name, "build", short_key(engine_key), "grant")
+
+
+def download_grant(name: str, engine_key: str) -> str:
+    """The Secret with the store grant the loader of `engine_key` fetches with (`storage.grants`)."""
+    return child(name, "load", short_key(engine_key), "grant")
+
+
 def store_credentials(name: str) -> str:
-    """The per-model copy of the engine store's credentials (pods cannot mount Secrets across namespaces)."""
+    """Where operators before store grants copied the store's credentials; deleted where the model owns it."""
     return child(name, "engine-store")
 
 

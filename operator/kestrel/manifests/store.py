@@ -1,7 +1,8 @@
 """How pods reach the engine store and the spec's data: where an engine lives, which claims and Secrets to mount.
 
-Credentials travel only as mounted Secret files (never environment variables or arguments, which
-`kubectl describe` and process listings show), and only into the pods that read or write the store.
+No pod gets the store's credentials: an s3:// store is reached through store grants (`storage.grants`), each for
+one engine, mounted as a Secret file (never environment variables or arguments, which `kubectl describe` and process
+listings show), and only into the pods that read or write that engine.
 """
 
 from __future__ import annotations
@@ -9,13 +10,17 @@ from __future__ import annotations
 import base64
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from kestrel.manifests import context, files, names
 
 PVC_ROOT = "/mnt/pvc"  # pvc://claim/path is read at <PVC_ROOT>/<claim>/<path>, as `kestrel.engine.fetch` expects
 SECRETS_ROOT = "/var/run/secrets/kestrel"
-STORE_CREDENTIALS_DIR = f"{SECRETS_ROOT}/store"
+STORE_GRANT_DIR = f"{SECRETS_ROOT}/store"
+GRANT_FILE = "grant.json"
+GRANT_LABEL = "kestrel.dev/store-grant"
+GRANT_EXPIRES_ANNOTATION = "kestrel.dev/grant-expires"
+ENGINE_KEY_ANNOTATION = "kestrel.dev/engine-key"
 # Owner-readable and group-readable: the container runs as the pod's fsGroup, which owns the files.
 SECRET_MODE = 0o440
 
@@ -30,40 +35,32 @@ def engine_uri(settings: context.Settings, owner: context.Owner, engine_key: str
     return settings.store.uri(owner.namespace, owner.name, engine_key)
 
 
-def credentials_secret(owner: context.Owner, settings: context.Settings, data: Mapping[str, str]) -> dict[str, Any]:
-    """A copy of the store's credentials in the model's namespace, owned by (and deleted with) the model.
+def grant_secret(
+    owner: context.Owner, engine_key: str, *, kind: Literal["upload", "download"], document: str, expires: str
+) -> dict[str, Any]:
+    """The Secret holding one store grant (`storage.grants`) for the engine `engine_key`, owned by the model.
 
-    `data` is the operator-namespace Secret's `data` as read (base64 values); pods mount this copy.
+    A grant is a bearer capability for one engine's objects; only the pods of that engine mount it.
     """
+    name = names.upload_grant if kind == "upload" else names.download_grant
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": names.store_credentials(owner.name),
+            "name": name(owner.name, engine_key),
             "namespace": owner.namespace,
             "labels": {
                 "app.kubernetes.io/managed-by": "kestrel",
                 "app.kubernetes.io/part-of": "kestrel",
                 "kestrel.dev/model": names.label_value(owner.name),
+                GRANT_LABEL: kind,
             },
-            "annotations": {
-                "kestrel.dev/copied-from": f"{settings.operator_namespace}/{settings.store_credentials_secret}"
-            },
+            "annotations": {ENGINE_KEY_ANNOTATION: engine_key, GRANT_EXPIRES_ANNOTATION: expires},
             "ownerReferences": [owner.owner_reference()],
         },
         "type": "Opaque",
-        "data": {key: _checked_base64(key, value) for key, value in sorted(data.items())},
+        "data": {GRANT_FILE: base64.b64encode(document.encode()).decode()},
     }
-
-
-def _checked_base64(key: str, value: str) -> str:
-    try:
-        base64.b64decode(value, validate=True)
-    except ValueError:
-        raise ValueError(
-            f"store credentials: value of {key!r} is not base64 (pass the Secret's data as read)"
-        ) from None
-    return value
 
 
 def claims_of(uris: Iterable[str | None]) -> list[str]:
@@ -96,8 +93,13 @@ def read_only_mount(volume: str, path: str) -> dict[str, Any]:
     return {"name": volume, "mountPath": path, "readOnly": True}
 
 
-def store_access(settings: context.Settings, owner: context.Owner, *, writable: bool) -> files.Files:
-    """What gives a container the engine store: the claim (pvc://) or the credentials' files (s3://)."""
+def store_access(settings: context.Settings, owner: context.Owner, engine_key: str, *, writable: bool) -> files.Files:
+    """What gives a container the engine store: the claim (pvc://), or the store grant for `engine_key` (s3://).
+
+    An s3:// store whose credentials the operator holds (`store_credentials_secret`) is reached through grants
+    only: the build Job gets an upload grant for its engine, the loader a download grant for its engine. Neither
+    holds a credential, and neither can reach another engine.
+    """
     store = settings.store
     if store.scheme == "pvc":
         volumes, mounts = claim_volumes({store.root: writable})
@@ -105,6 +107,7 @@ def store_access(settings: context.Settings, owner: context.Owner, *, writable: 
     if settings.store_credentials_secret is None:
         # Ambient credentials (IRSA, GKE workload identity, a node role) need nothing mounted.
         return files.Files()
-    volume = secret_volume("store-credentials", names.store_credentials(owner.name))
-    mount = read_only_mount("store-credentials", STORE_CREDENTIALS_DIR)
-    return files.Files((volume,), (mount,), (("store-credentials", STORE_CREDENTIALS_DIR),))
+    grant = names.upload_grant if writable else names.download_grant
+    volume = secret_volume("store-grant", grant(owner.name, engine_key), [GRANT_FILE])
+    mount = read_only_mount("store-grant", STORE_GRANT_DIR)
+    return files.Files((volume,), (mount,), (("store-grant", f"{STORE_GRANT_DIR}/{GRANT_FILE}"),))

@@ -157,7 +157,7 @@ def _deployment(
         "securityContext": hardening.pod_security_context(),
         "initContainers": init_containers,
         "containers": [_server(spec, owner, settings, load_seconds, models)],
-        "volumes": _volumes(spec, owner, settings, models),
+        "volumes": _volumes(spec, owner, settings, engine_key, models),
         "topologySpreadConstraints": [
             {
                 # Spread when possible, never refuse to schedule: a GPU pool may well be a single node.
@@ -197,7 +197,7 @@ def _deployment(
 def _loader(
     spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, engine_key: str, models: int
 ) -> dict[str, Any]:
-    reads = _loader_files(spec, owner, settings)
+    reads = _loader_files(spec, owner, settings, engine_key)
     return {
         "name": "load",
         "image": settings.loader_image,
@@ -228,11 +228,13 @@ def _loader(
     }
 
 
-def _loader_files(spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings) -> files.Files:
+def _loader_files(
+    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, engine_key: str
+) -> files.Files:
     """What `kestrel load` reads: the store, the verify key, and the key-encryption key of an encrypted engine."""
     return files.total(
         [
-            store.store_access(settings, owner, writable=False),
+            store.store_access(settings, owner, engine_key, writable=False),
             keys.signing(owner, "verify"),
             keys.encryption(spec.security.encryption),
         ]
@@ -298,7 +300,7 @@ def _resources(spec: specs.ModelDeploymentSpec, models: int) -> dict[str, Any]:
 
 
 def _volumes(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, models: int
+    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, engine_key: str, models: int
 ) -> list[dict[str, Any]]:
     volumes = [
         # Plaintext weights live only in RAM: they vanish with the pod and never touch the node's disk.
@@ -306,4 +308,4 @@ def _volumes(
         probes.shm_volume(spec.serving.triton.instances),
         hardening.empty_dir("tmp", "1Gi"),
     ]
-    return [*volumes, *_loader_files(spec, owner, settings).volumes, *transport.tls_volumes(spec, owner)]
+    return [*volumes, *_loader_files(spec, owner, settings, engine_key).volumes, *transport.tls_volumes(spec, owner)]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kestrel import metrics
 from kestrel.api import conditions, spec, status
 from kestrel.kube import client
+
+if TYPE_CHECKING:
+    from kestrel.reconcilers import storage
 
 log = logging.getLogger("kestrel")
 
@@ -33,6 +36,8 @@ class Context:
     tls_checksum: str | None = None
     # The id of the API key, set by the access reconciler: a rotated key rolls the pods (Triton reads it at start).
     api_key_id: str | None = None
+    # What the operator may open the engine store with, set by the storage reconciler (the grants sign with it).
+    store_access: storage.Access | None = None
     # The status as the API server stored it at the end of the pass (reconcilers/serial.py compares it).
     stored_status: dict[str, Any] | None = None
 

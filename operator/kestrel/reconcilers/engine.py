@@ -18,7 +18,7 @@ from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
 from kestrel.manifests import build_job, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import cache, context, storage
+from kestrel.reconcilers import cache, context, grants, storage
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 CACHED = "Cached"
@@ -96,11 +96,11 @@ def _failed(ctx: context.Context, message: str) -> None:
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
 
 
-def _blocked(ctx: context.Context, problem: str) -> None:
+def _blocked(ctx: context.Context, reason: str, problem: str) -> None:
     built = ctx.condition(conditions.BUILT)
-    if built is None or built.reason != storage.MISSING:
-        ctx.event("Warning", storage.MISSING, problem, "Build")
-    ctx.set(conditions.BUILT, "False", storage.MISSING, problem)
+    if built is None or built.reason != reason:
+        ctx.event("Warning", reason, problem, "Build")
+    ctx.set(conditions.BUILT, "False", reason, problem)
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
 
 
@@ -126,7 +126,11 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
     if job is None:
         if access.problem:
             # The Job's pod would mount a Secret nobody can create, and could not publish what it built.
-            _blocked(ctx, access.problem)
+            _blocked(ctx, storage.MISSING, access.problem)
+            return
+        problem = grants.issue_upload(ctx, settings, key)
+        if problem:
+            _blocked(ctx, grants.UNAVAILABLE, problem)
             return
         owner = manifest_context.Owner.from_body(ctx.body)
         ctx.kube.apply(build_job.build_job(ctx.spec, owner, settings, key))
@@ -140,6 +144,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         ctx.set(conditions.VALIDATED, "Unknown", "AwaitingBuild", "Validation runs inside the build")
         return
     kind, job_message = outcome
+    grants.drop_upload(ctx, settings, key)
     message = _termination_message(ctx, job)
     # A build whose engine fails the gate exits non-zero (so the Job does not retry it) but still reports:
     # read the result first, and call the build failed only when there is none.

@@ -1,7 +1,8 @@
 """Garbage collection of stored engines: owner references do not reach into the store, so the operator does.
 
 While a ModelDeployment lives, each change of its revisions keeps `revision.current`, `revision.previous` (the
-rollback target) and the spec's own key (it may still be building) and removes its other engines. On deletion
+rollback target) and the spec's own key (it may still be building) and removes its other engines, and the store
+grants (`grants`) of those engines. On deletion
 (Kopf's finalizer holds the object until `on_delete` returns) no revision is left, so nothing is kept.
 
 A store that cannot be reached must not hold a deletion forever: `on_delete` asks for a retry (`TransientError`)
@@ -18,7 +19,7 @@ from typing import Any
 from kestrel.api import errors, keys, status
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, storage
+from kestrel.reconcilers import context, grants, storage
 from kestrel.storage import errors as storage_errors
 
 log = logging.getLogger("kestrel")
@@ -42,6 +43,7 @@ def reconcile(
     if new is None or new.current is None or (new.current, new.previous) == (old.current, old.previous):
         return
     keep = {key for key in (new.current, new.previous, keys.engine_key(ctx.spec)) if key}
+    grants.prune(ctx, settings, {key for key in (old.current, old.previous, old.failed, new.failed) if key} - keep)
     engines, why = storage.open_store(settings, access)
     if engines is None:
         storage.say_once(why)

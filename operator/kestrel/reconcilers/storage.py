@@ -1,12 +1,12 @@
-"""Storage: puts the engine store's credentials where the model's pods can mount them; owns no condition.
+"""Storage: reads the engine store's credentials for the operator itself; owns no condition.
 
-Pods cannot mount a Secret of another namespace, so with an s3:// store and `store_credentials_secret` set, the
-operator copies that Secret from its own namespace into the model's, owned by (and deleted with) the
-ModelDeployment. Without the copy the build Job cannot publish: a missing source Secret is reported by the engine
-reconciler, which owns `Built`, as `Built=False` with reason `StoreCredentialsMissing` (see `Access.problem`).
+With an s3:// store and `store_credentials_secret` set, the operator reads that Secret of its own namespace through
+the API (never from files or logs) and opens the store with it: the engine cache, garbage collection, and the store
+grants it signs for the model's pods (`grants`). The credentials never leave the operator: no copy is made in a
+model's namespace, and a copy an older operator made is deleted. Without the Secret no grant can be signed, so the
+engine reconciler, which owns `Built`, reports `Built=False` with reason `StoreCredentialsMissing` (`Access.problem`).
 
-The same Secret, read through the API, is how the operator opens the store itself (engine cache, garbage
-collection): never from files or logs. A pvc:// store is open to the operator only where its own pod mounts the
+A pvc:// store is open to the operator only where its own pod mounts the
 claim (`Settings.pvc_root`); otherwise the cache is skipped, and said so once.
 """
 
@@ -20,7 +20,7 @@ import logging
 from kestrel import storage
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
-from kestrel.manifests import store as store_manifests
+from kestrel.manifests import names
 from kestrel.reconcilers import context
 from kestrel.storage import errors as storage_errors
 from kestrel.storage import layout, pvc, s3, store
@@ -31,6 +31,8 @@ MISSING = "StoreCredentialsMissing"
 REQUIRED_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 # Reasons already logged, so that a setting that keeps the operator out of the store is said once per process.
 _SAID: set[str] = set()
+# Models whose legacy credentials copy this process has removed (or found absent).
+_CLEANED: set[str] = set()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,11 +102,21 @@ def read_access(kube: client.Kube, settings: manifest_context.Settings) -> tuple
 
 
 def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> Access:
-    access, data = read_access(ctx.kube, settings)
-    if data is not None:
-        owner = manifest_context.Owner.from_body(ctx.body)
-        ctx.kube.apply(store_manifests.credentials_secret(owner, settings, data))
+    """What the operator may open the store with this pass (also kept as `ctx.store_access` for the grants)."""
+    access, _ = read_access(ctx.kube, settings)
+    ctx.store_access = access
+    if access.credentials is not None:
+        _remove_legacy_copy(ctx)
     return access
+
+
+def _remove_legacy_copy(ctx: context.Context) -> None:
+    """Delete the credentials copy an operator before store grants made in this model's namespace, where the model
+    owns it (once per model and process)."""
+    if ctx.uid in _CLEANED:
+        return
+    ctx.kube.delete("v1", "Secret", ctx.namespace, names.store_credentials(ctx.name), owner=ctx.uid)
+    _CLEANED.add(ctx.uid)
 
 
 def say_once(reason: str) -> None:

@@ -9,7 +9,7 @@ from kestrel.api import conditions
 from kestrel.api import spec as specs
 from kestrel.manifests import autoscaling, disruption, probes, service, triton
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, installed
+from kestrel.reconcilers import context, grants, installed
 
 KEDA_CRD = "scaledobjects.keda.sh"
 
@@ -96,7 +96,8 @@ def build(
     ctx: context.Context, settings: manifest_context.Settings, key: str, builder: Builder
 ) -> dict[str, Any] | None:
     """The workload for `key` from `builder`, sized by the engine's measured facts; None (Progressing says why) while
-    a Secret its pods need does not exist yet."""
+    a Secret its pods need does not exist yet (the store grant for `key` is issued here first)."""
+    grants.ensure_download(ctx, settings, key)
     load_seconds, size_bytes = engine_facts(ctx, key)
     body = builder(
         ctx.spec,

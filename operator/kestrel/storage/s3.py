@@ -24,10 +24,10 @@ from typing import BinaryIO, NoReturn, TypeVar
 import certifi
 import minio
 import urllib3
-from minio import deleteobjects
+from minio import datatypes, deleteobjects
 from minio import error as minio_errors
 
-from kestrel.storage import errors, layout, store
+from kestrel.storage import errors, grants, layout, store
 
 PART_SIZE = 16 << 20
 _KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL")
@@ -86,6 +86,7 @@ class S3Store:
         if endpoint.scheme not in ("http", "https") or not endpoint.netloc or endpoint.path.strip("/"):
             raise errors.StoreConfigError(f"S3 endpoint {credentials.endpoint!r} is not http(s)://HOST[:PORT]")
         self._location = location
+        self._endpoint = f"{endpoint.scheme}://{endpoint.netloc}"
         self._part_size = part_size
         self._bucket = location.container
         self._base = f"{location.prefix}/" if location.prefix else ""
@@ -285,3 +286,36 @@ class S3Store:
             f"Upload {self._describe(key)}",
             lambda: self._client.put_object(self._bucket, key, io.BytesIO(document), len(document)),
         )
+
+    def upload_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> grants.UploadGrant:
+        """A POST policy that admits objects below `ref`'s folder only, for `lifetime`; signed here, no request."""
+        expires = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + lifetime
+        prefix = self._key(ref)
+        policy = datatypes.PostPolicy(self._bucket, expires)
+        policy.add_starts_with_condition("key", prefix)
+        policy.add_content_length_range_condition(0, grants.MAX_OBJECT_SIZE)
+        fields = self._call(
+            f"Sign an upload to {self._describe(prefix)}", lambda: self._client.presigned_post_policy(policy)
+        )
+        # Path-style: MinIO, GCS and AWS all take a POST to <endpoint>/<bucket>.
+        return grants.UploadGrant(ref.path, f"{self._endpoint}/{self._bucket}", fields, prefix, expires)
+
+    def download_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> grants.DownloadGrant:
+        """Pre-signed GETs for every object of the complete engine at `ref`; EngineNotFoundError while incomplete."""
+        expires = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + lifetime
+        prefix = self._key(ref)
+        names = {
+            obj.object_name[len(prefix) :]: obj.object_name
+            for obj in self._objects(prefix)
+            if obj.object_name and not obj.is_dir
+        }
+        if layout.MANIFEST_NAME not in names:
+            raise errors.EngineNotFoundError(f"No engine at {self._location.engine_uri(ref)}")
+        objects = {
+            layout.check_relative(relative): self._call(
+                f"Sign a download of {self._describe(key)}",
+                functools.partial(self._client.presigned_get_object, self._bucket, key, expires=lifetime),
+            )
+            for relative, key in names.items()
+        }
+        return grants.DownloadGrant(ref.path, objects, expires)

@@ -1,5 +1,6 @@
-"""The storage reconciler copies the store's credentials Secret into the model's namespace, and a missing one
-stops the build with a condition and one Event that name the Secret and the fix, never a credential."""
+"""The storage reconciler reads the store's credentials for the operator and puts them in no model's namespace
+(it removes a copy an older operator made); a missing Secret stops the build with a condition and one Event that
+name the Secret and the fix, never a credential."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import engine, storage, summary
+from kestrel.reconcilers import engine, grants, storage, summary
 from kestrel.storage import s3
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube
@@ -34,7 +35,7 @@ def _source(kube: FakeKube, **data: str) -> None:
     )
 
 
-def test_the_secret_is_copied_into_the_models_namespace_and_owned_by_it() -> None:
+def test_the_operator_reads_the_credentials_and_copies_them_nowhere() -> None:
     kube = FakeKube()
     _source(
         kube,
@@ -45,18 +46,31 @@ def test_the_secret_is_copied_into_the_models_namespace_and_owned_by_it() -> Non
     ctx = support.ctx_of(kube, support.body())
     access = storage.reconcile(ctx, _settings())
 
-    copy = kube.get("v1", "Secret", support.NAMESPACE, names.store_credentials(support.NAME))
-    assert copy is not None
-    source = kube.get("v1", "Secret", "kestrel-system", "store-creds")
-    assert source is not None
-    assert copy["data"] == source["data"]
-    (owner,) = copy["metadata"]["ownerReferences"]
-    assert owner["kind"] == "ModelDeployment" and owner["name"] == support.NAME and owner["uid"] == support.UID
+    assert not kube.applies, "the storage reconciler writes nothing into the model's namespace"
+    assert ctx.store_access is access
     assert access.problem is None
     assert access.credentials == s3.Credentials(
         access_key=ACCESS_KEY, secret_key=SECRET_KEY, endpoint="http://minio.storage:9000", region="us-east-1"
     )
     assert SECRET_KEY not in repr(access) and ACCESS_KEY not in repr(access)
+
+
+def test_a_copy_an_older_operator_made_is_deleted_but_a_foreign_secret_of_that_name_is_not() -> None:
+    storage._CLEANED.clear()
+    kube = FakeKube()
+    _source(kube, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+    legacy = names.store_credentials(support.NAME)
+    owned = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": legacy, "namespace": support.NAMESPACE}}
+    owned["metadata"]["ownerReferences"] = [{"kind": "ModelDeployment", "uid": support.UID, "controller": True}]
+    kube.put(owned)
+    storage.reconcile(support.ctx_of(kube, support.body()), _settings())
+    assert kube.get("v1", "Secret", support.NAMESPACE, legacy) is None
+
+    storage._CLEANED.clear()
+    foreign = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": legacy, "namespace": support.NAMESPACE}}
+    kube.put(foreign)
+    storage.reconcile(support.ctx_of(kube, support.body()), _settings())
+    assert kube.get("v1", "Secret", support.NAMESPACE, legacy) is not None
 
 
 def test_a_missing_secret_stops_the_build_with_one_event_naming_the_fix(caplog: pytest.LogCaptureFixture) -> None:
@@ -70,7 +84,6 @@ def test_a_missing_secret_stops_the_build_with_one_event_naming_the_fix(caplog: 
         obj["status"] = ctx.status.to_wire()
 
     assert not [key for key in kube.objects if key[1] == "Job"], "a Job whose pod mounts a Secret nobody creates"
-    assert not kube.get("v1", "Secret", support.NAMESPACE, names.store_credentials(support.NAME))
     built = ctx.condition(conditions.BUILT)
     assert built is not None and (built.status, built.reason) == ("False", storage.MISSING)
     assert "kestrel-system/store-creds" in built.message and "kubectl -n kestrel-system create secret" in built.message
@@ -80,7 +93,7 @@ def test_a_missing_secret_stops_the_build_with_one_event_naming_the_fix(caplog: 
     assert len(warnings) == 1 and warnings[0][0] == "Warning"
 
 
-def test_the_build_starts_once_the_secret_exists() -> None:
+def test_a_store_that_cannot_be_prepared_holds_the_build_and_says_why_without_a_credential() -> None:
     kube = FakeKube()
     obj = support.body()
     settings = _settings()
@@ -89,13 +102,16 @@ def test_the_build_starts_once_the_secret_exists() -> None:
     obj["status"] = ctx.status.to_wire()
     _source(kube, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_ENDPOINT_URL="http://127.0.0.1:1")
     ctx = support.ctx_of(kube, obj)
-    # The store answers nothing here: the cache lookup is a miss with a Warning, never a blocked build.
+    # The store answers nothing here: the cache lookup is a miss with a Warning, and no grant can be made for a
+    # build whose upload could not land, so no Job starts; the next pass tries again.
     engine.reconcile(ctx, settings, storage.reconcile(ctx, settings))
     built = ctx.condition(conditions.BUILT)
-    assert built is not None and built.reason == "Building"
-    assert [key for key in kube.objects if key[1] == "Job"]
+    assert built is not None and (built.status, built.reason) == ("False", grants.UNAVAILABLE)
+    assert not [key for key in kube.objects if key[1] == "Job"]
     (unavailable,) = [event for event in kube.events if event[1] == "EngineCacheUnavailable"]
-    assert SECRET_KEY not in unavailable[2] and ACCESS_KEY not in unavailable[2]
+    (held,) = [event for event in kube.events if event[1] == grants.UNAVAILABLE]
+    for _, _, message in (unavailable, held):
+        assert SECRET_KEY not in message and ACCESS_KEY not in message
 
 
 def test_a_secret_without_keys_names_the_missing_keys_but_no_value() -> None:
@@ -105,10 +121,9 @@ def test_a_secret_without_keys_names_the_missing_keys_but_no_value() -> None:
     access = storage.reconcile(ctx, _settings())
     assert access.problem is not None and "lacks AWS_SECRET_ACCESS_KEY" in access.problem
     assert ACCESS_KEY not in access.problem
-    assert not kube.get("v1", "Secret", support.NAMESPACE, names.store_credentials(support.NAME))
 
 
-def test_pvc_and_ambient_stores_need_no_copy() -> None:
+def test_pvc_and_ambient_stores_write_nothing() -> None:
     kube = FakeKube()
     ctx = support.ctx_of(kube, support.body())
     assert storage.reconcile(ctx, support.settings(None)) == storage.Access()

@@ -1,0 +1,126 @@
+"""Store grants: gives each build Job and each served engine's pods their grant for the store; owns no condition.
+
+With an s3:// store whose credentials the operator reads (`store_credentials_secret`), no tenant namespace holds
+those credentials. The operator signs grants with them (`storage.grants`) and keeps each in a Secret of the model:
+
+- `NAME-build-KEY8-grant`, an upload grant for the engine `KEY`, made just before its build Job and valid until the
+  Job's deadline; removed once the Job has finished.
+- `NAME-load-KEY8-grant`, a download grant for a validated engine, made before a workload that serves it is
+  applied and re-issued once it is `grants.DOWNLOAD_REFRESH_AFTER` old, so that a pod restarted days later still
+  loads; removed when garbage collection drops the engine.
+
+The credentials copies that operators before grants made in each model's namespace are deleted by `storage`. A
+pvc:// store (mounted claims) and ambient
+credentials (the pods' own cloud identity) have no grants.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from kestrel.kube import ownership
+from kestrel.manifests import context as manifest_context
+from kestrel.manifests import names
+from kestrel.manifests import store as store_manifests
+from kestrel.reconcilers import context, storage
+from kestrel.storage import errors as storage_errors
+from kestrel.storage import grants, s3
+
+log = logging.getLogger("kestrel")
+
+UNAVAILABLE = "StoreGrantFailed"
+# SigV4 signatures last at most seven days, whatever the policy says.
+MAX_LIFETIME = datetime.timedelta(days=7)
+
+
+def in_use(settings: manifest_context.Settings) -> bool:
+    return settings.store.scheme == "s3" and settings.store_credentials_secret is not None
+
+
+def _signer(ctx: context.Context, settings: manifest_context.Settings) -> s3.S3Store | str:
+    """The store, opened with the operator's credentials, or why it cannot be."""
+    engines, why = storage.open_store(settings, ctx.store_access or storage.Access())
+    if isinstance(engines, s3.S3Store):
+        return engines
+    return why or "the store is not an s3:// store"
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def issue_upload(ctx: context.Context, settings: manifest_context.Settings, key: str) -> str | None:
+    """Before the build Job of `key`: clear what an interrupted upload left of that engine, and write the Job's upload
+    grant. Returns why the build cannot publish yet, or None."""
+    if not in_use(settings):
+        return None
+    engines = _signer(ctx, settings)
+    if isinstance(engines, str):
+        return f"The operator cannot sign store grants: {engines}"
+    ref = storage.engine_ref(ctx, key)
+    deadline = datetime.timedelta(seconds=ctx.spec.engine.build.active_deadline_seconds)
+    lifetime = min(deadline + grants.UPLOAD_MARGIN, MAX_LIFETIME)
+    try:
+        # The cache found no engine it trusts under this key: whatever is there goes, so that the build's upload is
+        # all that the folder holds (a grant can add objects, never delete them).
+        engines.delete_engine(ref)
+        grant = engines.upload_grant(ref, lifetime)
+    except storage_errors.StorageError as error:
+        return f"Could not prepare the store for engine {key[:8]}: {error}"
+    owner = manifest_context.Owner.from_body(ctx.body)
+    document = grant.to_json()
+    ctx.kube.apply(
+        store_manifests.grant_secret(owner, key, kind="upload", document=document, expires=_stamp(grant.expires))
+    )
+    return None
+
+
+def drop_upload(ctx: context.Context, settings: manifest_context.Settings, key: str) -> None:
+    """The build Job of `key` has finished: its grant goes."""
+    if in_use(settings):
+        ctx.kube.delete("v1", "Secret", ctx.namespace, names.upload_grant(ctx.name, key), owner=ctx.uid)
+
+
+def _due(found: dict[str, object], now: datetime.datetime) -> bool:
+    metadata = found.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    stamp = annotations.get(store_manifests.GRANT_EXPIRES_ANNOTATION) if isinstance(annotations, dict) else None
+    try:
+        expires = grants.parse_time(str(stamp))
+    except ValueError:
+        return True
+    return expires - now <= grants.DOWNLOAD_LIFETIME - grants.DOWNLOAD_REFRESH_AFTER
+
+
+def ensure_download(ctx: context.Context, settings: manifest_context.Settings, key: str) -> None:
+    """Make sure pods serving `key` find a fresh download grant; a failure leaves the one there (or none) and says so
+    (the workload then waits for the Secret)."""
+    if not in_use(settings):
+        return
+    name = names.download_grant(ctx.name, key)
+    found = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
+    if found is not None and ownership.owned_by(found, ctx.uid) and not _due(found, ctx.now):
+        return
+    engines = _signer(ctx, settings)
+    try:
+        if isinstance(engines, str):
+            raise storage_errors.StoreConfigError(engines)
+        grant = engines.download_grant(storage.engine_ref(ctx, key), grants.DOWNLOAD_LIFETIME)
+    except storage_errors.StorageError as error:
+        ctx.event("Warning", UNAVAILABLE, f"Could not issue the store grant for engine {key[:8]}: {error}", "Rollout")
+        return
+    owner = manifest_context.Owner.from_body(ctx.body)
+    document = grant.to_json()
+    ctx.kube.apply(
+        store_manifests.grant_secret(owner, key, kind="download", document=document, expires=_stamp(grant.expires))
+    )
+
+
+def prune(ctx: context.Context, settings: manifest_context.Settings, dropped: set[str]) -> None:
+    """Remove this model's grants for the engines in `dropped` (those garbage collection takes from the store)."""
+    if not in_use(settings):
+        return
+    for key in sorted(dropped):
+        for name in (names.download_grant(ctx.name, key), names.upload_grant(ctx.name, key)):
+            ctx.kube.delete("v1", "Secret", ctx.namespace, name, owner=ctx.uid)
