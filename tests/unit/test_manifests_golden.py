@@ -21,7 +21,18 @@ import pytest
 import yaml
 
 from kestrel.api import spec as specs
-from kestrel.manifests import access, argo, autoscaling, build_job, context, disruption, service, store, triton
+from kestrel.manifests import (
+    access,
+    argo,
+    autoscaling,
+    build_job,
+    build_network,
+    context,
+    disruption,
+    service,
+    store,
+    triton,
+)
 
 ROOT = pathlib.Path(__file__).parents[2]
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "manifests"
@@ -33,6 +44,8 @@ ENGINE_KEY = "5f3c9e0a" + "7d41b2c6" * 7
 UID = "6f1c2a9e-0d4b-4c8e-9a57-3b2d1e0f4a6c"
 TLS_CHECKSUM = "sha256:1e5a0c3b9d7f2e4a6c8b0d1f3e5a7c9b"
 STORE_SECRET_DATA = {"AWS_ACCESS_KEY_ID": "a2VzdHJlbA==", "AWS_SECRET_ACCESS_KEY": "bm90LWEtcmVhbC1rZXk="}
+# The endpoint the operator reads from STORE_SECRET_DATA, which names none: the S3 client's default.
+STORE_ENDPOINT = "https://s3.amazonaws.com"
 
 
 def golden_settings(engine_store: str) -> context.Settings:
@@ -129,6 +142,7 @@ Renderer = Callable[[Case], dict[str, Any] | None]
 
 RENDERERS: dict[str, Renderer] = {
     "build-job": lambda c: build_job.build_job(c.spec, c.owner, c.settings, ENGINE_KEY),
+    "build-network-policy": lambda c: build_network.network_policy(c.spec, c.owner, c.settings, STORE_ENDPOINT),
     "service-account": lambda c: triton.service_account(c.owner),
     "deployment": lambda c: triton.deployment(
         c.spec,
