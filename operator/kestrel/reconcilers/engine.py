@@ -6,6 +6,9 @@ termination message (`api.result`); a failed gate leaves the serving revision un
 
 Before a Job is created, the engine cache (`cache`) looks the key up in the store: a verified stored engine is
 recorded as its build was, and nothing is built. Once status holds the engine, the store is not asked again.
+
+The build pods' NetworkPolicy (`manifests.build_network`) is applied at the start of every pass, so it exists
+before the first Job is created and stays while the model does.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pydantic
 
 from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
-from kestrel.manifests import build_job, names
+from kestrel.manifests import build_job, build_network, names
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import cache, context, storage
 
@@ -104,12 +107,22 @@ def _blocked(ctx: context.Context, problem: str) -> None:
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
 
 
+def _fence(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access) -> None:
+    """Apply the build pods' NetworkPolicy, with the store endpoint the operator itself uses."""
+    owner = manifest_context.Owner.from_body(ctx.body)
+    endpoint = access.credentials.endpoint if access.credentials is not None else None
+    ctx.kube.apply(build_network.network_policy(ctx.spec, owner, settings, endpoint))
+
+
 def reconcile(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access | None = None) -> None:
+    access = access or storage.Access()
+    # Every pass, built or not: a build runs the user's checkpoint, so the fence is up before any Job exists and
+    # stays up for the next one (an unchanged apply is one the client may skip).
+    _fence(ctx, settings, access)
     key = keys.engine_key(ctx.spec)
     built = ctx.condition(conditions.BUILT)
     if ctx.status.engine and ctx.status.engine.key == key and built and built.status == "True":
         return
-    access = access or storage.Access()
     job_name = names.build_job(ctx.name, key)
     # While the status says no engine is built (a build running or failed), its Job is asked first. Otherwise the
     # store is (a cache hit needs no Job: a request per new model saved), then the Job, which a pass that failed
