@@ -7,8 +7,9 @@ termination message (`api.result`); a failed gate leaves the serving revision un
 Before a Job is created, the engine cache (`cache`) looks the key up in the store: a verified stored engine is
 recorded as its build was, and nothing is built. Once status holds the engine, the store is not asked again.
 
-The build pods' NetworkPolicy (`manifests.build_network`) is applied at the start of every pass, so it exists
-before the first Job is created and stays while the model does.
+The build pods' NetworkPolicy (`manifests.build_network`) is applied at the start of every pass, built or not, and
+read afresh before a Job is created (except in a new model's first pass, which has just made it): the policy is in
+the API before the Job is. When an enforcer acts on it is the enforcer's.
 """
 
 from __future__ import annotations
@@ -107,11 +108,22 @@ def _blocked(ctx: context.Context, problem: str) -> None:
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
 
 
-def _fence(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access) -> None:
-    """Apply the build pods' NetworkPolicy, with the store endpoint the operator itself uses."""
+def _fence(
+    ctx: context.Context, settings: manifest_context.Settings, access: storage.Access, *, confirm: bool = False
+) -> None:
+    """Apply the build pods' NetworkPolicy, with the store endpoint the operator itself uses.
+
+    `confirm` reads it afresh first: the client skips an apply it trusts as unchanged, and nothing watches
+    NetworkPolicies, so a policy deleted or edited since would otherwise stay so. One it finds the model does not
+    own stops the pass (NameConflictError).
+    """
     owner = manifest_context.Owner.from_body(ctx.body)
     endpoint = access.credentials.endpoint if access.credentials is not None else None
-    ctx.kube.apply(build_network.network_policy(ctx.spec, owner, settings, endpoint))
+    policy = build_network.network_policy(ctx.spec, owner, settings, endpoint)
+    if confirm:
+        found = ctx.kube.get("networking.k8s.io/v1", "NetworkPolicy", ctx.namespace, policy["metadata"]["name"])
+        ownership.require(found, ctx.uid)
+    ctx.kube.apply(policy)
 
 
 def reconcile(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access | None = None) -> None:
@@ -141,6 +153,9 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
             # The Job's pod would mount a Secret nobody can create, and could not publish what it built.
             _blocked(ctx, access.problem)
             return
+        if not ctx.first_pass:
+            # The apply above may have been skipped as unchanged; a new model's pass has just made the policy.
+            _fence(ctx, settings, access, confirm=True)
         owner = manifest_context.Owner.from_body(ctx.body)
         ctx.kube.apply(build_job.build_job(ctx.spec, owner, settings, key))
         ctx.set(conditions.BUILT, "False", "Building", f"Build Job {job_name} started")
