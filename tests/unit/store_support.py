@@ -17,6 +17,7 @@ from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
 from kestrel.reconcilers import context
 from kestrel.security import manifest
+from kestrel.storage import grants as store_grants
 from kestrel.storage import layout
 from tests.cluster.storage_fixtures import model_repository
 from tests.unit.tls_fake_kube import UID, FakeKube
@@ -106,3 +107,24 @@ def b64(text: str) -> str:
 
 def ref(key: str) -> layout.EngineRef:
     return layout.EngineRef(NAMESPACE, NAME, key)
+
+
+class FakeSigner:
+    """What `grants` asks of the store, recorded."""
+
+    def __init__(self) -> None:
+        self.cleared: list[str] = []
+        self.issued: list[tuple[str, str, datetime.timedelta]] = []
+
+    def delete_engine(self, ref: layout.EngineRef) -> None:
+        self.cleared.append(ref.path)
+
+    def upload_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> store_grants.UploadGrant:
+        self.issued.append(("upload", ref.path, lifetime))
+        expires = NOW + lifetime
+        return store_grants.UploadGrant(ref.path, "http://store/b", {"policy": "p"}, f"p/{ref.path}/", expires)
+
+    def download_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> store_grants.DownloadGrant:
+        self.issued.append(("download", ref.path, lifetime))
+        urls = {layout.MANIFEST_NAME: f"http://store/b/p/{ref.path}/manifest.json?sig={len(self.issued)}"}
+        return store_grants.DownloadGrant(ref.path, urls, datetime.datetime.now(datetime.UTC) + lifetime)

@@ -21,7 +21,18 @@ import pytest
 import yaml
 
 from kestrel.api import spec as specs
-from kestrel.manifests import access, argo, autoscaling, build_job, context, disruption, service, store, triton
+from kestrel.manifests import (
+    access,
+    argo,
+    autoscaling,
+    build_job,
+    build_network,
+    context,
+    disruption,
+    service,
+    store,
+    triton,
+)
 
 ROOT = pathlib.Path(__file__).parents[2]
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "manifests"
@@ -34,6 +45,8 @@ UID = "6f1c2a9e-0d4b-4c8e-9a57-3b2d1e0f4a6c"
 TLS_CHECKSUM = "sha256:1e5a0c3b9d7f2e4a6c8b0d1f3e5a7c9b"
 GRANT_DOCUMENT = '{"engine":"ns/name/key","expires":"2026-12-14T00:00:00Z","kind":"download","objects":{},"version":1}'
 GRANT_EXPIRES = "2026-12-14T00:00:00Z"
+# The endpoint the operator reads from a store Secret that names none: the S3 client's default.
+STORE_ENDPOINT = "https://s3.amazonaws.com"
 
 
 def golden_settings(engine_store: str) -> context.Settings:
@@ -130,6 +143,7 @@ Renderer = Callable[[Case], dict[str, Any] | None]
 
 RENDERERS: dict[str, Renderer] = {
     "build-job": lambda c: build_job.build_job(c.spec, c.owner, c.settings, ENGINE_KEY),
+    "build-network-policy": lambda c: build_network.network_policy(c.spec, c.owner, c.settings, STORE_ENDPOINT),
     "service-account": lambda c: triton.service_account(c.owner),
     "deployment": lambda c: triton.deployment(
         c.spec,

@@ -16,6 +16,7 @@ KEY = "0123456789abcdef" * 4
 LONG = "a-very-long-model-deployment-name-that-goes-on-and-on-past-the-label-limit"
 BUILDERS: dict[str, Callable[[str], str]] = {
     "build_job": lambda n: names.build_job(n, KEY),
+    "build_network_policy": names.build_network_policy,
     "triton": names.triton,
     "canary": names.canary,
     "service": names.service,

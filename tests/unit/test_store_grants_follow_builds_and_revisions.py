@@ -19,7 +19,6 @@ from kestrel.manifests import names, triton
 from kestrel.manifests import store as store_manifests
 from kestrel.reconcilers import engine, grants, storage, workload
 from kestrel.storage import grants as store_grants
-from kestrel.storage import layout
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube
 
@@ -27,30 +26,9 @@ ACCESS_KEY, SECRET_KEY = "AKIDEXAMPLE4GRANTS", "s3cr3t-grants-wJalrXUtnFEMI-K7MD
 DAY = datetime.timedelta(days=1)
 
 
-class FakeSigner:
-    """What `grants` asks of the store, recorded."""
-
-    def __init__(self) -> None:
-        self.cleared: list[str] = []
-        self.issued: list[tuple[str, str, datetime.timedelta]] = []
-
-    def delete_engine(self, ref: layout.EngineRef) -> None:
-        self.cleared.append(ref.path)
-
-    def upload_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> store_grants.UploadGrant:
-        self.issued.append(("upload", ref.path, lifetime))
-        expires = support.NOW + lifetime
-        return store_grants.UploadGrant(ref.path, "http://store/b", {"policy": "p"}, f"p/{ref.path}/", expires)
-
-    def download_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> store_grants.DownloadGrant:
-        self.issued.append(("download", ref.path, lifetime))
-        urls = {layout.MANIFEST_NAME: f"http://store/b/p/{ref.path}/manifest.json?sig={len(self.issued)}"}
-        return store_grants.DownloadGrant(ref.path, urls, datetime.datetime.now(datetime.UTC) + lifetime)
-
-
 @pytest.fixture
-def signer(monkeypatch: pytest.MonkeyPatch) -> FakeSigner:
-    fake = FakeSigner()
+def signer(monkeypatch: pytest.MonkeyPatch) -> support.FakeSigner:
+    fake = support.FakeSigner()
     monkeypatch.setattr(grants, "_signer", lambda ctx, settings: fake)
     return fake
 
@@ -85,7 +63,9 @@ def _namespace_secrets_hold_no_credential(kube: FakeKube) -> None:
             assert ACCESS_KEY not in text and SECRET_KEY not in text, name
 
 
-def test_a_build_job_starts_with_an_upload_grant_for_its_engine_and_loses_it_when_done(signer: FakeSigner) -> None:
+def test_a_build_job_starts_with_an_upload_grant_for_its_engine_and_loses_it_when_done(
+    signer: support.FakeSigner,
+) -> None:
     kube = FakeKube()
     _with_source(kube)
     obj = support.body()
@@ -120,7 +100,7 @@ def test_a_build_job_starts_with_an_upload_grant_for_its_engine_and_loses_it_whe
     assert built is not None and built.reason == "BuildFailed"
 
 
-def test_serving_pods_find_a_download_grant_renewed_once_a_day_and_not_more(signer: FakeSigner) -> None:
+def test_serving_pods_find_a_download_grant_renewed_once_a_day_and_not_more(signer: support.FakeSigner) -> None:
     kube = FakeKube()
     _with_source(kube)
     obj = support.body()
@@ -162,7 +142,7 @@ def test_a_grant_that_cannot_be_issued_keeps_the_workload_waiting_and_says_so(mo
     assert [reason for _, reason, _ in kube.events] == [grants.UNAVAILABLE]
 
 
-def test_grants_of_dropped_engines_are_removed_and_others_are_not(signer: FakeSigner) -> None:
+def test_grants_of_dropped_engines_are_removed_and_others_are_not(signer: support.FakeSigner) -> None:
     kube = FakeKube()
     obj = support.body()
     ctx = support.ctx_of(kube, obj)
@@ -181,7 +161,7 @@ def test_grants_of_dropped_engines_are_removed_and_others_are_not(signer: FakeSi
     assert kube.get("v1", "Secret", support.NAMESPACE, names.download_grant(support.NAME, stranger)) is not None
 
 
-def test_pvc_and_ambient_stores_have_no_grants(signer: FakeSigner) -> None:
+def test_pvc_and_ambient_stores_have_no_grants(signer: support.FakeSigner) -> None:
     kube = FakeKube()
     obj = support.body()
     key = support.key_of(obj)

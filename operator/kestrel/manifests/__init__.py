@@ -4,7 +4,8 @@ Nothing here performs I/O or knows about a client; `kube/` applies what these fu
 reconcilers decide which of them to call. One concept per module:
 
 - context: the owner (and its ownerReference) and the operator-wide settings; names, labels: naming and selection
-- build_job: the build Job; triton: the stable and canary Deployments and their ServiceAccount
+- build_job: the build Job; build_network: its pods' NetworkPolicy
+- triton: the stable and canary Deployments and their ServiceAccount
 - service, disruption, autoscaling: the Service, the PodDisruptionBudget, the HPA or KEDA ScaledObject
 - access: the Role and RoleBinding that read the API key, the NetworkPolicy
 - argo, analysis: the canary as an Argo Rollout, and the PromQL that judges a canary step

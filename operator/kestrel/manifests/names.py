@@ -114,6 +114,11 @@ def network_policy(name: str) -> str:
     return child(name, "triton")
 
 
+def build_network_policy(name: str) -> str:
+    """The NetworkPolicy of every build pod of the model, whatever its engine key."""
+    return child(name, "build")
+
+
 def signing_secret(name: str) -> str:
     """The Ed25519 pair that signs engine manifests: `signing.key` (build only) and `signing.pub` (loader)."""
     return child(name, "signing")

@@ -6,6 +6,10 @@ termination message (`api.result`); a failed gate leaves the serving revision un
 
 Before a Job is created, the engine cache (`cache`) looks the key up in the store: a verified stored engine is
 recorded as its build was, and nothing is built. Once status holds the engine, the store is not asked again.
+
+The build pods' NetworkPolicy (`manifests.build_network`) is applied at the start of every pass, built or not, and
+read afresh before a Job is created (except in a new model's first pass, which has just made it): the policy is in
+the API before the Job is. When an enforcer acts on it is the enforcer's.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import pydantic
 
 from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
-from kestrel.manifests import build_job, names
+from kestrel.manifests import build_job, build_network, names
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import cache, context, grants, storage
 
@@ -104,12 +108,33 @@ def _blocked(ctx: context.Context, reason: str, problem: str) -> None:
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
 
 
+def _fence(
+    ctx: context.Context, settings: manifest_context.Settings, access: storage.Access, *, confirm: bool = False
+) -> None:
+    """Apply the build pods' NetworkPolicy, with the store endpoint the operator itself uses.
+
+    `confirm` reads it afresh first: the client skips an apply it trusts as unchanged, and nothing watches
+    NetworkPolicies, so a policy deleted or edited since would otherwise stay so. One it finds the model does not
+    own stops the pass (NameConflictError).
+    """
+    owner = manifest_context.Owner.from_body(ctx.body)
+    endpoint = access.credentials.endpoint if access.credentials is not None else None
+    policy = build_network.network_policy(ctx.spec, owner, settings, endpoint)
+    if confirm:
+        found = ctx.kube.get("networking.k8s.io/v1", "NetworkPolicy", ctx.namespace, policy["metadata"]["name"])
+        ownership.require(found, ctx.uid)
+    ctx.kube.apply(policy)
+
+
 def reconcile(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access | None = None) -> None:
+    access = access or storage.Access()
+    # Every pass, built or not: a build runs the user's checkpoint, so the fence is up before any Job exists and
+    # stays up for the next one (an unchanged apply is one the client may skip).
+    _fence(ctx, settings, access)
     key = keys.engine_key(ctx.spec)
     built = ctx.condition(conditions.BUILT)
     if ctx.status.engine and ctx.status.engine.key == key and built and built.status == "True":
         return
-    access = access or storage.Access()
     job_name = names.build_job(ctx.name, key)
     # While the status says no engine is built (a build running or failed), its Job is asked first. Otherwise the
     # store is (a cache hit needs no Job: a request per new model saved), then the Job, which a pass that failed
@@ -132,6 +157,9 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         if problem:
             _blocked(ctx, grants.UNAVAILABLE, problem)
             return
+        if not ctx.first_pass:
+            # The apply above may have been skipped as unchanged; a new model's pass has just made the policy.
+            _fence(ctx, settings, access, confirm=True)
         owner = manifest_context.Owner.from_body(ctx.body)
         ctx.kube.apply(build_job.build_job(ctx.spec, owner, settings, key))
         ctx.set(conditions.BUILT, "False", "Building", f"Build Job {job_name} started")
