@@ -25,6 +25,11 @@ OTHER = layout.EngineRef("other-team", "cams", "0f" * 32)
 HOUR = datetime.timedelta(hours=1)
 
 
+def _listed(packed: pathlib.Path) -> list[str]:
+    """What the operator grants: the manifest and the files it lists (here, what the packed artifact holds)."""
+    return [path.relative_to(packed).as_posix() for path in packed.rglob("*") if path.is_file()]
+
+
 def _stored(engines: s3.S3Store, ref: layout.EngineRef) -> set[str]:
     client = engines._client  # the test reads the bucket behind the store's back
     prefix = f"{engines.location.prefix}/{ref.path}/"
@@ -40,7 +45,7 @@ def test_a_build_publishes_and_a_loader_fetches_with_grants_alone(
     sent = grants.upload(upload, packed, REF)
     assert s3_store.exists(REF)
 
-    download = grants.parse(s3_store.download_grant(REF, HOUR).to_json(), "download grant")
+    download = grants.parse(s3_store.download_grant(REF, HOUR, _listed(packed)).to_json(), "download grant")
     assert isinstance(download, grants.DownloadGrant)
     got = grants.download(download, REF, tmp_path / "fetched")
     assert tree(tmp_path / "fetched") == tree(packed)
@@ -79,7 +84,7 @@ def test_a_download_grant_reads_its_objects_only_and_cannot_list_or_delete(
 ) -> None:
     s3_store.upload(packed_engine(tmp_path / "a", keys), REF)
     s3_store.upload(packed_engine(tmp_path / "b", keys, OTHER), OTHER)
-    grant = s3_store.download_grant(REF, HOUR)
+    grant = s3_store.download_grant(REF, HOUR, _listed(tmp_path / "a" / "artifact"))
     http = urllib3.PoolManager()
     manifest_url = grant.objects[layout.MANIFEST_NAME]
     assert http.request("GET", manifest_url).status == 200
@@ -118,7 +123,7 @@ def test_grant_errors_name_the_object_but_never_a_signature(
     s3_store: s3.S3Store, keys: Keys, tmp_path: pathlib.Path
 ) -> None:
     s3_store.upload(packed_engine(tmp_path / "a", keys), REF)
-    grant = s3_store.download_grant(REF, HOUR)
+    grant = s3_store.download_grant(REF, HOUR, _listed(tmp_path / "a" / "artifact"))
     signatures = {url.split("X-Amz-Signature=")[1] for url in grant.objects.values()}
     broken = dataclasses.replace(
         grant,

@@ -7,6 +7,8 @@ import base64
 import copy
 import datetime
 import pathlib
+import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -16,7 +18,8 @@ from kestrel.engine import publish
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
 from kestrel.reconcilers import context
-from kestrel.security import manifest
+from kestrel.security import artifact, manifest
+from kestrel.storage import errors as storage_errors
 from kestrel.storage import grants as store_grants
 from kestrel.storage import layout
 from tests.cluster.storage_fixtures import model_repository
@@ -109,22 +112,47 @@ def ref(key: str) -> layout.EngineRef:
     return layout.EngineRef(NAMESPACE, NAME, key)
 
 
-class FakeSigner:
-    """What `grants` asks of the store, recorded."""
+def signed_manifest(signing_key: ed25519.Ed25519PrivateKey, artifact_id: str) -> bytes:
+    """The manifest of a one-file plaintext artifact, signed as a build signs it."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = pathlib.Path(folder)
+        (root / "repository" / "yolo").mkdir(parents=True)
+        (root / "repository" / "yolo" / "config.pbtxt").write_bytes(b'name: "yolo"\n')
+        artifact.pack(
+            root / "repository", root / "artifact", kek=None, signing_key=signing_key, artifact_id=artifact_id
+        )
+        return (root / "artifact" / layout.MANIFEST_NAME).read_bytes()
 
-    def __init__(self) -> None:
+
+class FakeSigner:
+    """What `grants` asks of the store, recorded; it stores one engine per key signed with `signing_key`, if set."""
+
+    def __init__(self, signing_key: ed25519.Ed25519PrivateKey | None = None) -> None:
+        self.signing_key = signing_key
         self.cleared: list[str] = []
         self.issued: list[tuple[str, str, datetime.timedelta]] = []
+        self.granted: list[list[str]] = []
+
+    def exists(self, ref: layout.EngineRef) -> bool:
+        return self.signing_key is not None
 
     def delete_engine(self, ref: layout.EngineRef) -> None:
         self.cleared.append(ref.path)
+
+    def read_manifest(self, ref: layout.EngineRef) -> bytes:
+        if self.signing_key is None:
+            raise storage_errors.EngineNotFoundError(f"No engine at {ref.path}")
+        return signed_manifest(self.signing_key, ref.artifact_id)
 
     def upload_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> store_grants.UploadGrant:
         self.issued.append(("upload", ref.path, lifetime))
         expires = NOW + lifetime
         return store_grants.UploadGrant(ref.path, "http://store/b", {"policy": "p"}, f"p/{ref.path}/", expires)
 
-    def download_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> store_grants.DownloadGrant:
+    def download_grant(
+        self, ref: layout.EngineRef, lifetime: datetime.timedelta, objects: Iterable[str]
+    ) -> store_grants.DownloadGrant:
         self.issued.append(("download", ref.path, lifetime))
-        urls = {layout.MANIFEST_NAME: f"http://store/b/p/{ref.path}/manifest.json?sig={len(self.issued)}"}
+        self.granted.append(sorted(objects))
+        urls = {name: f"http://store/b/p/{ref.path}/{name}?sig={len(self.issued)}" for name in objects}
         return store_grants.DownloadGrant(ref.path, urls, datetime.datetime.now(datetime.UTC) + lifetime)

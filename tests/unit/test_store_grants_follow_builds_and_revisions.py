@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from kestrel.api import conditions
 from kestrel.manifests import names, triton
@@ -80,6 +81,7 @@ def test_a_build_job_starts_with_an_upload_grant_for_its_engine_and_loses_it_whe
     assert grant["kind"] == "upload" and grant["engine"] == f"{support.NAMESPACE}/{support.NAME}/{key}"
     # What an interrupted upload left under the key goes first: the build's grant cannot delete.
     assert signer.cleared == [f"{support.NAMESPACE}/{support.NAME}/{key}"]
+    assert signer.issued[0][0] == "upload"
     (_, _, lifetime) = signer.issued[0]
     assert lifetime == datetime.timedelta(seconds=ctx.spec.engine.build.active_deadline_seconds) + (
         store_grants.UPLOAD_MARGIN
@@ -106,6 +108,7 @@ def test_serving_pods_find_a_download_grant_renewed_once_a_day_and_not_more(sign
     obj = support.body()
     key = support.key_of(obj)
     settings = _settings()
+    signer.signing_key = support.signing_secret(kube, obj)
     ctx = support.ctx_of(kube, obj)
     storage.reconcile(ctx, settings)
     workload.build(ctx, settings, key, triton.deployment)
@@ -113,7 +116,9 @@ def test_serving_pods_find_a_download_grant_renewed_once_a_day_and_not_more(sign
     progressing = ctx.condition(conditions.PROGRESSING)
     assert progressing is not None and progressing.reason == "WaitingForSecrets"
     assert names.download_grant(support.NAME, key) not in progressing.message
-    assert names.signing_secret(support.NAME) in progressing.message
+    assert names.api_key_secret(support.NAME) in progressing.message
+    # Only the manifest and what it lists, read from the verified manifest.
+    assert signer.granted == [["files/yolo/config.pbtxt", "manifest.json"]]
     first = _grant(kube, names.download_grant(support.NAME, key))
     assert first["kind"] == "download" and first["engine"].endswith(key)
 
@@ -145,6 +150,7 @@ def test_a_grant_that_cannot_be_issued_keeps_the_workload_waiting_and_says_so(mo
 def test_grants_of_dropped_engines_are_removed_and_others_are_not(signer: support.FakeSigner) -> None:
     kube = FakeKube()
     obj = support.body()
+    signer.signing_key = support.signing_secret(kube, obj)
     ctx = support.ctx_of(kube, obj)
     settings = _settings()
     kept, dropped = "a" * 64, "b" * 64
@@ -159,6 +165,19 @@ def test_grants_of_dropped_engines_are_removed_and_others_are_not(signer: suppor
     assert kube.get("v1", "Secret", support.NAMESPACE, names.download_grant(support.NAME, kept)) is not None
     assert kube.get("v1", "Secret", support.NAMESPACE, names.download_grant(support.NAME, dropped)) is None
     assert kube.get("v1", "Secret", support.NAMESPACE, names.download_grant(support.NAME, stranger)) is not None
+
+
+def test_an_engine_the_model_did_not_sign_gets_no_download_grant(signer: support.FakeSigner) -> None:
+    kube = FakeKube()
+    obj = support.body()
+    key = support.key_of(obj)
+    support.signing_secret(kube, obj)
+    signer.signing_key = ed25519.Ed25519PrivateKey.generate()  # the store holds an engine someone else signed
+    ctx = support.ctx_of(kube, obj)
+    grants.ensure_download(ctx, _settings(), key)
+    assert kube.get("v1", "Secret", support.NAMESPACE, names.download_grant(support.NAME, key)) is None
+    ((kind, reason, message),) = kube.events
+    assert (kind, reason) == ("Warning", grants.UNAVAILABLE) and "not by the trusted key" in message
 
 
 def test_pvc_and_ambient_stores_have_no_grants(signer: support.FakeSigner) -> None:

@@ -37,7 +37,7 @@ class Hit:
     uri: str
 
 
-def _verify_key(ctx: context.Context) -> ed25519.Ed25519PublicKey | None:
+def verify_key(ctx: context.Context) -> ed25519.Ed25519PublicKey | None:
     secret = ctx.kube.get("v1", "Secret", ctx.namespace, names.signing_secret(ctx.name), cached=True)
     encoded = ((secret or {}).get("data") or {}).get("signing.pub")
     if not encoded:
@@ -50,10 +50,10 @@ def _verify_key(ctx: context.Context) -> ed25519.Ed25519PublicKey | None:
 
 def _check(ctx: context.Context, document: bytes, key: str, expected_id: str) -> result.BuildResult:
     """The BuildResult the signed manifest carries; IntegrityError naming what is wrong otherwise."""
-    verify_key = _verify_key(ctx)
-    if verify_key is None:
+    public = verify_key(ctx)
+    if public is None:
         raise errors.IntegrityError(f"Secret {names.signing_secret(ctx.name)} has no usable signing.pub")
-    verified = manifest.verify(document, verify_key)  # SignatureError is an IntegrityError
+    verified = manifest.verify(document, public)  # SignatureError is an IntegrityError
     if verified.artifact_id != expected_id:
         raise errors.IntegrityError(f"the manifest is signed for {verified.artifact_id}, not {expected_id}")
     if ctx.spec.security.encryption.enabled and not isinstance(verified, manifest.Manifest):

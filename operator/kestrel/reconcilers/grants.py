@@ -5,13 +5,13 @@ those credentials. The operator signs grants with them (`storage.grants`) and ke
 
 - `NAME-build-KEY8-grant`, an upload grant for the engine `KEY`, made just before its build Job and valid until the
   Job's deadline; removed once the Job has finished.
-- `NAME-load-KEY8-grant`, a download grant for a validated engine, made before a workload that serves it is
-  applied and re-issued once it is `grants.DOWNLOAD_REFRESH_AFTER` old, so that a pod restarted days later still
-  loads; removed when garbage collection drops the engine.
+- `NAME-load-KEY8-grant`, a download grant for the manifest of a validated engine and the files that manifest lists
+  (read and verified with the model's key first), made before a workload that serves it is applied and re-issued
+  once it is `grants.DOWNLOAD_REFRESH_AFTER` old, so that a pod restarted days later still loads; removed when
+  garbage collection drops the engine.
 
 The credentials copies that operators before grants made in each model's namespace are deleted by `storage`. A
-pvc:// store (mounted claims) and ambient
-credentials (the pods' own cloud identity) have no grants.
+pvc:// store (mounted claims) and ambient credentials (the pods' own cloud identity) have no grants.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from __future__ import annotations
 import datetime
 import logging
 
+from kestrel.api import errors
 from kestrel.kube import ownership
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.manifests import store as store_manifests
-from kestrel.reconcilers import context, storage
+from kestrel.reconcilers import cache, context, storage
+from kestrel.security import artifact, manifest
 from kestrel.storage import errors as storage_errors
-from kestrel.storage import grants, s3
+from kestrel.storage import grants, layout, s3
 
 log = logging.getLogger("kestrel")
 
@@ -62,9 +64,11 @@ def issue_upload(ctx: context.Context, settings: manifest_context.Settings, key:
     deadline = datetime.timedelta(seconds=ctx.spec.engine.build.active_deadline_seconds)
     lifetime = min(deadline + grants.UPLOAD_MARGIN, MAX_LIFETIME)
     try:
-        # The cache found no engine it trusts under this key: whatever is there goes, so that the build's upload is
-        # all that the folder holds (a grant can add objects, never delete them).
-        engines.delete_engine(ref)
+        # What an interrupted upload left goes (a grant can add objects, never delete them). A complete engine the
+        # cache did not trust stays until the build's upload replaces it, manifest last: loaders are granted only
+        # what a verified manifest lists, so its leftovers are never fetched.
+        if not engines.exists(ref):
+            engines.delete_engine(ref)
         grant = engines.upload_grant(ref, lifetime)
     except storage_errors.StorageError as error:
         return f"Could not prepare the store for engine {key[:8]}: {error}"
@@ -103,11 +107,12 @@ def ensure_download(ctx: context.Context, settings: manifest_context.Settings, k
     if found is not None and ownership.owned_by(found, ctx.uid) and not _due(found, ctx.now):
         return
     engines = _signer(ctx, settings)
+    ref = storage.engine_ref(ctx, key)
     try:
         if isinstance(engines, str):
             raise storage_errors.StoreConfigError(engines)
-        grant = engines.download_grant(storage.engine_ref(ctx, key), grants.DOWNLOAD_LIFETIME)
-    except storage_errors.StorageError as error:
+        grant = engines.download_grant(ref, grants.DOWNLOAD_LIFETIME, _objects(ctx, engines, ref))
+    except (storage_errors.StorageError, errors.IntegrityError) as error:
         ctx.event("Warning", UNAVAILABLE, f"Could not issue the store grant for engine {key[:8]}: {error}", "Rollout")
         return
     owner = manifest_context.Owner.from_body(ctx.body)
@@ -115,6 +120,18 @@ def ensure_download(ctx: context.Context, settings: manifest_context.Settings, k
     ctx.kube.apply(
         store_manifests.grant_secret(owner, key, kind="download", document=document, expires=_stamp(grant.expires))
     )
+
+
+def _objects(ctx: context.Context, engines: s3.S3Store, ref: layout.EngineRef) -> list[str]:
+    """What a loader of `ref` needs: the manifest and the files it lists, once its signature verified. Nothing else
+    in the folder (leftovers of an earlier upload) is granted, and an engine the model did not sign gets no grant."""
+    public = cache.verify_key(ctx)
+    if public is None:
+        raise errors.IntegrityError(f"Secret {names.signing_secret(ctx.name)} has no usable signing.pub")
+    verified = manifest.verify(engines.read_manifest(ref), public)
+    if verified.artifact_id != ref.artifact_id:
+        raise errors.IntegrityError(f"the manifest is signed for {verified.artifact_id}, not {ref.artifact_id}")
+    return [layout.MANIFEST_NAME, *(f"{artifact.FILES_DIR}/{entry.path}" for entry in verified.files)]
 
 
 def prune(ctx: context.Context, settings: manifest_context.Settings, dropped: set[str]) -> None:

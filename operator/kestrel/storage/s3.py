@@ -18,7 +18,7 @@ import io
 import os
 import pathlib
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from typing import BinaryIO, NoReturn, TypeVar
 
 import certifi
@@ -300,22 +300,15 @@ class S3Store:
         # Path-style: MinIO, GCS and AWS all take a POST to <endpoint>/<bucket>.
         return grants.UploadGrant(ref.path, f"{self._endpoint}/{self._bucket}", fields, prefix, expires)
 
-    def download_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> grants.DownloadGrant:
-        """Pre-signed GETs for every object of the complete engine at `ref`; EngineNotFoundError while incomplete."""
+    def download_grant(
+        self, ref: layout.EngineRef, lifetime: datetime.timedelta, objects: Iterable[str]
+    ) -> grants.DownloadGrant:
+        """Pre-signed GETs for `objects` (paths relative to the engine's folder: the manifest and the files it lists,
+        which the caller read from the verified manifest); signed here, no request."""
         expires = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + lifetime
-        prefix = self._key(ref)
-        names = {
-            obj.object_name[len(prefix) :]: obj.object_name
-            for obj in self._objects(prefix)
-            if obj.object_name and not obj.is_dir
-        }
-        if layout.MANIFEST_NAME not in names:
-            raise errors.EngineNotFoundError(f"No engine at {self._location.engine_uri(ref)}")
-        objects = {
-            layout.check_relative(relative): self._call(
-                f"Sign a download of {self._describe(key)}",
-                functools.partial(self._client.presigned_get_object, self._bucket, key, expires=lifetime),
-            )
-            for relative, key in names.items()
-        }
-        return grants.DownloadGrant(ref.path, objects, expires)
+        urls = {}
+        for relative in sorted(set(objects)):
+            key = self._key(ref, layout.check_relative(relative))
+            sign = functools.partial(self._client.presigned_get_object, self._bucket, key, expires=lifetime)
+            urls[relative] = self._call(f"Sign a download of {self._describe(key)}", sign)
+        return grants.DownloadGrant(ref.path, urls, expires)
