@@ -4,6 +4,8 @@ subprocess under the chart's RBAC and reads the credentials from its own namespa
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 from kestrel.api import keys, spec
@@ -38,10 +40,15 @@ def test_a_stored_engine_is_reused_without_a_build(kube, store_bed) -> None:
     assert done["status"]["engine"]["key"] == key and done["status"]["engine"]["uri"] == uri
     assert done["status"]["engine"]["digest"].startswith("sha256:")
     assert done["status"]["revision"]["current"] == key
-    # The pods' copy of the credentials, owned by the model, so the Triton pods can fetch the engine.
-    copy = kube.core.read_namespaced_secret(names.store_credentials("cams"), namespace)
-    assert copy.metadata.owner_references[0].name == "cams"
-    assert set(copy.data) >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
+    # The Triton pods' grant for this engine, owned by the model; no Secret of the namespace holds a credential.
+    grant = kube.core.read_namespaced_secret(names.download_grant("cams", key), namespace)
+    assert grant.metadata.owner_references[0].name == "cams"
+    document = json.loads(base64.b64decode(grant.data["grant.json"]))
+    assert document["kind"] == "download" and document["engine"] == f"{namespace}/cams/{key}"
+    assert "manifest.json" in document["objects"]
+    for secret in kube.core.list_namespaced_secret(namespace).items:
+        values = [base64.b64decode(value) for value in (secret.data or {}).values()]
+        assert not any(store_bed.connection.secret_key.encode() in value for value in values), secret.metadata.name
     time.sleep(3)  # several resync periods: still no Job
     assert jobs(kube, namespace) == []
     assert len(events(kube, namespace, engine.CACHED)) == 1
@@ -87,5 +94,8 @@ def test_a_missing_credentials_secret_holds_the_build_until_it_exists(kube, stor
     assert len(events(kube, namespace, storage.MISSING)) == 1
 
     credentials_secret(kube, store_bed.secret, store_bed.connection)
-    wait_for("the build Job", lambda: jobs(kube, namespace))
-    kube.core.read_namespaced_secret(names.store_credentials("cams"), namespace)
+    (job,) = wait_for("the build Job", lambda: jobs(kube, namespace))
+    grant = kube.core.read_namespaced_secret(
+        names.upload_grant("cams", job.metadata.annotations["kestrel.dev/engine-key"]), namespace
+    )
+    assert json.loads(base64.b64decode(grant.data["grant.json"]))["kind"] == "upload"
