@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from kestrel import cli
 from kestrel.api import keys
 from kestrel.api import spec as specs
 from kestrel.manifests import build_job, context
+from kestrel.storage import layout as storage_layout
+from kestrel.storage import pvc
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
 S3 = context.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
@@ -157,6 +160,23 @@ def test_the_store_arrives_only_as_this_engines_upload_grant_in_a_mounted_secret
     (mount,) = [m for m in container(obj)["volumeMounts"] if m["name"] == "store-grant"]
     assert mount["readOnly"] is True
     assert not [v for v in pod(obj)["volumes"] if v.get("secret", {}).get("secretName") == "cams-engine-store"]
+
+
+def test_a_pvc_store_is_mounted_as_this_models_folder_only_writable_for_the_build() -> None:
+    obj = job(parse(), PVC)
+    (mount,) = [m for m in container(obj)["volumeMounts"] if m["name"] == "engine-store"]
+    assert mount == {
+        "name": "engine-store",
+        "mountPath": "/mnt/pvc/engine-claim/engines/vision/cams",
+        "subPath": "engines/vision/cams",
+        "readOnly": False,
+    }
+    (volume,) = [v for v in pod(obj)["volumes"] if v["name"] == "engine-store"]
+    assert volume["persistentVolumeClaim"] == {"claimName": "engine-claim", "readOnly": False}
+    # Where the build's store expects this model's engines is inside the mount, and nothing else of the claim is.
+    location = storage_layout.parse_store_uri("pvc://engine-claim/engines")
+    engines = pvc.PvcStore(location, pathlib.Path("/mnt/pvc"))
+    assert engines.root / "vision" / "cams" == pathlib.Path(mount["mountPath"])
 
 
 def test_data_claims_are_read_only_and_the_store_claim_is_the_one_writable_mount() -> None:

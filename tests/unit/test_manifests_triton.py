@@ -300,6 +300,20 @@ def test_selector_is_immutable_across_revisions() -> None:
         assert obj["spec"]["selector"]["matchLabels"].items() <= obj["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_a_pvc_store_reaches_the_loader_as_this_models_folder_read_only() -> None:
+    settings = context.Settings(engine_store="pvc://engines/prod")
+    obj = triton.deployment(parse(), OWNER, settings, KEY)
+    (mount,) = [m for m in init(obj, "load")["volumeMounts"] if m["name"] == "engine-store"]
+    assert mount == {
+        "name": "engine-store",
+        "mountPath": "/mnt/pvc/engines/prod/vision/cams",
+        "subPath": "prod/vision/cams",
+        "readOnly": True,
+    }
+    (volume,) = [v for v in pod(obj)["volumes"] if v["name"] == "engine-store"]
+    assert volume["persistentVolumeClaim"] == {"claimName": "engines", "readOnly": True}
+
+
 @pytest.mark.parametrize(
     ("settings", "encryption", "expected"),
     [

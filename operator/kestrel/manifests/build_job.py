@@ -119,7 +119,7 @@ def build_job(
 def _inputs(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> files.Files:
     """What `kestrel build` reads, as its own flags: the spec file, scratch space, data claims, source credentials.
 
-    Data claims are read-only; the store's claim, when the store is a PVC, is the one writable mount.
+    Data claims are read-only, whole; a pvc:// store is mounted by `_publish`, as this model's folder only.
     """
     volumes: list[dict[str, Any]] = [
         {
@@ -147,8 +147,6 @@ def _inputs(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> file
         spec.validation.dataset,
     ]
     claims = dict.fromkeys(store.claims_of(data_uris), False)
-    if settings.store.scheme == "pvc":
-        claims[settings.store.root] = True
     options: list[tuple[str, str]] = []
     if claims:
         claim_volumes, claim_mounts = store.claim_volumes(claims)
@@ -171,6 +169,4 @@ def _publish(
         options=(("engine-uri", store.engine_uri(settings, owner, engine_key)), ("engine-key", engine_key))
     )
     access = store.store_access(settings, owner, engine_key, writable=True)
-    if settings.store.scheme == "pvc":
-        access = files.Files(options=access.options)  # the claim is already mounted, writable, with the inputs
     return files.total([destination, access, keys.signing(owner, "sign"), keys.encryption(spec.security.encryption)])

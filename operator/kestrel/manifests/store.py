@@ -18,6 +18,7 @@ PVC_ROOT = "/mnt/pvc"  # pvc://claim/path is read at <PVC_ROOT>/<claim>/<path>, 
 SECRETS_ROOT = "/var/run/secrets/kestrel"
 STORE_GRANT_DIR = f"{SECRETS_ROOT}/store"
 GRANT_FILE = "grant.json"
+STORE_VOLUME = "engine-store"
 GRANT_LABEL = "kestrel.dev/store-grant"
 GRANT_EXPIRES_ANNOTATION = "kestrel.dev/grant-expires"
 ENGINE_KEY_ANNOTATION = "kestrel.dev/engine-key"
@@ -94,16 +95,18 @@ def read_only_mount(volume: str, path: str) -> dict[str, Any]:
 
 
 def store_access(settings: context.Settings, owner: context.Owner, engine_key: str, *, writable: bool) -> files.Files:
-    """What gives a container the engine store: the claim (pvc://), or the store grant for `engine_key` (s3://).
+    """What gives a container the engine store: this model's folder of the claim (pvc://), or the store grant for
+    `engine_key` (s3://).
 
     An s3:// store whose credentials the operator holds (`store_credentials_secret`) is reached through grants
     only: the build Job gets an upload grant for its engine, the loader a download grant for its engine. Neither
-    holds a credential, and neither can reach another engine.
+    holds a credential, and neither can reach another engine. A pvc:// store is mounted as the sub-path of this
+    model's engines only (`<prefix>/<namespace>/<name>`), at the place `storage.pvc` expects it: writable for the
+    build, read-only for the loader, so neither sees another model's engines.
     """
     store = settings.store
     if store.scheme == "pvc":
-        volumes, mounts = claim_volumes({store.root: writable})
-        return files.Files(tuple(volumes), tuple(mounts), (("pvc-root", PVC_ROOT),))
+        return _model_folder(settings, owner, writable=writable)
     if settings.store_credentials_secret is None:
         # Ambient credentials (IRSA, GKE workload identity, a node role) need nothing mounted.
         return files.Files()
@@ -111,3 +114,18 @@ def store_access(settings: context.Settings, owner: context.Owner, engine_key: s
     volume = secret_volume("store-grant", grant(owner.name, engine_key), [GRANT_FILE])
     mount = read_only_mount("store-grant", STORE_GRANT_DIR)
     return files.Files((volume,), (mount,), (("store-grant", f"{STORE_GRANT_DIR}/{GRANT_FILE}"),))
+
+
+def _model_folder(settings: context.Settings, owner: context.Owner, *, writable: bool) -> files.Files:
+    store = settings.store
+    # The kubelet creates a missing sub-path with the mode of the volume's root (and, under a setgid root, its
+    # group): a claim whose root the pods' fsGroup may write works as it did when mounted whole.
+    sub_path = "/".join(part for part in (store.prefix, owner.namespace, owner.name) if part)
+    volume = {"name": STORE_VOLUME, "persistentVolumeClaim": {"claimName": store.root, "readOnly": not writable}}
+    mount = {
+        "name": STORE_VOLUME,
+        "mountPath": f"{PVC_ROOT}/{store.root}/{sub_path}",
+        "subPath": sub_path,
+        "readOnly": not writable,
+    }
+    return files.Files((volume,), (mount,), (("pvc-root", PVC_ROOT),))
