@@ -12,7 +12,7 @@ from kestrel import loader
 from kestrel.api import errors as api_errors
 from kestrel.api import result as api_result
 from kestrel.engine import publish
-from kestrel.security import artifact, keyfiles
+from kestrel.security import artifact, keyfiles, x25519
 from kestrel.security import errors as security_errors
 from kestrel.storage import layout, pvc
 from tests.cluster.storage_fixtures import PLAINTEXT_MARKER, REF, Keys, model_repository, tree
@@ -85,7 +85,7 @@ def test_published_engine_loads_back_byte_for_byte_with_its_result(
     loaded = loader.load(
         ENGINE_URI,
         tmp_path / "models",
-        kek_provider=keys.kek if encrypted else None,
+        kek_provider=x25519.PrivateKek(keys.kek_bytes) if encrypted else None,
         verify_key=keys.verify_key,
         require_encryption=encrypted,
         pvc_root=mount,
@@ -155,5 +155,5 @@ def test_a_kek_secret_with_several_keys_must_name_the_current_one(tmp_path: path
         keyfiles.read_kek_dir(folder)
     (folder / "kek").write_bytes(keys.new_kek_bytes)
     current, *older = keyfiles.read_kek_dir(folder)
-    assert current.key_id == keys.new_kek.key_id
-    assert {k.key_id for k in older} == {keys.kek.key_id, keys.new_kek.key_id}
+    assert current.key_id == x25519.PrivateKek(keys.new_kek_bytes).key_id
+    assert {k.key_id for k in older} == {x25519.PrivateKek(raw).key_id for raw in (keys.kek_bytes, keys.new_kek_bytes)}
