@@ -173,4 +173,5 @@ def _publish(
     access = store.store_access(settings, owner, engine_key, writable=True)
     if settings.store.scheme == "pvc":
         access = files.Files(options=access.options)  # the claim is already mounted, writable, with the inputs
-    return files.total([destination, access, keys.signing(owner, "sign"), keys.encryption(spec.security.encryption)])
+    encryption = keys.encryption_public(owner, spec.security.encryption)
+    return files.total([destination, access, keys.signing(owner, "sign"), encryption])
