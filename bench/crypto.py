@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from kestrel.security import artifact, kms, streaming
+from kestrel.security import artifact, streaming, x25519
 from kestrel.security import manifest as manifests
 
 MIB = 1 << 20
@@ -104,7 +104,7 @@ def main() -> None:
         streaming.encrypt_file(key, "m/1/model.plan", plain, sealed)
         ciphertext = sealed.read_bytes()
         out, target = scratch / "opened.plan", scratch / "served"
-        kek, signer = kms.LocalKek.generate(), manifests.generate_signing_key()
+        kek, signer = x25519.PrivateKek.generate(), manifests.generate_signing_key()
         artifact.pack(scratch / "repository", scratch / "artifact", kek=kek, signing_key=signer, artifact_id="bench")
 
         def unpack() -> None:

@@ -16,6 +16,11 @@ ciphertext byte is read or written, and an engine already under the new KEK is l
 a rotation loaders given both KEKs (`--kek-file NEW --kek-file OLD`) serve either form, so there is no downtime.
 Plaintext engines have no data key and are reported unchanged.
 
+Every key file is an X25519 private key (`security.x25519`). A loader unwraps with it in both forms: X25519, what
+builds wrap with now, and the symmetric form (`local/…`) that wrapped engines stored before. `rotate` wraps with
+the new key's X25519 form, so rotating a key onto itself (`--old-kek-file K --new-kek-file K`) moves engines from
+the legacy form to X25519 without changing the key.
+
 Exit codes of both commands: 0 done; 2 bad input (arguments, key files, URI, a non-empty target); 3 integrity
 failure (signature, hash, size, chunk, wrong KEK, a different engine than asked for): nothing was served;
 4 the store failed or holds no such engine (worth a retry, as a restarted init container does).
@@ -36,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from kestrel import storage
 from kestrel.api import errors as api_errors
-from kestrel.security import artifact, keyfiles, kms
+from kestrel.security import artifact, keyfiles, kms, x25519
 from kestrel.security import errors as security_errors
 from kestrel.security import manifest as manifests
 from kestrel.storage import errors as storage_errors
@@ -223,11 +228,12 @@ def load_command(
 
 
 def _key_ring(kek_files: list[pathlib.Path], kek_dir: pathlib.Path | None) -> kms.KeyRing | None:
-    """The KEKs given as files (newest first) and as a mounted Secret folder; None when there are none."""
-    keks: list[kms.KeyEncryptionKey] = [keyfiles.read_kek(path) for path in kek_files]
+    """The KEKs given as files (newest first) and as a mounted Secret folder, each in its X25519 and its legacy
+    form; None when there are none."""
+    keks = [keyfiles.read_kek(path) for path in kek_files]
     if kek_dir is not None:
         keks += keyfiles.read_kek_dir(kek_dir)
-    return kms.KeyRing(keks[0], keks[1:]) if keks else None
+    return x25519.key_ring(keks) if keks else None
 
 
 def rotate_command(
@@ -247,7 +253,7 @@ def rotate_command(
             engines,
             namespace,
             name,
-            keyfiles.read_kek(old_kek_file),
+            x25519.key_ring([keyfiles.read_kek(old_kek_file)]),
             keyfiles.read_kek(new_kek_file),
             signing_key=keyfiles.read_signing_key(signing_key_file),
         )

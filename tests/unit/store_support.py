@@ -18,7 +18,7 @@ from kestrel.engine import publish
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
 from kestrel.reconcilers import context
-from kestrel.security import artifact, manifest
+from kestrel.security import artifact, manifest, x25519
 from kestrel.storage import errors as storage_errors
 from kestrel.storage import grants as store_grants
 from kestrel.storage import layout
@@ -93,13 +93,12 @@ def publish_engine(
     (folder / "keys").mkdir(parents=True)
     signing = folder / "keys" / "signing.pem"
     signing.write_bytes(manifest.private_key_to_pem(signer))
-    kek_dir = None
-    if kek is not None:
-        kek_dir = folder / "kek"
-        kek_dir.mkdir()
-        (kek_dir / "kek").write_bytes(kek)
+    kek_public = None
+    if kek is not None:  # the build gets the KEK's public key, as the operator derives it
+        kek_public = folder / "kek.pub"
+        kek_public.write_bytes(x25519.PrivateKek(kek).public.to_pem())
     uri = f"{STORE}/{NAMESPACE}/{name}/{key}"
-    destination = publish.Destination(uri, key, signing, kek_dir=kek_dir, pvc_root=mount)
+    destination = publish.Destination(uri, key, signing, kek_public_key=kek_public, pvc_root=mount)
     repository = model_repository(folder / "repository", weights_size=64 << 10)
     return publish.publish(repository, build_result(key, passed=passed), destination, folder / "scratch")
 

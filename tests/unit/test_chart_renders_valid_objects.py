@@ -14,7 +14,7 @@ import yaml
 
 import kestrel
 from kestrel.manifests import context, secrets
-from kestrel.security import certificates, keyfiles, kms
+from kestrel.security import certificates, keyfiles, x25519
 from tests.unit import helm_support
 from tests.unit.helm_support import CHART, find, refused, render
 
@@ -177,10 +177,10 @@ def test_encryption_keys_are_secrets_the_loader_reads(tmp_path: pathlib.Path) ->
     assert (secret["metadata"]["namespace"], secret["metadata"]["name"]) == ("vision", "inspection-kek")
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert "stringData" not in secret
-    # Mounted as a Secret volume, the key `kek` is the file the build Job and the loader read.
+    # Mounted as a Secret volume, the key `kek` is the file the loader reads (the operator too, for the public key).
     (tmp_path / keyfiles.CURRENT_KEK).write_bytes(secrets.decode(secret, keyfiles.CURRENT_KEK))
     (loaded,) = keyfiles.read_kek_dir(tmp_path)
-    assert loaded.key_id == kms.LocalKek(raw).key_id
+    assert loaded.key_id == x25519.PrivateKek(raw).key_id
     kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
 
 

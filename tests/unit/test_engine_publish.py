@@ -1,5 +1,6 @@
 """Publishing a gated engine into a pvc:// store: what the build Job uploads is what `kestrel load` accepts,
-encrypted exactly when the Job mounts a KEK, and carrying its BuildResult inside the signed manifest."""
+encrypted exactly when the Job mounts the KEK's public key, and carrying its BuildResult inside the signed
+manifest."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from kestrel import loader
 from kestrel.api import errors as api_errors
 from kestrel.api import result as api_result
 from kestrel.engine import publish
-from kestrel.security import artifact, keyfiles
+from kestrel.security import artifact, keyfiles, x25519
 from kestrel.security import errors as security_errors
 from kestrel.storage import layout, pvc
 from tests.cluster.storage_fixtures import PLAINTEXT_MARKER, REF, Keys, model_repository, tree
@@ -38,7 +39,7 @@ def mount(tmp_path: pathlib.Path) -> pathlib.Path:
     return tmp_path / "mnt"
 
 
-def environ(files: dict[str, pathlib.Path], mount: pathlib.Path, kek_dir: pathlib.Path | None) -> dict[str, str]:
+def environ(files: dict[str, pathlib.Path], mount: pathlib.Path, kek_public: pathlib.Path | None) -> dict[str, str]:
     """What manifests.build_job sets for a pvc:// store."""
     env = {
         "KESTREL_ENGINE_URI": ENGINE_URI,
@@ -46,19 +47,20 @@ def environ(files: dict[str, pathlib.Path], mount: pathlib.Path, kek_dir: pathli
         "KESTREL_SIGNING_KEY": str(files["signing-key"]),
         "KESTREL_PVC_ROOT": str(mount),
     }
-    if kek_dir is not None:
-        env["KESTREL_KEK_DIR"] = str(kek_dir)
+    if kek_public is not None:
+        env["KESTREL_KEK_PUBLIC_KEY"] = str(kek_public)
     return env
 
 
-def kek_secret(folder: pathlib.Path, keys: Keys) -> pathlib.Path:
-    """A KEK Secret as the kubelet mounts it: the key files are links into a hidden, timestamped folder."""
+def kek_public_secret(folder: pathlib.Path, keys: Keys) -> pathlib.Path:
+    """The operator's public-key Secret as the kubelet mounts it (a link into a hidden, timestamped folder); returns
+    the file the Job's KESTREL_KEK_PUBLIC_KEY names."""
     data = folder / "..2026_11_28_10_00_00.1"
     data.mkdir(parents=True)
-    (data / "kek").write_bytes(keys.kek_bytes)
+    (data / "kek.pub").write_bytes(x25519.PrivateKek(keys.kek_bytes).public.to_pem())
     (folder / "..data").symlink_to(data.name)
-    (folder / "kek").symlink_to("..data/kek")
-    return folder
+    (folder / "kek.pub").symlink_to("..data/kek.pub")
+    return folder / "kek.pub"
 
 
 @pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plaintext"])
@@ -67,8 +69,8 @@ def test_published_engine_loads_back_byte_for_byte_with_its_result(
 ) -> None:
     files = keys.write(tmp_path / "keys")
     repository = model_repository(tmp_path / "repository", weights_size=256 << 10)
-    kek_dir = kek_secret(tmp_path / "kek-secret", keys) if encrypted else None
-    destination = publish.Destination.from_environ(environ(files, mount, kek_dir))
+    kek_public = kek_public_secret(tmp_path / "kek-public", keys) if encrypted else None
+    destination = publish.Destination.from_environ(environ(files, mount, kek_public))
     assert destination is not None
 
     published = publish.publish(repository, result(), destination, tmp_path / "scratch")
@@ -85,7 +87,7 @@ def test_published_engine_loads_back_byte_for_byte_with_its_result(
     loaded = loader.load(
         ENGINE_URI,
         tmp_path / "models",
-        kek_provider=keys.kek if encrypted else None,
+        kek_provider=x25519.PrivateKek(keys.kek_bytes) if encrypted else None,
         verify_key=keys.verify_key,
         require_encryption=encrypted,
         pvc_root=mount,
@@ -135,11 +137,20 @@ def test_an_engine_of_another_spec_is_not_published_under_the_jobs_key(
     [
         ({"KESTREL_ENGINE_URI": ENGINE_URI}, "KESTREL_ENGINE_KEY, KESTREL_SIGNING_KEY is not"),
         (
+            {
+                "KESTREL_ENGINE_URI": ENGINE_URI,
+                "KESTREL_ENGINE_KEY": REF.key,
+                "KESTREL_SIGNING_KEY": "/k",
+                "KESTREL_KEK_DIR": "/kek",
+            },
+            "a build takes the KEK's public key",
+        ),
+        (
             {"KESTREL_ENGINE_URI": "ftp://x/y", "KESTREL_ENGINE_KEY": REF.key, "KESTREL_SIGNING_KEY": "/k"},
             "does not end in /<namespace>/<name>/<engine key>",
         ),
     ],
-    ids=["incomplete", "bad-uri"],
+    ids=["incomplete", "private-kek-dir", "bad-uri"],
 )
 def test_a_misconfigured_job_fails_before_building(env: dict[str, str], message: str) -> None:
     with pytest.raises(api_errors.KestrelError, match=message):
@@ -155,5 +166,5 @@ def test_a_kek_secret_with_several_keys_must_name_the_current_one(tmp_path: path
         keyfiles.read_kek_dir(folder)
     (folder / "kek").write_bytes(keys.new_kek_bytes)
     current, *older = keyfiles.read_kek_dir(folder)
-    assert current.key_id == keys.new_kek.key_id
-    assert {k.key_id for k in older} == {keys.kek.key_id, keys.new_kek.key_id}
+    assert current.key_id == x25519.PrivateKek(keys.new_kek_bytes).key_id
+    assert {k.key_id for k in older} == {x25519.PrivateKek(raw).key_id for raw in (keys.kek_bytes, keys.new_kek_bytes)}

@@ -11,7 +11,7 @@ import pytest
 
 from kestrel import cli, loader
 from kestrel.api import errors as api_errors
-from kestrel.security import keyfiles, kms
+from kestrel.security import keyfiles, kms, x25519
 from kestrel.security import manifest as manifests
 from kestrel.storage import errors, layout, pvc
 from tests.cluster.storage_fixtures import REF, Keys, packed_engine, tree
@@ -159,10 +159,11 @@ def test_bad_input_and_a_missing_engine_have_their_own_exit_codes(
 
 def test_key_files_may_be_raw_hex_or_base64(tmp_path: pathlib.Path) -> None:
     key = bytes(range(32))
-    expected = kms.LocalKek(key).key_id
+    expected = x25519.PrivateKek(key).key_id, kms.LocalKek(key).key_id
     for name, data in (("raw", key), ("hex", key.hex().encode() + b"\n"), ("b64", base64.b64encode(key) + b"\n")):
         (tmp_path / name).write_bytes(data)
-        assert keyfiles.read_kek(tmp_path / name).key_id == expected
+        read = keyfiles.read_kek(tmp_path / name)
+        assert (read.key_id, read.legacy.key_id) == expected
     (tmp_path / "bad").write_bytes(b"0" * 63)
     with pytest.raises(keyfiles.KeyFileError) as refused:
         keyfiles.read_kek(tmp_path / "bad")
@@ -188,6 +189,7 @@ def test_rotation_rewraps_without_touching_ciphertext(
 
     # Idempotent: a second run changes nothing.
     manifest = stored.read_manifest(REF)
-    again = loader.rotate(stored, "vision", "cams", keys.kek, keys.new_kek, signing_key=keys.signing_key)
+    new = x25519.PrivateKek(keys.new_kek_bytes)  # what `keys rotate` made of the new key file
+    again = loader.rotate(stored, "vision", "cams", keys.kek, new, signing_key=keys.signing_key)
     assert [(r.key, r.changed) for r in again] == [(REF.key, False)]
     assert stored.read_manifest(REF) == manifest

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 from kestrel import cli, loader
-from kestrel.security import artifact
+from kestrel.security import artifact, x25519
 from kestrel.security import errors as security_errors
 from kestrel.security import manifest as manifests
 from kestrel.storage import layout, pvc
@@ -179,12 +179,13 @@ def test_rotation_rewraps_encrypted_engines_and_leaves_plaintext_ones(
     assert cli.main(argv) == loader.EXIT_OK
     printed = capsys.readouterr().out
     assert f"Left vision/cams/{REF.key} unchanged: not encrypted" in printed
-    assert f"Re-wrapped vision/cams/{encrypted.key} under KEK {keys.new_kek.key_id}" in printed
+    new = x25519.PrivateKek(keys.new_kek_bytes)  # the new key file, in the X25519 form `keys rotate` wraps with
+    assert f"Re-wrapped vision/cams/{encrypted.key} under KEK {new.key_id}" in printed
     assert stored.read_manifest(REF) == plaintext_manifest
 
-    results = loader.rotate(stored, "vision", "cams", keys.kek, keys.new_kek, signing_key=keys.signing_key)
+    results = loader.rotate(stored, "vision", "cams", keys.kek, new, signing_key=keys.signing_key)
     assert sorted((r.key, r.kek_id, r.changed) for r in results) == sorted(
-        [(REF.key, None, False), (encrypted.key, keys.new_kek.key_id, False)]
+        [(REF.key, None, False), (encrypted.key, new.key_id, False)]
     )
 
 

@@ -199,6 +199,19 @@ def test_only_the_build_gets_the_private_signing_key() -> None:
     assert volume["secret"]["items"] == [{"key": "signing.key", "path": "signing.key"}]
 
 
+def test_an_encrypted_build_mounts_the_keks_public_key_and_never_the_kek() -> None:
+    spec = parse(security={"encryption": {"enabled": True, "keySecret": "cams-kek"}})
+    volumes = pod(job(spec))["volumes"]
+    assert "cams-kek" not in {volume["secret"]["secretName"] for volume in volumes if "secret" in volume}
+    (volume,) = [v for v in volumes if v["name"] == "kek-public"]
+    assert volume["secret"]["secretName"] == "cams-kek-public"
+    assert volume["secret"]["items"] == [{"key": "kek.pub", "path": "kek.pub"}]
+    env = {item["name"]: item["value"] for item in container(job(spec))["env"]}
+    assert env["KESTREL_KEK_PUBLIC_KEY"] == "/var/run/secrets/kestrel/kek-public/kek.pub"
+    assert "KESTREL_KEK_DIR" not in env
+    assert not [v for v in pod(job(GPU_SPEC))["volumes"] if v["name"].startswith("kek")]  # not encrypted: no key
+
+
 def test_source_credentials_are_mounted_when_the_spec_names_them() -> None:
     spec = parse(model={"source": {"uri": "s3://m/m.pt", "sha256": "a" * 64, "credentialsSecret": "model-store"}})
     args = container(job(spec))["args"]

@@ -29,10 +29,12 @@ from kestrel.manifests import (
     build_network,
     context,
     disruption,
+    secrets,
     service,
     store,
     triton,
 )
+from kestrel.security import x25519
 
 ROOT = pathlib.Path(__file__).parents[2]
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "manifests"
@@ -47,6 +49,7 @@ GRANT_DOCUMENT = '{"engine":"ns/name/key","expires":"2026-12-14T00:00:00Z","kind
 GRANT_EXPIRES = "2026-12-14T00:00:00Z"
 # The endpoint the operator reads from a store Secret that names none: the S3 client's default.
 STORE_ENDPOINT = "https://s3.amazonaws.com"
+GOLDEN_KEK = x25519.PrivateKek(bytes(range(1, 33))).public
 
 
 def golden_settings(engine_store: str) -> context.Settings:
@@ -177,6 +180,11 @@ RENDERERS: dict[str, Renderer] = {
     "api-key-role": lambda c: access.api_key_role(c.owner),
     "api-key-role-binding": lambda c: access.api_key_role_binding(c.spec, c.owner),
     "network-policy": lambda c: access.network_policy(c.spec, c.owner, c.settings),
+    "kek-public-secret": lambda c: (
+        secrets.kek_public(c.owner, GOLDEN_KEK.to_pem(), GOLDEN_KEK.key_id)
+        if c.spec.security.encryption.enabled
+        else None
+    ),
     "store-grant-secret": lambda c: (
         store.grant_secret(c.owner, ENGINE_KEY, kind="download", document=GRANT_DOCUMENT, expires=GRANT_EXPIRES)
         if c.settings.store_credentials_secret

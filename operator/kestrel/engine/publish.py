@@ -5,10 +5,15 @@ The build Job says where and with which keys through `KESTREL_*` variables (`kes
     KESTREL_ENGINE_URI         <store>/<namespace>/<name>/<engine key>: where the artifact goes
     KESTREL_ENGINE_KEY         the key the operator expects; a build of another spec refuses to publish under it
     KESTREL_SIGNING_KEY        the model's Ed25519 private key (PEM file)
-    KESTREL_KEK_DIR            a mounted KEK Secret (`kek`): the engine is encrypted; absent: signed plaintext
+    KESTREL_KEK_PUBLIC_KEY     the model's KEK public key (X25519, PEM file): the engine is encrypted to it;
+                               absent: signed plaintext
     KESTREL_STORE_GRANT        a mounted store grant for this engine (s3:// stores: what the operator's Jobs get)
     KESTREL_STORE_CREDENTIALS  a mounted S3 credentials Secret (s3:// stores, a developer's own run)
     KESTREL_PVC_ROOT           where pvc:// claims are mounted (pvc:// stores)
+
+A build gets the KEK's public key and never the KEK: it runs user code, and with the public key it can seal the
+engine it built but open no engine of the model. `KESTREL_KEK_DIR` (the private KEK Secret, what builds of older
+operators mounted) is refused rather than used.
 
 Without `KESTREL_ENGINE_URI` (a developer running `kestrel build --out DIR`) nothing is published. The build's
 `BuildResult` travels inside the signed manifest (metadata `result`), so the operator's engine cache can trust what
@@ -39,7 +44,7 @@ class Destination:
     engine_uri: str
     engine_key: str
     signing_key_file: pathlib.Path
-    kek_dir: pathlib.Path | None = None
+    kek_public_key: pathlib.Path | None = None
     credentials_dir: pathlib.Path | None = None
     grant_file: pathlib.Path | None = None
     pvc_root: pathlib.Path = pvc.DEFAULT_MOUNT_ROOT
@@ -53,15 +58,21 @@ class Destination:
         missing = [name for name in ("KESTREL_ENGINE_KEY", "KESTREL_SIGNING_KEY") if not environ.get(name)]
         if missing:
             raise api_errors.SpecError("env", f"KESTREL_ENGINE_URI is set but {', '.join(missing)} is not")
+        if environ.get("KESTREL_KEK_DIR"):
+            raise api_errors.SpecError(
+                "env",
+                "KESTREL_KEK_DIR is set: a build takes the KEK's public key (KESTREL_KEK_PUBLIC_KEY), never the KEK",
+            )
         layout.parse_engine_uri(uri)  # a malformed URI fails before minutes of building, not after
         optional = {
-            name: environ.get(f"KESTREL_{name}") for name in ("KEK_DIR", "STORE_CREDENTIALS", "STORE_GRANT", "PVC_ROOT")
+            name: environ.get(f"KESTREL_{name}")
+            for name in ("KEK_PUBLIC_KEY", "STORE_CREDENTIALS", "STORE_GRANT", "PVC_ROOT")
         }
         return cls(
             engine_uri=uri,
             engine_key=environ["KESTREL_ENGINE_KEY"],
             signing_key_file=pathlib.Path(environ["KESTREL_SIGNING_KEY"]),
-            kek_dir=pathlib.Path(optional["KEK_DIR"]) if optional["KEK_DIR"] else None,
+            kek_public_key=pathlib.Path(optional["KEK_PUBLIC_KEY"]) if optional["KEK_PUBLIC_KEY"] else None,
             credentials_dir=pathlib.Path(optional["STORE_CREDENTIALS"]) if optional["STORE_CREDENTIALS"] else None,
             grant_file=pathlib.Path(optional["STORE_GRANT"]) if optional["STORE_GRANT"] else None,
             pvc_root=pathlib.Path(optional["PVC_ROOT"]) if optional["PVC_ROOT"] else pvc.DEFAULT_MOUNT_ROOT,
@@ -84,16 +95,16 @@ def publish(
     location, ref = layout.parse_engine_uri(destination.engine_uri)
     if ref.key != destination.engine_key:
         raise api_errors.SpecError("env", f"KESTREL_ENGINE_URI names engine {ref.key[:8]}, not this build's")
-    keks = keyfiles.read_kek_dir(destination.kek_dir) if destination.kek_dir else []
+    kek = keyfiles.read_kek_public(destination.kek_public_key) if destination.kek_public_key else None
     signing_key = keyfiles.read_signing_key(destination.signing_key_file)
     size = sum(path.stat().st_size for path in repository.rglob("*") if path.is_file())
     published = result.model_copy(update={"uri": destination.engine_uri, "size_bytes": size})
     packed = scratch / "artifact"
     shutil.rmtree(packed, ignore_errors=True)
     metadata = {RESULT_METADATA: published.to_termination_message()}
-    if keks:
+    if kek is not None:
         artifact.pack(
-            repository, packed, kek=keks[0], signing_key=signing_key, artifact_id=ref.artifact_id, metadata=metadata
+            repository, packed, kek=kek, signing_key=signing_key, artifact_id=ref.artifact_id, metadata=metadata
         )
     else:
         artifact.pack(

@@ -169,4 +169,5 @@ def _publish(
         options=(("engine-uri", store.engine_uri(settings, owner, engine_key)), ("engine-key", engine_key))
     )
     access = store.store_access(settings, owner, engine_key, writable=True)
-    return files.total([destination, access, keys.signing(owner, "sign"), keys.encryption(spec.security.encryption)])
+    encryption = keys.encryption_public(owner, spec.security.encryption)
+    return files.total([destination, access, keys.signing(owner, "sign"), encryption])

@@ -124,6 +124,11 @@ def signing_secret(name: str) -> str:
     return child(name, "signing")
 
 
+def kek_public_secret(name: str) -> str:
+    """The public key of the model's key-encryption key (`kek.pub`), the one key the build Job gets to encrypt with."""
+    return child(name, "kek-public")
+
+
 def triton_model(name: str) -> str:
     """The model's name inside Triton's repository (and in its metrics' `model` label)."""
     return name

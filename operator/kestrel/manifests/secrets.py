@@ -1,5 +1,5 @@
-"""Secrets the operator writes: the signing pair, the server certificate, each model's client CA, the API key, and
-the operator's own CA."""
+"""Secrets the operator writes: the signing pair, the KEK's public key, the server certificate, each model's client
+CA, the API key, and the operator's own CA."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from kestrel.manifests import context, labels, names
 CA_SECRET = "kestrel-ca"  # noqa: S105 - a Secret's name, not a password
 ISSUED_TO_ANNOTATION = "kestrel.dev/issued-to"
 API_KEY_ID_ANNOTATION = "kestrel.dev/key-id"
+KEK_PUBLIC_KEY = "kek.pub"
+KEK_ID_ANNOTATION = "kestrel.dev/kek-id"
 READERS_ANNOTATION = "kestrel.dev/readers"
 
 
@@ -39,6 +41,14 @@ def signing(owner: context.Owner, private_pem: bytes, public_pem: bytes) -> dict
         {"signing.key": private_pem, "signing.pub": public_pem},
         owner=owner,
     )
+
+
+def kek_public(owner: context.Owner, public_pem: bytes, kek_id: str) -> dict[str, Any]:
+    """The public key of the model's KEK (`kek.pub`, PEM), derived by the operator from keySecret: what the build
+    Job mounts instead of the KEK. Annotation: the KEK's id, the one its engines' manifests name."""
+    secret = _secret(names.kek_public_secret(owner.name), owner.namespace, {KEK_PUBLIC_KEY: public_pem}, owner=owner)
+    secret["metadata"]["annotations"] = {KEK_ID_ANNOTATION: kek_id}
+    return secret
 
 
 def tls(owner: context.Owner, certificate_pem: bytes, key_pem: bytes, ca_pem: bytes) -> dict[str, Any]:

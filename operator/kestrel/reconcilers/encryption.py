@@ -3,6 +3,11 @@
 Every model gets an Ed25519 signing pair (its build signs the manifest, its loader verifies it), made once
 and kept: replacing it would orphan every stored engine's signature. With encryption enabled, the
 key-encryption key must exist before a build can wrap a data key with it.
+
+The KEK is an X25519 private key, and only the loader mounts its Secret. The build, which runs user code, gets the
+public key, which this reconciler derives from the KEK Secret into a Secret of the model's own
+(`names.kek_public_secret`), rewritten from the KEK on every pass. That Secret is there while Encrypted is True: the
+pass that turns Encrypted from True to False removes it, so no new build encrypts to a key the loader may not hold.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
 from kestrel.reconcilers import context, generated
-from kestrel.security import keyfiles, manifest
+from kestrel.security import keyfiles, manifest, x25519
 
 
 def _ensure_signing_pair(ctx: context.Context) -> None:
@@ -29,42 +34,55 @@ def _ensure_signing_pair(ctx: context.Context) -> None:
         ctx.event("Normal", "SigningKeyCreated", f"Created signing key Secret {name}", "Keys")
 
 
-def _key_secret_problem(secret: dict[str, Any], name: str) -> tuple[str, str] | None:
-    """Why the loader could not read this KEK Secret (reason, message), or None when it could."""
+def _read_key_secret(secret: dict[str, Any], name: str) -> list[x25519.PrivateKek] | tuple[str, str]:
+    """The KEKs the loader would read from this Secret, current first; or why it could not (reason, message)."""
     data = {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
     try:
-        keyfiles.read_kek_secret(data, f"Secret {name}")
+        return keyfiles.read_kek_secret(data, f"Secret {name}")
     except keyfiles.KeyFileError as error:
         return "KeySecretInvalid", (
             f"spec.security.encryption.keySecret: {error}; the build could not wrap a data key with it, nor the "
             "loader unwrap one (kubectl create secret generic NAME --from-file=kek=FILE, FILE holding 32 bytes)"
         )
-    return None
+
+
+def _not_encrypted(ctx: context.Context, reason: str, message: str) -> None:
+    was_encrypted = (before := ctx.condition(conditions.ENCRYPTED)) is not None and before.status == "True"
+    ctx.set(conditions.ENCRYPTED, "False", reason, message)
+    if was_encrypted:
+        ctx.kube.delete("v1", "Secret", ctx.namespace, names.kek_public_secret(ctx.name), owner=ctx.uid)
 
 
 def reconcile(ctx: context.Context) -> None:
     _ensure_signing_pair(ctx)
     encryption = ctx.spec.security.encryption
     if not encryption.enabled:
-        ctx.set(conditions.ENCRYPTED, "False", conditions.DISABLED, "spec.security.encryption.enabled is false")
+        _not_encrypted(ctx, conditions.DISABLED, "spec.security.encryption.enabled is false")
         return
-    # Encrypted=True only for a key the loader holds: the Secret that the build wraps with and the loader
-    # mounts (manifests/keys.py) exists and holds keys it can read. The API refuses every other key source
-    # (spec.security.encryption.kms), and the loader refuses a plaintext engine where encryption is enabled.
+    # Encrypted=True only for a key the loader holds: the Secret that the loader mounts (manifests/keys.py) exists
+    # and holds keys it can read, and the build's public key is derived from it. The API refuses every other key
+    # source (spec.security.encryption.kms), and the loader refuses a plaintext engine where encryption is enabled.
     kek = encryption.key_secret or ""
     secret = ctx.kube.get("v1", "Secret", ctx.namespace, kek)
     if secret is None:
-        ctx.set(
-            conditions.ENCRYPTED,
-            "False",
+        _not_encrypted(
+            ctx,
             "KeySecretMissing",
             f"spec.security.encryption.keySecret {kek} does not exist in {ctx.namespace}: create it with a 32-byte "
             "key under the key 'kek' (kubectl create secret generic NAME --from-file=kek=FILE) or point keySecret at "
             "an existing one",
         )
         return
-    problem = _key_secret_problem(secret, kek)
-    if problem is not None:
-        ctx.set(conditions.ENCRYPTED, "False", *problem)
+    keks = _read_key_secret(secret, kek)
+    if isinstance(keks, tuple):
+        _not_encrypted(ctx, *keks)
         return
-    ctx.set(conditions.ENCRYPTED, "True", "KeySecret", f"Data keys are wrapped by the key in Secret {kek}")
+    public = keks[0].public
+    owner = manifest_context.Owner.from_body(ctx.body)
+    ctx.kube.apply(secrets.kek_public(owner, public.to_pem(), public.key_id))
+    ctx.set(
+        conditions.ENCRYPTED,
+        "True",
+        "KeySecret",
+        f"Data keys are wrapped by KEK {public.key_id} from Secret {kek}; builds get its public key only",
+    )

@@ -2,6 +2,10 @@
 
 The wrapped form names the KEK that wrapped it, so a loader picks the right KEK from a key ring, and rotating the
 KEK (`rewrap`) replaces a few dozen bytes in the manifest without touching a byte of the engine's ciphertext.
+
+Wrapping needs only what the provider can wrap with, which for an X25519 KEK (`x25519.PublicKek`) is a public key;
+unwrapping needs the private key. The KEK id says which scheme wrapped a key (`x25519/…`, or `local/…` for the
+symmetric keys of engines stored before), so a manifest's format is the same for both.
 """
 
 from __future__ import annotations

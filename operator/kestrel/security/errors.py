@@ -7,6 +7,7 @@ KestrelError
 │       ├── SignatureError        the manifest is not signed by the trusted key, or is not a valid manifest
 │       ├── ManifestMismatchError a file is missing, unlisted, or differs in size or hash from the manifest
 │       ├── KeyUnwrapError        the data key cannot be unwrapped by the given key-encryption key
+│       │   └── PublicKeyOnlyError the key at hand is a public key, which wraps but never unwraps
 │       └── EncryptionRequiredError a validly signed plaintext artifact where encryption is required (a downgrade)
 ├── UnsafePathError  (ValueError) a path would escape its root, or is not a regular file
 ├── TargetNotEmptyError (FileExistsError) unpacking would overwrite existing files
@@ -44,6 +45,10 @@ class ManifestMismatchError(errors.IntegrityError):
 
 class KeyUnwrapError(errors.IntegrityError):
     """The wrapped data key does not open with the key-encryption key at hand."""
+
+
+class PublicKeyOnlyError(KeyUnwrapError):
+    """Unwrapping was asked of a public key (what a build holds); only the private key unwraps."""
 
 
 class EncryptionRequiredError(errors.IntegrityError):

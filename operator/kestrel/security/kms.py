@@ -1,14 +1,16 @@
-"""Key-encryption keys (KEKs): the provider interface and the local provider.
+"""Key-encryption keys (KEKs): the provider interface, the legacy symmetric provider, and the key ring.
 
 A provider wraps and unwraps data keys and never hands out its own key, so the same interface would fit an external
 KMS (AWS KMS `Encrypt`/`Decrypt` with an encryption context, Vault transit), where the KEK never leaves the service.
-Only the KEK read from a Kubernetes Secret (`LocalKek`) exists today: no builder or loader has a KMS client, and
-the API refuses `spec.security.encryption.kms` until one does.
+No KMS client exists: every KEK is read from a Kubernetes Secret, and the API refuses
+`spec.security.encryption.kms` until a loader can reach one. New wraps use X25519 (`x25519`), so that a build holds
+only a public key; `LocalKek` is the symmetric form that wrapped engines before that, kept to unwrap them.
 
-Wrapping is AES-256-GCM with a random 96-bit nonce rather than AES-KW (RFC 3394/5649): GCM takes associated data,
-so a wrapped key is bound to the KEK id and to the artifact it belongs to, and moving a wrapped key onto another
-artifact fails to unwrap instead of decrypting garbage later. AES-KW has no associated data and would need that
-binding elsewhere. A KEK wraps one key per engine plus one per rotation, far below GCM's 2^32 random-nonce limit.
+`LocalKek` wraps with AES-256-GCM and a random 96-bit nonce rather than AES-KW (RFC 3394/5649): GCM takes associated
+data, so a wrapped key is bound to the KEK id and to the artifact it belongs to, and moving a wrapped key onto
+another artifact fails to unwrap instead of decrypting garbage later. AES-KW has no associated data and would need
+that binding elsewhere. A KEK wraps one key per engine plus one per rotation, far below GCM's 2^32 random-nonce
+limit.
 """
 
 from __future__ import annotations
@@ -42,7 +44,10 @@ class KeyEncryptionKey(Protocol):
 
 
 class LocalKek:
-    """A 256-bit KEK held in memory, e.g. read from the operator's Secret."""
+    """A 256-bit symmetric KEK held in memory: what wrapped engines before X25519, now used only to unwrap them.
+
+    It can still wrap (tests pack legacy artifacts with it), but nothing in Kestrel wraps new keys with it.
+    """
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEK_SIZE:

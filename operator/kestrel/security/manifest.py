@@ -15,6 +15,10 @@ signature made for one can never verify as the other:
 
 Encrypted artifacts are still written as v1, byte for byte as before, so loaders that predate v2 keep reading every
 encrypted engine, and refuse a plaintext one (a schema they do not know) rather than misreading it.
+
+The wrapped key's `kekId` names how it was wrapped: `x25519/…` (what builds write now) or `local/…` (the symmetric
+wrap of engines stored before). Both fit v1's fields unchanged, so v1 stays: a loader that predates X25519 parses such
+a manifest and refuses it as wrapped by a KEK it does not hold, rather than misreading it.
 """
 
 from __future__ import annotations
