@@ -131,6 +131,27 @@ def test_the_plaintext_repository_exists_only_in_the_pods_memory_volume(protecte
     assert not [p for p in tmp.rglob("*") if p.is_file() and p.suffix == ".onnx"]
 
 
+def test_the_models_namespace_holds_no_store_credential_and_no_build_held_the_kek(protected: Protected) -> None:
+    """What namespace A's users and pods can read: grants for its own engines, never the store's key; and the build
+    pod mounted only the public half of the KEK, to which the stored engine's data key is wrapped."""
+    bed = protected.node.kube.bed
+    secret_key = bed.minio(for_pods=True).secret_key.encode()  # type: ignore[union-attr]
+    found = json.loads(bed.kubectl("get", "secrets", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    grants = [item for item in found if item["metadata"]["name"].endswith("-grant")]
+    assert grants, [item["metadata"]["name"] for item in found]
+    for item in found:
+        for value in (item.get("data") or {}).values():
+            assert secret_key not in base64.b64decode(value), item["metadata"]["name"]
+    (job,) = json.loads(bed.kubectl("get", "jobs", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    mounted = {v["secret"]["secretName"] for v in job["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    assert f"{protected.name}-kek-public" in mounted and "inspection-kek" not in mounted, mounted
+    assert not any(name.endswith("-engine-store") for name in mounted), mounted
+    objects = protected.store.list_objects(protected.bucket, prefix="realnode/", recursive=True)
+    (manifest,) = [o.object_name for o in objects if o.object_name.endswith("manifest.json")]
+    document = json.loads(protected.store.get_object(protected.bucket, manifest).read())
+    assert document["manifest"]["wrappedKey"]["kekId"].startswith("x25519/"), document["manifest"]
+
+
 def test_mutual_tls_refuses_a_client_without_the_issued_certificate(protected: Protected) -> None:
     image = infer.read_image(next(protected.work.rglob("*.png")))
     with pytest.raises(infer.InferError):

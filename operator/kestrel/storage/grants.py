@@ -299,14 +299,7 @@ def _get(http: urllib3.PoolManager, url: str, target: pathlib.Path, relative: st
             raise _failure(what, response.status, response.read(_ERROR_BODY_LIMIT))
         path = target.joinpath(*relative.split("/"))
         path.unlink(missing_ok=True)  # a retried download starts the file again
-        total = 0
         with store.open_new_file(target, relative) as writer:
-            for block in response.stream(store.COPY_BLOCK):
-                try:
-                    writer.write(block)
-                except OSError as error:
-                    raise errors.StorageError(f"{what}: writing failed: {error.strerror}") from None
-                total += len(block)
-        return total
+            return store.save_blocks(response.stream(store.COPY_BLOCK), writer, relative)
     finally:
         response.release_conn()

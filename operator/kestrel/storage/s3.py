@@ -215,16 +215,8 @@ class S3Store:
 
     def _fetch(self, key: str, writer: BinaryIO) -> int:
         response = self._client.get_object(self._bucket, key)
-        total = 0
         try:
-            for block in response.stream(store.COPY_BLOCK):
-                try:
-                    writer.write(block)
-                except OSError as error:
-                    # A full or read-only target is ours to fix, not the store's: not a retryable store error.
-                    raise errors.StorageError(f"Writing {self._describe(key)} failed: {error.strerror}") from None
-                total += len(block)
-            return total
+            return store.save_blocks(response.stream(store.COPY_BLOCK), writer, self._describe(key))
         finally:
             response.close()
             response.release_conn()

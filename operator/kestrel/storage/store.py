@@ -146,6 +146,19 @@ def open_new_file(target: pathlib.Path, relative: str) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
+def save_blocks(blocks: Iterable[bytes], writer: BinaryIO, what: str) -> int:
+    """Write what a store sends; a failed write (a full or read-only target) is a StorageError naming `what`, the
+    target's to fix, never a store error worth a retry."""
+    total = 0
+    for block in blocks:
+        try:
+            writer.write(block)
+        except OSError as error:
+            raise errors.StorageError(f"Writing {what} failed: {error.strerror}") from None
+        total += len(block)
+    return total
+
+
 def copy_blocks(blocks: Iterable[bytes], writer: BinaryIO) -> int:
     total = 0
     for block in blocks:
