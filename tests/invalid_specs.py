@@ -56,6 +56,21 @@ GPU = {"product": "NVIDIA-A10G"}
 KMS = {"provider": "aws-kms", "keyId": "alias/kestrel"}
 
 CASES = [
+    Case("task-segment", "spec.model.task", _set("model.task", "segment")),
+    Case("validation-dataset-on-s3", "spec.validation.dataset", _set("validation.dataset", "s3://datasets/d.yaml")),
+    Case(
+        "calibration-dataset-over-https",
+        "spec.engine.calibration.dataset",
+        _all(
+            _set("engine.precision", "int8"),
+            _set("engine.calibration", {"dataset": "https://data.example.com/d.yaml"}),
+        ),
+    ),
+    Case(
+        "prune-dataset-on-s3",
+        "spec.engine.prune.dataset",
+        _set("engine.prune", {"amount": 0.1, "dataset": "s3://datasets/train.yaml"}),
+    ),
     Case("int8-without-calibration", "spec.engine.calibration", _set("engine.precision", "int8")),
     Case("tensorrt-on-cpu", "spec.target.gpu", _set("engine.format", "tensorrt")),
     Case(

@@ -157,14 +157,16 @@ def test_the_policy_is_named_labelled_and_owned_like_the_models_other_children()
     assert metadata["labels"]["kestrel.dev/model"] == "cams"
 
 
-def test_remote_datasets_open_no_port_because_the_builder_refuses_them_unread() -> None:
+def test_remote_datasets_need_no_port_because_the_api_and_the_builder_refuse_them() -> None:
     remote = "https://data.example.com:9443/data.yaml"
-    spec = parse(
-        engine={"format": "onnx", "precision": "int8", "calibration": {"dataset": remote}},
-        validation={"dataset": "s3://datasets/val/data.yaml"},
-    )
-    assert policy(spec, settings=PVC, endpoint=None)["spec"]["egress"] == []
-    # Should the builder start reading remote datasets, this fails, and the policy must open their ports.
+    for sections in (
+        {"engine": {"format": "onnx", "precision": "int8", "calibration": {"dataset": remote}}},
+        {"validation": {"dataset": "s3://datasets/val/data.yaml"}},
+    ):
+        with pytest.raises(api_errors.SpecError, match=r"dataset: .*\(pvc\|file\)"):
+            parse(**sections)
+    # Should the builder start reading remote datasets (and the API admit them), this fails, and the policy must
+    # open their ports.
     from kestrel.engine import fetch, pipeline  # noqa: PLC0415 - seconds of imports (Ultralytics), for this test only
 
     for uri in (remote, "s3://datasets/val/data.yaml"):

@@ -12,6 +12,9 @@ from kestrel.api import base, errors
 from kestrel.api.base import ApiModel, Rule, section
 
 URI_PATTERN = r"^(s3|https|pvc|file)://\S+$"
+# Datasets are read from a mounted claim (or a file of the build's image) only: the builder cannot fetch s3:// or
+# https:// datasets yet, so the API refuses them instead of accepting a build that would fail.
+DATASET_URI_PATTERN = r"^(pvc|file)://\S+$"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SERVICE_ACCOUNT_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 Quantity = int | str
@@ -55,8 +58,10 @@ class ModelSpec(ApiModel):
     """The model to serve."""
 
     source: SourceSpec = pydantic.Field(description="The checkpoint to build from.")
-    task: Literal["detect", "segment", "pose", "obb", "classify"] = pydantic.Field(
-        default="detect", description="The Ultralytics task of the checkpoint."
+    task: Literal["detect"] = pydantic.Field(
+        default="detect",
+        description="The Ultralytics task of the checkpoint. Only detect is served; segment, pose, obb and "
+        "classify are refused until the serving pipeline has their post-processing.",
     )
     imgsz: int = pydantic.Field(
         default=640, ge=32, le=4096, description="Square input size in pixels, a multiple of 32."
@@ -76,7 +81,9 @@ class CalibrationSpec(ApiModel):
     """Representative images for INT8 calibration."""
 
     dataset: str = pydantic.Field(
-        pattern=URI_PATTERN, max_length=2048, description="A YOLO data.yaml or image folder, as a URI."
+        pattern=DATASET_URI_PATTERN,
+        max_length=2048,
+        description="A YOLO data.yaml or image folder, as a pvc:// or file:// URI (s3:// and https:// are refused).",
     )
     samples: int = pydantic.Field(default=256, ge=8, le=10000, description="How many images to calibrate with.")
 
@@ -89,7 +96,10 @@ class PruneSpec(ApiModel):
         default=0, ge=0, le=1000, description="Epochs of fine-tuning on `dataset` to recover accuracy."
     )
     dataset: str | None = pydantic.Field(
-        default=None, pattern=URI_PATTERN, max_length=2048, description="Training data.yaml for the fine-tune."
+        default=None,
+        pattern=DATASET_URI_PATTERN,
+        max_length=2048,
+        description="Training data.yaml for the fine-tune, as a pvc:// or file:// URI.",
     )
 
     cel_rules = (
@@ -169,7 +179,10 @@ class ValidationSpec(ApiModel):
     """The gate an engine must pass before it is rolled out."""
 
     dataset: str | None = pydantic.Field(
-        default=None, pattern=URI_PATTERN, max_length=2048, description="YOLO data.yaml to measure mAP on."
+        default=None,
+        pattern=DATASET_URI_PATTERN,
+        max_length=2048,
+        description="YOLO data.yaml to measure mAP on, as a pvc:// or file:// URI.",
     )
     max_map_drop: float = pydantic.Field(
         default=0.02, ge=0, le=1, description="Largest allowed drop of mAP50-95 against the source model, in [0, 1]."
