@@ -64,6 +64,9 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         node.pop(key, None)
     if node.get("default", ...) is None:
         del node["default"]
+    if "const" in node:
+        # A one-value Literal: OpenAPI v3.0 has no `const`, an enum of one says the same.
+        node["enum"] = [node.pop("const")]
     if node.get("additionalProperties") is False:
         del node["additionalProperties"]
     if node.get("additionalProperties") is True:
