@@ -7,7 +7,6 @@ for one is withdrawn once the spec can no longer be read.
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 import pathlib
 from typing import Any
@@ -17,30 +16,16 @@ import pytest
 from kestrel.api import conditions, errors
 from kestrel.reconcilers import context, encryption, run
 from kestrel.security import keyfiles
-from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body
+from tests.unit import encryption_support
+from tests.unit.tls_fake_kube import SETTINGS, FakeKube
 
 NOW = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 KEK = bytes(range(1, 33))
 ENCRYPTED = {"enabled": True, "keySecret": "cams-kek"}
 
 
-def _model(encryption_spec: dict[str, Any]) -> dict[str, Any]:
-    obj = body({})
-    obj["spec"]["security"]["encryption"] = copy.deepcopy(encryption_spec)
-    return obj
-
-
-def _kek_secret(data: dict[str, bytes]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "cams-kek", "namespace": "vision"},
-        "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
-    }
-
-
 def _encrypted(kube: FakeKube) -> conditions.Condition:
-    ctx = context.Context.load(kube, _model(ENCRYPTED), NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, encryption_support.model(ENCRYPTED), NOW)  # type: ignore[arg-type]
     encryption.reconcile(ctx)
     found = ctx.condition(conditions.ENCRYPTED)
     assert found is not None
@@ -75,7 +60,7 @@ def test_encrypted_is_true_exactly_when_the_loader_reads_the_key_secret(tmp_path
     assert loader_reads == loads
 
     kube = FakeKube()
-    kube.put(_kek_secret(data))
+    kube.put(encryption_support.kek_secret(data))
     condition = _encrypted(kube)
     assert (condition.status == "True") == loads
     if not loads:
@@ -90,7 +75,7 @@ def test_a_missing_key_secret_is_not_encrypted() -> None:
 
 
 def test_a_kms_spec_cannot_be_loaded_at_all() -> None:
-    obj = _model({"enabled": True, "kms": {"provider": "aws-kms", "keyId": "alias/kestrel"}})
+    obj = encryption_support.model({"enabled": True, "kms": {"provider": "aws-kms", "keyId": "alias/kestrel"}})
     with pytest.raises(errors.SpecError, match=r"spec\.security\.encryption\.kms is not supported yet"):
         context.Context.load(FakeKube(), obj, NOW)  # type: ignore[arg-type]
 
@@ -107,7 +92,7 @@ class PatchingKube(FakeKube):
 
 def test_an_older_operators_kms_claim_is_withdrawn_when_the_spec_cannot_be_read() -> None:
     # Stored before the CRD refused kms, reported by an operator that called a KMS key "encrypted".
-    obj = _model({"enabled": True, "kms": {"provider": "aws-kms", "keyId": "alias/kestrel"}})
+    obj = encryption_support.model({"enabled": True, "kms": {"provider": "aws-kms", "keyId": "alias/kestrel"}})
     obj["metadata"]["generation"] = 3
     then = "2026-02-01T00:00:00Z"
     obj["status"] = {

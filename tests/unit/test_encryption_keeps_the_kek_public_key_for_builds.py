@@ -7,7 +7,6 @@ written for a KEK the loader could not read, and is removed by the pass that tur
 from __future__ import annotations
 
 import base64
-import copy
 import datetime
 from typing import Any
 
@@ -15,28 +14,14 @@ from kestrel.api import conditions, crd
 from kestrel.manifests import names, secrets
 from kestrel.reconcilers import context, encryption
 from kestrel.security import x25519
-from tests.unit.tls_fake_kube import UID, FakeKube, body
+from tests.unit import encryption_support
+from tests.unit.tls_fake_kube import UID, FakeKube
 
 NOW = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 KEK = bytes(range(1, 33))
 NEW_KEK = bytes(range(101, 133))
 ENCRYPTED = {"enabled": True, "keySecret": "cams-kek"}
 PUBLIC = names.kek_public_secret("cams")
-
-
-def _model(encryption_spec: dict[str, Any]) -> dict[str, Any]:
-    obj = body({})
-    obj["spec"]["security"]["encryption"] = copy.deepcopy(encryption_spec)
-    return obj
-
-
-def _kek_secret(data: dict[str, bytes]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "cams-kek", "namespace": "vision"},
-        "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
-    }
 
 
 def _pass(kube: FakeKube, obj: dict[str, Any]) -> context.Context:
@@ -54,8 +39,8 @@ def _public_key(kube: FakeKube) -> x25519.PublicKek:
 
 def test_the_public_key_secret_holds_the_current_keks_public_key_and_is_owned_by_the_model() -> None:
     kube = FakeKube()
-    kube.put(_kek_secret({"kek": KEK, "kek.previous": NEW_KEK}))
-    ctx = _pass(kube, _model(ENCRYPTED))
+    kube.put(encryption_support.kek_secret({"kek": KEK, "kek.previous": NEW_KEK}))
+    ctx = _pass(kube, encryption_support.model(ENCRYPTED))
 
     found = kube.secret("vision", PUBLIC)
     assert found is not None
@@ -75,10 +60,10 @@ def test_the_public_key_secret_holds_the_current_keks_public_key_and_is_owned_by
 
 
 def test_a_rotated_kek_reaches_the_public_key_secret_at_the_next_pass() -> None:
-    kube, obj = FakeKube(), _model(ENCRYPTED)
-    kube.put(_kek_secret({"kek": KEK}))
+    kube, obj = FakeKube(), encryption_support.model(ENCRYPTED)
+    kube.put(encryption_support.kek_secret({"kek": KEK}))
     _pass(kube, obj)
-    kube.put(_kek_secret({"kek": NEW_KEK, "kek.previous": KEK}))
+    kube.put(encryption_support.kek_secret({"kek": NEW_KEK, "kek.previous": KEK}))
     _pass(kube, obj)
     assert _public_key(kube).key_id == x25519.PrivateKek(NEW_KEK).key_id
 
@@ -86,16 +71,16 @@ def test_a_rotated_kek_reaches_the_public_key_secret_at_the_next_pass() -> None:
 def test_no_public_key_is_written_for_a_kek_the_loader_could_not_read() -> None:
     for data in ({"kek": KEK[:16]}, {"a": KEK, "b": NEW_KEK}, {}):
         kube = FakeKube()
-        kube.put(_kek_secret(data))
-        ctx = _pass(kube, _model(ENCRYPTED))
+        kube.put(encryption_support.kek_secret(data))
+        ctx = _pass(kube, encryption_support.model(ENCRYPTED))
         assert kube.secret("vision", PUBLIC) is None
         encrypted = ctx.condition(conditions.ENCRYPTED)
         assert encrypted is not None and encrypted.status == "False"
 
 
 def test_the_public_key_goes_with_the_kek_and_when_encryption_is_switched_off() -> None:
-    kube, obj = FakeKube(), _model(ENCRYPTED)
-    kube.put(_kek_secret({"kek": KEK}))
+    kube, obj = FakeKube(), encryption_support.model(ENCRYPTED)
+    kube.put(encryption_support.kek_secret({"kek": KEK}))
     _pass(kube, obj)
     assert kube.secret("vision", PUBLIC) is not None
     kube.delete("v1", "Secret", "vision", "cams-kek")
@@ -104,7 +89,7 @@ def test_the_public_key_goes_with_the_kek_and_when_encryption_is_switched_off() 
     encrypted = ctx.condition(conditions.ENCRYPTED)
     assert encrypted is not None and encrypted.reason == "KeySecretMissing"
 
-    kube.put(_kek_secret({"kek": KEK}))
+    kube.put(encryption_support.kek_secret({"kek": KEK}))
     _pass(kube, obj)
     assert kube.secret("vision", PUBLIC) is not None
     obj["spec"]["security"]["encryption"] = {"enabled": False}
@@ -113,15 +98,15 @@ def test_the_public_key_goes_with_the_kek_and_when_encryption_is_switched_off() 
 
 
 def test_a_model_that_never_encrypted_deletes_nothing() -> None:
-    kube, obj = FakeKube(), _model({"enabled": False})
+    kube, obj = FakeKube(), encryption_support.model({"enabled": False})
     for _ in range(2):
         _pass(kube, obj)
     assert kube.deleted == []
 
 
 def test_someone_elses_secret_of_that_name_is_left_alone() -> None:
-    kube, obj = FakeKube(), _model(ENCRYPTED)
-    kube.put(_kek_secret({"kek": KEK}))
+    kube, obj = FakeKube(), encryption_support.model(ENCRYPTED)
+    kube.put(encryption_support.kek_secret({"kek": KEK}))
     _pass(kube, obj)
     theirs = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": PUBLIC, "namespace": "vision"}, "data": {}}
     kube.put(theirs)  # replaced behind the operator's back by an object the model does not own
