@@ -107,10 +107,7 @@ def _fetcher(
 ) -> Callable[[pathlib.Path], object]:
     """How the engine gets into the scratch folder: with a store grant, or by opening the store."""
     if grant_file is not None:
-        grant = grants.read(grant_file)
-        if not isinstance(grant, grants.DownloadGrant):
-            raise storage_errors.StoreConfigError(f"{grant_file} is an upload grant; loading needs a download grant")
-        return functools.partial(grants.download, grant, ref)
+        return functools.partial(grants.download, grants.read(grant_file, grants.DownloadGrant), ref)
     engines = storage.open_store(location.uri, pvc_root=pvc_root, credentials_dir=credentials_dir)
     return functools.partial(engines.download, ref)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import kestrel
-from kestrel.manifests import context, store
+from kestrel.manifests import context, labels, store
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
 
@@ -51,7 +51,7 @@ def test_a_grant_secret_is_owned_by_the_model_and_named_after_its_engine() -> No
     assert secret["metadata"]["name"] == "cams-build-abababab-grant"
     assert secret["metadata"]["namespace"] == "vision"
     assert secret["metadata"]["ownerReferences"] == [OWNER.owner_reference()]
-    assert secret["metadata"]["annotations"][store.ENGINE_KEY_ANNOTATION] == "ab" * 32
+    assert secret["metadata"]["annotations"][labels.ENGINE_KEY_ANNOTATION] == "ab" * 32
     assert secret["data"] == {"grant.json": "e30="}
     download = store.grant_secret(OWNER, "ab" * 32, kind="download", document="{}", expires="2026-12-08T00:00:00Z")
     assert download["metadata"]["name"] == "cams-load-abababab-grant"

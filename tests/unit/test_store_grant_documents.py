@@ -70,3 +70,11 @@ def test_repr_shows_no_address_and_no_field() -> None:
     download = grants.DownloadGrant(REF.path, {"manifest.json": f"http://s/m?{SIGNATURE}"}, LATER)
     for grant in (upload, download):
         assert SIGNATURE not in repr(grant) and "http://" not in repr(grant)
+
+
+def test_a_pod_refuses_a_grant_of_the_other_kind(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "grant.json"
+    path.write_text(_download())
+    assert isinstance(grants.read(path, grants.DownloadGrant), grants.DownloadGrant)
+    with pytest.raises(errors.StoreConfigError, match="is not an upload grant"):
+        grants.read(path, grants.UploadGrant)

@@ -33,7 +33,6 @@ from kestrel import storage
 from kestrel.api import errors as api_errors
 from kestrel.api import result as api_result
 from kestrel.security import artifact, keyfiles
-from kestrel.storage import errors as storage_errors
 from kestrel.storage import grants, layout, pvc
 
 RESULT_METADATA = "result"
@@ -122,12 +121,7 @@ def _upload(
     packed: pathlib.Path, location: layout.StoreLocation, ref: layout.EngineRef, destination: Destination
 ) -> None:
     if destination.grant_file is not None:
-        grant = grants.read(destination.grant_file)
-        if not isinstance(grant, grants.UploadGrant):
-            raise storage_errors.StoreConfigError(
-                f"{destination.grant_file} is a download grant; publishing needs an upload grant"
-            )
-        grants.upload(grant, packed, ref)
+        grants.upload(grants.read(destination.grant_file, grants.UploadGrant), packed, ref)
         return
     engines = storage.open_store(
         location.uri, pvc_root=destination.pvc_root, credentials_dir=destination.credentials_dir

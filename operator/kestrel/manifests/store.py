@@ -12,7 +12,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from kestrel.manifests import context, files, names
+from kestrel.manifests import context, files, labels, names
 
 PVC_ROOT = "/mnt/pvc"  # pvc://claim/path is read at <PVC_ROOT>/<claim>/<path>, as `kestrel.engine.fetch` expects
 SECRETS_ROOT = "/var/run/secrets/kestrel"
@@ -21,7 +21,6 @@ GRANT_FILE = "grant.json"
 STORE_VOLUME = "engine-store"
 GRANT_LABEL = "kestrel.dev/store-grant"
 GRANT_EXPIRES_ANNOTATION = "kestrel.dev/grant-expires"
-ENGINE_KEY_ANNOTATION = "kestrel.dev/engine-key"
 # Owner-readable and group-readable: the container runs as the pod's fsGroup, which owns the files.
 SECRET_MODE = 0o440
 
@@ -56,7 +55,7 @@ def grant_secret(
                 "kestrel.dev/model": names.label_value(owner.name),
                 GRANT_LABEL: kind,
             },
-            "annotations": {ENGINE_KEY_ANNOTATION: engine_key, GRANT_EXPIRES_ANNOTATION: expires},
+            "annotations": {labels.ENGINE_KEY_ANNOTATION: engine_key, GRANT_EXPIRES_ANNOTATION: expires},
             "ownerReferences": [owner.owner_reference()],
         },
         "type": "Opaque",

@@ -17,7 +17,7 @@ pvc:// store (mounted claims) and ambient credentials (the pods' own cloud ident
 from __future__ import annotations
 
 import datetime
-import logging
+from typing import Literal
 
 from kestrel.api import errors
 from kestrel.kube import ownership
@@ -28,8 +28,6 @@ from kestrel.reconcilers import cache, context, storage
 from kestrel.security import artifact, manifest
 from kestrel.storage import errors as storage_errors
 from kestrel.storage import grants, layout, s3
-
-log = logging.getLogger("kestrel")
 
 UNAVAILABLE = "StoreGrantFailed"
 # SigV4 signatures last at most seven days, whatever the policy says.
@@ -48,8 +46,12 @@ def _signer(ctx: context.Context, settings: manifest_context.Settings) -> s3.S3S
     return why or "the store is not an s3:// store"
 
 
-def _stamp(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _keep(ctx: context.Context, key: str, grant: grants.UploadGrant | grants.DownloadGrant) -> None:
+    """Write `grant` for the engine `key` into its Secret."""
+    kind: Literal["upload", "download"] = "upload" if isinstance(grant, grants.UploadGrant) else "download"
+    owner = manifest_context.Owner.from_body(ctx.body)
+    document, expires = grant.to_json(), grants.stamp(grant.expires)
+    ctx.kube.apply(store_manifests.grant_secret(owner, key, kind=kind, document=document, expires=expires))
 
 
 def issue_upload(ctx: context.Context, settings: manifest_context.Settings, key: str) -> str | None:
@@ -72,11 +74,7 @@ def issue_upload(ctx: context.Context, settings: manifest_context.Settings, key:
         grant = engines.upload_grant(ref, lifetime)
     except storage_errors.StorageError as error:
         return f"Could not prepare the store for engine {key[:8]}: {error}"
-    owner = manifest_context.Owner.from_body(ctx.body)
-    document = grant.to_json()
-    ctx.kube.apply(
-        store_manifests.grant_secret(owner, key, kind="upload", document=document, expires=_stamp(grant.expires))
-    )
+    _keep(ctx, key, grant)
     return None
 
 
@@ -115,11 +113,7 @@ def ensure_download(ctx: context.Context, settings: manifest_context.Settings, k
     except (storage_errors.StorageError, errors.IntegrityError) as error:
         ctx.event("Warning", UNAVAILABLE, f"Could not issue the store grant for engine {key[:8]}: {error}", "Rollout")
         return
-    owner = manifest_context.Owner.from_body(ctx.body)
-    document = grant.to_json()
-    ctx.kube.apply(
-        store_manifests.grant_secret(owner, key, kind="download", document=document, expires=_stamp(grant.expires))
-    )
+    _keep(ctx, key, grant)
 
 
 def _objects(ctx: context.Context, engines: s3.S3Store, ref: layout.EngineRef) -> list[str]:

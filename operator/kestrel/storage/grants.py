@@ -65,7 +65,7 @@ class UploadGrant:
                 "url": self.url,
                 "fields": dict(self.fields),
                 "keyPrefix": self.key_prefix,
-                "expires": _stamp(self.expires),
+                "expires": stamp(self.expires),
                 "maxSize": self.max_size,
             }
         )
@@ -85,19 +85,21 @@ class DownloadGrant:
                 "kind": "download",
                 "engine": self.engine,
                 "objects": dict(sorted(self.objects.items())),
-                "expires": _stamp(self.expires),
+                "expires": stamp(self.expires),
             }
         )
 
 
 Grant = UploadGrant | DownloadGrant
+_G = TypeVar("_G", UploadGrant, DownloadGrant)
 
 
 def _dump(document: dict[str, Any]) -> str:
     return json.dumps({"version": VERSION, **document}, sort_keys=True, separators=(",", ":"))
 
 
-def _stamp(moment: datetime.datetime) -> str:
+def stamp(moment: datetime.datetime) -> str:
+    """A grant's expiry as written in its document (and in its Secret's annotation): RFC 3339, UTC, seconds."""
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -133,12 +135,17 @@ def parse(text: str | bytes, where: str) -> Grant:
         raise errors.StoreConfigError(f"{where} is not a store grant of version {VERSION} ({error})") from None
 
 
-def read(path: pathlib.Path) -> Grant:
+def read(path: pathlib.Path, kind: type[_G]) -> _G:
+    """The grant of `kind` in the file `path` (what a pod mounts); StoreConfigError for anything else."""
     try:
         text = path.read_bytes()
     except OSError as error:
         raise errors.StoreConfigError(f"cannot read the store grant {path}: {error.strerror}") from None
-    return parse(text, str(path))
+    grant = parse(text, str(path))
+    if not isinstance(grant, kind):
+        wanted = "an upload" if kind is UploadGrant else "a download"
+        raise errors.StoreConfigError(f"{path} is not {wanted} grant")
+    return grant
 
 
 def _checked(grant: Grant, ref: layout.EngineRef, now: datetime.datetime | None) -> None:
@@ -147,7 +154,7 @@ def _checked(grant: Grant, ref: layout.EngineRef, now: datetime.datetime | None)
     moment = now or datetime.datetime.now(datetime.UTC)
     if grant.expires <= moment:
         raise errors.StoreAccessError(
-            f"the store grant for {ref.path} expired at {_stamp(grant.expires)}: the operator issues a new one at its "
+            f"the store grant for {ref.path} expired at {stamp(grant.expires)}: the operator issues a new one at its "
             "next pass; restart the pod after that"
         )
 
