@@ -83,8 +83,14 @@ def plan(
     *,
     base_env: Mapping[str, str],
     allow_python: bool,
+    pod_ports: dict[int, int] | None = None,
 ) -> Launch:
-    """The local command for `container`; RefusedError for an unmapped image, VolumeError for a missing env source."""
+    """The local command for `container`; RefusedError for an unmapped image, VolumeError for a missing env source.
+
+    `pod_ports` is the pod's map of container port -> local port, shared by its containers and filled here as
+    listeners are moved to free local ports (Triton's, and the TLS proxy's and the Triton port it relays to).
+    """
+    pod_ports = {} if pod_ports is None else pod_ports
     runtime = runtime_of(container["image"], allow_python=allow_python)
     mounts = Mounts.of(layout, container)
     root = layout.container_root(container["name"])
@@ -103,6 +109,9 @@ def plan(
         if program != "kestrel":
             raise RefusedError(f"container {container['name']!r}: a Kestrel image runs `kestrel`, not {words[0]!r}")
         argv = [str(BIN / "kestrel"), *words[1:]]
+        if words[1:2] == ["tls-proxy"]:
+            argv, proxied = _local_tls_proxy(argv, pod_ports)
+            ports |= proxied
     elif runtime == "python":
         if not program.startswith("python"):
             raise RefusedError(f"container {container['name']!r}: the python image runs `python`, not {words[0]!r}")
@@ -113,7 +122,7 @@ def plan(
                 f"container {container['name']!r}: the Triton image runs `tritonserver`, not {words[0]!r}"
             )
         listen = triton.listen_ports(words[1:])
-        local = {protocol: triton.free_port() for protocol in listen}
+        local = {protocol: pod_ports.setdefault(listen[protocol], triton.free_port()) for protocol in listen}
         ports |= {listen[protocol]: local[protocol] for protocol in listen}
         backends = triton.backend_directory(layout.directory / "triton-backends")
         argv = triton.translate(words[1:], ports=triton.Ports(**local), backend_dir=backends)
@@ -132,6 +141,27 @@ def plan(
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
         ports=ports,
     )
+
+
+TLS_PROXY_ADDRESSES = ("--listen", "--health-listen", "--target")
+
+
+def _local_tls_proxy(argv: list[str], pod_ports: dict[int, int]) -> tuple[list[str], dict[int, int]]:
+    """`kestrel tls-proxy` on loopback: each HOST:PORT it listens on or relays to becomes 127.0.0.1 at the pod's
+    local port for that container port, so two pods' proxies never collide and the relay reaches this pod's
+    Triton (whose HTTP port is the same entry of the pod's map, whichever container is planned first)."""
+    translated, listening = [], {}
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        if sep and name in TLS_PROXY_ADDRESSES:
+            port = int(value.rpartition(":")[2])
+            local = pod_ports.setdefault(port, triton.free_port())
+            if name != "--target":
+                listening[port] = local
+            translated.append(f"{name}=127.0.0.1:{local}")
+        else:
+            translated.append(arg)
+    return translated, listening
 
 
 class Process:

@@ -98,6 +98,9 @@ class PodWorker(threading.Thread):
         self.policy = pod["spec"].get("restartPolicy", "Always")
         self.slots = [Slot(c, init=True) for c in pod["spec"].get("initContainers") or []]
         self.slots += [Slot(c) for c in pod["spec"]["containers"]]
+        # The pod's network namespace, played on the host: container port -> local port, one map for all its
+        # containers (a sidecar relays to Triton's port, a probe of one container may target another's).
+        self.ports: dict[int, int] = {}
         self.phase = "Pending"
         self.reason: str | None = None
         self.message: str | None = None
@@ -171,13 +174,18 @@ class PodWorker(threading.Thread):
 
     def _prepare(self) -> bool:
         """Make the volumes and plan every container, waiting out missing Secrets and ConfigMaps."""
-        ports: dict[int, int] = {}
+        ports = self.ports
         while not self._stopping():
             try:
                 self.layout.materialise(self.api)
                 for slot in self.slots:
                     slot.launch = slot.launch or containers.plan(
-                        self.api, self.layout, slot.spec, base_env=self.base_env, allow_python=self.allow_python
+                        self.api,
+                        self.layout,
+                        slot.spec,
+                        base_env=self.base_env,
+                        allow_python=self.allow_python,
+                        pod_ports=ports,
                     )
                     ports |= slot.launch.ports
             except VolumeError as missing:
@@ -206,9 +214,9 @@ class PodWorker(threading.Thread):
         slot.started = slot.ready = False
         spec = slot.spec
         slot.probes = {
-            "startup": containers.Prober(spec.get("startupProbe"), spec, slot.launch.ports, initial=False),
-            "liveness": containers.Prober(spec.get("livenessProbe"), spec, slot.launch.ports, initial=True),
-            "readiness": containers.Prober(spec.get("readinessProbe"), spec, slot.launch.ports, initial=False),
+            "startup": containers.Prober(spec.get("startupProbe"), spec, self.ports, initial=False),
+            "liveness": containers.Prober(spec.get("livenessProbe"), spec, self.ports, initial=True),
+            "readiness": containers.Prober(spec.get("readinessProbe"), spec, self.ports, initial=False),
         }
         logger.info("Started container %s of pod %s (%s)", slot.name, self.key, slot.process.container_id)
 
@@ -298,7 +306,7 @@ class PodWorker(threading.Thread):
             if slot.process is None or slot.exit_code is not None:
                 continue
             if grace is None and slot.launch is not None:
-                containers.pre_stop(slot.spec, slot.launch.ports, deadline - time.monotonic())
+                containers.pre_stop(slot.spec, self.ports, deadline - time.monotonic())
             code = slot.process.stop(max(deadline - time.monotonic(), 0.0))
             slot.exit_code = code
             logger.info("Stopped container %s of pod %s (exit code %d)", slot.name, self.key, code)

@@ -9,8 +9,12 @@ import pathlib
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from kestrel.api import crd
+
+if TYPE_CHECKING:
+    from kestrel.serving import tls_proxy
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -257,6 +261,52 @@ def _add_infer(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(command=_infer)
 
 
+def tls_proxy_config(args: argparse.Namespace) -> tls_proxy.Config:
+    """The proxy's configuration from `kestrel tls-proxy` arguments; ValueError names what is wrong."""
+    from kestrel.serving import tls_proxy  # noqa: PLC0415 - only this subcommand needs it
+
+    if args.listen is None and args.health_listen is None:
+        raise ValueError("give --listen, --health-listen or both")
+    return tls_proxy.Config(
+        target=tls_proxy.Address.parse(args.target),
+        cert_file=args.cert,
+        key_file=args.key,
+        listen=tls_proxy.Address.parse(args.listen) if args.listen else None,
+        health_listen=tls_proxy.Address.parse(args.health_listen) if args.health_listen else None,
+        client_ca_file=args.client_ca,
+    )
+
+
+def _tls_proxy(args: argparse.Namespace) -> int:
+    from kestrel.serving import tls_proxy  # noqa: PLC0415 - only this subcommand needs it
+
+    try:
+        config = tls_proxy_config(args)
+    except ValueError as error:
+        print(f"kestrel tls-proxy: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return tls_proxy.run(config)
+
+
+def _add_tls_proxy(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "tls-proxy",
+        help="the TLS front of a Triton pod: HTTPS (optionally mutual) relayed to Triton's local HTTP, "
+        "and plain health answers for the kubelet",
+        description="Exit codes: 0 stopped by a signal; 2 bad arguments, or a certificate or listener that failed.",
+    )
+    parser.add_argument("--listen", help="HTTPS listener, HOST:PORT (omit when clients speak only gRPC)")
+    parser.add_argument("--health-listen", help="plain listener for Triton's liveness and readiness paths, HOST:PORT")
+    parser.add_argument("--target", default="127.0.0.1:8000", help="Triton's HTTP listener, HOST:PORT")
+    parser.add_argument("--cert", type=pathlib.Path, required=True, help="server certificate chain (PEM)")
+    parser.add_argument("--key", type=pathlib.Path, required=True, help="server private key (PEM)")
+    parser.add_argument(
+        "--client-ca", type=pathlib.Path, help="require client certificates signed by this CA (PEM); only this CA"
+    )
+    parser.set_defaults(command=_tls_proxy)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kestrel", description=__doc__)
     commands = parser.add_subparsers(title="commands", required=True)
@@ -266,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_load(commands)
     _add_keys(commands)
     _add_infer(commands)
+    _add_tls_proxy(commands)
     return parser
 
 

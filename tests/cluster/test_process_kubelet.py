@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from testbed import kubelet_volumes, triton
+from testbed import kubelet_containers, kubelet_volumes, triton
 from testbed.kubelet import ProcessKubelet
 from testbed.kubelet_api import Api
 from testbed.kubelet_pods import PORTS_ANNOTATION
@@ -64,6 +64,18 @@ def test_mount_paths_are_translated_by_prefix_in_arguments_and_values(tmp_path: 
     for untouched in ("/modelsx", "pvc://models/a", "s3://bucket/models", "open('/models')"):
         assert mounts.translate(untouched) == untouched
     assert kubelet_volumes.expand("$(A)/b $$(A) $(MISSING)", {"A": "/x"}) == "/x/b $(A) $(MISSING)"
+
+
+def test_a_tls_proxy_listens_on_its_pods_own_local_ports_and_relays_to_that_pods_triton() -> None:
+    args = ["kestrel", "tls-proxy", "--health-listen=0.0.0.0:8081", "--target=127.0.0.1:8000", "--cert=/c"]
+    first: dict[int, int] = {}
+    argv, listening = kubelet_containers._local_tls_proxy([*args, "--listen=0.0.0.0:8443"], first)
+    assert set(listening) == {8081, 8443} and set(first) == {8000, 8081, 8443}
+    assert f"--target=127.0.0.1:{first[8000]}" in argv and f"--listen=127.0.0.1:{first[8443]}" in argv
+    assert "--cert=/c" in argv
+    second: dict[int, int] = {}
+    kubelet_containers._local_tls_proxy(args, second)
+    assert second[8081] != first[8081] and second[8000] != first[8000]
 
 
 def test_a_folder_holding_only_mounts_is_mirrored_with_links(tmp_path: pathlib.Path) -> None:

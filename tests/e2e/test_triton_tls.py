@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import http.client
+import json
 import pathlib
 import re
+import socket
 import ssl
 import tempfile
 import textwrap
@@ -28,12 +31,14 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from kestrel import cli
 from kestrel.api import spec as specs
 from kestrel.manifests import access, names, secrets, transport
 from kestrel.manifests import context as manifest_context
 from kestrel.security import certificates
 from testbed import triton
 from tests.unit.tls_fake_kube import FakeKube, body, reconcile_tls
+from tests.unit.tls_proxy_support import Running
 
 pytestmark = pytest.mark.skipif(not triton.available(), reason="nvidia-pytriton (tritonserver) is not installed")
 
@@ -110,6 +115,7 @@ GATEWAY = access.Client("ServiceAccount", "gateway", "apps")
 def _pki(root: pathlib.Path, *, mutual: bool) -> Pki:
     kube = FakeKube()
     obj = body({"mutual": mutual, "duration": "90m"}, {"allowedServiceAccounts": ["apps/gateway"]})
+    obj["spec"]["serving"] = {"protocols": ["grpc", "http"]}
     reconcile_tls(kube, obj, T0)
     return Pki(kube, obj, root)
 
@@ -122,16 +128,62 @@ def _repository(root: pathlib.Path) -> pathlib.Path:
     return root / "repo"
 
 
-def _server(pki: Pki, repository: pathlib.Path, tls_dir: pathlib.Path) -> triton.TritonServer:
-    """Triton with the operator's own arguments for this spec, the mount path and the key filled in."""
-    spec = specs.parse(pki.obj["spec"])
-    args = [
+def _mounted(args: list[str], tls_dir: pathlib.Path) -> list[str]:
+    """Rendered arguments with the pod's mount paths and the kubelet's key expansion done here."""
+    return [
         arg.replace(f"{transport.CLIENT_CA_DIR}/", f"{tls_dir}/client-ca/")
         .replace(f"{transport.TLS_DIR}/", f"{tls_dir}/")
         .replace(f"$({transport.API_KEY_ENV})", API_KEY)
-        for arg in transport.server_args(spec)
+        for arg in args
     ]
-    return triton.TritonServer(repository, models=[MODEL], extra_args=args)
+
+
+def _server(pki: Pki, repository: pathlib.Path, tls_dir: pathlib.Path) -> triton.TritonServer:
+    """Triton with the operator's own arguments for this spec, the mount path and the key filled in."""
+    spec = specs.parse(pki.obj["spec"])
+    return triton.TritonServer(repository, models=[MODEL], extra_args=_mounted(transport.server_args(spec), tls_dir))
+
+
+def _proxy(pki: Pki, server: triton.TritonServer, tls_dir: pathlib.Path) -> Running:
+    """The pod's TLS proxy with the arguments the operator renders for it, on ports the kernel picks, relaying
+    to this Triton's HTTP listener (which the operator's arguments bind to loopback only)."""
+    spec = specs.parse(pki.obj["spec"])
+    sidecar = transport.tls_proxy(spec, manifest_context.Settings(engine_store="s3://engines/prod"))
+    assert sidecar is not None
+    args = [
+        arg.replace(f"0.0.0.0:{transport.HTTPS_PORT}", "127.0.0.1:0")
+        .replace(f"0.0.0.0:{transport.HEALTH_PORT}", "127.0.0.1:0")
+        .replace(f"{transport.LOOPBACK}:{transport.HTTP_PORT}", server.urls["http_host"])
+        for arg in _mounted(sidecar["args"], tls_dir)
+    ]
+    return Running(cli.tls_proxy_config(cli.build_parser().parse_args(args)))
+
+
+def _https_infer(port: int, ca: bytes, client: tuple[bytes, bytes] | None, api_key: str | None = API_KEY) -> int:
+    """One HTTPS inference through the proxy, as a client pod would send it; the HTTP status."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-https-"))
+    (folder / "ca.crt").write_bytes(ca)
+    context = ssl.create_default_context(cafile=folder / "ca.crt")
+    if client is not None:
+        (folder / "tls.key").write_bytes(client[0])
+        (folder / "tls.crt").write_bytes(client[1])
+        context.load_cert_chain(folder / "tls.crt", folder / "tls.key")
+    tensor = {"shape": [4], "datatype": "FP32", "data": [0.0, 1.0, 2.0, 3.0]}
+    payload = json.dumps({"inputs": [{"name": "A", **tensor}, {"name": "B", **tensor}]}).encode()
+    headers = {"Content-Type": "application/json", **({transport.API_KEY_HEADER: api_key} if api_key else {})}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    # Dialled at 127.0.0.1, verified for the Service name, as an in-cluster client would.
+    connection.sock = context.wrap_socket(
+        socket.create_connection(("127.0.0.1", port), 10), server_hostname=SERVICE_NAME
+    )
+    connection.request("POST", f"/v2/models/{MODEL}/infer", body=payload, headers=headers)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    if response.status == 200:
+        (output,) = json.loads(body)["outputs"]
+        assert output["name"] == "SUM" and output["data"] == [0.0, 2.0, 4.0, 6.0]
+    return response.status
 
 
 def _client(address: str, **credentials: bytes | None) -> grpcclient.InferenceServerClient:
@@ -290,6 +342,56 @@ def test_mutual_tls_still_needs_the_api_key(mutual: tuple[Pki, triton.TritonServ
     ca, key, chain = pki.client(GATEWAY)
     client = _client(server.urls["grpc"], root_certificates=ca, private_key=key, certificate_chain=chain)
     assert _refused(client, headers=None) == KEY_REFUSED
+
+
+@pytest.fixture(scope="module")
+def https(mutual: tuple[Pki, triton.TritonServer]) -> Iterator[tuple[Pki, triton.TritonServer, Running]]:
+    pki, server = mutual
+    proxy = _proxy(pki, server, pki.root / "tls")
+    yield pki, server, proxy
+    proxy.close()
+
+
+def test_https_through_the_tls_proxy_with_the_issued_client_certificate_and_the_api_key_infers(
+    https: tuple[Pki, triton.TritonServer, Running],
+) -> None:
+    pki, _, proxy = https
+    ca, key, chain = pki.client(GATEWAY)
+    assert _https_infer(proxy.port("https"), ca, (key, chain)) == 200
+
+
+def test_https_with_the_client_certificate_another_model_issued_to_the_same_subject_is_refused(
+    https: tuple[Pki, triton.TritonServer, Running],
+) -> None:
+    pki, _, proxy = https
+    other = body({"mutual": True, "duration": "90m"}, {"allowedServiceAccounts": ["apps/gateway"]}, name="gates")
+    reconcile_tls(pki.kube, other, T0)
+    found = pki.kube.secret("vision", GATEWAY.secret_name(manifest_context.Owner.from_body(other)))
+    assert found is not None
+    ca, key, chain = (secrets.decode(found, k) for k in ("ca.crt", "tls.key", "tls.crt"))
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _https_infer(proxy.port("https"), ca, (key, chain))
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _https_infer(proxy.port("https"), ca, None)
+
+
+def test_https_without_the_api_key_is_forbidden_by_triton_behind_the_proxy(
+    https: tuple[Pki, triton.TritonServer, Running],
+) -> None:
+    pki, _, proxy = https
+    ca, key, chain = pki.client(GATEWAY)
+    assert _https_infer(proxy.port("https"), ca, (key, chain), api_key=None) == 403
+
+
+def test_the_kubelets_probes_reach_tritons_readiness_through_the_proxys_plain_health_listener(
+    https: tuple[Pki, triton.TritonServer, Running],
+) -> None:
+    """Where Triton's HTTP listens is proven on the real node (this harness binds every listener to loopback)."""
+    _, _, proxy = https
+    health = http.client.HTTPConnection("127.0.0.1", proxy.port("health"), timeout=10)
+    health.request("GET", f"/v2/models/{MODEL}/ready")
+    assert health.getresponse().status == 200
+    health.close()
 
 
 class Loop:

@@ -191,6 +191,8 @@ def test_encryption_keys_are_secrets_the_loader_reads(tmp_path: pathlib.Path) ->
         (("resyncSeconds=0",), "resyncSeconds"),
         (("watchNamespaces={Vision}",), "watchNamespaces"),
         (("images.pullPolicy=Sometimes",), "pullPolicy"),
+        (("images.digests.kestrel-loader=sha256:abc",), "kestrel-loader"),
+        (("images.digests.kestrel-loadr=sha256:" + "a" * 64,), "kestrel-loadr"),
         (("replicas=2",), "replicas"),
         (("metrics.port=8080",), "healthPort and metrics.port are both 8080"),
         (("ca.certificate=-----BEGIN CERTIFICATE-----x",), "ca.certificate and ca.key go together"),

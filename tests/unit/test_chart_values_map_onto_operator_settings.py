@@ -76,6 +76,24 @@ def test_values_reach_the_settings() -> None:
     assert container["image"] == "registry.example.com/ml/kestrel-operator:1.2.3"
 
 
+def test_digests_pin_each_of_kestrels_images_that_names_one() -> None:
+    operator, builder, gpu = "sha256:" + "a" * 64, "sha256:" + "b" * 64, "sha256:" + "c" * 64
+    objects = render(
+        "images.registry=registry.example.com/ml",
+        "images.tag=1.2.3",
+        f"images.digests.kestrel-operator={operator}",
+        f"images.digests.kestrel-builder={builder}",
+        f"images.digests.kestrel-builder-gpu={gpu}",
+    )
+    settings = config.from_environment(_env(objects)).settings
+    assert settings.builder_image == f"registry.example.com/ml/kestrel-builder:1.2.3@{builder}"
+    assert settings.builder_gpu_image == f"registry.example.com/ml/kestrel-builder:1.2.3-gpu@{gpu}"
+    # An image without a digest keeps its tag alone.
+    assert settings.loader_image == "registry.example.com/ml/kestrel-loader:1.2.3"
+    (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"registry.example.com/ml/kestrel-operator:1.2.3@{operator}"
+
+
 def test_a_models_network_policy_admits_the_operator_pod_the_chart_runs() -> None:
     # Any release name: the models' policies admit the operator by the labels its own release gives its pod.
     objects = render(namespace="ml-ops", release="vision-ops")

@@ -224,15 +224,47 @@ def test_every_container_is_restricted() -> None:
 
 
 def test_grpc_uses_tls_and_http_goes_through_the_tls_proxy_unless_tls_is_disabled() -> None:
-    mutual = deployment(parse(security={"tls": {"mutual": True}}))
+    mutual = deployment(parse(security={"tls": {"mutual": True}}, serving={"protocols": ["grpc", "http"]}))
     assert "--grpc-use-ssl=true" in server(mutual)["args"]
     assert "--grpc-use-ssl-mutual=true" in server(mutual)["args"]
     proxy = init(mutual, "tls-proxy")
     assert proxy["restartPolicy"] == "Always"  # a native sidecar: up before Triton, down after it drains
-    assert "--allow-all" in proxy["args"]
+    assert proxy["image"] == SETTINGS.loader_image and proxy["command"] == ["kestrel"]
+    assert proxy["args"][0] == "tls-proxy"
+    # Only the model's own client CA verifies clients, the file Triton's gRPC trusts too.
+    assert "--client-ca=/etc/kestrel/client-ca/ca.crt" in proxy["args"]
+    assert "--grpc-root-cert=/etc/kestrel/client-ca/ca.crt" in server(mutual)["args"]
+    assert "--listen=0.0.0.0:8443" in proxy["args"]
     plain = deployment(parse(security={"tls": {"mode": "disabled"}}))
     assert not any(a.startswith("--grpc-use-ssl") for a in server(plain)["args"])
     assert [c["name"] for c in pod(plain)["initContainers"]] == ["load"]
+
+
+def test_with_tls_tritons_plain_http_listens_on_loopback_and_the_probes_use_the_proxys_health_listener() -> None:
+    obj = deployment(parse(serving={"protocols": ["grpc", "http"]}))
+    assert "--http-address=127.0.0.1" in server(obj)["args"]
+    assert "http" not in {p["name"] for p in server(obj)["ports"]}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        # By number: a named port is looked up among the probed container's own ports, and this is the sidecar's.
+        assert server(obj)[probe]["httpGet"]["port"] == 8081, probe
+    proxy = init(obj, "tls-proxy")
+    assert {p["name"]: p["containerPort"] for p in proxy["ports"]} == {"health": 8081, "https": 8443}
+    assert "--target=127.0.0.1:8000" in proxy["args"]
+    assert not any(a.startswith("--client-ca") for a in proxy["args"])  # one-way TLS asks no client certificate
+    assert proxy["startupProbe"]["tcpSocket"] == {"port": "health"}  # Triton starts once the proxy listens
+
+
+def test_with_tls_and_grpc_clients_only_the_proxy_serves_the_probes_and_no_https() -> None:
+    proxy = init(deployment(parse(serving={"protocols": ["grpc"]}, security={"tls": {"mutual": True}})), "tls-proxy")
+    assert [p["name"] for p in proxy["ports"]] == ["health"]
+    assert not any(a.startswith(("--listen", "--client-ca")) for a in proxy["args"])
+
+
+def test_without_tls_the_probes_use_tritons_own_http_at_the_pods_address() -> None:
+    obj = deployment(parse(security={"tls": {"mode": "disabled"}}))
+    assert "--http-address=0.0.0.0" in server(obj)["args"]
+    assert server(obj)["readinessProbe"]["httpGet"]["port"] == "http"
+    assert {"name": "http", "containerPort": 8000, "protocol": "TCP"} in server(obj)["ports"]
 
 
 def test_api_key_comes_from_its_secret_and_never_appears_in_the_pod_spec() -> None:

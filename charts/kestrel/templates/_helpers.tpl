@@ -21,8 +21,14 @@ app.kubernetes.io/component: operator
 {{- .Values.images.tag | default .Chart.AppVersion -}}
 {{- end -}}
 
+{{/* One of Kestrel's images: REGISTRY/NAME:TAG[-SUFFIX], and @DIGEST where images.digests names one for
+NAME[-SUFFIX], so that a node runs exactly the image that was tested, whatever the tag points at later. */}}
 {{- define "kestrel.image" -}}
-{{- printf "%s/%s:%s" .root.Values.images.registry .name (include "kestrel.tag" .root) -}}
+{{- $suffix := .suffix | default "" -}}
+{{- $key := printf "%s%s" .name (ternary (printf "-%s" $suffix) "" (ne $suffix "")) -}}
+{{- $reference := printf "%s/%s:%s%s" .root.Values.images.registry .name (include "kestrel.tag" .root) (ternary (printf "-%s" $suffix) "" (ne $suffix "")) -}}
+{{- $digest := index (.root.Values.images.digests | default dict) $key | default "" -}}
+{{- ternary (printf "%s@%s" $reference $digest) $reference (ne $digest "") -}}
 {{- end -}}
 
 {{/* The operator's RBAC rules, kept in one file that a unit test checks against the code. */}}

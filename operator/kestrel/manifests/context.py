@@ -92,6 +92,7 @@ class Settings:
     # TensorRT engines are built (and profiled) on the GPU they serve on, which needs CUDA in the image. Jetsons
     # build with `builder_image` (published for arm64 too): no Jetson TensorRT builder exists yet.
     builder_gpu_image: str = f"{_REGISTRY}/kestrel-builder:{_VERSION}-gpu"
+    # The loader image also runs the Triton pods' TLS proxy (`kestrel tls-proxy`).
     loader_image: str = f"{_REGISTRY}/kestrel-loader:{_VERSION}"
     triton_image: str = f"{_TRITON_RELEASE}-py3"
     # CPU targets served by the Python runtime: Kestrel's own Triton (docker/triton-cpu.Dockerfile), the CPU build
@@ -99,7 +100,6 @@ class Settings:
     # OpenVINO), several GB smaller than NVIDIA's image.
     triton_cpu_image: str = f"{_REGISTRY}/kestrel-triton-cpu:{_VERSION}"
     triton_igpu_image: str = f"{_TRITON_RELEASE}-py3-igpu"
-    tls_proxy_image: str = "ghostunnel/ghostunnel:v1.8.4"
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
     # Namespaces whose pods may scrape Triton's metrics port through the NetworkPolicy.
     scraper_namespaces: tuple[str, ...] = ("monitoring",)

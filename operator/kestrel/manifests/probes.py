@@ -2,7 +2,9 @@
 
 Triton opens its endpoints only after the initial model load, which for a large engine plus warm-up can
 take minutes: a plain liveness probe would restart it in a loop. A startup probe sized from the profiled
-load time covers that window; then liveness watches the server and readiness the model itself.
+load time covers that window; then liveness watches the server and readiness the model itself. The probes
+reach Triton's HTTP on `port`: Triton's own (`http`) without TLS, the TLS proxy's plain health listener
+(8081, manifests.transport) with it.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ SHM_BASE_MIB = 128
 SHM_PER_INSTANCE_MIB = 64
 
 
-def _http_get(path: str) -> dict[str, Any]:
-    return {"path": path, "port": "http", "scheme": "HTTP"}
+def _http_get(path: str, port: int | str) -> dict[str, Any]:
+    return {"path": path, "port": port, "scheme": "HTTP"}
 
 
 def startup_failure_threshold(load_seconds: float) -> int:
@@ -40,23 +42,28 @@ def startup_failure_threshold(load_seconds: float) -> int:
     return max(1, math.ceil(window / STARTUP_PERIOD_SECONDS))
 
 
-def startup(load_seconds: float) -> dict[str, Any]:
+def startup(load_seconds: float, port: int | str) -> dict[str, Any]:
     return {
-        "httpGet": _http_get("/v2/health/live"),
+        "httpGet": _http_get("/v2/health/live", port),
         "periodSeconds": STARTUP_PERIOD_SECONDS,
         "timeoutSeconds": 3,
         "failureThreshold": startup_failure_threshold(load_seconds),
     }
 
 
-def liveness() -> dict[str, Any]:
-    return {"httpGet": _http_get("/v2/health/live"), "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
+def liveness(port: int | str) -> dict[str, Any]:
+    return {
+        "httpGet": _http_get("/v2/health/live", port),
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
 
 
-def readiness(model: str) -> dict[str, Any]:
+def readiness(model: str, port: int | str) -> dict[str, Any]:
     # The model's own endpoint, not the server's: a server up with its model unloaded serves nothing.
     return {
-        "httpGet": _http_get(f"/v2/models/{names.triton_model(model)}/ready"),
+        "httpGet": _http_get(f"/v2/models/{names.triton_model(model)}/ready", port),
         "periodSeconds": 5,
         "timeoutSeconds": 3,
         "failureThreshold": 3,

@@ -1,8 +1,10 @@
-"""How clients reach Triton: ports, TLS on gRPC, a TLS-terminating proxy for HTTP, and the API key.
+"""How clients reach Triton: ports, TLS on gRPC, Kestrel's TLS proxy for HTTP, and the API key.
 
-Triton serves TLS natively on gRPC only. Its HTTP endpoint stays plain inside the pod (the kubelet's probes
-use it, and NetworkPolicy admits no one else to it); when TLS is on, HTTP clients reach it through a
-ghostunnel sidecar on `https` (8443), so nothing outside the pod speaks plain HTTP unless `tls.mode: disabled`.
+Triton serves TLS natively on gRPC only. When TLS is on, its HTTP endpoint listens on the pod's loopback address
+only, and Kestrel's TLS proxy (`kestrel tls-proxy`, from the loader image, `serving/tls_proxy.py`) is the pod's
+one HTTP door: HTTPS on `https` (8443) for clients, under mutual TLS verified against the model's own client CA,
+and on `health` (8081) plain answers to the kubelet's probes for Triton's liveness and readiness paths only. So
+nothing outside the pod speaks plain HTTP to Triton unless `tls.mode: disabled`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ HTTP_PORT = 8000
 GRPC_PORT = 8001
 METRICS_PORT = 8002
 HTTPS_PORT = 8443
+HEALTH_PORT = 8081  # the TLS proxy's plain listener for the kubelet's probes
+LOOPBACK = "127.0.0.1"
 TLS_DIR = "/etc/kestrel/tls"
 # Under mutual TLS: the model's own client CA, the one CA whose clients Triton and the proxy accept. Only its
 # certificate is projected from its Secret; the key never enters the pod.
@@ -38,9 +42,17 @@ def proxied_http(spec: specs.ModelDeploymentSpec) -> bool:
     return tls_enabled(spec) and "http" in spec.serving.protocols
 
 
+def probe_port(spec: specs.ModelDeploymentSpec) -> int | str:
+    """The port the kubelet probes Triton on: its own HTTP without TLS, else the TLS proxy's health listener, by
+    number (the kubelet resolves a port's name among the probed container's own ports, and this one is the
+    sidecar's; the pod's containers share one network namespace)."""
+    return HEALTH_PORT if tls_enabled(spec) else "http"
+
+
 def container_ports(spec: specs.ModelDeploymentSpec) -> list[dict[str, Any]]:
-    # HTTP is always open inside the pod: the probes need it even when clients speak only gRPC.
-    ports = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
+    # Without TLS, HTTP is open at the pod's address even when clients speak only gRPC: the probes need it. With
+    # TLS it listens on loopback only, and is no port of the pod.
+    ports = [] if tls_enabled(spec) else [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
     if "grpc" in spec.serving.protocols:
         ports.append({"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"})
     ports.append({"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"})
@@ -51,7 +63,7 @@ def server_args(spec: specs.ModelDeploymentSpec) -> list[str]:
     """Listeners, TLS and the API key, as `tritonserver` arguments."""
     grpc = "grpc" in spec.serving.protocols
     args = [
-        "--http-address=0.0.0.0",
+        f"--http-address={LOOPBACK}" if tls_enabled(spec) else "--http-address=0.0.0.0",
         f"--http-port={HTTP_PORT}",
         f"--allow-grpc={str(grpc).lower()}",
         "--allow-metrics=true",
@@ -109,29 +121,48 @@ def tls_mounts(spec: specs.ModelDeploymentSpec) -> list[dict[str, Any]]:
 
 
 def tls_proxy(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> dict[str, Any] | None:
-    """The ghostunnel sidecar that terminates TLS for HTTP clients, or None when none is needed.
+    """Kestrel's TLS proxy in front of Triton's loopback HTTP, or None without TLS.
 
-    A native sidecar (an init container that restarts always): it is up before Triton and stays up while
-    Triton drains, so no in-flight HTTP request loses its connection during a rollout.
+    A native sidecar (an init container that restarts always): it is up before Triton starts (its startup probe
+    gates Triton's start) and stays up while Triton drains, so no in-flight HTTP request loses its connection
+    during a rollout. With gRPC-only clients it still runs, for the probes' health listener.
     """
-    if not proxied_http(spec):
+    if not tls_enabled(spec):
         return None
-    client_auth = "--allow-all" if spec.security.tls.mutual else "--disable-authentication"
+    args = [
+        "tls-proxy",
+        f"--health-listen=0.0.0.0:{HEALTH_PORT}",
+        f"--target={LOOPBACK}:{HTTP_PORT}",
+        f"--cert={TLS_DIR}/tls.crt",
+        f"--key={TLS_DIR}/tls.key",
+    ]
+    ports = [{"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"}]
+    if proxied_http(spec):
+        args.append(f"--listen=0.0.0.0:{HTTPS_PORT}")
+        ports.append({"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"})
+        if spec.security.tls.mutual:
+            # Only the model's own client CA: a certificate another model issued fails the handshake.
+            args.append(f"--client-ca={CLIENT_CA_FILE}")
+
+    def listening(period: int, failures: int) -> dict[str, Any]:
+        return {
+            "tcpSocket": {"port": "health"},
+            "timeoutSeconds": 2,
+            "periodSeconds": period,
+            "failureThreshold": failures,
+        }
+
     return {
         "name": "tls-proxy",
-        "image": settings.tls_proxy_image,
+        "image": settings.loader_image,
+        "command": ["kestrel"],
+        "args": args,
         "restartPolicy": "Always",
-        "args": [
-            "server",
-            f"--listen=0.0.0.0:{HTTPS_PORT}",
-            f"--target=127.0.0.1:{HTTP_PORT}",
-            f"--cert={TLS_DIR}/tls.crt",
-            f"--key={TLS_DIR}/tls.key",
-            f"--cacert={CLIENT_CA_FILE if spec.security.tls.mutual else f'{TLS_DIR}/ca.crt'}",
-            client_auth,
-        ],
-        "ports": [{"name": "https", "containerPort": HTTPS_PORT, "protocol": "TCP"}],
+        "ports": ports,
+        "startupProbe": listening(1, 30),
+        "livenessProbe": listening(10, 3),
         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
         "volumeMounts": tls_mounts(spec),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": hardening.container_security_context(),
     }

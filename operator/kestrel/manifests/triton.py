@@ -264,9 +264,9 @@ def _server(
         ],
         "ports": transport.container_ports(spec),
         "resources": _resources(spec, models),
-        "startupProbe": probes.startup(load_seconds),
-        "livenessProbe": probes.liveness(),
-        "readinessProbe": probes.readiness(owner.name),
+        "startupProbe": probes.startup(load_seconds, transport.probe_port(spec)),
+        "livenessProbe": probes.liveness(transport.probe_port(spec)),
+        "readinessProbe": probes.readiness(owner.name, transport.probe_port(spec)),
         "lifecycle": probes.lifecycle(),
         "volumeMounts": [
             store.read_only_mount("models", MODELS_DIR),
