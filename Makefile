@@ -83,11 +83,16 @@ HELM = $(shell $(PY) -c "from testbed import components; print(components.HELM_C
 # The workflow linter `make lint` builds from Go modules; it runs shellcheck on `run:` scripts when shellcheck is on PATH.
 ACTIONLINT = $(shell $(PY) -c "from testbed import components; print(components.ACTIONLINT.binary('actionlint'))")
 
-.PHONY: deploy reference docs-generated lint-docker
+.PHONY: deploy reference docs-generated lint-docker lock
 
 # deploy/kestrel.yaml: the chart rendered for `kubectl apply` (needs the test bed's helm: `make testbed`).
 deploy: testbed
 	HELM=$(HELM) deploy/render.sh > deploy/kestrel.yaml
+
+# docker/requirements/*.txt: the images' pip installs, every distribution pinned with its hashes (pip-tools); run
+# after changing a dependency in pyproject.toml (needs PyPI, about five minutes).
+lock: setup
+	$(PY) -m testbed.lock
 
 # docs/reference.md: every spec field, generated from the API models.
 reference: setup

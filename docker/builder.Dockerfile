@@ -3,9 +3,9 @@
 # Builds onnx, openvino and torchscript engines.
 # Build from the repository root: docker build -f docker/builder.Dockerfile -t ghcr.io/kestrel-dev/kestrel-builder:VERSION .
 # The base is Debian's own: its python3, with a venv at /opt/kestrel; the test bed passes its debootstrap-made copy.
-# torch comes from PyPI, whose Linux wheels are the CUDA build (several GB of nvidia-* wheels; it runs on CPU).
-# `--build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu` takes the CPU-only wheels instead (`2.14.1+cpu`
-# satisfies the `==2.14.1` pin and wins over it), for an image several GB smaller.
+# torch comes from PyPI, whose Linux wheels are the CUDA build (several GB of nvidia-* wheels; it runs on CPU). The
+# CPU-only wheels of PyTorch's own index would make it several GB smaller, but need a lock of their own, resolved
+# against that index (testbed/lock.py), which this project cannot reach.
 ARG BASE=debian:bookworm-slim
 
 FROM ${BASE} AS python
@@ -18,27 +18,24 @@ RUN apt-get update \
  && python3 -m venv /opt/kestrel
 WORKDIR /src
 
-# The dependency list, read from pyproject.toml: the stages below are rebuilt only when the list itself changes.
-FROM python AS requirements
-COPY pyproject.toml ./
-RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print(*p['dependencies'], *p['optional-dependencies']['engine'], sep='\n')" \
-      > requirements.txt
-
+# The dependencies as locked (docker/requirements/builder.txt, `make lock`): every distribution pinned with its
+# hashes, wheels only, so the build takes exactly the locked files or stops. Only a change of the lock rebuilds this.
 FROM python AS deps
-ARG TORCH_INDEX_URL=https://pypi.org/simple
-COPY --from=requirements /src/requirements.txt ./
-RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check \
-      --extra-index-url "${TORCH_INDEX_URL}" -r requirements.txt
+COPY docker/requirements/builder.txt ./requirements.txt
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: -r requirements.txt
 
 # The package, installed under /staging: the image takes it as a layer of its own, on top of the dependencies'
 # gigabytes, which code edits leave as they were.
 FROM deps AS build
+# What builds the package, locked too (no build isolation, which would fetch setuptools unpinned).
+COPY docker/requirements/build.txt ./build-requirements.txt
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: -r build-requirements.txt
 # pyproject.toml names README.md as the package's long description: an empty one, so that editing the README
 # rebuilds no image.
 COPY pyproject.toml ./
 RUN touch README.md
 COPY operator/ operator/
-RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --root /staging .
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --no-build-isolation --no-deps --root /staging .
 
 FROM ${BASE}
 # OpenCV (an Ultralytics dependency) needs libgl1 and libglib2.0-0.

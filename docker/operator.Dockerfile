@@ -15,15 +15,11 @@ RUN apt-get update \
  && python3 -m venv /opt/kestrel
 WORKDIR /src
 
-# The dependency list, read from pyproject.toml: the stages below are rebuilt only when the list itself changes.
-FROM python AS requirements
-COPY pyproject.toml ./
-RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
-      > requirements.txt
-
+# The dependencies as locked (docker/requirements/core.txt, `make lock`): every distribution pinned with its
+# hashes, wheels only, so the build takes exactly the locked files or stops. Only a change of the lock rebuilds this.
 FROM python AS deps
-COPY --from=requirements /src/requirements.txt ./
-RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt
+COPY docker/requirements/core.txt ./requirements.txt
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: -r requirements.txt
 
 # The venv the image runs: pip and setuptools stay behind, nothing installs at run time.
 FROM deps AS venv
@@ -32,12 +28,15 @@ RUN /opt/kestrel/bin/pip uninstall --yes --disable-pip-version-check pip setupto
 # The package, installed under /staging: the image takes it as a layer of its own, on top of the dependencies'
 # layer, which code edits leave as it was.
 FROM deps AS build
+# What builds the package, locked too (no build isolation, which would fetch setuptools unpinned).
+COPY docker/requirements/build.txt ./build-requirements.txt
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: -r build-requirements.txt
 # pyproject.toml names README.md as the package's long description: an empty one, so that editing the README
 # rebuilds no image.
 COPY pyproject.toml ./
 RUN touch README.md
 COPY operator/ operator/
-RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --root /staging .
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --no-build-isolation --no-deps --root /staging .
 
 FROM ${BASE}
 # hadolint ignore=DL3008

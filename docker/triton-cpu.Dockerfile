@@ -17,18 +17,14 @@ RUN apt-get update \
  && python3 -m venv /opt/kestrel
 WORKDIR /src
 
-# The serving extra (the wheel) and the engine extra's runtimes as pyproject.toml bounds them for the builder, so
-# an engine is served by the runtime release that validated it. Only a change of these rebuilds the stage below.
-FROM python AS requirements
-COPY pyproject.toml ./
-RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print(*p['serving'], *(r for r in p['engine'] if r.startswith(('onnxruntime', 'openvino'))), sep='\n')" \
-      > requirements.txt
-
+# The serving extra (the wheel) and the engine extra's runtimes, as locked (docker/requirements/triton-cpu.txt,
+# `make lock`, from the bounds pyproject.toml gives the builder, so an engine is served by the runtime release that
+# validated it): every distribution pinned with its hashes, wheels only. Only a change of the lock rebuilds this.
 FROM python AS deps
-COPY --from=requirements /src/requirements.txt ./
+COPY docker/requirements/triton-cpu.txt ./requirements.txt
 # The Python backend runs the stub found beside libtriton_python.so: the one built for this image's Python goes
 # there, at the depth its RPATH ($ORIGIN/../../../../nvidia_pytriton.libs) expects. pip and setuptools stay behind.
-RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.txt \
+RUN /opt/kestrel/bin/pip install --no-cache-dir --disable-pip-version-check --require-hashes --only-binary=:all: -r requirements.txt \
  && triton=/opt/kestrel/lib/python3.11/site-packages/pytriton/tritonserver \
  && cp "$triton/python_backend_stubs/3.11/triton_python_backend_stub" "$triton/backends/python/" \
  && rm -r "$triton/python_backend_stubs" \

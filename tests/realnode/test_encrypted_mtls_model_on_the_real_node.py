@@ -2,17 +2,22 @@
 
 The chart is installed with an s3:// engine store on the test bed's MinIO (reached from the pods at the node
 address). The quickstart model asks for encryption (a key-encryption key in a Secret), mutual TLS for one allowed
-ServiceAccount, and the API key. The store must hold ciphertext only; the plaintext repository must exist only in
-the Triton pod's memory-backed volume; a client without the operator-issued client certificate is refused.
+ServiceAccount, the API key, and both gRPC and HTTP clients. The store must hold ciphertext only; the plaintext
+repository must exist only in the Triton pod's memory-backed volume; a client without the operator-issued client
+certificate is refused over gRPC and over HTTPS (Kestrel's TLS proxy in the pod); Triton's plain HTTP is closed at
+the pod's address.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import http.client
 import json
 import os
 import pathlib
+import socket
+import ssl
 from collections.abc import Iterator
 
 import minio
@@ -20,7 +25,7 @@ import pytest
 import yaml
 
 from kestrel import infer
-from kestrel.manifests import access, context
+from kestrel.manifests import access, context, names, transport
 from testbed import install
 from tests.realnode import support
 from tests.realnode.support import RealNode
@@ -82,7 +87,8 @@ def protected(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> 
             "tls": {"mode": "operator", "mutual": True},
             "encryption": {"enabled": True, "keySecret": "inspection-kek"},
             "access": {"allowedServiceAccounts": [f"{NAMESPACE}/{CLIENT.name}"], "requireApiKey": True},
-        }
+        },
+        "serving": {"replicas": 1, "protocols": ["grpc", "http"], "triton": {"runtime": "python"}},
     }
     try:
         secret = {
@@ -158,3 +164,60 @@ def test_mutual_tls_refuses_a_client_without_the_issued_certificate(protected: P
         infer.Client(protected.endpoint(client_certificate=False)).detect(image)
     with infer.Client(protected.endpoint(client_certificate=True)) as client:
         assert client.detect(image).detections
+
+
+def _https_get(protected: Protected, path: str, *, client_certificate: bool, api_key: bool) -> int:
+    """A GET through the Service's `https` port (the TLS proxy in the pod), verified for the Service's DNS name as
+    an in-cluster client would; the HTTP status."""
+    bed = protected.node.kube.bed
+    service = json.loads(
+        bed.kubectl("get", "service", names.service(protected.name), "-n", NAMESPACE, "-o", "json").stdout
+    )
+    folder = protected.work / "https"
+    folder.mkdir(exist_ok=True)
+    (folder / "ca.crt").write_bytes(bed.secret_value(NAMESPACE, names.tls_secret(protected.name), "ca.crt"))
+    tls = ssl.create_default_context(cafile=folder / "ca.crt")
+    if client_certificate:
+        endpoint = protected.endpoint(client_certificate=True)
+        assert endpoint.cert_file is not None and endpoint.key_file is not None
+        tls.load_cert_chain(endpoint.cert_file, endpoint.key_file)
+    headers = {}
+    if api_key:
+        key = bed.secret_value(NAMESPACE, names.api_key_secret(protected.name), transport.API_KEY_FIELD)
+        headers[transport.API_KEY_HEADER] = key.decode()
+    address = (service["spec"]["clusterIP"], transport.HTTPS_PORT)
+    connection = http.client.HTTPConnection(*address, timeout=15)
+    connection.sock = tls.wrap_socket(
+        socket.create_connection(address, 15), server_hostname=f"{names.service(protected.name)}.{NAMESPACE}.svc"
+    )
+    try:
+        connection.request("GET", path, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_https_through_the_tls_proxy_needs_the_issued_client_certificate_and_the_api_key(protected: Protected) -> None:
+    metadata = f"/v2/models/{names.triton_model(protected.name)}"  # a restricted endpoint: the key is checked
+    assert _https_get(protected, metadata, client_certificate=True, api_key=True) == 200
+    assert _https_get(protected, metadata, client_certificate=True, api_key=False) == 403
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _https_get(protected, metadata, client_certificate=False, api_key=True)
+
+
+def test_tritons_plain_http_is_closed_at_the_pods_address(protected: Protected) -> None:
+    """With TLS on, Triton's HTTP listens on the pod's loopback only: from the node, the pod's address refuses
+    port 8000, while the proxy's HTTPS port and its health listener answer there."""
+    pods = json.loads(protected.node.kube.bed.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    (pod_ip,) = [
+        p["status"]["podIP"]
+        for p in pods
+        if p["status"].get("phase") == "Running" and any(c["name"] == "triton" for c in p["spec"]["containers"])
+    ]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((pod_ip, transport.HTTP_PORT), timeout=5).close()
+    socket.create_connection((pod_ip, transport.HTTPS_PORT), timeout=5).close()
+    health = http.client.HTTPConnection(pod_ip, transport.HEALTH_PORT, timeout=5)
+    health.request("GET", f"/v2/models/{names.triton_model(protected.name)}/ready")
+    assert health.getresponse().status == 200
+    health.close()

@@ -13,8 +13,11 @@ import sys
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from kestrel.manifests import context
+from testbed import lock
 from tests.unit.helm_support import CHART, ROOT, find, render
 
 DOCKER = ROOT / "docker"
@@ -23,6 +26,13 @@ HADOLINT = pathlib.Path(sys.executable).parent / "hadolint"
 # Debian's own python3 in a venv: built here from a debootstrap-made base, and for users from the public image.
 DEBIAN_BASE = "debian:bookworm-slim"
 VENV = "/opt/kestrel"
+# The images whose pip installs take a lock of docker/requirements/ (testbed/lock.py); the GPU builder has none.
+LOCKED = {
+    "operator.Dockerfile": "core",
+    "loader.Dockerfile": "core",
+    "builder.Dockerfile": "builder",
+    "triton-cpu.Dockerfile": "triton-cpu",
+}
 
 
 def _instructions(text: str) -> list[str]:
@@ -153,19 +163,73 @@ def test_a_venv_from_a_base_that_is_a_build_argument(dockerfile: pathlib.Path) -
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dependencies_install_from_their_list_alone(dockerfile: pathlib.Path) -> None:
-    # Editing operator/, or pyproject.toml outside its dependency lists, must not invalidate the layer holding the
-    # dependencies (torch is gigabytes): that layer sees requirements.txt, made from pyproject.toml in a stage of
-    # its own, and the code is copied after it.
+    # Editing operator/ or pyproject.toml must not invalidate the layer holding the dependencies (torch is
+    # gigabytes): that layer sees its lock (or, for the GPU builder, requirements.txt made from pyproject.toml in a
+    # stage of its own), and the code is copied after it.
     instructions = _instructions(dockerfile.read_text())
     deps = next(i for i, line in enumerate(instructions) if "pip install" in line and "-r requirements.txt" in line)
     stage = max(i for i in range(deps) if instructions[i].startswith("FROM "))
-    for line in instructions[stage + 1 : deps]:
-        assert line.startswith(("ARG ", "COPY --from=requirements ")), f"{dockerfile.name}: {line}"
-    requirements = instructions.index(next(i for i in instructions if i.endswith(" AS requirements")))
-    assert instructions[requirements + 1] == "COPY pyproject.toml ./", dockerfile.name
+    if dockerfile.name in LOCKED:
+        expected = f"COPY docker/requirements/{LOCKED[dockerfile.name]}.txt ./requirements.txt"
+        assert instructions[stage + 1 : deps] == [expected], dockerfile.name
+    else:
+        for line in instructions[stage + 1 : deps]:
+            assert line.startswith(("ARG ", "COPY --from=requirements ")), f"{dockerfile.name}: {line}"
+        requirements = instructions.index(next(i for i in instructions if i.endswith(" AS requirements")))
+        assert instructions[requirements + 1] == "COPY pyproject.toml ./", dockerfile.name
     copies = [i for i, line in enumerate(instructions) if line.startswith("COPY operator/")]
     assert all(i > deps for i in copies), dockerfile.name
-    assert all("pip install" not in line or "--no-deps" in line for line in instructions[deps + 1 :]), dockerfile.name
+    for line in instructions[deps + 1 :]:
+        assert "pip install" not in line or "--no-deps" in line or "-r build-requirements.txt" in line, line
+
+
+@pytest.mark.parametrize("name", sorted(LOCKED), ids=str)
+def test_cpu_images_install_only_locked_hash_pinned_wheels(name: str) -> None:
+    """Every pip install of a CPU image takes a lock with --require-hashes and wheels only; the package itself, where
+    an image holds it, is built without build isolation (which would fetch setuptools unpinned), from the locked
+    build tools."""
+    installs = [line for line in _instructions((DOCKER / name).read_text()) if "pip install" in line]
+    assert installs, name
+    for line in installs:
+        if "--no-deps" in line:
+            assert "--no-build-isolation" in line and line.endswith(" ."), line
+        else:
+            assert "--require-hashes" in line and "--only-binary=:all:" in line and " -r " in line, line
+    if any("--no-deps" in line for line in installs):  # the image holds the package (not Triton's)
+        assert any("-r build-requirements.txt" in line for line in installs), name
+
+
+def _lock(name: str) -> dict[str, tuple[str, int]]:
+    """A lock file's pins: normalized name -> (version, number of hashes)."""
+    pins: dict[str, tuple[str, int]] = {}
+    current = ""
+    for line in (DOCKER / "requirements" / f"{name}.txt").read_text().splitlines():
+        pinned = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==(\S+)", line)
+        if pinned:
+            current = canonicalize_name(pinned.group(1))
+            pins[current] = (pinned.group(3), 0)
+        elif line.strip().startswith("--hash=sha256:") and current:
+            version, hashes = pins[current]
+            pins[current] = (version, hashes + 1)
+    return pins
+
+
+@pytest.mark.parametrize("name", sorted(lock.sets()), ids=str)
+def test_each_lock_pins_every_requirement_pyproject_gives_it_with_hashes(name: str) -> None:
+    pins = _lock(name)
+    assert pins, name
+    for text in lock.sets()[name]:
+        requirement = Requirement(text)
+        key = canonicalize_name(requirement.name)
+        assert key in pins, f"{name}: {text} is not locked: run `make lock`"
+        assert requirement.specifier.contains(pins[key][0], prereleases=True), f"{name}: {text} vs {pins[key][0]}"
+    assert all(hashes >= 1 for _, hashes in pins.values()), name
+
+
+def test_the_served_runtimes_are_the_releases_the_builder_validates_with() -> None:
+    builder, served = _lock("builder"), _lock("triton-cpu")
+    for runtime in lock.SERVED_RUNTIMES:
+        assert builder[runtime][0] == served[runtime][0], runtime
 
 
 def test_the_pods_commands_are_on_the_images_path() -> None:

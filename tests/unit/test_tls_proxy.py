@@ -208,7 +208,7 @@ def test_a_renewal_seen_half_way_keeps_the_previous_certificate(pki: Pki, start:
     assert ssl.get_server_certificate(("127.0.0.1", proxy.port("https"))) == before
 
 
-def test_the_health_listener_relays_only_trirons_liveness_and_readiness(pki: Pki, start: Start) -> None:
+def test_the_health_listener_relays_only_tritons_liveness_and_readiness(pki: Pki, start: Start) -> None:
     health = start().port("health")
     assert _plain(health, "GET", "/v2/health/live") == 200
     assert _plain(health, "GET", "/v2/health/ready") == 200
