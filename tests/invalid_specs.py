@@ -11,12 +11,14 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from tests.unit.spec_support import UNMEASURED
+
 SHA = "0" * 64
 
 
 def valid_spec() -> dict[str, Any]:
     """A small valid spec that each case breaks in one place."""
-    return {"model": {"source": {"uri": "file:///models/shapes.pt"}, "imgsz": 320}}
+    return {"model": {"source": {"uri": "file:///models/shapes.pt"}, "imgsz": 320}, "validation": UNMEASURED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,17 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return mutate
 
 
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(spec: dict[str, Any]) -> None:
+        node = spec
+        *parents, leaf = path.split(".")
+        for key in parents:
+            node = node[key]
+        del node[leaf]
+
+    return mutate
+
+
 def _all(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
     def mutate(spec: dict[str, Any]) -> None:
         for mutation in mutations:
@@ -56,6 +69,17 @@ GPU = {"product": "NVIDIA-A10G"}
 KMS = {"provider": "aws-kms", "keyId": "alias/kestrel"}
 
 CASES = [
+    # Accuracy is measured before rollout, or skipped on purpose with a reason: never "passed" unmeasured.
+    Case("validation-without-dataset-or-skip", "spec.validation.dataset", _drop("validation")),
+    Case(
+        "validation-dataset-and-skip", "spec.validation.skip", _set("validation.dataset", "pvc://data/shapes/data.yaml")
+    ),
+    Case("validation-skip-reason-too-short", "spec.validation.skip.reason", _set("validation.skip", {"reason": "x"})),
+    Case(
+        "validation-skip-reason-two-lines",
+        "spec.validation.skip.reason",
+        _set("validation.skip", {"reason": "no labels yet\nsecond line"}),
+    ),
     Case("task-segment", "spec.model.task", _set("model.task", "segment")),
     Case("validation-dataset-on-s3", "spec.validation.dataset", _set("validation.dataset", "s3://datasets/d.yaml")),
     Case(

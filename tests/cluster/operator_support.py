@@ -11,6 +11,7 @@ from kubernetes import client
 
 from kestrel.api import crd, keys, result, spec, status
 from kestrel.manifests import build_job, names
+from tests.unit.spec_support import UNMEASURED
 
 NODE_LABEL = "kestrel.dev/test-kubelet"
 
@@ -28,6 +29,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 45) -> Any:
 def mdep_spec(namespace: str, **engine: Any) -> dict[str, Any]:
     return {
         "model": {"source": {"uri": "file:///models/shapes.pt"}, "imgsz": 320},
+        "validation": UNMEASURED,
         "engine": {"format": "onnx", **engine},
         "target": {"nodeSelector": {NODE_LABEL: namespace}},
     }

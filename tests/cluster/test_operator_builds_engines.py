@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import time
 
-from kestrel.api import keys, spec
-from kestrel.manifests import names
-from tests.cluster.operator_support import condition, finish_build_pod, get_mdep, jobs, mdep_spec, report, wait_for
+from kubernetes import client
+
+from kestrel.api import crd, keys, spec
+from kestrel.manifests import labels, names
+from tests.cluster.operator_support import (
+    build,
+    condition,
+    finish_build_pod,
+    get_mdep,
+    jobs,
+    make_pods_ready,
+    mdep_spec,
+    report,
+    wait_for,
+)
 
 
 def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
@@ -106,6 +118,55 @@ def test_failed_gate_is_reported_with_its_reason_and_an_event(kube, operator, na
         ],
     )
     assert events[0].type == "Warning"
+    # A model whose only engine failed its gate serves nothing: no Deployment, no Service, through several resyncs.
+    time.sleep(3)
+    apps = client.AppsV1Api(kube.api)
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == []
+    assert [s.metadata.name for s in kube.core.list_namespaced_service(namespace).items] == []
+
+
+def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(kube, operator, namespace, manual_node) -> None:
+    raw = mdep_spec(namespace)
+    kube.create_mdep(namespace, "cams", raw)
+    first = build(kube, namespace, raw, manual_node)
+    wait_for("the first revision's pods", lambda: make_pods_ready(kube, namespace, first))
+    wait_for(
+        "Ready=True", lambda: (c := condition(get_mdep(kube, namespace, "cams"), "Ready")) and c["status"] == "True"
+    )
+    apps = client.AppsV1Api(kube.api)
+    (deployment,) = apps.list_namespaced_deployment(namespace).items
+    service = kube.core.read_namespaced_service(names.service("cams"), namespace)
+
+    changed = {**raw, "validation": {**raw["validation"], "maxMapDrop": 0.01}}
+    kube.custom.patch_namespaced_custom_object(
+        crd.GROUP, crd.VERSION, namespace, crd.PLURAL, "cams", {"spec": {"validation": {"maxMapDrop": 0.01}}}
+    )
+    parsed = spec.parse(changed)
+    second = keys.engine_key(parsed)
+    job_name = names.build_job("cams", second)
+    wait_for("the second build Job", lambda: any(j.metadata.name == job_name for j in jobs(kube, namespace)))
+    failing = report(parsed, passed=False, reason="AccuracyDrop", message="mAP50-95 dropped 0.070 > maxMapDrop 0.010")
+    finish_build_pod(kube, namespace, job_name, manual_node, failing)
+    failed = wait_for(
+        "Validated=False for the second engine",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams"))
+            and (b["status"].get("engine") or {}).get("key") == second
+            and (c := condition(b, "Validated"))
+            and c["status"] == "False"
+            and b
+        ),
+    )
+    time.sleep(3)  # several resyncs: nothing moves toward the failed engine
+    failed = get_mdep(kube, namespace, "cams")
+    assert failed["status"]["revision"]["current"] == first
+    (kept,) = apps.list_namespaced_deployment(namespace).items
+    template = kept.spec.template.metadata.annotations
+    assert template[labels.ENGINE_KEY_ANNOTATION] == first
+    assert kept.metadata.uid == deployment.metadata.uid
+    assert kube.core.read_namespaced_service(names.service("cams"), namespace).metadata.uid == service.metadata.uid
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [deployment.metadata.name]
+    assert condition(failed, "Available")["status"] == "True"
 
 
 def test_a_crashed_build_is_reported_as_build_failed(kube, operator, namespace, manual_node) -> None:

@@ -64,3 +64,19 @@ def test_an_over_pruned_model_fails_on_accuracy(shapes: detector.ShapesDetector,
     assert source is not None and engine is not None and source - engine > 0.02
     # Pruning's effect is measured, not assumed: fewer parameters and a smaller engine.
     assert manifest["prune"]["params_after"] < 0.7 * manifest["prune"]["params_before"]
+
+
+def test_a_build_without_a_dataset_rolls_out_only_as_not_measured_when_the_spec_skips_it(
+    shapes: detector.ShapesDetector, tmp_path: Path
+) -> None:
+    """A real build with `validation.skip`: parity and latency are measured, accuracy is not, and the result says
+    NotMeasured with the spec's reason, never "passed: mAP50-95 drop 0.0000"."""
+    raw = builds.spec(shapes, {"format": "onnx", "precision": "fp32"})
+    raw["validation"] = {"skip": {"reason": "no labelled images of this camera yet"}}
+    built = pipeline.build(builds.parse(raw), tmp_path, pipeline.BuildOptions(iterations=5))
+    result, _ = builds.check_outputs(tmp_path)
+    assert built.passed and built.repository is not None
+    assert (result.gate.passed, result.gate.reason) == (True, "NotMeasured")
+    assert "no labelled images of this camera yet" in result.gate.message and "mAP" not in result.gate.message
+    assert result.validation.map_source is None and result.validation.map_engine is None
+    assert result.validation.max_output_delta is not None and result.validation.p95_ms is not None

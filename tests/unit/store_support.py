@@ -23,6 +23,7 @@ from kestrel.storage import errors as storage_errors
 from kestrel.storage import grants as store_grants
 from kestrel.storage import layout
 from tests.cluster.storage_fixtures import model_repository
+from tests.unit.spec_support import UNMEASURED
 from tests.unit.tls_fake_kube import UID, FakeKube
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
@@ -33,6 +34,7 @@ STORE = "pvc://engines/kestrel"
 def body(*, encrypted: bool = False, imgsz: int = 320) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "model": {"source": {"uri": "file:///models/shapes.pt"}, "imgsz": imgsz},
+        "validation": UNMEASURED,
         "engine": {"format": "onnx"},
     }
     if encrypted:
@@ -71,8 +73,9 @@ def signing_secret(kube: FakeKube, obj: dict[str, Any]) -> ed25519.Ed25519Privat
     return key
 
 
-def build_result(key: str, *, passed: bool = True) -> result.BuildResult:
-    gate = result.Gate(passed=True, reason="Passed", message="mAP drop 0.001 <= 0.01")
+def build_result(key: str, *, passed: bool = True, gate: result.Gate | None = None) -> result.BuildResult:
+    if gate is None:
+        gate = result.Gate(passed=True, reason="Passed", message="mAP drop 0.001 <= 0.01")
     if not passed:
         gate = result.Gate(passed=False, reason="AccuracyDrop", message="mAP drop 0.09 > 0.01")
     return result.BuildResult(engine_key=key, format="onnx", precision="fp32", size_bytes=1, gate=gate)
@@ -87,6 +90,7 @@ def publish_engine(
     kek: bytes | None = None,
     passed: bool = True,
     name: str = NAME,
+    gate: result.Gate | None = None,
 ) -> result.BuildResult:
     """Publish a small engine under `key` exactly as `kestrel build` does (signed manifest carrying the result)."""
     folder = tmp / f"publish-{key[:8]}-{name}"
@@ -100,7 +104,7 @@ def publish_engine(
     uri = f"{STORE}/{NAMESPACE}/{name}/{key}"
     destination = publish.Destination(uri, key, signing, kek_public_key=kek_public, pvc_root=mount)
     repository = model_repository(folder / "repository", weights_size=64 << 10)
-    return publish.publish(repository, build_result(key, passed=passed), destination, folder / "scratch")
+    return publish.publish(repository, build_result(key, passed=passed, gate=gate), destination, folder / "scratch")
 
 
 def b64(text: str) -> str:

@@ -46,4 +46,5 @@ def test_gate_reasons_are_condition_reasons() -> None:
         conditions.PARITY_EXCEEDED,
         conditions.LATENCY_BUDGET_EXCEEDED,
         conditions.PREPROCESSING_MISMATCH,
+        conditions.NOT_MEASURED,
     }

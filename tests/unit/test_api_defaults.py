@@ -8,12 +8,13 @@ import pytest
 import yaml
 
 from kestrel.api import base, spec
+from tests.unit.spec_support import UNMEASURED
 
 EXAMPLES = sorted(pathlib.Path(__file__).parents[2].joinpath("examples").glob("*/modeldeployment.yaml"))
 
 
 def minimal() -> spec.ModelDeploymentSpec:
-    return spec.parse({"model": {"source": {"uri": "file:///models/shapes.pt"}}})
+    return spec.parse({"model": {"source": {"uri": "file:///models/shapes.pt"}}, "validation": UNMEASURED})
 
 
 def test_minimal_spec_gets_documented_defaults() -> None:
@@ -38,14 +39,17 @@ def test_minimal_spec_gets_documented_defaults() -> None:
 
 def test_wire_form_uses_camel_case_and_leaves_out_unset_optionals() -> None:
     wire = minimal().to_wire()
-    assert wire["validation"] == {"maxMapDrop": 0.02}
+    assert wire["validation"] == {"maxMapDrop": 0.02, **UNMEASURED}
     assert wire["engine"]["workspaceGiB"] == 4
     assert "calibration" not in wire["engine"]
     assert wire["serving"]["triton"]["dynamicBatching"] == {"enabled": True}
 
 
 def test_snake_case_names_are_accepted_in_python() -> None:
-    parsed = spec.ModelDeploymentSpec(model=spec.ModelSpec(source=spec.SourceSpec(uri="file:///m.pt")))
+    parsed = spec.ModelDeploymentSpec(
+        model=spec.ModelSpec(source=spec.SourceSpec(uri="file:///m.pt")),
+        validation=spec.ValidationSpec(dataset="file:///data/data.yaml"),
+    )
     assert parsed.validation.max_map_drop == 0.02
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.api import keys, spec
+from tests.unit.spec_support import UNMEASURED
 
 
 def key(**overrides: Any) -> str:
-    raw: dict[str, Any] = {"model": {"source": {"uri": "s3://m/shapes.pt", "sha256": "a" * 64}, "imgsz": 320}}
+    raw: dict[str, Any] = {
+        "model": {"source": {"uri": "s3://m/shapes.pt", "sha256": "a" * 64}, "imgsz": 320},
+        "validation": UNMEASURED,
+    }
     for section, value in overrides.items():
         raw[section] = value
     return keys.engine_key(spec.parse(raw))
@@ -35,7 +39,8 @@ def test_key_changes_with_what_the_artifact_bakes_in() -> None:
     base = key()
     assert key(serving={"triton": {"instances": 2}}) != base
     assert key(serving={"triton": {"dynamicBatching": {"enabled": False}}}) != base
-    assert key(validation={"maxMapDrop": 0.05}) != base
+    assert key(validation={**UNMEASURED, "maxMapDrop": 0.05}) != base
+    assert key(validation={"dataset": "file:///data/data.yaml"}) != base
 
 
 def test_key_ignores_replicas_image_rollout_and_build_job_settings() -> None:

@@ -21,6 +21,7 @@ from kestrel.api import crd
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels
 from kestrel.reconcilers import canary, canary_analysis, canary_metrics, context
+from tests.unit.spec_support import UNMEASURED
 from tests.unit.tls_fake_kube import UID, FakeKube
 
 FIXTURE = pathlib.Path(__file__).parents[1] / "fixtures" / "triton-metrics" / "summary-latencies.txt"
@@ -92,7 +93,7 @@ def ctx_with(kube: FakeKube) -> context.Context:
         "apiVersion": crd.API_VERSION,
         "kind": crd.KIND,
         "metadata": {"name": "cams", "namespace": "vision", "uid": UID, "generation": 1},
-        "spec": {"model": {"source": {"uri": "file:///models/shapes.pt"}}},
+        "spec": {"model": {"source": {"uri": "file:///models/shapes.pt"}}, "validation": UNMEASURED},
     }
     return context.Context.load(kube, copy.deepcopy(body), datetime.datetime.now(datetime.UTC))  # type: ignore[arg-type]
 

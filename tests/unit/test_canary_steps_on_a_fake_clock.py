@@ -18,6 +18,7 @@ from kestrel.api import crd, keys, spec
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, triton
 from kestrel.reconcilers import canary, canary_analysis, context, serving
+from tests.unit.spec_support import UNMEASURED
 from tests.unit.tls_fake_kube import SETTINGS, UID, FakeKube
 
 T0 = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
@@ -63,6 +64,7 @@ class Kube(FakeKube):
 def raw_spec(steps: list[int], **analysis: Any) -> dict[str, Any]:
     return {
         "model": {"source": {"uri": "file:///models/shapes.pt"}},
+        "validation": UNMEASURED,
         "engine": {"format": "onnx"},
         "serving": {"replicas": 4},
         "rollout": {"strategy": "canary", "canary": {"steps": steps, "interval": "2m", "analysis": analysis}},

@@ -11,6 +11,7 @@ from kestrel.api import spec as specs
 from kestrel.handlers import config
 from kestrel.manifests import access, context
 from tests.unit.helm_support import find, render
+from tests.unit.spec_support import UNMEASURED
 
 # Read by handlers/config.py outside Settings.
 # Read by handlers/config.py's own functions (Kopf's registration and settings), not into manifests' Settings.
@@ -98,7 +99,7 @@ def test_a_models_network_policy_admits_the_operator_pod_the_chart_runs() -> Non
     # Any release name: the models' policies admit the operator by the labels its own release gives its pod.
     objects = render(namespace="ml-ops", release="vision-ops")
     settings = config.from_environment(_env(objects)).settings
-    spec = specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}})
+    spec = specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "validation": UNMEASURED})
     owner = context.Owner(name="cams", namespace="vision", uid="u-1")
     pod_labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for rule in access.network_policy(spec, owner, settings)["spec"]["ingress"]:

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from kestrel.engine import command
+from tests.unit.spec_support import UNMEASURED
 
 
 def write_spec(tmp_path: Path, source: Path, sha256: str) -> Path:
@@ -15,7 +16,10 @@ def write_spec(tmp_path: Path, source: Path, sha256: str) -> Path:
         "apiVersion": "kestrel.dev/v1alpha1",
         "kind": "ModelDeployment",
         "metadata": {"name": "shapes"},
-        "spec": {"model": {"source": {"uri": f"file://{source}", "sha256": sha256}, "imgsz": 320}},
+        "spec": {
+            "model": {"source": {"uri": f"file://{source}", "sha256": sha256}, "imgsz": 320},
+            "validation": UNMEASURED,
+        },
     }
     path = tmp_path / "modeldeployment.yaml"
     path.write_text(yaml.safe_dump(spec))

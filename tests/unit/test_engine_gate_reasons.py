@@ -52,5 +52,24 @@ def test_unset_bounds_are_not_checked() -> None:
     assert gate.decide(loose, measurements(max_output_delta=1e6, p95_ms_batch1=1e6)).passed
 
 
+def test_unmeasured_accuracy_fails_unless_the_spec_skips_it() -> None:
+    """Without a dataset nothing is known of accuracy: that is never "passed", only skipped on purpose."""
+    unmeasured = measurements(map50_95_source=None, map50_95_engine=None)
+    refused = gate.decide(gate.Thresholds(max_map_drop=0.0), unmeasured)
+    assert (refused.passed, refused.reason, refused.failures) == (False, "NotMeasured", ["NotMeasured"])
+    assert "spec.validation.dataset" in refused.message and "spec.validation.skip.reason" in refused.message
+    skipped = gate.decide(
+        gate.Thresholds(max_map_drop=0.0, unmeasured_reason="no labels for this camera yet"), unmeasured
+    )
+    assert (skipped.passed, skipped.reason, skipped.failures) == (True, "NotMeasured", [])
+    assert "no labels for this camera yet" in skipped.message and "passed" not in skipped.message.split(";")[0]
+
+
+def test_a_skipped_accuracy_still_answers_to_parity_and_latency() -> None:
+    thresholds = gate.Thresholds(max_map_drop=0.02, max_output_delta=1.0, unmeasured_reason="no labels for this")
+    verdict = gate.decide(thresholds, measurements(map50_95_source=None, map50_95_engine=None, max_output_delta=3.5))
+    assert (verdict.passed, verdict.reason) == (False, "ParityExceeded")
+
+
 def test_reasons_are_the_apis_gate_reasons() -> None:
     assert set(typing.get_args(gate.Reason)) | {gate.PASSED} == set(typing.get_args(result.GateReason))

@@ -6,13 +6,16 @@ from typing import Any
 
 from kestrel.api import spec as api
 from kestrel.engine import plan
+from tests.unit.spec_support import UNMEASURED
 
 SOURCE = {"source": {"uri": "file:///m.pt"}, "imgsz": 320}
 CALIBRATION = {"dataset": "file:///data.yaml", "samples": 16}
 
 
 def spec(engine: dict[str, Any], target: dict[str, Any] | None = None) -> api.ModelDeploymentSpec:
-    return api.parse({"model": SOURCE, "engine": engine, "target": target or {"environment": "cpu"}})
+    return api.parse(
+        {"model": SOURCE, "validation": UNMEASURED, "engine": engine, "target": target or {"environment": "cpu"}}
+    )
 
 
 def names(s: api.ModelDeploymentSpec, gpu: bool = False) -> list[str]:

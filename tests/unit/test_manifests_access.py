@@ -6,13 +6,14 @@ from typing import Any
 
 from kestrel.api import spec as specs
 from kestrel.manifests import access, context, triton
+from tests.unit.spec_support import UNMEASURED
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
 SETTINGS = context.Settings(engine_store="s3://engines", operator_namespace="kestrel", scraper_namespaces=("prom",))
 
 
 def parse(**sections: Any) -> specs.ModelDeploymentSpec:
-    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, **sections})
+    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "validation": UNMEASURED, **sections})
 
 
 # The operator's own pods, as the chart labels them (release "kestrel"), in the operator's namespace.

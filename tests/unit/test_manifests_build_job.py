@@ -15,6 +15,7 @@ from kestrel.api import spec as specs
 from kestrel.manifests import build_job, context
 from kestrel.storage import layout as storage_layout
 from kestrel.storage import pvc
+from tests.unit.spec_support import UNMEASURED
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
 S3 = context.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
@@ -22,7 +23,7 @@ PVC = context.Settings(engine_store="pvc://engine-claim/engines")
 
 
 def parse(**sections: Any) -> specs.ModelDeploymentSpec:
-    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, **sections})
+    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "validation": UNMEASURED, **sections})
 
 
 GPU_SPEC = parse(

@@ -14,6 +14,7 @@ from kestrel.api import errors as api_errors
 from kestrel.api import keys
 from kestrel.api import spec as specs
 from kestrel.manifests import build_job, build_network, context, triton
+from tests.unit.spec_support import UNMEASURED
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
 S3 = context.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
@@ -27,7 +28,7 @@ def parse(uri: str = LOCAL_SOURCE, **sections: Any) -> specs.ModelDeploymentSpec
     source: dict[str, Any] = {"uri": uri}
     if uri.startswith(("https://", "s3://")):
         source["sha256"] = SHA
-    return specs.parse({"model": {"source": source}, **sections})
+    return specs.parse({"model": {"source": source}, "validation": UNMEASURED, **sections})
 
 
 def policy(

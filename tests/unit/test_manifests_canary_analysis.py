@@ -8,6 +8,7 @@ import pytest
 
 from kestrel.api import spec as specs
 from kestrel.manifests import analysis, argo, autoscaling, context, triton
+from tests.unit.spec_support import UNMEASURED
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
 SETTINGS = context.Settings(engine_store="s3://engines", prometheus_url="http://prom:9090")
@@ -15,7 +16,14 @@ KEY = "c0ffee00" * 8
 
 
 def parse(rollout: dict[str, Any] | None = None, **sections: Any) -> specs.ModelDeploymentSpec:
-    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "rollout": rollout or {}, **sections})
+    return specs.parse(
+        {
+            "model": {"source": {"uri": "file:///models/m.pt"}},
+            "validation": UNMEASURED,
+            "rollout": rollout or {},
+            **sections,
+        }
+    )
 
 
 CANARY = parse({"strategy": "canary", "canary": {"steps": [10, 50, 100], "interval": "3m"}})

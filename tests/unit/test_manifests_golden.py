@@ -35,6 +35,7 @@ from kestrel.manifests import (
     triton,
 )
 from kestrel.security import x25519
+from tests.unit.spec_support import UNMEASURED
 
 ROOT = pathlib.Path(__file__).parents[2]
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "manifests"
@@ -86,6 +87,7 @@ def _example(folder: str, engine_store: str, **extra: Any) -> Case:
 VARIANTS: dict[str, dict[str, Any]] = {
     "variant-mig-mtls-kek": {
         "model": {"source": {"uri": "pvc://models/traffic/yolov8m.pt"}},
+        "validation": {"dataset": "pvc://models/traffic/data.yaml"},
         "engine": {"format": "tensorrt", "precision": "fp16", "build": {"resources": {"limits": {"memory": "24Gi"}}}},
         "target": {"environment": "onprem", "gpu": {"count": 2, "product": "NVIDIA-A100-SXM4-40GB", "mig": "1g.5gb"}},
         "serving": {"replicas": 3, "triton": {"instances": 4, "resources": {"requests": {"cpu": "2"}}}},
@@ -107,6 +109,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "variant-python-plain": {
         "model": {"source": {"uri": "s3://models/shapes.pt", "sha256": "ab" * 32}},
+        "validation": UNMEASURED,
         "engine": {"format": "onnx"},
         "target": {"environment": "cpu", "runtimeClassName": "kata-cc"},
         "serving": {

@@ -10,6 +10,7 @@ import pytest
 from kestrel.api import keys
 from kestrel.api import spec as specs
 from kestrel.manifests import context, labels, names
+from tests.unit.spec_support import UNMEASURED
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 KEY = "0123456789abcdef" * 4
@@ -49,7 +50,7 @@ def test_short_names_are_kept_readable() -> None:
 
 
 def test_build_job_carries_the_first_eight_hex_of_the_real_engine_key() -> None:
-    spec = specs.parse({"model": {"source": {"uri": "file:///m.pt"}}})
+    spec = specs.parse({"model": {"source": {"uri": "file:///m.pt"}}, "validation": UNMEASURED})
     assert names.build_job("cams", keys.engine_key(spec)) == f"cams-build-{keys.engine_key(spec)[:8]}"
 
 

@@ -8,13 +8,14 @@ import pytest
 
 from kestrel.api import spec as specs
 from kestrel.manifests import autoscaling, context, disruption, service
+from tests.unit.spec_support import UNMEASURED
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
 SETTINGS = context.Settings(engine_store="s3://engines", prometheus_url="http://prom:9090")
 
 
 def parse(**sections: Any) -> specs.ModelDeploymentSpec:
-    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, **sections})
+    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "validation": UNMEASURED, **sections})
 
 
 def port_names(spec: specs.ModelDeploymentSpec) -> list[str]:

@@ -9,6 +9,7 @@ import pytest
 
 from kestrel.api import spec as specs
 from kestrel.manifests import build_job, context, probes, service, triton
+from tests.unit.spec_support import UNMEASURED
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
 SETTINGS = context.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
@@ -17,7 +18,7 @@ OTHER_KEY = "e5f6a7b8" * 8
 
 
 def parse(**sections: Any) -> specs.ModelDeploymentSpec:
-    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, **sections})
+    return specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "validation": UNMEASURED, **sections})
 
 
 GPU = parse(

@@ -18,6 +18,7 @@ import yaml
 from kestrel.api import spec as specs
 from kestrel.manifests import access, certificate, context, names, transport, triton
 from kestrel.security import certificates
+from tests.unit.spec_support import UNMEASURED
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "tls"
 UPDATE = os.environ.get("KESTREL_UPDATE_GOLDEN") == "1"
@@ -33,6 +34,7 @@ def _spec(tls: dict[str, Any], **access_spec: Any) -> specs.ModelDeploymentSpec:
     return specs.parse(
         {
             "model": {"source": {"uri": "pvc://models/traffic.pt"}},
+            "validation": UNMEASURED,
             "engine": {"format": "onnx"},
             "security": {"tls": tls, "access": access_spec},
         }

@@ -12,6 +12,7 @@ from kestrel.api import crd, errors, spec
 from kestrel.kube import ownership
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, tls
+from tests.unit.spec_support import UNMEASURED
 
 Key = tuple[str, str, str | None, str]
 UID = "0b8c9a3e-52f1-4d7e-8a60-1c2d3e4f5a6b"
@@ -104,6 +105,7 @@ def body(tls: dict[str, Any], access: dict[str, Any] | None = None, name: str = 
     """A ModelDeployment as the API server would hand it to the operator."""
     raw_spec = {
         "model": {"source": {"uri": "file:///models/shapes.pt"}},
+        "validation": UNMEASURED,
         "engine": {"format": "onnx"},
         # Copies: tests change the spec between passes, and must not change each other's constants.
         "security": {"tls": copy.deepcopy(tls), "access": copy.deepcopy(access or {})},

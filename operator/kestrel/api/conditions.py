@@ -33,6 +33,8 @@ ACCURACY_DROP = "AccuracyDrop"
 PARITY_EXCEEDED = "ParityExceeded"
 LATENCY_BUDGET_EXCEEDED = "LatencyBudgetExceeded"
 PREPROCESSING_MISMATCH = "PreprocessingMismatch"
+# Validated=False when accuracy went unmeasured without spec.validation.skip; Validated=True when the spec skips it.
+NOT_MEASURED = "NotMeasured"
 
 # A condition whose feature the spec turns off; it neither blocks nor counts toward Ready.
 DISABLED = "Disabled"

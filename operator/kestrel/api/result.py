@@ -16,7 +16,9 @@ from kestrel.api.base import ApiModel
 MAX_BYTES = 4096
 RESULT_VERSION = 1
 
-GateReason = Literal["Passed", "AccuracyDrop", "ParityExceeded", "LatencyBudgetExceeded", "PreprocessingMismatch"]
+GateReason = Literal[
+    "Passed", "NotMeasured", "AccuracyDrop", "ParityExceeded", "LatencyBudgetExceeded", "PreprocessingMismatch"
+]
 
 
 class Gate(ApiModel):

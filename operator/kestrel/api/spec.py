@@ -175,6 +175,18 @@ class EngineSpec(ApiModel):
     )
 
 
+class ValidationSkip(ApiModel):
+    """Roll out without measuring accuracy: said on purpose, with a reason that status and the audit log keep."""
+
+    reason: str = pydantic.Field(
+        min_length=8,
+        max_length=256,
+        pattern=r"^[^\n\r]+$",
+        description="Why accuracy is not measured before rollout (one line); shown in the Validated condition, "
+        "which then has reason NotMeasured, and in the audit log.",
+    )
+
+
 class ValidationSpec(ApiModel):
     """The gate an engine must pass before it is rolled out."""
 
@@ -192,6 +204,21 @@ class ValidationSpec(ApiModel):
     )
     latency_budget_ms: float | None = pydantic.Field(
         default=None, gt=0, description="Largest allowed p95 latency at batch 1, in milliseconds."
+    )
+    skip: ValidationSkip | None = pydantic.Field(
+        default=None,
+        description="Roll out without an accuracy measurement (no dataset). Parity against the source on a probe "
+        "image, preprocessing and latency are still checked.",
+    )
+
+    cel_rules = (
+        Rule(
+            cel="!(has(self.dataset) && has(self.skip))",
+            message="spec.validation.skip and spec.validation.dataset contradict each other: remove skip to measure "
+            "accuracy on the dataset, or remove dataset to roll out unmeasured",
+            check=lambda s: s.dataset is None or s.skip is None,
+            field_path=".skip",
+        ),
     )
 
 
@@ -533,6 +560,16 @@ class ModelDeploymentSpec(ApiModel):
     security: SecuritySpec = section(SecuritySpec, "How the model is protected.")
 
     cel_rules = (
+        Rule(
+            # The section is defaulted (to {} at least), so has(self.validation) holds for any stored object.
+            cel="has(self.validation) && (has(self.validation.dataset) || has(self.validation.skip))",
+            message="spec.validation.dataset is required: accuracy is measured before any rollout. Point it at a YOLO "
+            "data.yaml (pvc:// or file://) whose val split the source and the engine are scored on, or set "
+            "spec.validation.skip.reason to roll out without measuring accuracy",
+            check=lambda s: s.validation.dataset is not None or s.validation.skip is not None,
+            field_path=".validation.dataset",
+            reason="FieldValueRequired",
+        ),
         Rule(
             cel="self.engine.format != 'tensorrt' || (has(self.target.gpu) && has(self.target.gpu.product))",
             message="spec.engine.format tensorrt needs a GPU target: set spec.target.gpu.product to the GPU type it "

@@ -91,12 +91,11 @@ def evaluate(
     serving = validate.serving_fingerprint(settings.serving_preprocessing)
     differences = base.fingerprint.differences(serving)
     latency = profile.profile(engine, settings.export.imgsz, settings.export.batch, settings.iterations)
-    source_map = base.accuracy.map50_95 if base.accuracy else 0.0
     verdict = gate.decide(
         settings.thresholds,
         gate.Measurements(
-            map50_95_source=source_map,
-            map50_95_engine=measured.map50_95 if measured else source_map,
+            map50_95_source=base.accuracy.map50_95 if base.accuracy else None,
+            map50_95_engine=measured.map50_95 if measured else None,
             max_output_delta=parity.max_abs,
             p95_ms_batch1=latency[0].p95_ms,
             preprocessing_differences=differences,

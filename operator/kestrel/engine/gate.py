@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-Reason = Literal["PreprocessingMismatch", "AccuracyDrop", "ParityExceeded", "LatencyBudgetExceeded"]
+Reason = Literal["PreprocessingMismatch", "AccuracyDrop", "NotMeasured", "ParityExceeded", "LatencyBudgetExceeded"]
 PASSED = "Passed"
+# Passed every check that ran, with accuracy not measured because the spec said so (spec.validation.skip); without
+# that, an unmeasured accuracy is a failure with the same reason.
+NOT_MEASURED = "NotMeasured"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,12 +22,14 @@ class Thresholds:
     max_map_drop: float
     max_output_delta: float | None = None
     latency_budget_ms: float | None = None
+    # spec.validation.skip.reason: accuracy may go unmeasured. None: it must be measured to pass.
+    unmeasured_reason: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Measurements:
-    map50_95_source: float
-    map50_95_engine: float
+    map50_95_source: float | None  # None: not measured (no validation dataset)
+    map50_95_engine: float | None
     max_output_delta: float
     p95_ms_batch1: float
     preprocessing_differences: list[str]
@@ -47,8 +52,17 @@ def decide(thresholds: Thresholds, m: Measurements) -> Verdict:
                 "serving preprocessing differs from the source's: " + "; ".join(m.preprocessing_differences),
             )
         )
-    drop = round(m.map50_95_source - m.map50_95_engine, 4)
-    if drop > thresholds.max_map_drop:
+    drop: float | None = None
+    if m.map50_95_source is None or m.map50_95_engine is None:
+        if thresholds.unmeasured_reason is None:
+            failures.append(
+                (
+                    "NotMeasured",
+                    "accuracy was not measured (no validation dataset): set spec.validation.dataset to a YOLO "
+                    "data.yaml, or spec.validation.skip.reason to roll out without measuring it",
+                )
+            )
+    elif (drop := round(m.map50_95_source - m.map50_95_engine, 4)) > thresholds.max_map_drop:
         failures.append(
             (
                 "AccuracyDrop",
@@ -71,6 +85,15 @@ def decide(thresholds: Thresholds, m: Measurements) -> Verdict:
                 f"p95 latency at batch 1 is {m.p95_ms_batch1:.2f} ms, over spec.validation.latencyBudgetMs "
                 f"{thresholds.latency_budget_ms}",
             )
+        )
+    if not failures and drop is None:
+        return Verdict(
+            True,
+            NOT_MEASURED,
+            [],
+            f"accuracy not measured (spec.validation.skip: {thresholds.unmeasured_reason}); passed the other "
+            f"checks: max abs output difference {m.max_output_delta:.4g} on the probe image, p95 "
+            f"{m.p95_ms_batch1:.2f} ms at batch 1",
         )
     if not failures:
         return Verdict(True, PASSED, [], f"passed: mAP50-95 drop {drop:.4f}, p95 {m.p95_ms_batch1:.2f} ms at batch 1")

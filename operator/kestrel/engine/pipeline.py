@@ -87,7 +87,10 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
             calibration=_calibration(spec, options.fetch),
         ),
         thresholds=gate.Thresholds(
-            spec.validation.max_map_drop, spec.validation.max_output_delta, spec.validation.latency_budget_ms
+            spec.validation.max_map_drop,
+            spec.validation.max_output_delta,
+            spec.validation.latency_budget_ms,
+            unmeasured_reason=spec.validation.skip.reason if spec.validation.skip else None,
         ),
         serving_preprocessing=options.serving_preprocessing or preprocess.Preprocessing(imgsz=imgsz, stride=stride),
         threads=options.threads,
@@ -330,7 +333,7 @@ def _result(spec: api.ModelDeploymentSpec, winner: candidate.Outcome) -> api_res
         gpu_product=spec.target.gpu.product if spec.target.gpu else None,
         gate=api_result.Gate(
             passed=winner.verdict.passed,
-            reason=winner.verdict.reason,  # "Passed" or a gate.Reason, both api.result.GateReason values
+            reason=winner.verdict.reason,  # "Passed", "NotMeasured" or a gate.Reason: api.result.GateReason values
             message=message,
         ),
         validation=status.ValidationStatus(

@@ -1,5 +1,6 @@
 """Audit: one structured JSON log line (logger `kestrel.audit`) for every change of a ModelDeployment's spec
-generation, engine, serving revision, certificate, keys and access rules, with the spec's field managers.
+generation, engine, serving revision, certificate, keys and access rules, and for an engine validated without an
+accuracy measurement (spec.validation.skip, with its reason), with the spec's field managers.
 
 Field managers are names clients choose, so lines and Events give them as such, never as who made the change:
 that is in the API server's audit log. A manager (or any value) that looks like a key is redacted, not the line.
@@ -25,6 +26,14 @@ Summary = dict[str, audit.SummaryValue]
 def _condition_message(found: status.ModelDeploymentStatus, kind: str) -> str | None:
     condition = conditions.find(found.conditions or [], kind)
     return condition.message if condition and condition.status == "True" else None
+
+
+def _unmeasured(found: status.ModelDeploymentStatus) -> str | None:
+    """The Validated message of an engine passed without an accuracy measurement, which the spec asked for."""
+    condition = conditions.find(found.conditions or [], conditions.VALIDATED)
+    if condition and condition.status == "True" and condition.reason == "NotMeasured":
+        return condition.message
+    return None
 
 
 def _digest(field: str, key: str | None) -> Summary | None:
@@ -57,6 +66,11 @@ def _changes(
         old_message, new_message = _condition_message(before, kind), _condition_message(after, kind)
         if new_message and new_message != old_message:
             found.append((change, {"state": old_message} if old_message else None, {"state": new_message}))
+    old_unmeasured, new_unmeasured = _unmeasured(before), _unmeasured(after)
+    if new_unmeasured and new_unmeasured != old_unmeasured:
+        old_state: Summary | None = {"notMeasured": old_unmeasured} if old_unmeasured else None
+        new_state: Summary = {"notMeasured": new_unmeasured}
+        found.append((audit.Change.VALIDATION, old_state, new_state))
     for _kind, reason, message in ctx.events:
         if reason.endswith("KeyCreated"):
             found.append((audit.Change.KEY, None, {"key": reason.removesuffix("Created"), "event": message}))

@@ -85,6 +85,12 @@ def _record(ctx: context.Context, outcome: result.BuildResult, *, cached: bool =
         ctx.set(conditions.BUILT, "True", "Built", f"Built {what}")
     # The gate's own reasons, cached or not: automation that watches for AccuracyDrop sees it either way.
     origin = " (measured by the build that stored it)" if cached else ""
+    if outcome.gate.passed and outcome.gate.reason == "NotMeasured":
+        # Rolled out because the spec says so (spec.validation.skip), and said where everyone looks.
+        gate = (outcome.gate.message or "Accuracy not measured") + origin
+        if ctx.set(conditions.VALIDATED, "True", "NotMeasured", gate):
+            ctx.event("Warning", "NotMeasured", f"Engine {outcome.engine_key[:8]}: {gate}", "Validate")
+        return
     if outcome.gate.passed:
         gate = (outcome.gate.message or "The engine passed the gate") + origin
         if ctx.set(conditions.VALIDATED, "True", "Passed", gate):

@@ -51,6 +51,7 @@ class Change(enum.StrEnum):
     KEY = "key"
     CERTIFICATE = "certificate"
     ACCESS = "access"
+    VALIDATION = "validation"  # an engine rolled out with accuracy unmeasured (spec.validation.skip)
 
 
 @dataclasses.dataclass(frozen=True)
