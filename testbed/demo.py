@@ -47,6 +47,7 @@ NAMESPACE = "kestrel-demo"
 STORE_CLAIM = "kestrel-engines"
 MODEL_CLAIM = "kestrel-models"
 VALIDATION_IMAGES = 24  # the validation split the build's gate scores; the demo sends the first few
+CALIBRATION_IMAGES = 64  # the first images of the training split, for the INT8 examples (their calibration.samples)
 BUILD_TIMEOUT = 1200.0
 ROLLOUT_TIMEOUT = 600.0
 IOU_MATCH = 0.5
@@ -99,8 +100,10 @@ def prepare_claims(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     record = json.loads(RECORD.read_text())
     dataset = models / "shapes"
     shapes.write_split(dataset, record["dataset"]["seed"], "val", VALIDATION_IMAGES)
+    # INT8 examples calibrate on train (the first images of the detector's training split), never on val.
+    shapes.write_split(dataset, record["dataset"]["seed"], "train", CALIBRATION_IMAGES)
     # Relative to the data.yaml: the claim is mounted elsewhere in the build pod than it lies here.
-    lines = ["path: .", "train: images/val", "val: images/val", "names:"]
+    lines = ["path: .", "train: images/train", "val: images/val", "names:"]
     lines += [f"  {index}: {name}" for index, name in enumerate(shapes.CLASSES)]
     (dataset / "data.yaml").write_text("\n".join(lines) + "\n")
     return models, engines

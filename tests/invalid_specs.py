@@ -96,6 +96,15 @@ CASES = [
         _set("engine.prune", {"amount": 0.1, "dataset": "s3://datasets/train.yaml"}),
     ),
     Case("int8-without-calibration", "spec.engine.calibration", _set("engine.precision", "int8")),
+    Case(
+        "calibration-on-the-validation-split",
+        "spec.engine.calibration.split",
+        _all(
+            _set("engine.precision", "int8"),
+            _set("engine.calibration", {"dataset": "pvc://data/shapes/data.yaml", "split": "val"}),
+            _set("validation", {"dataset": "pvc://data/shapes/data.yaml"}),
+        ),
+    ),
     Case("tensorrt-on-cpu", "spec.target.gpu", _set("engine.format", "tensorrt")),
     Case(
         "tensorrt-gpu-without-product",

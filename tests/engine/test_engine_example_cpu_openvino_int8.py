@@ -35,14 +35,16 @@ def _unshare_works() -> bool:
 
 
 def lay_out_claim(pvc_root: Path) -> Path:
-    """The checkpoint and the fixture's validation split (80 images, seed 7) with a relative data.yaml."""
+    """The checkpoint, the fixture's validation split (80 images, seed 7) and the first images of its training split
+    (calibration), with a relative data.yaml."""
     claim = pvc_root / CLAIM
     claim.mkdir(parents=True)
     shutil.copyfile(detector.CHECKPOINT, claim / detector.CHECKPOINT.name)
     record = json.loads(detector.RECORD.read_text())
     dataset = claim / "shapes"
     shapes.write_split(dataset, record["dataset"]["seed"], "val", record["dataset"]["val"])
-    lines = ["path: .", "train: images/val", "val: images/val", "names:"]
+    shapes.write_split(dataset, record["dataset"]["seed"], "train", detector.CALIBRATION_IMAGES)
+    lines = ["path: .", "train: images/train", "val: images/val", "names:"]
     lines += [f"  {index}: {name}" for index, name in enumerate(shapes.CLASSES)]
     (dataset / "data.yaml").write_text("\n".join(lines) + "\n")
     return claim

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kestrel.engine import export
+from kestrel.engine import errors, export
 
 
 def _dataset(root: Path, path_line: str | None) -> Path:
@@ -30,6 +30,19 @@ def test_relative_root_is_resolved_against_the_file(
     raw = yaml.safe_load(written.read_text())
     assert raw["path"] == str((tmp_path / "claim" / "shapes").resolve())
     assert (raw["train"], raw["val"], raw["names"]) == ("images/val", "images/val", {0: "circle"})
+
+
+def test_the_calibration_copy_points_ultralytics_val_entry_at_the_calibration_split(tmp_path: Path) -> None:
+    """Ultralytics' INT8 calibration reads the data.yaml's val entry: the copy it gets names the calibration split
+    there, so it never calibrates on the images the gate scores."""
+    root = tmp_path / "data"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames:\n  0: circle\n")
+    raw = yaml.safe_load(export.absolute_data_yaml(root / "data.yaml", tmp_path, val_split="train").read_text())
+    assert (raw["train"], raw["val"]) == ("images/train", "images/train")
+    with pytest.raises(errors.FetchError, match=r"split 'calib' is not in the data\.yaml"):
+        export.absolute_data_yaml(root / "data.yaml", tmp_path, val_split="calib")
 
 
 def test_absolute_root_is_kept(tmp_path: Path) -> None:

@@ -86,6 +86,12 @@ class CalibrationSpec(ApiModel):
         description="A YOLO data.yaml or image folder, as a pvc:// or file:// URI (s3:// and https:// are refused).",
     )
     samples: int = pydantic.Field(default=256, ge=8, le=10000, description="How many images to calibrate with.")
+    split: str = pydantic.Field(
+        default="train",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$",
+        description="The split of `dataset` to calibrate on. The build refuses to score the engine on an image it "
+        "was calibrated on (the validation dataset's val split is compared file by file).",
+    )
 
 
 class PruneSpec(ApiModel):
@@ -569,6 +575,19 @@ class ModelDeploymentSpec(ApiModel):
             check=lambda s: s.validation.dataset is not None or s.validation.skip is not None,
             field_path=".validation.dataset",
             reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.engine.calibration) || !has(self.validation.dataset) || "
+            "self.engine.calibration.dataset != self.validation.dataset || self.engine.calibration.split != 'val'",
+            message="spec.engine.calibration.split val of the validation dataset would score the engine on the images "
+            "it was calibrated on: calibrate on another split (train, the default) or another dataset",
+            check=lambda s: (
+                s.engine.calibration is None
+                or s.validation.dataset is None
+                or s.engine.calibration.dataset != s.validation.dataset
+                or s.engine.calibration.split != "val"
+            ),
+            field_path=".engine.calibration.split",
         ),
         Rule(
             cel="self.engine.format != 'tensorrt' || (has(self.target.gpu) && has(self.target.gpu.product))",

@@ -27,7 +27,9 @@ class Dataset:
 
     def images(self, split: str = "val", limit: int | None = None) -> list[Path]:
         raw = yaml.safe_load(self.data_yaml.read_text())
-        entries = raw.get(split) or raw.get("val")
+        entries = raw.get(split)
+        if entries is None:  # never another split instead: calibration and scoring must not meet by accident
+            raise errors.FetchError(f"{self.data_yaml}: split {split!r} is not in the data.yaml")
         found: list[Path] = []
         for entry in entries if isinstance(entries, list) else [entries]:
             path = Path(entry) if Path(entry).is_absolute() else self.root / entry

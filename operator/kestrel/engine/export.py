@@ -37,6 +37,7 @@ class Candidate:
 class Calibration:
     data_yaml: Path
     samples: int
+    split: str = "train"  # never the images the engine is scored on (pipeline.check_held_out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +106,9 @@ def export(checkpoint: Path, candidate: Candidate, settings: ExportSettings, wor
         arguments["workspace"] = settings.workspace_gib
     if candidate.precision == "int8" and not onnx_int8 and settings.calibration is not None:
         # An integer fraction > 1 is a sample count for Ultralytics' calibration loader.
-        arguments["data"] = str(absolute_data_yaml(settings.calibration.data_yaml, directory))
+        # Ultralytics calibrates on the data.yaml's val entry: the copy points it at the calibration split.
+        calibration = settings.calibration
+        arguments["data"] = str(absolute_data_yaml(calibration.data_yaml, directory, val_split=calibration.split))
         arguments["fraction"] = settings.calibration.samples
     try:
         output = Path(str(yolo(str(source)).export(**arguments)))
@@ -114,12 +117,14 @@ def export(checkpoint: Path, candidate: Candidate, settings: ExportSettings, wor
     if onnx_int8 and settings.calibration is not None:
         output = quantize.onnx_static_int8(
             output, directory / "model-int8.onnx", settings.calibration.data_yaml, settings.calibration.samples,
-            settings.imgsz,
+            settings.imgsz, split=settings.calibration.split,
         )  # fmt: skip
     return Exported(candidate, output, time.monotonic() - started)
 
 
-def absolute_data_yaml(data_yaml: Path, directory: Path, name: str = "calibration-data.yaml") -> Path:
+def absolute_data_yaml(
+    data_yaml: Path, directory: Path, name: str = "calibration-data.yaml", *, val_split: str | None = None
+) -> Path:
     """A copy of data.yaml whose `path` is absolute, resolved against the file's folder as `datasets.load` does.
 
     A dataset on a claim is written relative to itself (the claim is mounted at another path in the build pod than
@@ -128,6 +133,10 @@ def absolute_data_yaml(data_yaml: Path, directory: Path, name: str = "calibratio
     """
     raw: dict[str, Any] = yaml.safe_load(data_yaml.read_text())
     raw["path"] = str(datasets.load(data_yaml).root.resolve())
+    if val_split is not None:  # `val_split`'s images under the key Ultralytics reads (its calibration reads val)
+        if raw.get(val_split) is None:
+            raise errors.FetchError(f"{data_yaml}: split {val_split!r} is not in the data.yaml")
+        raw["val"] = raw[val_split]
     target = directory / name
     target.write_text(yaml.safe_dump(raw, sort_keys=False))
     return target

@@ -9,6 +9,7 @@ out/manifest.json    every repository file with size and sha256, spec hash, engi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import os
 import shutil
@@ -103,6 +104,7 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
         for item in candidates:
             export.check_supported(item, settings.export, gpu)
     dataset = _dataset(spec.validation.dataset, options.fetch)
+    check_held_out(settings.export.calibration, dataset)
     fine_tune_data = _fine_tune_data(spec, options.fetch, classes=len(names))
     # The baseline is always the unpruned source: the gate judges what pruning and export did together.
     base = candidate.baseline(fetched.path, settings, dataset, stride)
@@ -218,7 +220,28 @@ def _calibration(spec: api.ModelDeploymentSpec, options: fetch.FetchOptions) -> 
     if calibration is None:
         return None
     data_yaml = _local(calibration.dataset, options, "spec.engine.calibration.dataset")
-    return export.Calibration(data_yaml, calibration.samples)
+    return export.Calibration(data_yaml, calibration.samples, calibration.split)
+
+
+def check_held_out(calibration: export.Calibration | None, dataset: datasets.Dataset | None) -> None:
+    """Refuse to score an engine on an image it was calibrated on: every image of the calibration split against
+    every image of the validation split, by content (a copy under another name is the same image)."""
+    if calibration is None or dataset is None:
+        return
+    calibrating = {_digest(p): p for p in datasets.load(calibration.data_yaml).images(calibration.split)}
+    scoring = {_digest(p): p for p in dataset.images("val")}
+    shared = sorted(set(calibrating) & set(scoring), key=lambda d: str(scoring[d]))
+    if shared:
+        raise errors.ExportError(
+            f"spec.engine.calibration: {len(shared)} of the {len(calibrating)} images of calibration split "
+            f"{calibration.split!r} are validation images too (e.g. {scoring[shared[0]].name}): an engine scored on "
+            "images it was calibrated on looks better than it is. Calibrate on a split that holds none of the val "
+            "images (spec.engine.calibration.split, train by default) or on another dataset"
+        )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _evaluate_all(

@@ -41,8 +41,8 @@ class _Reader:
         return {self._input_name: tensors}
 
 
-def onnx_static_int8(source: Path, target: Path, data_yaml: Path, samples: int, imgsz: int) -> Path:
-    """Quantize `source` (FP32 ONNX) into `target`, calibrated on up to `samples` images of data_yaml's val split."""
+def onnx_static_int8(source: Path, target: Path, data_yaml: Path, samples: int, imgsz: int, *, split: str) -> Path:
+    """Quantize `source` (FP32 ONNX) into `target`, calibrated on up to `samples` images of data_yaml's `split`."""
     import onnx  # noqa: PLC0415
     from onnxruntime.quantization import (  # noqa: PLC0415
         CalibrationMethod,
@@ -57,7 +57,7 @@ def onnx_static_int8(source: Path, target: Path, data_yaml: Path, samples: int, 
     graph_input = onnx.load(str(prepared)).graph.input[0]
     batch_dim = graph_input.type.tensor_type.shape.dim[0]
     batch = batch_dim.dim_value if batch_dim.HasField("dim_value") else 1
-    images = datasets.load(data_yaml).images("val", limit=samples)
+    images = datasets.load(data_yaml).images(split, limit=samples)
     reader = _Reader(graph_input.name, images, batch, preprocess.Preprocessing(imgsz=imgsz))
     quantize_static(
         str(prepared),
