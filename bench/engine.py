@@ -47,7 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.fixtures
 
 import engine_docs  # beside this script: bench/engine_docs.py
-from kestrel.engine import accuracy, datasets, export, finetune, offline, profile, prune, runners
+from kestrel.engine import accuracy, datasets, export, finetune, offline, pipeline, profile, prune, runners
 from kestrel.serving.backends import preprocess
 from tests.fixtures import detector, shapes
 
@@ -213,7 +213,9 @@ def runners_for(
 ) -> tuple[dict[str, runners.Runner], dict[str, Path]]:
     """The runners side by side, and the OpenVINO INT8 model folders (for `layer_profile`)."""
     openvino_int8: dict[str, Path] = {}
-    calibration = export.Calibration(fixture.data_yaml, samples=64)
+    # Held out, as `kestrel build` calibrates: the first 64 images of the training split, none of them scored.
+    calibration = export.Calibration(fixture.data_yaml, samples=detector.CALIBRATION_IMAGES, split="train")
+    pipeline.check_held_out(calibration, datasets.load(fixture.data_yaml))
     settings = export.ExportSettings(imgsz=imgsz, batch=MAX_BATCH, dynamic=True, calibration=calibration)
     named = {BASELINE: runners.torch_source(fixture.checkpoint, threads, MAX_BATCH)}
     for name, candidate in VARIANTS:

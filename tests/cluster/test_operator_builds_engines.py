@@ -169,6 +169,35 @@ def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(kube, op
     assert condition(failed, "Available")["status"] == "True"
 
 
+def test_a_build_pod_no_node_can_take_is_reported_unschedulable_within_a_resync(kube, operator, namespace) -> None:
+    """The real scheduler finds no node for the build pod: Built says so with the scheduler's own words, instead of
+    "Build Job ... is running" until the build's deadline."""
+    raw = {**mdep_spec(namespace), "target": {"nodeSelector": {"kestrel.dev/test-no-such-pool": namespace}}}
+    kube.create_mdep(namespace, "cams", raw)
+    held = wait_for(
+        "Built=False/Unschedulable",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams"))
+            and (c := condition(b, "Built"))
+            and c["reason"] == "Unschedulable"
+            and b
+        ),
+        timeout=60,
+    )
+    message = condition(held, "Built")["message"]
+    assert "is held up: pod " in message and "cannot be scheduled: 0/" in message, message
+    assert "node affinity/selector" in message or "didn't match" in message, message
+    events = wait_for(
+        "the Unschedulable Event",
+        lambda: [
+            e
+            for e in kube.core.list_namespaced_event(namespace).items
+            if e.reason == "Unschedulable" and e.involved_object.name == "cams"
+        ],
+    )
+    assert events[0].type == "Warning"
+
+
 def test_a_crashed_build_is_reported_as_build_failed(kube, operator, namespace, manual_node) -> None:
     raw = mdep_spec(namespace, build={"backoffLimit": 0})
     kube.create_mdep(namespace, "cams", raw)

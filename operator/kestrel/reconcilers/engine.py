@@ -22,7 +22,7 @@ from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
 from kestrel.manifests import build_job, build_network, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import cache, context, grants, storage
+from kestrel.reconcilers import cache, context, grants, pod_problems, storage
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 CACHED = "Cached"
@@ -44,17 +44,17 @@ def _job(ctx: context.Context, name: str) -> dict[str, Any] | None:
     return found
 
 
-def _termination_message(ctx: context.Context, job: dict[str, Any]) -> str | None:
-    """The build container's termination message from the Job's newest finished pod (a pod the Job made: anyone
-    can label one like it)."""
+def _pods(ctx: context.Context, job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Job's pods, newest first (pods the Job made: anyone can label one like it)."""
     job_name, job_uid = job["metadata"]["name"], job["metadata"].get("uid", "")
     pods = ctx.kube.list("v1", "Pod", ctx.namespace, labels=f"{JOB_NAME_LABEL}={job_name}")
-    finished = [
-        p
-        for p in pods
-        if p.get("status", {}).get("phase") in ("Succeeded", "Failed") and ownership.owned_by(p, job_uid)
-    ]
-    finished.sort(key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
+    owned = [p for p in pods if ownership.owned_by(p, job_uid)]
+    return sorted(owned, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True)
+
+
+def _termination_message(ctx: context.Context, job: dict[str, Any]) -> str | None:
+    """The build container's termination message from the Job's newest finished pod."""
+    finished = [p for p in _pods(ctx, job) if p.get("status", {}).get("phase") in ("Succeeded", "Failed")]
     for pod in finished:
         for container in pod["status"].get("containerStatuses", []):
             terminated = container.get("state", {}).get("terminated") or {}
@@ -98,6 +98,21 @@ def _record(ctx: context.Context, outcome: result.BuildResult, *, cached: bool =
         return
     if ctx.set(conditions.VALIDATED, "False", outcome.gate.reason, outcome.gate.message + origin):
         ctx.event("Warning", outcome.gate.reason, outcome.gate.message or "The engine failed the gate", "Validate")
+
+
+def _running(ctx: context.Context, job: dict[str, Any], job_name: str) -> None:
+    """A Job that has not finished: building, or held up by its newest pod (the scheduler's or kubelet's reason)."""
+    ctx.set(conditions.VALIDATED, "Unknown", "AwaitingBuild", "Validation runs inside the build")
+    pods = _pods(ctx, job)
+    problem = pod_problems.of_pod(pods[0]) if pods else None
+    if problem is None:
+        ctx.set(conditions.BUILT, "False", "Building", f"Build Job {job_name} is running")
+        return
+    message = f"Build Job {job_name} is held up: {problem.message}"
+    before = ctx.condition(conditions.BUILT)
+    ctx.set(conditions.BUILT, "False", problem.reason, message)
+    if before is None or before.reason != problem.reason:
+        ctx.event("Warning", problem.reason, message, "Build")
 
 
 def _failed(ctx: context.Context, message: str) -> None:
@@ -174,8 +189,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         return
     outcome = _job_outcome(job)
     if outcome is None:
-        ctx.set(conditions.BUILT, "False", "Building", f"Build Job {job_name} is running")
-        ctx.set(conditions.VALIDATED, "Unknown", "AwaitingBuild", "Validation runs inside the build")
+        _running(ctx, job, job_name)
         return
     kind, job_message = outcome
     grants.drop_upload(ctx, settings, key)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from kestrel.api import conditions, keys, status
 from kestrel.manifests import context as manifest_context
-from kestrel.manifests import service
-from kestrel.reconcilers import argo_rollout, canary, canary_metrics, context, workload
+from kestrel.manifests import labels, names, service
+from kestrel.reconcilers import argo_rollout, canary, canary_metrics, context, pod_problems, workload
 
 referenced_secrets = workload.referenced_secrets
 
@@ -70,6 +70,22 @@ def _report(ctx: context.Context, applied: dict[str, object], revision: status.R
     return state
 
 
+def _rolling_out(ctx: context.Context, key: str, message: str) -> None:
+    """Progressing=True while the revision's pods come up; a pod that will not (its image, no node, memory, a crash
+    loop) names itself with the scheduler's or kubelet's reason instead of waiting for the progress deadline."""
+    selector = {**labels.track_selector(ctx.name, "stable"), labels.ENGINE_KEY: names.short_key(key)}
+    pods = ctx.kube.list("v1", "Pod", ctx.namespace, labels=",".join(f"{k}={v}" for k, v in selector.items()))
+    problem = pod_problems.first(pods)
+    if problem is None:
+        ctx.set(conditions.PROGRESSING, "True", "RollingOut", f"Engine {key[:8]}: {message}")
+        return
+    before = ctx.condition(conditions.PROGRESSING)
+    said = f"Engine {key[:8]}: {message}; held up: {problem.message}"
+    ctx.set(conditions.PROGRESSING, "True", problem.reason, said)
+    if before is None or before.reason != problem.reason:
+        ctx.event("Warning", problem.reason, said, "Rollout")
+
+
 def _rolling(ctx: context.Context, settings: manifest_context.Settings, desired: str | None) -> None:
     revision = ctx.status.revision or status.RevisionStatus()
     if desired and desired not in (revision.current, revision.failed):
@@ -118,7 +134,7 @@ def _rolling(ctx: context.Context, settings: manifest_context.Settings, desired:
         ctx.set(conditions.PROGRESSING, "False", "ProgressDeadlineExceeded", message)
         ctx.set(conditions.DEGRADED, "True", "ProgressDeadlineExceeded", message)
         return
-    ctx.set(conditions.PROGRESSING, "True", "RollingOut", f"Engine {revision.current[:8]}: {message}")
+    _rolling_out(ctx, revision.current, message)
     if revision.failed is None:
         ctx.set(conditions.DEGRADED, "False", "AsExpected", "")
     canary.finish(ctx, revision, state)
