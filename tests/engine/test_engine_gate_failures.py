@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kestrel.engine import pipeline
+from kestrel.engine import pipeline, progress
 from kestrel.serving.backends import preprocess
 from tests.engine import builds
 from tests.fixtures import detector
@@ -67,7 +67,7 @@ def test_an_over_pruned_model_fails_on_accuracy(shapes: detector.ShapesDetector,
 
 
 def test_a_build_without_a_dataset_rolls_out_only_as_not_measured_when_the_spec_skips_it(
-    shapes: detector.ShapesDetector, tmp_path: Path
+    shapes: detector.ShapesDetector, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """A real build with `validation.skip`: parity and latency are measured, accuracy is not, and the result says
     NotMeasured with the spec's reason, never "passed: mAP50-95 drop 0.0000"."""
@@ -80,3 +80,8 @@ def test_a_build_without_a_dataset_rolls_out_only_as_not_measured_when_the_spec_
     assert "no labelled images of this camera yet" in result.gate.message and "mAP" not in result.gate.message
     assert result.validation.map_source is None and result.validation.map_engine is None
     assert result.validation.max_output_delta is not None and result.validation.p95_ms is not None
+    # The build said where it was, in the lines the operator mirrors into status.
+    said = [found for line in capfd.readouterr().err.splitlines() if (found := progress.parse(line))]
+    stages = [found.stage for found in said]
+    assert stages[0] == "fetch" and {"export", "validate", "profile"} <= set(stages), stages
+    assert "baseline" not in stages  # nothing to score the source on

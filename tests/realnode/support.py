@@ -36,9 +36,11 @@ def mdep(node: RealNode, namespace: str, name: str) -> dict[str, Any]:
     return body
 
 
-def _ready_or_failed(node: RealNode, namespace: str, name: str) -> bool:
+def _ready_or_failed(node: RealNode, namespace: str, name: str, seen: list[str] | None = None) -> bool:
     body = mdep(node, namespace, name)
     built, validated = condition(body, "Built"), condition(body, "Validated")
+    if seen is not None and built.get("message"):
+        seen.append(str(built["message"]))
     failed = (
         (built.get("status") == "False" and built.get("reason") == "BuildFailed")
         or validated.get("status") == "False"
@@ -55,6 +57,7 @@ def deploy_quickstart(
     namespace: str,
     spec: dict[str, Any],
     extra: Sequence[dict[str, Any]] = (),
+    seen: list[str] | None = None,
 ) -> tuple[str, float]:
     """The quickstart's claims, `extra` objects and ModelDeployment (its spec updated with `spec`) in a new
     `namespace` on the real node; returns the model's name and the seconds from apply to Ready."""
@@ -72,7 +75,9 @@ def deploy_quickstart(
     applied = time.monotonic()
     name: str = body["metadata"]["name"]
     try:
-        install.wait_for("the model to be Ready", lambda: _ready_or_failed(node, namespace, name), READY_TIMEOUT)
+        install.wait_for(
+            "the model to be Ready", lambda: _ready_or_failed(node, namespace, name, seen), READY_TIMEOUT, interval=1.0
+        )
     except (AssertionError, TimeoutError) as error:
         raise AssertionError(f"{error}\n--- operator ---\n{install.operator_log(bed)[-4000:]}") from error
     return name, time.monotonic() - applied

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from kestrel import infer
+from kestrel.engine import progress
 from kestrel.manifests import names
 from testbed import demo, install, realnode
 from tests.realnode import support
@@ -38,6 +39,7 @@ class Served:
     node: RealNode
     name: str
     work: pathlib.Path
+    built_messages: list[str]  # the Built condition's messages, polled each second from apply to Ready
 
     def endpoint(self, *, with_key: bool = True) -> infer.Endpoint:
         return install.service_endpoint(self.node.kube.bed, NAMESPACE, self.name, self.work, with_key=with_key)
@@ -49,8 +51,9 @@ def served(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Ite
     work = tmp_path_factory.mktemp("quickstart")
     install.helm_install(bed, install.values(f"pvc://{demo.STORE_CLAIM}/engines", resyncSeconds=5))
     try:
-        name, _ = support.deploy_quickstart(real_node, work, NAMESPACE, {})
-        yield Served(real_node, name, work)
+        seen: list[str] = []
+        name, _ = support.deploy_quickstart(real_node, work, NAMESPACE, {}, seen=seen)
+        yield Served(real_node, name, work, seen)
     finally:
         support.remove(real_node, NAMESPACE)
         install.helm_uninstall(bed)
@@ -69,6 +72,13 @@ def test_detections_through_the_service_match_the_ground_truth(served: Served) -
             total += len(truths)
     assert total > 0
     assert matched / total >= 0.8, f"only {matched}/{total} ground-truth boxes were detected"
+
+
+def test_the_build_stage_read_from_the_build_pods_log_reached_the_models_status(served: Served) -> None:
+    """While the build ran in its real container, the operator read its `kestrel-progress` lines through the API
+    server (the kubelet's log endpoint) and said the stage in Built."""
+    stages = {m.split(" is running: ", 1)[1].split()[0] for m in served.built_messages if " is running: " in m}
+    assert stages & set(progress.STAGES), served.built_messages
 
 
 def test_a_request_without_the_api_key_is_refused(served: Served) -> None:

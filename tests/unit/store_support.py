@@ -159,3 +159,34 @@ class FakeSigner:
         self.granted.append(sorted(objects))
         urls = {name: f"http://store/b/p/{ref.path}/{name}?sig={len(self.issued)}" for name in objects}
         return store_grants.DownloadGrant(ref.path, urls, datetime.datetime.now(datetime.UTC) + lifetime)
+
+
+def running_build(kube: Any, obj: dict[str, Any], pod_status: dict[str, Any]) -> str:
+    """A build Job that has not finished, and its newest pod as the kubelet reports it."""
+    job_name = names.build_job(NAME, key_of(obj))
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": job_name, "namespace": NAMESPACE, "uid": "job-uid", "ownerReferences": [_owner(obj)]},
+        "status": {"active": 1},
+    }
+    kube.put(job)
+    build_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{job_name}-x1",
+            "namespace": NAMESPACE,
+            "creationTimestamp": "2026-12-07T10:00:00Z",
+            "labels": {"batch.kubernetes.io/job-name": job_name},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": "job-uid"}],
+        },
+        "status": pod_status,
+    }
+    kube.put(build_pod)
+    return job_name
+
+
+def _owner(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "uid": meta["uid"]}

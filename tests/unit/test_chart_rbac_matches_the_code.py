@@ -47,6 +47,7 @@ CLIENT_NEEDS = {
     ("kestrel.dev", f"{crd.PLURAL}/status"): {"patch"},
     ("kestrel.dev", crd.PLURAL): {"get"},  # Kube.get_model_deployment
     ("", "events"): {"create"},
+    ("", "pods/log"): {"get"},  # Kube.pod_log_tail
 }
 
 Grants = dict[tuple[str, str], set[str]]

@@ -89,37 +89,6 @@ def test_a_long_message_is_cut() -> None:
     assert found is not None and len(found.message) <= pod_problems.MAX_MESSAGE
 
 
-def _running_build(kube: FakeKube, obj: dict[str, Any], pod_status: dict[str, Any]) -> str:
-    """A build Job that has not finished, and its newest pod as the kubelet reports it."""
-    job_name = names.build_job("cams", support.key_of(obj))
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": job_name, "namespace": "vision", "uid": "job-uid", "ownerReferences": [_owner(obj)]},
-        "status": {"active": 1},
-    }
-    kube.put(job)
-    build_pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": f"{job_name}-x1",
-            "namespace": "vision",
-            "creationTimestamp": "2026-12-07T10:00:00Z",
-            "labels": {engine.JOB_NAME_LABEL: job_name},
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": "job-uid"}],
-        },
-        "status": pod_status,
-    }
-    kube.put(build_pod)
-    return job_name
-
-
-def _owner(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj["metadata"]
-    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "uid": meta["uid"]}
-
-
 def _pass(kube: FakeKube, obj: dict[str, Any], mount: pathlib.Path) -> Any:
     ctx = support.ctx_of(kube, obj)
     if ctx.condition(conditions.BUILT) is None:  # as the pass that started the Job left it
@@ -132,7 +101,7 @@ def _pass(kube: FakeKube, obj: dict[str, Any], mount: pathlib.Path) -> Any:
 def test_a_build_whose_image_cannot_be_pulled_says_so_in_built_and_one_warning(tmp_path: pathlib.Path) -> None:
     (tmp_path / "engines").mkdir()
     kube, obj = FakeKube(), support.body()
-    job_name = _running_build(
+    job_name = support.running_build(
         kube,
         obj,
         {"phase": "Pending", "containerStatuses": [waiting("ImagePullBackOff", 'Back-off pulling image "b"')]},
@@ -150,7 +119,7 @@ def test_a_build_pod_that_runs_is_just_building(tmp_path: pathlib.Path) -> None:
     (tmp_path / "engines").mkdir()
     kube, obj = FakeKube(), support.body()
     running = {"name": "build", "state": {"running": {"startedAt": "2026-12-07T10:00:01Z"}}}
-    _running_build(kube, obj, {"phase": "Running", "containerStatuses": [running]})
+    support.running_build(kube, obj, {"phase": "Running", "containerStatuses": [running]})
     built = _pass(kube, obj, tmp_path).condition(conditions.BUILT)
     assert built is not None and (built.reason, built.message.endswith("is running")) == ("Building", True)
 

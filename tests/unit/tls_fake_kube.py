@@ -25,10 +25,19 @@ class FakeKube:
         self.applies: collections.Counter[Key] = collections.Counter()
         self.events: list[tuple[str, str, str]] = []
         self.deleted: list[Key] = []
+        # Container logs by (namespace, pod, container), as the kubelet would serve them.
+        self.logs: dict[tuple[str, str, str], str] = {}
 
     @staticmethod
     def key(api_version: str, kind: str, namespace: str | None, name: str) -> Key:
         return (api_version, kind, namespace, name)
+
+    def pod_log_tail(self, namespace: str, name: str, container: str, *, lines: int, limit_bytes: int) -> str:
+        found = self.logs.get((namespace, name, container))
+        if found is None:
+            raise errors.NotFoundError(f"Failed to read the log of pod {name}: not found")
+        tail = "\n".join(found.splitlines()[-lines:])
+        return tail.encode()[:limit_bytes].decode(errors="replace")  # the API server stops after limitBytes
 
     def put(self, body: dict[str, Any]) -> None:
         """Store an object as someone else (cert-manager, a test) would, without counting it as the operator's."""

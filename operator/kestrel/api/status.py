@@ -41,6 +41,19 @@ class ValidationStatus(ApiModel):
     throughput: float | None = pydantic.Field(default=None, description="Images per second at max batch.")
 
 
+class BuildProgressStatus(ApiModel):
+    """Where a running build is, as its own log says (read by the operator each pass while it runs)."""
+
+    job: str = pydantic.Field(max_length=63, description="The build Job.")
+    stage: str = pydantic.Field(
+        max_length=16,
+        description="fetch, baseline, prune, fine-tune, export, calibrate, validate, profile or publish.",
+    )
+    done: int | None = pydantic.Field(default=None, ge=0, description="Units of the stage done.")
+    total: int | None = pydantic.Field(default=None, ge=0, description="Units of the stage in all.")
+    unit: str | None = pydantic.Field(default=None, max_length=16, description="What `done` and `total` count.")
+
+
 class RevisionStatus(ApiModel):
     """Which engine revisions serve, and which to return to."""
 
@@ -144,6 +157,9 @@ class ModelDeploymentStatus(ApiModel):
     )
     engine: EngineStatus | None = pydantic.Field(default=None, description="The built engine.")
     validation: ValidationStatus | None = pydantic.Field(default=None, description="The gate's numbers.")
+    build: BuildProgressStatus | None = pydantic.Field(
+        default=None, description="The running build's stage; absent when no build runs."
+    )
     revision: RevisionStatus | None = pydantic.Field(default=None, description="Serving revisions.")
     canary: CanaryStatus | None = pydantic.Field(default=None, description="The canary of a new revision.")
     endpoints: EndpointsStatus | None = pydantic.Field(default=None, description="Client endpoints.")

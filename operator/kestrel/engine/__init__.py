@@ -10,4 +10,5 @@ accuracy      mAP through the served pre/postprocessing; validate: parity and pr
 profile       latency percentiles and throughput; gate: the verdict with every number
 report        result.json (termination message) and manifest.json
 offline       Ultralytics/OpenVINO set up to never reach the network
+progress      `kestrel-progress` lines in the build's log, which the operator mirrors into status.build
 """

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kestrel.engine import datasets, offline, runners
+from kestrel.engine import datasets, offline, progress, runners
 from kestrel.serving.backends import postprocess, preprocess
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -63,12 +63,14 @@ def measure(
     dataset: datasets.Dataset,
     p: preprocess.Preprocessing,
     limit: int | None = None,
+    stage: progress.Stage = "validate",
 ) -> Accuracy:
     offline.configure()
     metrics: Any = importlib.import_module("ultralytics.utils.metrics")
     images = dataset.images("val", limit=limit)
     tps, confs, classes, targets = [], [], [], []
     for start in range(0, len(images), runner.max_batch):
+        progress.report(stage, start, len(images))
         chunk = images[start : start + runner.max_batch]
         decoded = [datasets.read_rgb(path) for path in chunk]
         tensors, transforms = preprocess.batch(decoded, p)
@@ -80,6 +82,7 @@ def measure(
             confs.append(found[:, 4])
             classes.append(found[:, 5])
             targets.append(truth[:, 0])
+    progress.report(stage, len(images), len(images))
     target_cls = np.concatenate(targets)
     result = metrics.ap_per_class(
         np.concatenate(tps), np.concatenate(confs), np.concatenate(classes), target_cls, names=dataset.names

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kestrel.engine import accuracy, datasets, errors, export, gate, profile, runners, validate
+from kestrel.engine import accuracy, datasets, errors, export, gate, profile, progress, runners, validate
 from kestrel.serving.backends import preprocess
 
 PARITY_IMAGES = 8
@@ -58,7 +58,8 @@ def baseline(checkpoint: Path, settings: Settings, dataset: datasets.Dataset | N
     source = runners.torch_source(checkpoint, settings.threads, batch)
     # The source is scored with Ultralytics' own preprocessing (by construction equal to serving's default).
     reference = preprocess.Preprocessing(imgsz=settings.export.imgsz, stride=stride)
-    measured = accuracy.measure(source, dataset, reference, settings.validation_limit) if dataset else None
+    progress.report("baseline")
+    measured = accuracy.measure(source, dataset, reference, settings.validation_limit, "baseline") if dataset else None
     if dataset:
         images = [datasets.read_rgb(p) for p in dataset.images("val", limit=PARITY_IMAGES)]
     else:  # without a validation set, parity still runs on the probe image
@@ -78,6 +79,7 @@ def evaluate(
     checkpoint: Path, candidate: export.Candidate, settings: Settings, base: Baseline, workdir: Path
 ) -> Outcome:
     exported = export.export(checkpoint, candidate, settings.export, workdir, settings.gpu)
+    progress.report("validate")
     engine = runners.for_engine(
         candidate.format, exported.path, settings.threads, settings.export.batch, candidate.precision
     )

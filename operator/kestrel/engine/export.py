@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from kestrel.engine import datasets, errors, offline, quantize
+from kestrel.engine import datasets, errors, offline, progress, quantize
 
 Format = Literal["onnx", "openvino", "torchscript", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
@@ -106,8 +106,10 @@ def export(checkpoint: Path, candidate: Candidate, settings: ExportSettings, wor
         arguments["workspace"] = settings.workspace_gib
     if candidate.precision == "int8" and not onnx_int8 and settings.calibration is not None:
         # An integer fraction > 1 is a sample count for Ultralytics' calibration loader.
-        # Ultralytics calibrates on the data.yaml's val entry: the copy points it at the calibration split.
+        # Ultralytics calibrates on the data.yaml's val entry: the copy points it at the calibration split. It
+        # reports no progress of its own: the stage is said once, with the number of images asked for.
         calibration = settings.calibration
+        progress.report("calibrate", 0, calibration.samples)
         arguments["data"] = str(absolute_data_yaml(calibration.data_yaml, directory, val_split=calibration.split))
         arguments["fraction"] = settings.calibration.samples
     try:

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from kestrel.engine import errors, s3
+from kestrel.engine import errors, progress, s3
 
 CHUNK_SIZE = 1 << 20
 SHA256_FIELD = "spec.model.source.sha256"
@@ -54,8 +54,9 @@ def fetch(uri: str, destination: Path, expected_sha256: str | None, options: Fet
     try:
         with partial.open("wb") as sink:
             if scheme in ("file", "pvc"):
-                with local_path(uri, options).open("rb") as source:
-                    digest, size = _copy(source, sink)
+                path = local_path(uri, options)
+                with path.open("rb") as source:
+                    digest, size = _copy(source, sink, path.stat().st_size)
             elif scheme in ("https", "s3"):
                 digest, size = _download(_request(uri, options), sink, options, uri)
             else:
@@ -97,7 +98,8 @@ def _download(request: urllib.request.Request, sink: BinaryIO, options: FetchOpt
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
     try:
         with opener.open(request, timeout=options.timeout_s) as response:
-            return _copy(response, sink)
+            length = response.headers.get("Content-Length")
+            return _copy(response, sink, int(length) if length and length.isdigit() else None)
     except urllib.error.HTTPError as error:
         body = error.read(512).decode(errors="replace")
         raise errors.FetchError(f"{URI_FIELD}: GET {uri} answered {error.code} {error.reason}: {body}") from error
@@ -105,13 +107,16 @@ def _download(request: urllib.request.Request, sink: BinaryIO, options: FetchOpt
         raise errors.FetchError(f"{URI_FIELD}: GET {uri} failed: {error}") from error
 
 
-def _copy(source: BinaryIO, sink: BinaryIO) -> tuple[str, int]:
+def _copy(source: BinaryIO, sink: BinaryIO, total: int | None) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
+    progress.report("fetch", 0, total)
     while chunk := source.read(CHUNK_SIZE):
         digest.update(chunk)
         sink.write(chunk)
         size += len(chunk)
+        progress.report("fetch", size, max(total, size) if total is not None else None)
+    progress.report("fetch", size, size)
     return digest.hexdigest(), size
 
 

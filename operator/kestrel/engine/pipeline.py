@@ -33,6 +33,7 @@ from kestrel.engine import (
     gate,
     offline,
     plan,
+    progress,
     prune,
     report,
     runners,
@@ -111,9 +112,11 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
     engine_source, pruned = fetched.path, None
     if spec.engine.prune is not None:
         engine_source = work / "pruned.pt"
+        progress.report("prune")
         pruned = prune.prune(fetched.path, engine_source, spec.engine.prune.amount, imgsz)
         if fine_tune_data is not None:
             tuned = work / "fine-tuned.pt"
+            progress.report("fine-tune", 0, spec.engine.prune.fine_tune_epochs)
             effect = finetune.fine_tune(
                 engine_source,
                 tuned,
@@ -254,7 +257,8 @@ def _evaluate_all(
     asked_format: str,
 ) -> list[candidate.Outcome]:
     outcomes = []
-    for item in candidates:
+    for index, item in enumerate(candidates):
+        progress.report("export", index, len(candidates))
         try:
             outcomes.append(candidate.evaluate(checkpoint, item, settings, base, work))
         except errors.ExportError as error:

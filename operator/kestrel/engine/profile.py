@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kestrel.engine import runners
+from kestrel.engine import progress, runners
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +125,11 @@ def _summary(batch: int, timings: list[float]) -> Latency:
 
 def profile(runner: runners.Runner, imgsz: int, max_batch: int, iterations: int = 20) -> list[Latency]:
     """Batch 1 always; the largest batch too when it differs (fewer iterations: each call is max_batch images)."""
+    sizes = 2 if max_batch > 1 else 1
+    progress.report("profile", 0, sizes)
     results = [measure(runner, imgsz, 1, iterations=iterations)]
     if max_batch > 1:
+        progress.report("profile", 1, sizes)
         results.append(measure(runner, imgsz, max_batch, iterations=max(5, iterations // 2)))
+    progress.report("profile", sizes, sizes)
     return results

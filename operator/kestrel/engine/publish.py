@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from kestrel import storage
 from kestrel.api import errors as api_errors
 from kestrel.api import result as api_result
+from kestrel.engine import progress
 from kestrel.security import artifact, keyfiles
 from kestrel.storage import grants, layout, pvc
 
@@ -91,6 +92,7 @@ def publish(
             f"this build's engine key {result.engine_key[:8]} differs from the Job's {destination.engine_key[:8]}: "
             "the spec file and the Job disagree",
         )
+    progress.report("publish")
     location, ref = layout.parse_engine_uri(destination.engine_uri)
     if ref.key != destination.engine_key:
         raise api_errors.SpecError("env", f"KESTREL_ENGINE_URI names engine {ref.key[:8]}, not this build's")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kestrel.engine import datasets, errors
+from kestrel.engine import datasets, errors, progress
 from kestrel.serving.backends import preprocess
 
 
@@ -29,6 +29,7 @@ class _Reader:
         self._next = 0
 
     def get_next(self) -> dict[str, Any] | None:
+        progress.report("calibrate", min(self._next, len(self._images)), len(self._images))
         if self._next >= len(self._images):
             return None
         chunk = self._images[self._next : self._next + self._batch]

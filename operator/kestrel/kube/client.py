@@ -283,6 +283,22 @@ class Kube:
         items: list[Body] = self._request("GET", path, query=query, action=f"list {kind}").get("items", [])
         return items
 
+    def pod_log_tail(self, namespace: str, name: str, container: str, *, lines: int, limit_bytes: int) -> str:
+        """The last `lines` lines of a container's log, at most `limit_bytes` (the API server cuts it). The text is
+        the pod's: a caller believes only what it parses strictly, and never quotes it."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/log"
+        query = [("container", container), ("tailLines", str(lines)), ("limitBytes", str(limit_bytes))]
+        metrics.API_REQUESTS.labels("GET", "pods/log").inc()
+        with failures.translated(f"read the log of pod {name}"):
+            method, url, headers, payload, _ = self.api.param_serialize(
+                "GET", path, query_params=query, header_params={"Accept": "text/plain"}, auth_settings=["BearerToken"]
+            )
+            response = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=10)
+            data = response.read()
+            if not 200 <= response.status < 300:
+                raise exceptions.ApiException(http_resp=response)
+        return bytes(data[:limit_bytes]).decode("utf-8", errors="replace")
+
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str, *, owner: str | None) -> bool:
         """Delete with background propagation; False when it was already gone (or this view saw it deleted).
 

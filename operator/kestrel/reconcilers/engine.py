@@ -22,7 +22,7 @@ from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
 from kestrel.manifests import build_job, build_network, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import cache, context, grants, pod_problems, storage
+from kestrel.reconcilers import build_progress, cache, context, grants, pod_problems, storage
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 CACHED = "Cached"
@@ -64,6 +64,7 @@ def _termination_message(ctx: context.Context, job: dict[str, Any]) -> str | Non
 
 
 def _record(ctx: context.Context, outcome: result.BuildResult, *, cached: bool = False) -> None:
+    ctx.status.build = None
     ctx.status.engine = status.EngineStatus(
         key=outcome.engine_key,
         digest=outcome.digest,
@@ -106,8 +107,12 @@ def _running(ctx: context.Context, job: dict[str, Any], job_name: str) -> None:
     pods = _pods(ctx, job)
     problem = pod_problems.of_pod(pods[0]) if pods else None
     if problem is None:
-        ctx.set(conditions.BUILT, "False", "Building", f"Build Job {job_name} is running")
+        found = build_progress.read(ctx, pods[0]) if pods else None
+        ctx.status.build = build_progress.status_of(job_name, found)
+        where = f": {found.describe()}" if found else ""
+        ctx.set(conditions.BUILT, "False", "Building", f"Build Job {job_name} is running{where}")
         return
+    ctx.status.build = None
     message = f"Build Job {job_name} is held up: {problem.message}"
     before = ctx.condition(conditions.BUILT)
     ctx.set(conditions.BUILT, "False", problem.reason, message)
@@ -116,6 +121,7 @@ def _running(ctx: context.Context, job: dict[str, Any], job_name: str) -> None:
 
 
 def _failed(ctx: context.Context, message: str) -> None:
+    ctx.status.build = None
     if ctx.set(conditions.BUILT, "False", "BuildFailed", message):
         ctx.event("Warning", "BuildFailed", message, "Build")
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
