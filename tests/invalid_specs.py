@@ -81,18 +81,33 @@ CASES = [
         _set("validation.skip", {"reason": "no labels yet\nsecond line"}),
     ),
     Case("task-segment", "spec.model.task", _set("model.task", "segment")),
-    Case("validation-dataset-on-s3", "spec.validation.dataset", _set("validation.dataset", "s3://datasets/d.yaml")),
+    # A remote dataset is an archive verified by its digest; a local one is read in place, without one.
     Case(
-        "calibration-dataset-over-https",
-        "spec.engine.calibration.dataset",
+        "validation-dataset-on-s3-without-digest",
+        "spec.validation.datasetSha256",
+        _set("validation", {"dataset": "s3://datasets/shapes.tar.gz"}),
+    ),
+    Case(
+        "validation-dataset-over-https-not-an-archive",
+        "spec.validation.datasetSha256",
+        _set("validation", {"dataset": "https://data.example.com/shapes/data.yaml", "datasetSha256": SHA}),
+    ),
+    Case(
+        "local-dataset-with-a-digest",
+        "spec.validation.datasetSha256",
+        _set("validation", {"dataset": "pvc://data/shapes/data.yaml", "datasetSha256": SHA}),
+    ),
+    Case(
+        "calibration-dataset-over-https-without-digest",
+        "spec.engine.calibration.datasetSha256",
         _all(
             _set("engine.precision", "int8"),
             _set("engine.calibration", {"dataset": "https://data.example.com/d.yaml"}),
         ),
     ),
     Case(
-        "prune-dataset-on-s3",
-        "spec.engine.prune.dataset",
+        "prune-dataset-on-s3-without-digest",
+        "spec.engine.prune.datasetSha256",
         _set("engine.prune", {"amount": 0.1, "dataset": "s3://datasets/train.yaml"}),
     ),
     Case("int8-without-calibration", "spec.engine.calibration", _set("engine.precision", "int8")),

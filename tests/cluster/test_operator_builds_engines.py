@@ -26,6 +26,32 @@ from tests.cluster.operator_support import (
 )
 
 
+def _when(kube, namespace: str, kind: str, **wanted: str) -> dict:
+    """The model once its condition `kind` has every field in `wanted`."""
+    return wait_for(
+        f"{kind} with {wanted}",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams"))
+            and (c := condition(b, kind))
+            and all(c.get(k) == v for k, v in wanted.items())
+            and b
+        ),
+        timeout=60,
+    )
+
+
+def _events(kube, namespace: str, reason: str) -> list:
+    """The model's Events of `reason`, once there is one."""
+    return wait_for(
+        f"the {reason} Event",
+        lambda: [
+            e
+            for e in kube.core.list_namespaced_event(namespace).items
+            if e.reason == reason and e.involved_object.name == "cams"
+        ],
+    )
+
+
 def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
     kube, operator, namespace, manual_node
 ) -> None:
@@ -95,28 +121,13 @@ def test_failed_gate_is_reported_with_its_reason_and_an_event(kube, operator, na
         manual_node,
         report(parsed, passed=False, reason="AccuracyDrop", message="mAP50-95 dropped 0.070 > maxMapDrop 0.020"),
     )
-    failed = wait_for(
-        "Validated=False",
-        lambda: (
-            (b := get_mdep(kube, namespace, "cams"))
-            and (c := condition(b, "Validated"))
-            and c["status"] == "False"
-            and b
-        ),
-    )
+    failed = _when(kube, namespace, "Validated", status="False")
     validated = condition(failed, "Validated")
     assert validated["reason"] == "AccuracyDrop"
     assert "0.070" in validated["message"]
     assert failed["status"]["phase"] == "Failed"
     assert condition(failed, "Ready")["reason"] == "AccuracyDrop"
-    events = wait_for(
-        "the AccuracyDrop Event",
-        lambda: [
-            e
-            for e in kube.core.list_namespaced_event(namespace).items
-            if e.reason == "AccuracyDrop" and e.involved_object.name == "cams"
-        ],
-    )
+    events = _events(kube, namespace, "AccuracyDrop")
     assert events[0].type == "Warning"
     # A model whose only engine failed its gate serves nothing: no Deployment, no Service, through several resyncs.
     time.sleep(3)
@@ -174,27 +185,11 @@ def test_a_build_pod_no_node_can_take_is_reported_unschedulable_within_a_resync(
     "Build Job ... is running" until the build's deadline."""
     raw = {**mdep_spec(namespace), "target": {"nodeSelector": {"kestrel.dev/test-no-such-pool": namespace}}}
     kube.create_mdep(namespace, "cams", raw)
-    held = wait_for(
-        "Built=False/Unschedulable",
-        lambda: (
-            (b := get_mdep(kube, namespace, "cams"))
-            and (c := condition(b, "Built"))
-            and c["reason"] == "Unschedulable"
-            and b
-        ),
-        timeout=60,
-    )
+    held = _when(kube, namespace, "Built", reason="Unschedulable")
     message = condition(held, "Built")["message"]
     assert "is held up: pod " in message and "cannot be scheduled: 0/" in message, message
     assert "node affinity/selector" in message or "didn't match" in message, message
-    events = wait_for(
-        "the Unschedulable Event",
-        lambda: [
-            e
-            for e in kube.core.list_namespaced_event(namespace).items
-            if e.reason == "Unschedulable" and e.involved_object.name == "cams"
-        ],
-    )
+    events = _events(kube, namespace, "Unschedulable")
     assert events[0].type == "Warning"
 
 
@@ -204,14 +199,6 @@ def test_a_crashed_build_is_reported_as_build_failed(kube, operator, namespace, 
     job_name = names.build_job("cams", keys.engine_key(spec.parse(raw)))
     wait_for("the build Job", lambda: jobs(kube, namespace))
     finish_build_pod(kube, namespace, job_name, manual_node, "spec.model.source.sha256 mismatch", exit_code=1)
-    failed = wait_for(
-        "Built=False/BuildFailed",
-        lambda: (
-            (b := get_mdep(kube, namespace, "cams"))
-            and (c := condition(b, "Built"))
-            and c["reason"] == "BuildFailed"
-            and b
-        ),
-    )
+    failed = _when(kube, namespace, "Built", reason="BuildFailed")
     assert "sha256 mismatch" in condition(failed, "Built")["message"]
     assert failed["status"]["phase"] == "Failed"

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from kestrel.api import errors as api_errors
 from kestrel.api import keys
 from kestrel.api import spec as specs
 from kestrel.manifests import build_job, build_network, context, triton
@@ -97,6 +96,22 @@ def test_a_remote_source_opens_its_port_beside_a_pvc_store(uri: str, port: int) 
     assert tcp_ports(policy(parse(uri), settings=PVC, endpoint=None)) == {port}
 
 
+def test_remote_datasets_open_their_ports_too() -> None:
+    """An s3:// or https:// dataset is an archive the build downloads: its port is opened like the source's."""
+    digest = "0" * 64
+    spec = specs.parse(
+        {
+            "model": {"source": {"uri": "pvc://models/m.pt"}},
+            "validation": {"dataset": "https://data.example.com:8443/shapes.tar.gz", "datasetSha256": digest},
+            "engine": {
+                "precision": "int8",
+                "calibration": {"dataset": "s3://datasets/calibration.tgz", "datasetSha256": digest},
+            },
+        }
+    )
+    assert tcp_ports(policy(spec, settings=PVC, endpoint=None)) == {443, 8443}
+
+
 def test_source_and_store_ports_are_opened_together_once_each() -> None:
     spec = parse("https://models.example.com:8443/m.pt")
     obj = policy(spec, endpoint="http://minio.storage.svc:9000")
@@ -156,20 +171,3 @@ def test_the_policy_is_named_labelled_and_owned_like_the_models_other_children()
     assert metadata["ownerReferences"] == [OWNER.owner_reference()]
     assert metadata["labels"]["app.kubernetes.io/component"] == "build"
     assert metadata["labels"]["kestrel.dev/model"] == "cams"
-
-
-def test_remote_datasets_need_no_port_because_the_api_and_the_builder_refuse_them() -> None:
-    remote = "https://data.example.com:9443/data.yaml"
-    for sections in (
-        {"engine": {"format": "onnx", "precision": "int8", "calibration": {"dataset": remote}}},
-        {"validation": {"dataset": "s3://datasets/val/data.yaml"}},
-    ):
-        with pytest.raises(api_errors.SpecError, match=r"dataset: .*\(pvc\|file\)"):
-            parse(**sections)
-    # Should the builder start reading remote datasets (and the API admit them), this fails, and the policy must
-    # open their ports.
-    from kestrel.engine import fetch, pipeline  # noqa: PLC0415 - seconds of imports (Ultralytics), for this test only
-
-    for uri in (remote, "s3://datasets/val/data.yaml"):
-        with pytest.raises(api_errors.SpecError, match="file:// or pvc://"):
-            pipeline._local(uri, fetch.FetchOptions(), "spec.validation.dataset")

@@ -12,9 +12,12 @@ from kestrel.api import base, errors
 from kestrel.api.base import ApiModel, Rule, section
 
 URI_PATTERN = r"^(s3|https|pvc|file)://\S+$"
-# Datasets are read from a mounted claim (or a file of the build's image) only: the builder cannot fetch s3:// or
-# https:// datasets yet, so the API refuses them instead of accepting a build that would fail.
-DATASET_URI_PATTERN = r"^(pvc|file)://\S+$"
+# A dataset is a data.yaml on a mounted claim (or a file of the build's image), or an archive holding one at its root
+# on s3:// or https://, which the build fetches and verifies by its sha256 (engine/datasets_remote.py).
+DATASET_URI_PATTERN = r"^(pvc|file|s3|https)://\S+$"
+SHA256_PATTERN = r"^[a-f0-9]{64}$"
+REMOTE_SCHEMES = ("s3://", "https://")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SERVICE_ACCOUNT_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 Quantity = int | str
@@ -77,13 +80,51 @@ class ModelSpec(ApiModel):
     )
 
 
+def _remote_dataset_rules(field: str, *, optional: bool) -> tuple[Rule, Rule]:
+    """The rules of a dataset field `field` (its full path) and its `datasetSha256` sibling."""
+    guard = "!has(self.dataset) || " if optional else ""
+    remote = "(self.dataset.startsWith('s3://') || self.dataset.startsWith('https://'))"
+
+    def verified(s: Any) -> bool:
+        return (
+            s.dataset is None
+            or not s.dataset.startswith(REMOTE_SCHEMES)
+            or (s.dataset_sha256 is not None and s.dataset.endswith(ARCHIVE_SUFFIXES))
+        )
+
+    def local_without_digest(s: Any) -> bool:
+        return s.dataset_sha256 is None or (s.dataset is not None and s.dataset.startswith(REMOTE_SCHEMES))
+
+    return (
+        Rule(
+            cel=f"{guard}!{remote} || (has(self.datasetSha256) && self.dataset.matches('[.](tar|tar[.]gz|tgz)$'))",
+            message=f"{field}: an s3:// or https:// dataset is a .tar, .tar.gz or .tgz archive with its data.yaml at "
+            f"the root, verified by {field}Sha256 (the archive's hex SHA-256, sha256sum data.tar.gz): set both",
+            check=verified,
+            field_path=".datasetSha256",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel=f"!has(self.datasetSha256) || (has(self.dataset) && {remote})",
+            message=f"{field}Sha256 verifies a downloaded archive: a pvc:// or file:// dataset is read in place, "
+            "so leave it out",
+            check=local_without_digest,
+            field_path=".datasetSha256",
+        ),
+    )
+
+
 class CalibrationSpec(ApiModel):
     """Representative images for INT8 calibration."""
 
     dataset: str = pydantic.Field(
         pattern=DATASET_URI_PATTERN,
         max_length=2048,
-        description="A YOLO data.yaml or image folder, as a pvc:// or file:// URI (s3:// and https:// are refused).",
+        description="A YOLO data.yaml as a pvc:// or file:// URI, or an s3:// or https:// .tar/.tar.gz/.tgz archive "
+        "with the data.yaml at its root (then datasetSha256 is required).",
+    )
+    dataset_sha256: str | None = pydantic.Field(
+        default=None, pattern=SHA256_PATTERN, description="Hex SHA-256 of an s3:// or https:// dataset archive."
     )
     samples: int = pydantic.Field(default=256, ge=8, le=10000, description="How many images to calibrate with.")
     split: str = pydantic.Field(
@@ -92,6 +133,8 @@ class CalibrationSpec(ApiModel):
         description="The split of `dataset` to calibrate on. The build refuses to score the engine on an image it "
         "was calibrated on (the validation dataset's val split is compared file by file).",
     )
+
+    cel_rules = _remote_dataset_rules("spec.engine.calibration.dataset", optional=False)
 
 
 class PruneSpec(ApiModel):
@@ -105,10 +148,15 @@ class PruneSpec(ApiModel):
         default=None,
         pattern=DATASET_URI_PATTERN,
         max_length=2048,
-        description="Training data.yaml for the fine-tune, as a pvc:// or file:// URI.",
+        description="Training data.yaml for the fine-tune, as a pvc:// or file:// URI, or an s3:// or https:// "
+        "archive holding it (then datasetSha256 is required).",
+    )
+    dataset_sha256: str | None = pydantic.Field(
+        default=None, pattern=SHA256_PATTERN, description="Hex SHA-256 of an s3:// or https:// dataset archive."
     )
 
     cel_rules = (
+        *_remote_dataset_rules("spec.engine.prune.dataset", optional=True),
         Rule(
             cel="self.fineTuneEpochs == 0 || has(self.dataset)",
             message="spec.engine.prune.dataset is required when spec.engine.prune.fineTuneEpochs > 0: "
@@ -200,7 +248,11 @@ class ValidationSpec(ApiModel):
         default=None,
         pattern=DATASET_URI_PATTERN,
         max_length=2048,
-        description="YOLO data.yaml to measure mAP on, as a pvc:// or file:// URI.",
+        description="YOLO data.yaml to measure mAP on, as a pvc:// or file:// URI, or an s3:// or https:// "
+        ".tar/.tar.gz/.tgz archive with the data.yaml at its root (then datasetSha256 is required).",
+    )
+    dataset_sha256: str | None = pydantic.Field(
+        default=None, pattern=SHA256_PATTERN, description="Hex SHA-256 of an s3:// or https:// dataset archive."
     )
     max_map_drop: float = pydantic.Field(
         default=0.02, ge=0, le=1, description="Largest allowed drop of mAP50-95 against the source model, in [0, 1]."
@@ -218,6 +270,7 @@ class ValidationSpec(ApiModel):
     )
 
     cel_rules = (
+        *_remote_dataset_rules("spec.validation.dataset", optional=True),
         Rule(
             cel="!(has(self.dataset) && has(self.skip))",
             message="spec.validation.skip and spec.validation.dataset contradict each other: remove skip to measure "

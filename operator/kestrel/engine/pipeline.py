@@ -14,7 +14,6 @@ import importlib
 import os
 import shutil
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from kestrel.api import spec as api
 from kestrel.engine import (
     accuracy,
     candidate,
+    dataset_archives,
     datasets,
     errors,
     export,
@@ -42,6 +42,7 @@ from kestrel.serving import config, repository
 from kestrel.serving.backends import postprocess, preprocess
 
 _MAX_MESSAGE = 1024  # api.result.Gate.message
+DATASETS = "datasets"  # under the build's work folder: remote dataset archives, unpacked once per digest
 SERVING_POSTPROCESSING = postprocess.Postprocessing(conf=0.25, iou=0.7, max_det=300)
 
 
@@ -86,7 +87,7 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
             dynamic=spec.engine.batch.dynamic,
             opset=spec.engine.opset,
             workspace_gib=spec.engine.workspace_gib,
-            calibration=_calibration(spec, options.fetch),
+            calibration=_calibration(spec, options.fetch, work / DATASETS),
         ),
         thresholds=gate.Thresholds(
             spec.validation.max_map_drop,
@@ -104,9 +105,9 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
     if spec.engine.format != "auto":  # fail an impossible request now, not after minutes of baseline measurements
         for item in candidates:
             export.check_supported(item, settings.export, gpu)
-    dataset = _dataset(spec.validation.dataset, options.fetch)
+    dataset = _dataset(spec.validation, options.fetch, work / DATASETS)
     check_held_out(settings.export.calibration, dataset)
-    fine_tune_data = _fine_tune_data(spec, options.fetch, classes=len(names))
+    fine_tune_data = _fine_tune_data(spec, options.fetch, work / DATASETS, classes=len(names))
     # The baseline is always the unpruned source: the gate judges what pruning and export did together.
     base = candidate.baseline(fetched.path, settings, dataset, stride)
     engine_source, pruned = fetched.path, None
@@ -180,27 +181,27 @@ def _checkpoint_info(checkpoint: Path) -> tuple[dict[int, str], int]:
     return names, int(max(int(model.stride.max()), 32))
 
 
-def _local(uri: str, options: fetch.FetchOptions, field: str) -> Path:
-    if urllib.parse.urlsplit(uri).scheme not in ("file", "pvc"):
-        raise api_errors.SpecError(field, f"{uri!r}: datasets are read from file:// or pvc:// in this builder")
-    try:
-        return fetch.local_path(uri, options)
-    except errors.FetchError as error:  # its message names the source's field, not the dataset's
-        raise api_errors.SpecError(field, str(error).removeprefix(f"{fetch.URI_FIELD}: ")) from error
+def _dataset(validation: api.ValidationSpec, options: fetch.FetchOptions, cache: Path) -> datasets.Dataset | None:
+    if validation.dataset is None:
+        return None
+    field = "spec.validation.dataset"
+    return datasets.load(
+        dataset_archives.data_yaml(validation.dataset, validation.dataset_sha256, options, field, cache)
+    )
 
 
-def _dataset(uri: str | None, options: fetch.FetchOptions) -> datasets.Dataset | None:
-    return datasets.load(_local(uri, options, "spec.validation.dataset")) if uri else None
-
-
-def _fine_tune_data(spec: api.ModelDeploymentSpec, options: fetch.FetchOptions, classes: int) -> Path | None:
+def _fine_tune_data(
+    spec: api.ModelDeploymentSpec, options: fetch.FetchOptions, cache: Path, classes: int
+) -> Path | None:
     """The fine-tune's data.yaml, checked before the minutes of baseline measurements that come first."""
     prune_spec = spec.engine.prune
     if prune_spec is None or not prune_spec.fine_tune_epochs:
         return None
     if prune_spec.dataset is None:  # refused by the spec's own rules already; this narrows the type
         raise api_errors.SpecError(finetune.FIELD, "required when spec.engine.prune.fineTuneEpochs > 0")
-    data_yaml = _local(prune_spec.dataset, options, finetune.FIELD)
+    data_yaml = dataset_archives.data_yaml(
+        prune_spec.dataset, prune_spec.dataset_sha256, options, finetune.FIELD, cache
+    )
     finetune.check_dataset(data_yaml, classes)
     return data_yaml
 
@@ -218,11 +219,12 @@ def _scorer(dataset: datasets.Dataset | None, settings: candidate.Settings, stri
     return score
 
 
-def _calibration(spec: api.ModelDeploymentSpec, options: fetch.FetchOptions) -> export.Calibration | None:
+def _calibration(spec: api.ModelDeploymentSpec, options: fetch.FetchOptions, cache: Path) -> export.Calibration | None:
     calibration = spec.engine.calibration
     if calibration is None:
         return None
-    data_yaml = _local(calibration.dataset, options, "spec.engine.calibration.dataset")
+    field = "spec.engine.calibration.dataset"
+    data_yaml = dataset_archives.data_yaml(calibration.dataset, calibration.dataset_sha256, options, field, cache)
     return export.Calibration(data_yaml, calibration.samples, calibration.split)
 
 

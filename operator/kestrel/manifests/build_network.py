@@ -67,14 +67,14 @@ def _store_port(settings: context.Settings, store_endpoint: str | None) -> int |
     return _port(store_endpoint)
 
 
-def _source_port(spec: specs.ModelDeploymentSpec) -> int | None:
-    """The port the source's download connects to.
+def _download_port(uri: str | None) -> int | None:
+    """The port a download of the source or of a dataset archive connects to.
 
-    An s3:// source is read with the endpoint in `spec.model.source.credentialsSecret`, which the operator does not
-    read: 443 is allowed for it (an endpoint on another port stays closed). Datasets are not counted: the builder
-    reads them only from file:// and pvc:// (`engine.pipeline`) and refuses other URIs without connecting.
+    An s3:// object is read with the endpoint in `spec.model.source.credentialsSecret`, which the operator does not
+    read: 443 is allowed for it (an endpoint on another port stays closed). file:// and pvc:// need no network.
     """
-    uri = spec.model.source.uri
+    if uri is None:
+        return None
     scheme = urllib.parse.urlsplit(uri).scheme
     if scheme == "https":
         return _port(uri)
@@ -83,9 +83,20 @@ def _source_port(spec: specs.ModelDeploymentSpec) -> int | None:
     return None
 
 
+def _downloads(spec: specs.ModelDeploymentSpec) -> list[str | None]:
+    """What a build fetches: the source, and each dataset (an s3:// or https:// one is an archive it downloads)."""
+    return [
+        spec.model.source.uri,
+        spec.engine.calibration.dataset if spec.engine.calibration else None,
+        spec.engine.prune.dataset if spec.engine.prune else None,
+        spec.validation.dataset,
+    ]
+
+
 def ports(spec: specs.ModelDeploymentSpec, settings: context.Settings, store_endpoint: str | None) -> list[int]:
     """The TCP ports (besides DNS) a build of `spec` needs, sorted."""
-    return sorted({port for port in (_store_port(settings, store_endpoint), _source_port(spec)) if port is not None})
+    found = {_store_port(settings, store_endpoint), *(_download_port(uri) for uri in _downloads(spec))}
+    return sorted(port for port in found if port is not None)
 
 
 def network_policy(

@@ -1,0 +1,60 @@
+"""A real S3 server for the engine's slow tests: the test bed's MinIO binary, started on loopback per test."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kestrel.engine import s3
+
+
+def _minio() -> Path | None:
+    if os.environ.get("KESTREL_MINIO"):
+        return Path(os.environ["KESTREL_MINIO"])
+    found = sorted((Path.home() / ".cache" / "kestrel" / "testbed").glob("minio-*/bin/minio"))
+    return found[-1] if found else None
+
+
+MINIO = _minio()
+USER, PASSWORD = "kestrel", "kestrel-test-secret"
+
+
+@pytest.fixture
+def minio(tmp_path: Path) -> Iterator[s3.Credentials]:
+    if MINIO is None or not MINIO.exists():
+        pytest.skip("no MinIO binary (build the test bed first)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MINIO_ROOT_USER": USER, "MINIO_ROOT_PASSWORD": PASSWORD}
+    command = [str(MINIO), "server", str(tmp_path / "data"), "--address", f"127.0.0.1:{port}", "--quiet"]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    credentials = s3.Credentials(USER, PASSWORD, "us-east-1", f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{credentials.endpoint}/minio/health/ready"):
+                break
+            time.sleep(0.3)
+        yield credentials
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def put(credentials: s3.Credentials, path: str, body: bytes) -> None:
+    url = f"{credentials.endpoint}/{path}"
+    now = datetime.datetime.now(datetime.UTC)
+    headers = s3.sign("PUT", url, {}, credentials, now=now, payload_sha256=hashlib.sha256(body).hexdigest())
+    with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers, method="PUT")) as response:
+        assert response.status == 200
