@@ -112,6 +112,11 @@ CASES = [
     ),
     Case("int8-without-calibration", "spec.engine.calibration", _set("engine.precision", "int8")),
     Case(
+        "obfuscate-a-torchscript-engine",
+        "spec.security.obfuscate",
+        _all(_set("engine.format", "torchscript"), _set("security.obfuscate", True)),
+    ),
+    Case(
         "calibration-on-the-validation-split",
         "spec.engine.calibration.split",
         _all(

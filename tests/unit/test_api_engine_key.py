@@ -41,6 +41,8 @@ def test_key_changes_with_what_the_artifact_bakes_in() -> None:
     assert key(serving={"triton": {"dynamicBatching": {"enabled": False}}}) != base
     assert key(validation={**UNMEASURED, "maxMapDrop": 0.05}) != base
     assert key(validation={"dataset": "file:///data/data.yaml"}) != base
+    assert key(security={"obfuscate": True}) != base  # the served files differ
+    assert key(security={"obfuscate": False}) == base  # named only when on: every other key stays as it was
 
 
 def test_key_ignores_replicas_image_rollout_and_build_job_settings() -> None:

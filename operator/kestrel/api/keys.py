@@ -33,6 +33,9 @@ def engine_inputs(spec: spec_models.ModelDeploymentSpec) -> dict[str, object]:
         "gpuProduct": gpu.product if gpu else None,
         "mig": gpu.mig if gpu else None,
         "builder": BUILDER_VERSION,
+        # Obfuscation rewrites the engine's files (the rest of security does not); named only when on, so that
+        # the keys of every other engine stay what they were.
+        **({"obfuscate": True} if spec.security.obfuscate else {}),
     }
 
 

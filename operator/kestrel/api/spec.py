@@ -605,6 +605,12 @@ class SecuritySpec(ApiModel):
     encryption: EncryptionSpec = section(EncryptionSpec, "Encryption at rest.")
     access: AccessSpec = section(AccessSpec, "Access control.")
     audit: bool = pydantic.Field(default=True, description="Emit audit Events and log lines for every change.")
+    obfuscate: bool = pydantic.Field(
+        default=False,
+        description="Serve an engine stripped of node, tensor and layer names and of metadata (class names, training "
+        "arguments): onnx and openvino engines, checked to give the plain engine's outputs exactly. It hides "
+        "names, not the architecture or the weights (docs/security.md).",
+    )
 
 
 class ModelDeploymentSpec(ApiModel):
@@ -641,6 +647,13 @@ class ModelDeploymentSpec(ApiModel):
                 or s.engine.calibration.split != "val"
             ),
             field_path=".engine.calibration.split",
+        ),
+        Rule(
+            cel="!self.security.obfuscate || self.engine.format in ['onnx', 'openvino']",
+            message="spec.security.obfuscate works on onnx and openvino engines only (TensorRT plans and TorchScript "
+            "are not rewritten): set spec.engine.format to onnx or openvino, or leave obfuscate off",
+            check=lambda s: not s.security.obfuscate or s.engine.format in ("onnx", "openvino"),
+            field_path=".security.obfuscate",
         ),
         Rule(
             cel="self.engine.format != 'tensorrt' || (has(self.target.gpu) && has(self.target.gpu.product))",

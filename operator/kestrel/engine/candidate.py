@@ -14,7 +14,18 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kestrel.engine import accuracy, datasets, errors, export, gate, profile, progress, runners, validate
+from kestrel.engine import (
+    accuracy,
+    datasets,
+    errors,
+    export,
+    gate,
+    obfuscate,
+    profile,
+    progress,
+    runners,
+    validate,
+)
 from kestrel.serving.backends import preprocess
 
 PARITY_IMAGES = 8
@@ -39,6 +50,7 @@ class Settings:
     gpu: bool
     validation_limit: int | None = None
     iterations: int = 20
+    obfuscate: bool = False  # spec.security.obfuscate: the gate judges the obfuscated engine, which is served
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +91,19 @@ def evaluate(
     checkpoint: Path, candidate: export.Candidate, settings: Settings, base: Baseline, workdir: Path
 ) -> Outcome:
     exported = export.export(checkpoint, candidate, settings.export, workdir, settings.gpu)
-    progress.report("validate")
     engine = runners.for_engine(
         candidate.format, exported.path, settings.threads, settings.export.batch, candidate.precision
     )
+    obfuscation_delta = None
+    if settings.obfuscate:
+        hidden = obfuscate.obfuscate(candidate.format, exported.path, workdir / candidate.name / "obfuscated")
+        plain, engine = (
+            engine,
+            runners.for_engine(candidate.format, hidden, settings.threads, settings.export.batch, candidate.precision),
+        )
+        obfuscation_delta = obfuscate.check_parity(plain, engine, base.parity_batch)
+        exported = dataclasses.replace(exported, path=hidden)
+    progress.report("validate")
     started = time.monotonic()
     measured = (
         accuracy.measure(engine, base.dataset, settings.serving_preprocessing, settings.validation_limit)
@@ -104,6 +125,8 @@ def evaluate(
         ),
     )
     numbers = _numbers(base, measured, parity, latency, exported)
+    if obfuscation_delta is not None:
+        numbers["obfuscatedMaxDeltaToPlain"] = obfuscation_delta
     numbers["validationSeconds"] = round(time.monotonic() - started, 1)
     numbers["servingFingerprint"] = dataclasses.asdict(serving)
     return Outcome(candidate, exported, verdict, numbers)

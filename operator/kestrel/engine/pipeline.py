@@ -100,6 +100,7 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
         gpu=gpu,
         validation_limit=options.validation_limit,
         iterations=options.iterations,
+        obfuscate=spec.security.obfuscate,
     )
     candidates = plan.candidates(spec, gpu)
     if spec.engine.format != "auto":  # fail an impossible request now, not after minutes of baseline measurements
