@@ -84,4 +84,3 @@ def test_a_build_without_a_dataset_rolls_out_only_as_not_measured_when_the_spec_
     said = [found for line in capfd.readouterr().err.splitlines() if (found := progress.parse(line))]
     stages = [found.stage for found in said]
     assert stages[0] == "fetch" and {"export", "validate", "profile"} <= set(stages), stages
-    assert "baseline" not in stages  # nothing to score the source on

@@ -55,39 +55,42 @@ def _spec(shapes: detector.ShapesDetector, digest: str) -> dict[str, Any]:
     return raw
 
 
-def test_an_int8_build_scores_and_calibrates_on_one_archive_fetched_once(
-    minio: s3.Credentials, shapes: detector.ShapesDetector, tmp_path: Path
-) -> None:
+def _upload(
+    minio: s3.Credentials, shapes: detector.ShapesDetector, tmp_path: Path, *, appended: bytes = b""
+) -> tuple[str, pipeline.BuildOptions]:
+    """The packed dataset in the bucket (with `appended` bytes, to tamper with it); its true digest, and build
+    options holding the bucket's credentials as a mounted Secret."""
     (tmp_path / "pack").mkdir()
     body = _archive(shapes, tmp_path / "pack" / "shapes.tar.gz")
     put(minio, "datasets", b"")
-    put(minio, "datasets/shapes.tar.gz", body)
-    options = pipeline.BuildOptions(
-        iterations=5, fetch=fetch.FetchOptions(credentials_dir=_secret(tmp_path / "s", minio))
+    put(minio, "datasets/shapes.tar.gz", body + appended)
+    credentials = _secret(tmp_path / "s", minio)
+    return hashlib.sha256(body).hexdigest(), pipeline.BuildOptions(
+        iterations=5, fetch=fetch.FetchOptions(credentials_dir=credentials)
     )
+
+
+def test_an_int8_build_scores_and_calibrates_on_one_archive_fetched_once(
+    minio: s3.Credentials, shapes: detector.ShapesDetector, tmp_path: Path
+) -> None:
+    digest, options = _upload(minio, shapes, tmp_path)
     out = tmp_path / "out"
-    built = pipeline.build(builds.parse(_spec(shapes, hashlib.sha256(body).hexdigest())), out, options)
+    built = pipeline.build(builds.parse(_spec(shapes, digest)), out, options)
     result, _ = builds.check_outputs(out)
     # Scored on the archive's val split, calibrated on its train split: both measured, neither the other.
     assert result.validation.map_source is not None and result.validation.map_engine is not None
     assert result.validation.map_source > 0.5, result.validation
     assert built.result.gate.reason in ("Passed", "AccuracyDrop")
     unpacked = [p.name for p in (out / "work" / pipeline.DATASETS).iterdir()]
-    assert unpacked == [hashlib.sha256(body).hexdigest()], unpacked  # one fetch for both fields, no archive left
+    assert unpacked == [digest], unpacked  # one fetch for both fields, no archive left
 
 
 def test_a_wrong_digest_stops_the_build_before_any_work_naming_the_field(
     minio: s3.Credentials, shapes: detector.ShapesDetector, tmp_path: Path
 ) -> None:
-    (tmp_path / "pack").mkdir()
-    body = _archive(shapes, tmp_path / "pack" / "shapes.tar.gz")
-    put(minio, "datasets", b"")
-    put(minio, "datasets/shapes.tar.gz", body + b"tampered")
-    options = pipeline.BuildOptions(
-        iterations=5, fetch=fetch.FetchOptions(credentials_dir=_secret(tmp_path / "s", minio))
-    )
+    digest, options = _upload(minio, shapes, tmp_path, appended=b"tampered")
     with pytest.raises(errors.ChecksumMismatchError, match=r"^spec\.engine\.calibration\.datasetSha256: "):
-        pipeline.build(builds.parse(_spec(shapes, hashlib.sha256(body).hexdigest())), tmp_path / "out", options)
+        pipeline.build(builds.parse(_spec(shapes, digest)), tmp_path / "out", options)
 
 
 def test_without_credentials_the_dataset_field_and_the_secret_are_named(

@@ -78,7 +78,8 @@ def test_the_build_stage_read_from_the_build_pods_log_reached_the_models_status(
     """While the build ran in its real container, the operator read its `kestrel-progress` lines through the API
     server (the kubelet's log endpoint) and said the stage in Built."""
     stages = {m.split(" is running: ", 1)[1].split()[0] for m in served.built_messages if " is running: " in m}
-    assert stages & set(progress.STAGES), served.built_messages
+    log = install.operator_log(served.node.kube.bed)
+    assert stages & set(progress.STAGES), f"{served.built_messages}\n--- operator ---\n{log[-6000:]}"
 
 
 def test_a_request_without_the_api_key_is_refused(served: Served) -> None:

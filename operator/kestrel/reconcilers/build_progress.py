@@ -8,6 +8,7 @@ container not started yet, the node unreachable) leaves the stage unknown; it is
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kestrel.api import errors, status
@@ -15,6 +16,7 @@ from kestrel.engine import progress
 from kestrel.manifests import build_job
 from kestrel.reconcilers import context
 
+logger = logging.getLogger(__name__)
 LINES = 20
 LIMIT_BYTES = 8192
 
@@ -28,7 +30,9 @@ def read(ctx: context.Context, pod: dict[str, Any]) -> progress.Progress | None:
         text = ctx.kube.pod_log_tail(ctx.namespace, name, build_job.CONTAINER, lines=LINES, limit_bytes=LIMIT_BYTES)
     except errors.ForbiddenError:
         raise  # the chart's RBAC lacks pods/log: said, not hidden
-    except errors.ClusterError:
+    except errors.ClusterError as error:
+        # Its text is the API server's, not the pod's: a container not started yet, a node out of reach, ...
+        logger.info("%s: the build's stage is unknown: %s", ctx.ref, error)
         return None
     return progress.newest(text)
 
