@@ -292,7 +292,11 @@ class Kube:
         with failures.translated(f"read the log of pod {name}"):
             method, url, headers, payload, _ = self.api.param_serialize(
                 # Any type: the API server refuses Accept: text/plain (406) and serves the log as text to */*.
-                "GET", path, query_params=query, header_params={"Accept": "*/*"}, auth_settings=["BearerToken"]
+                "GET",
+                path,
+                query_params=query,
+                header_params={"Accept": "*/*"},
+                auth_settings=["BearerToken"],
             )
             response = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=10)
             data = response.read()
