@@ -118,22 +118,38 @@ class Kube:
         content_type: str = "application/json",
         action: str,
     ) -> Body:
+        data = self._call(method, path, body=body, query=query, content_type=content_type, action=action)
+        result: Body = json.loads(data) if data else {}
+        return result
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+        timeout: float = 30,
+        action: str,
+    ) -> bytes:
+        """One request, counted; the response body as bytes, or a KestrelError naming `action`."""
         metrics.API_REQUESTS.labels(method, _resource_of(path)).inc()
         with failures.translated(action):
             method, url, headers, payload, _ = self.api.param_serialize(
                 method,
                 path,
                 query_params=query or [],
-                header_params={"Accept": "application/json", "Content-Type": content_type},
+                header_params={"Accept": accept, "Content-Type": content_type},
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            response = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=30)
+            response = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
             data = response.read()
             if not 200 <= response.status < 300:
                 raise exceptions.ApiException(http_resp=response)
-        result: Body = json.loads(data) if data else {}
-        return result
+        return bytes(data or b"")
 
     def apply(self, body: Body, *, force: bool = True) -> Body:
         """Server-side apply of a whole object, as field manager `kestrel`; returns the object as stored.
@@ -288,21 +304,9 @@ class Kube:
         the pod's: a caller believes only what it parses strictly, and never quotes it."""
         path = f"/api/v1/namespaces/{namespace}/pods/{name}/log"
         query = [("container", container), ("tailLines", str(lines)), ("limitBytes", str(limit_bytes))]
-        metrics.API_REQUESTS.labels("GET", "pods/log").inc()
-        with failures.translated(f"read the log of pod {name}"):
-            method, url, headers, payload, _ = self.api.param_serialize(
-                # Any type: the API server refuses Accept: text/plain (406) and serves the log as text to */*.
-                "GET",
-                path,
-                query_params=query,
-                header_params={"Accept": "*/*"},
-                auth_settings=["BearerToken"],
-            )
-            response = self.api.call_api(method, url, header_params=headers, body=payload, _request_timeout=10)
-            data = response.read()
-            if not 200 <= response.status < 300:
-                raise exceptions.ApiException(http_resp=response)
-        return bytes(data[:limit_bytes]).decode("utf-8", errors="replace")
+        # Any type: the API server refuses Accept: text/plain (406) and serves the log as text to */*.
+        data = self._call("GET", path, query=query, accept="*/*", timeout=10, action=f"read the log of pod {name}")
+        return data[:limit_bytes].decode("utf-8", errors="replace")
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str, *, owner: str | None) -> bool:
         """Delete with background propagation; False when it was already gone (or this view saw it deleted).
