@@ -22,7 +22,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 
 from testbed import build, components, nodes, pki, realnode
 from testbed import minio as minio_server
+from testbed.ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATE_DIR = ROOT / ".testbed"
@@ -45,13 +45,6 @@ SERVICE_CIDR = "10.0.0.0/16"  # room for every suite and bench/scale.py at N = 1
 CONTROL_PLANE_CLIENT_LIMITS = ("--kube-api-qps=200", "--kube-api-burst=400")
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 STOP_TIMEOUT = 15.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _alive(pid: int) -> bool:
@@ -240,7 +233,7 @@ class Testbed:
         scheduler = client_ca.issue("scheduler", common_name="system:kube-scheduler")
         sa_private, sa_public = pki.service_account_keys(self.pki_dir)
 
-        etcd_port, etcd_peer_port, api_port = _free_port(), _free_port(), _free_port()
+        etcd_port, etcd_peer_port, api_port = free_port(), free_port(), free_port()
         server = f"https://127.0.0.1:{api_port}"
         self._kubeconfig(self.kubeconfig, server, "admin", *admin)
         self._kubeconfig(self.state_dir / "controller-manager.kubeconfig", server, "controller-manager", *manager)
@@ -327,7 +320,7 @@ class Testbed:
                 f"--authorization-kubeconfig={self.state_dir / 'scheduler.kubeconfig'}",
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
-                f"--secure-port={_free_port()}",
+                f"--secure-port={free_port()}",
                 *CONTROL_PLANE_CLIENT_LIMITS,
                 "--v=1",
             ],
@@ -344,7 +337,7 @@ class Testbed:
                 "--node-lease-duration-seconds=40",
                 "--cidr=10.244.0.1/16",
                 "--node-ip=10.240.0.1",
-                f"--server-address=127.0.0.1:{_free_port()}",
+                f"--server-address=127.0.0.1:{free_port()}",
             ],
         )
         self._link_tools()

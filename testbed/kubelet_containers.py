@@ -27,6 +27,7 @@ from typing import Any, Literal
 from testbed import triton
 from testbed.kubelet_api import Api, Body
 from testbed.kubelet_volumes import DEFAULT_TERMINATION_PATH, Mounts, PodLayout, RefusedError, environment, expand
+from testbed.ports import free_port
 
 Runtime = Literal["kestrel", "triton", "python"]
 KESTREL_IMAGES = ("kestrel", "kestrel-builder", "kestrel-loader")
@@ -122,7 +123,7 @@ def plan(
                 f"container {container['name']!r}: the Triton image runs `tritonserver`, not {words[0]!r}"
             )
         listen = triton.listen_ports(words[1:])
-        local = {protocol: pod_ports.setdefault(listen[protocol], triton.free_port()) for protocol in listen}
+        local = {protocol: pod_ports.setdefault(listen[protocol], free_port()) for protocol in listen}
         ports |= {listen[protocol]: local[protocol] for protocol in listen}
         backends = triton.backend_directory(layout.directory / "triton-backends")
         argv = triton.translate(words[1:], ports=triton.Ports(**local), backend_dir=backends)
@@ -155,7 +156,7 @@ def _local_tls_proxy(argv: list[str], pod_ports: dict[int, int]) -> tuple[list[s
         name, sep, value = arg.partition("=")
         if sep and name in TLS_PROXY_ADDRESSES:
             port = int(value.rpartition(":")[2])
-            local = pod_ports.setdefault(port, triton.free_port())
+            local = pod_ports.setdefault(port, free_port())
             if name != "--target":
                 listening[port] = local
             translated.append(f"{name}=127.0.0.1:{local}")

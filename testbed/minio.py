@@ -16,7 +16,6 @@ import pathlib
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from types import TracebackType
 import minio  # the SDK (imports are absolute), the engine store's own S3 client
 
 from testbed import build, components
+from testbed.ports import free_port
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 10.0
@@ -66,13 +66,6 @@ class Connection:
         return folder
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class MinioServer:
     """One MinIO process; `start()` returns once `/minio/health/ready` answers and the bucket exists."""
 
@@ -82,7 +75,7 @@ class MinioServer:
         self.bucket = bucket
         # 0.0.0.0 where pods must reach it (the real node's pods dial the node address); clients here use loopback.
         self.listen = listen
-        self.port = _free_port()
+        self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         # Random per server: nothing outside this process and its children knows them.
         self._access_key = "kestrel-" + secrets.token_hex(6)
@@ -112,7 +105,7 @@ class MinioServer:
             str(components.MINIO_SERVER.binary("minio")),
             "server",
             f"--address={self.listen}:{self.port}",
-            f"--console-address=127.0.0.1:{_free_port()}",
+            f"--console-address=127.0.0.1:{free_port()}",
             f"--certs-dir={self.root / 'certs'}",
             "--quiet",
             str(self.root / "data"),

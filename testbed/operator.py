@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -18,18 +17,12 @@ from collections.abc import Mapping
 import yaml
 
 from testbed import cluster, service_proxy
+from testbed.ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "kestrel"
 NAMESPACE = "kestrel-system"
 RBAC_TEMPLATES = ("templates/serviceaccount.yaml", "templates/rbac.yaml")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def service_account() -> str:

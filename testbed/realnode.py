@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from testbed import build, components, host, pki
+from testbed.ports import free_port
 
 NODE_NAME = "real-0"
 NODE_LABEL = "kestrel.dev/real-node"
@@ -93,13 +94,6 @@ def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
     return done
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RealNode:
@@ -253,10 +247,10 @@ class RealNode:
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "address": NODE_IP,
-            "port": _free_port(),
+            "port": free_port(),
             "readOnlyPort": 0,
             "healthzBindAddress": "127.0.0.1",
-            "healthzPort": _free_port(),
+            "healthzPort": free_port(),
             "tlsCertFile": str(self.pki_dir / "kubelet-serving.crt"),
             "tlsPrivateKeyFile": str(self.pki_dir / "kubelet-serving.key"),
             "authentication": {
@@ -309,8 +303,8 @@ class RealNode:
             "mode": "iptables",
             "clusterCIDR": POD_SUBNET,
             "bindAddress": NODE_IP,
-            "healthzBindAddress": f"127.0.0.1:{_free_port()}",
-            "metricsBindAddress": f"127.0.0.1:{_free_port()}",
+            "healthzBindAddress": f"127.0.0.1:{free_port()}",
+            "metricsBindAddress": f"127.0.0.1:{free_port()}",
             # Zero leaves the host's conntrack limits alone: the test bed changes no machine-wide tuning it
             # does not need.
             "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},

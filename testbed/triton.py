@@ -21,7 +21,6 @@ import pathlib
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -31,6 +30,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
+
+from testbed.ports import free_port
 
 SITE_PACKAGES = pathlib.Path(sysconfig.get_paths()["purelib"])
 WHEEL = SITE_PACKAGES / "pytriton" / "tritonserver"
@@ -57,13 +58,6 @@ class Ports:
     @classmethod
     def free(cls) -> Ports:
         return cls(http=free_port(), grpc=free_port(), metrics=free_port())
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def available() -> bool:

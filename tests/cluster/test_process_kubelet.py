@@ -19,6 +19,7 @@ from testbed import kubelet_containers, kubelet_volumes, triton
 from testbed.kubelet import ProcessKubelet
 from testbed.kubelet_api import Api
 from testbed.kubelet_pods import PORTS_ANNOTATION
+from testbed.ports import free_port
 from tests.cluster.kubelet_fixtures import NODE, local_pod, python, wait_for
 
 Body = dict[str, Any]
@@ -210,7 +211,7 @@ def test_init_containers_run_first_and_share_the_pods_volumes(api: Api, pod_name
 
 
 def test_a_native_sidecar_serves_the_main_container_and_stops_after_it(api: Api, pod_namespace: str) -> None:
-    port = triton.free_port()
+    port = free_port()
     serve = (
         "import http.server as h; "
         f"h.ThreadingHTTPServer(('127.0.0.1', {port}), h.SimpleHTTPRequestHandler).serve_forever()"
@@ -318,7 +319,7 @@ def test_a_crashing_container_restarts_with_back_off(api: Api, pod_namespace: st
 
 
 def test_ready_only_once_the_readiness_endpoint_answers(api: Api, pod_namespace: str) -> None:
-    port = triton.free_port()
+    port = free_port()
     # Serves only after 3 s: the pod must be Running but not Ready until then.
     code = (
         "import http.server, time; time.sleep(3); "

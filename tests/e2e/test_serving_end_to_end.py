@@ -34,15 +34,19 @@ from kestrel.manifests import names, transport
 from testbed import claims, demo, local_serving, routing, service_proxy
 from testbed import operator as operator_process
 
-BUILD_AND_ROLLOUT_SECONDS = 600
+# Below pytest's own 600 s timeout, so that a wait that runs out says what the cluster was doing.
+BUILD_AND_ROLLOUT_SECONDS = 540
 CONCURRENT_CLIENTS = 8
 
 
 class Served:
     """The module's ModelDeployment and how to reach it."""
 
-    def __init__(self, kube: Any, namespace: str, work: pathlib.Path) -> None:
+    def __init__(
+        self, kube: Any, namespace: str, work: pathlib.Path, operator: operator_process.OperatorProcess
+    ) -> None:
         self.kube = kube
+        self.operator = operator
         self.namespace = namespace
         self.work = work
         self.body = local_serving.model_deployment(namespace)
@@ -75,7 +79,11 @@ class Served:
                 return
             time.sleep(1.0)
         conditions = {c["type"]: (c["status"], c.get("reason"), c.get("message")) for c in self.conditions()}
-        raise AssertionError(f"timed out waiting for {what}; conditions: {conditions}")
+        pods = self.kube.kubectl("get", "pods,jobs,replicasets", "-n", self.namespace, "-o", "wide", check=False)
+        operator_log = "\n".join(self.operator.log().splitlines()[-60:])
+        raise AssertionError(
+            f"timed out waiting for {what}; conditions: {conditions}\n{pods.stdout}\noperator log:\n{operator_log}"
+        )
 
     def conditions(self) -> list[dict[str, Any]]:
         conditions: list[dict[str, Any]] = self.get().get("status", {}).get("conditions", [])
@@ -127,7 +135,7 @@ def served(
     # kube-proxy's part: the operator's smoke inference and metrics scrape reach the Service and pods through it.
     network = service_proxy.ServiceProxy(with_crd.api, work / "address-map.json", [namespace])
     running = operator_process.OperatorProcess(operator_kubeconfig, work / "logs", env, network).start()
-    model = Served(with_crd, namespace, work)
+    model = Served(with_crd, namespace, work, running)
     try:
         with_crd.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(model.body))
         first = keys.engine_key(specs.parse(model.body["spec"]))

@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import hashlib
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from kestrel.engine import s3
+from testbed.ports import free_port
 
 
 def _minio() -> Path | None:
@@ -33,9 +33,7 @@ USER, PASSWORD = "kestrel", "kestrel-test-secret"
 def minio(tmp_path: Path) -> Iterator[s3.Credentials]:
     if MINIO is None or not MINIO.exists():
         pytest.skip("no MinIO binary (build the test bed first)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "MINIO_ROOT_USER": USER, "MINIO_ROOT_PASSWORD": PASSWORD}
     command = [str(MINIO), "server", str(tmp_path / "data"), "--address", f"127.0.0.1:{port}", "--quiet"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

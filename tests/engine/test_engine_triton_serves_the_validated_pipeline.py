@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 
 from kestrel.engine import datasets, pipeline, runners
 from kestrel.serving.backends import postprocess, preprocess
+from testbed.ports import free_port
 from tests.engine import builds
 from tests.fixtures import detector
 
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.slow
 
 pytriton = pytest.importorskip("pytriton")
 TRITON_ROOT = Path(pytriton.__file__).parent / "tritonserver"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -42,14 +36,14 @@ def triton(repository: Path, backends: Path) -> Iterator[int]:
     shutil.copy(TRITON_ROOT / "python_backend_stubs" / version / "triton_python_backend_stub", backends / "python")
     from pytriton.utils.distribution import get_libs_path  # noqa: PLC0415
 
-    http_port = _free_port()
+    http_port = free_port()
     env = {"LD_LIBRARY_PATH": str(get_libs_path()), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
     command = [
         str(TRITON_ROOT / "bin" / "tritonserver"),
         f"--model-repository={repository}",
         f"--backend-directory={backends}",
         f"--http-port={http_port}",
-        f"--grpc-port={_free_port()}",
+        f"--grpc-port={free_port()}",
         "--allow-metrics=false",
         "--strict-model-config=true",
     ]
