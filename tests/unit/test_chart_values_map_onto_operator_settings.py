@@ -10,13 +10,14 @@ import pytest
 from kestrel.api import spec as specs
 from kestrel.handlers import config
 from kestrel.manifests import access, context, triton
-from tests.unit.helm_support import CHART, find, helm, render
+from tests.unit.helm_support import CHART, find, helm, refused, render
 from tests.unit.spec_support import UNMEASURED
 
 # Read by handlers/config.py outside Settings.
 # Read by handlers/config.py's own functions (Kopf's registration and settings), not into manifests' Settings.
 OPERATOR_VARIABLES = {
-    f"{config.PREFIX}{name}" for name in ("WATCH_NAMESPACES", "RESYNC_SECONDS", "TRUST_SECONDS", "WORKERS")
+    f"{config.PREFIX}{name}"
+    for name in ("WATCH_NAMESPACES", "RESYNC_SECONDS", "TRUST_SECONDS", "WORKERS", "LOG_FORMAT")
 }
 # Read by handlers/config.py into Settings as lists (comma-separated), each item checked.
 LIST_VARIABLES = {f"{config.PREFIX}IMAGE_PULL_SECRETS"}
@@ -169,3 +170,15 @@ def test_schema_accepts_the_pull_secret_names_the_operator_accepts(name: str) ->
         operator_accepts = False
     done = helm("template", "kestrel", str(CHART), f"--set=imagePullSecrets[0]={name}")
     assert (done.returncode == 0) == operator_accepts, done.stderr
+
+
+def test_log_format_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"{config.PREFIX}LOG_FORMAT"
+    monkeypatch.setenv(name, _env(render())[name])
+    assert config.log_format() == "text"
+    monkeypatch.setenv(name, _env(render("logFormat=json"))[name])
+    assert config.log_format() == "json"
+    monkeypatch.setenv(name, "logfmt")
+    with pytest.raises(ValueError, match="KESTREL_LOG_FORMAT='logfmt': expected one of text, json"):
+        config.log_format()
+    assert "logFormat" in refused("logFormat=logfmt")

@@ -7,6 +7,7 @@ import os
 import pathlib
 import re
 
+from kestrel import logs
 from kestrel.manifests import context
 
 PREFIX = "KESTREL_"
@@ -110,3 +111,13 @@ def executor_threads() -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{name}={text!r}: expected a whole number >= 1, e.g. 16")
     return int(text)
+
+
+def log_format() -> logs.Format:
+    """`KESTREL_LOG_FORMAT`: text (Kopf's lines, the default) or json (one object per line)."""
+    name = f"{PREFIX}LOG_FORMAT"
+    text = os.environ.get(name, "").strip().lower() or "text"
+    for known in logs.FORMATS:
+        if text == known:
+            return known
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of {', '.join(logs.FORMATS)}")
