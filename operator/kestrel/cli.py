@@ -46,13 +46,15 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here: importing the handlers registers them with Kopf, which only `run` wants.
     import kopf  # noqa: PLC0415
 
-    from kestrel import handlers, metrics  # noqa: PLC0415
+    from kestrel import handlers, logs, metrics  # noqa: PLC0415
     from kestrel.handlers import config  # noqa: PLC0415
 
     namespaces = config.from_environment().watch_namespaces
+    log_format = config.log_format()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
+    logs.use(log_format)
     # Kopf reads its identity from POD_ID before it would ask the password database (see operator_identity).
     os.environ["POD_ID"] = operator_identity()
     logging.getLogger("kestrel").info(arenas)

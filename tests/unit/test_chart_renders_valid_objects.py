@@ -20,6 +20,20 @@ from tests.unit.helm_support import CHART, find, refused, render
 
 KUBERNETES_VERSION = "1.34"  # the test bed's pinned release
 NAMESPACED = ("watchNamespaces={vision,retail}",)
+# What a platform team sets on day one: placement, priority, its own labels, a cloud identity, a registry.
+PLATFORM = {
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]
+            }
+        }
+    },
+    "priorityClassName": "platform-critical",
+    "podLabels": {"team": "ml-platform", "cost-center": "42"},
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/kestrel"}},
+    "imagePullSecrets": ["regcred", {"name": "mirror"}],
+}
 
 
 def test_chart_version_follows_the_package() -> None:
@@ -28,7 +42,15 @@ def test_chart_version_follows_the_package() -> None:
     assert chart["version"] == kestrel.__version__
 
 
-@pytest.mark.parametrize("sets", [(), NAMESPACED, ("metrics.serviceMonitor.enabled=true", "createNamespace=true")])
+@pytest.mark.parametrize(
+    "sets",
+    [
+        (),
+        NAMESPACED,
+        ("metrics.serviceMonitor.enabled=true", "createNamespace=true"),
+        ("priorityClassName=platform-critical", "podLabels.team=ml", "serviceAccount.annotations.a=b"),
+    ],
+)
 def test_helm_lint_is_clean(sets: tuple[str, ...]) -> None:
     done = helm_support.helm("lint", "--strict", str(CHART), *(f"--set={s}" for s in sets))
     assert done.returncode == 0, done.stdout + done.stderr
@@ -39,6 +61,11 @@ def test_every_object_is_valid_for_kubernetes(sets: tuple[str, ...]) -> None:
     objects = render(*sets)
     assert objects
     for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_platform_values_render_objects_valid_for_kubernetes() -> None:
+    for obj in render(values=PLATFORM):
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 
@@ -73,6 +100,35 @@ def test_operator_runs_alone_hardened_and_probed() -> None:
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["resources"]["limits"]["memory"]
     assert pod["serviceAccountName"] == find(objects, "ServiceAccount")["metadata"]["name"]
+
+
+def test_operator_pod_takes_the_platforms_placement_priority_and_labels() -> None:
+    objects = render(values=PLATFORM)
+    pod = _pod(objects)
+    assert pod["affinity"] == PLATFORM["affinity"]
+    assert pod["priorityClassName"] == "platform-critical"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+    labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert labels.items() >= {"team": "ml-platform", "cost-center": "42"}.items()
+    # The chart's own labels stay: the Service (and every model's NetworkPolicy) selects the pod by them.
+    assert find(objects, "Service")["spec"]["selector"].items() <= labels.items()
+    assert labels.items() >= find(render(), "Deployment")["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_no_placement_priority_or_extra_labels_by_default() -> None:
+    objects = render()
+    pod = _pod(objects)
+    assert not {"affinity", "priorityClassName", "imagePullSecrets"} & set(pod)
+    labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert {key.split("/")[0] for key in labels} == {"app.kubernetes.io", "helm.sh"}
+
+
+def test_service_account_annotations_give_the_operator_a_cloud_identity() -> None:
+    objects = render(values=PLATFORM)
+    account = find(objects, "ServiceAccount")
+    assert account["metadata"]["annotations"] == PLATFORM["serviceAccount"]["annotations"]
+    assert _pod(objects)["serviceAccountName"] == account["metadata"]["name"]
+    assert "annotations" not in find(render(), "ServiceAccount")["metadata"]
 
 
 def test_metrics_service_selects_the_operator_pod_and_monitor_is_optional() -> None:
@@ -197,6 +253,12 @@ def test_encryption_keys_are_secrets_the_loader_reads(tmp_path: pathlib.Path) ->
         (("metrics.port=8080",), "healthPort and metrics.port are both 8080"),
         (("ca.certificate=-----BEGIN CERTIFICATE-----x",), "ca.certificate and ca.key go together"),
         (("metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"), "needs metrics.service.enabled"),
+        (("podLabels.app\\.kubernetes\\.io/instance=other",), "podLabels.app.kubernetes.io/instance: the chart sets"),
+        (("podLabels.helm\\.sh/chart=other",), "podLabels.helm.sh/chart: the chart sets"),
+        (("priorityClassName=High",), "priorityClassName"),
+        (("affinity.nodeSelector.pool=system",), "affinity"),
+        (("serviceAccount.annotations.a=1",), "serviceAccount/annotations/a"),
+        (("imagePullSecrets={Regcred}",), "imagePullSecrets/0"),
         (
             ("encryptionKeys[0].namespace=vision", "encryptionKeys[0].name=k", "encryptionKeys[0].key=c2hvcnQ="),
             "encryptionKeys/0/key",

@@ -9,15 +9,18 @@ import pytest
 
 from kestrel.api import spec as specs
 from kestrel.handlers import config
-from kestrel.manifests import access, context
-from tests.unit.helm_support import find, render
+from kestrel.manifests import access, context, triton
+from tests.unit.helm_support import CHART, find, helm, refused, render
 from tests.unit.spec_support import UNMEASURED
 
 # Read by handlers/config.py outside Settings.
 # Read by handlers/config.py's own functions (Kopf's registration and settings), not into manifests' Settings.
 OPERATOR_VARIABLES = {
-    f"{config.PREFIX}{name}" for name in ("WATCH_NAMESPACES", "RESYNC_SECONDS", "TRUST_SECONDS", "WORKERS")
+    f"{config.PREFIX}{name}"
+    for name in ("WATCH_NAMESPACES", "RESYNC_SECONDS", "TRUST_SECONDS", "WORKERS", "LOG_FORMAT")
 }
+# Read by handlers/config.py into Settings as lists (comma-separated), each item checked.
+LIST_VARIABLES = {f"{config.PREFIX}IMAGE_PULL_SECRETS"}
 
 
 def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -35,8 +38,9 @@ def _settable() -> set[str]:
 
 
 def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
-    env = _env(render("storeCredentialsSecret=store-creds"))
-    unknown = set(env) - _settable() - OPERATOR_VARIABLES
+    env = _env(render("storeCredentialsSecret=store-creds", "imagePullSecrets={regcred}"))
+    assert set(env) >= LIST_VARIABLES
+    unknown = set(env) - _settable() - OPERATOR_VARIABLES - LIST_VARIABLES
     assert not unknown, f"the chart sets variables the operator ignores: {sorted(unknown)}"
     # And every string setting the operator reads has a value in the chart.
     assert _settable() <= set(env), sorted(_settable() - set(env))
@@ -135,3 +139,46 @@ def test_trust_window_and_workers_reach_the_operator(monkeypatch: Any) -> None:
     monkeypatch.setenv(f"{config.PREFIX}TRUST_SECONDS", env[f"{config.PREFIX}TRUST_SECONDS"])
     monkeypatch.setenv(f"{config.PREFIX}WORKERS", env[f"{config.PREFIX}WORKERS"])
     assert (config.trust_interval(), config.executor_threads()) == (0.0, 32)
+
+
+def test_pull_secrets_reach_the_operator_pod_and_every_pod_it_creates() -> None:
+    objects = render("imagePullSecrets[0]=regcred", "imagePullSecrets[1].name=mirror.example.com")
+    expected = [{"name": "regcred"}, {"name": "mirror.example.com"}]
+    assert find(objects, "Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == expected
+    settings = config.from_environment(_env(objects)).settings
+    assert settings.image_pull_secrets == ("regcred", "mirror.example.com")
+    # From the chart's values to a pod the operator creates: the settings the chart gives the operator.
+    spec = specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "validation": UNMEASURED})
+    owner = context.Owner(name="cams", namespace="vision", uid="u-1")
+    pod = triton.deployment(spec, owner, settings, "ab" * 32)["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == expected
+
+
+def test_no_pull_secrets_by_default() -> None:
+    objects = render()
+    assert "imagePullSecrets" not in find(objects, "Deployment")["spec"]["template"]["spec"]
+    assert f"{config.PREFIX}IMAGE_PULL_SECRETS" not in _env(objects)
+
+
+@pytest.mark.parametrize("name", ["regcred", "mirror.example.com", "a" * 253, "RegCred", "reg_cred", "a..b", "a" * 254])
+def test_schema_accepts_the_pull_secret_names_the_operator_accepts(name: str) -> None:
+    env = {f"{config.PREFIX}ENGINE_STORE": "s3://engines", f"{config.PREFIX}IMAGE_PULL_SECRETS": name}
+    try:
+        config.from_environment(env)
+        operator_accepts = True
+    except ValueError:
+        operator_accepts = False
+    done = helm("template", "kestrel", str(CHART), f"--set=imagePullSecrets[0]={name}")
+    assert (done.returncode == 0) == operator_accepts, done.stderr
+
+
+def test_log_format_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"{config.PREFIX}LOG_FORMAT"
+    monkeypatch.setenv(name, _env(render())[name])
+    assert config.log_format() == "text"
+    monkeypatch.setenv(name, _env(render("logFormat=json"))[name])
+    assert config.log_format() == "json"
+    monkeypatch.setenv(name, "logfmt")
+    with pytest.raises(ValueError, match="KESTREL_LOG_FORMAT='logfmt': expected one of text, json"):
+        config.log_format()
+    assert "logFormat" in refused("logFormat=logfmt")

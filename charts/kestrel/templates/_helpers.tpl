@@ -35,3 +35,16 @@ NAME[-SUFFIX], so that a node runs exactly the image that was tested, whatever t
 {{- define "kestrel.rules" -}}
 {{- .Files.Get "files/operator-rules.yaml" | fromYaml | toYaml -}}
 {{- end -}}
+
+{{/* imagePullSecrets as comma-separated names: an entry is a name or {name: ...}, the shape `helm create` scaffolds. */}}
+{{- define "kestrel.imagePullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets -}}
+{{- if kindIs "string" . -}}
+{{- $names = append $names . -}}
+{{- else -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- end -}}
+{{- join "," ($names | uniq) -}}
+{{- end -}}

@@ -5,10 +5,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 
+from kestrel import logs
 from kestrel.manifests import context
 
 PREFIX = "KESTREL_"
+# A Secret's name is a DNS subdomain (RFC 1123): what the API server would refuse in a pod's imagePullSecrets.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_SUBDOMAIN_MAX = 253
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +42,7 @@ def from_environment(environ: dict[str, str] | None = None) -> OperatorConfig:
         pvc_root=pathlib.Path(pvc_root) if pvc_root else None,
         serving_checks=_flag(env, f"{PREFIX}SERVING_CHECKS", default=True),
         address_map=pathlib.Path(address_map) if address_map else None,
+        image_pull_secrets=_secret_names(env, f"{PREFIX}IMAGE_PULL_SECRETS"),
         **overrides,  # type: ignore[arg-type]
     )
     namespaces = tuple(n for n in env.get(f"{PREFIX}WATCH_NAMESPACES", "").split(",") if n)
@@ -53,6 +59,19 @@ def _flag(env: dict[str, str], name: str, *, default: bool) -> bool:
     if value not in ("true", "false"):
         raise ValueError(f"{name}={env[name]!r}: expected true or false")
     return value == "true"
+
+
+def _secret_names(env: dict[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated Secret names, each checked at start-up: a bad one would fail every pod Kestrel creates."""
+    names = [part.strip() for part in env.get(name, "").split(",") if part.strip()]
+    for found in names:
+        if len(found) > _DNS_SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(found):
+            raise ValueError(
+                f"{name}={env[name]!r}: {found!r} is not a Secret name (a lowercase DNS subdomain: a-z, 0-9, '-' "
+                f"and '.', at most {_DNS_SUBDOMAIN_MAX} characters); expected names separated by commas, "
+                "e.g. regcred,mirror"
+            )
+    return tuple(dict.fromkeys(names))
 
 
 def resync_interval() -> float:
@@ -92,3 +111,13 @@ def executor_threads() -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{name}={text!r}: expected a whole number >= 1, e.g. 16")
     return int(text)
+
+
+def log_format() -> logs.Format:
+    """`KESTREL_LOG_FORMAT`: text (Kopf's lines, the default) or json (one object per line)."""
+    name = f"{PREFIX}LOG_FORMAT"
+    text = os.environ.get(name, "").strip().lower() or "text"
+    for known in logs.FORMATS:
+        if text == known:
+            return known
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of {', '.join(logs.FORMATS)}")

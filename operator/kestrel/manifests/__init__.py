@@ -9,5 +9,5 @@ reconcilers decide which of them to call. One concept per module:
 - service, disruption, autoscaling: the Service, the PodDisruptionBudget, the HPA or KEDA ScaledObject
 - access: the Role and RoleBinding that read the API key, the NetworkPolicy
 - argo, analysis: the canary as an Argo Rollout, and the PromQL that judges a canary step
-- placement, hardening, probes, transport, store, keys: the pod-level pieces the builders share
+- placement, hardening, probes, transport, store, keys, pull_secrets: the pod-level pieces the builders share
 """

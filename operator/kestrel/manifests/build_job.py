@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import context, files, hardening, keys, labels, names, placement, store
+from kestrel.manifests import context, files, hardening, keys, labels, names, placement, pull_secrets, store
 
 CONTAINER = "build"
 SPEC_DIR = "/etc/kestrel/spec"
@@ -86,6 +86,7 @@ def build_job(
         "volumes": [*inputs.volumes, *publish.volumes],
     }
     placement.apply(pod_spec, spec.target)
+    pull_secrets.apply(pod_spec, settings)
     build = spec.engine.build
     return {
         "apiVersion": "batch/v1",

@@ -116,6 +116,10 @@ class Settings:
     # KESTREL_ADDRESS_MAP: a JSON file mapping in-cluster "host:port" to where this operator reaches them, for an
     # operator outside the pod network (serving/addresses.py); None: dial cluster addresses directly.
     address_map: pathlib.Path | None = None
+    # Secrets every pod Kestrel creates pulls its images with (KESTREL_IMAGE_PULL_SECRETS, the chart's
+    # imagePullSecrets): a private registry or mirror. The kubelet reads them in the pod's own namespace, so each
+    # model namespace needs its copy; the operator neither reads nor copies them.
+    image_pull_secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         Store.parse(self.engine_store)  # fail at start-up, not at the first build

@@ -11,7 +11,19 @@ import math
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import context, files, hardening, keys, labels, names, placement, probes, store, transport
+from kestrel.manifests import (
+    context,
+    files,
+    hardening,
+    keys,
+    labels,
+    names,
+    placement,
+    probes,
+    pull_secrets,
+    store,
+    transport,
+)
 
 MODELS_DIR = "/models"  # the memory-backed volume's mount point
 # The repository is a folder inside the volume: `kestrel load` stages beside its target and renames the staging
@@ -169,6 +181,7 @@ def _deployment(
         ],
     }
     placement.apply(pod_spec, spec.target)
+    pull_secrets.apply(pod_spec, settings)
     deployment_spec: dict[str, Any] = {}
     if replicas is not None:
         deployment_spec["replicas"] = replicas
