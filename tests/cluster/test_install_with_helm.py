@@ -59,8 +59,26 @@ def release() -> str:
     return f"k{uuid.uuid4().hex[:8]}"
 
 
-def test_install_upgrade_uninstall(with_crd, pod_namespace: str, release: str) -> None:
+PLATFORM_VALUES = """
+imagePullSecrets: [registry-pull]
+serviceAccount:
+  annotations: {eks.amazonaws.com/role-arn: "arn:aws:iam::111122223333:role/kestrel"}
+podLabels: {team: platform}
+affinity:
+  nodeAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 1
+        preference: {matchExpressions: [{key: node-role.kubernetes.io/system, operator: Exists}]}
+logFormat: json
+"""
+
+
+def test_install_upgrade_uninstall(with_crd, pod_namespace: str, release: str, tmp_path: pathlib.Path) -> None:
     kube, namespace = with_crd, pod_namespace
+    platform = tmp_path / "platform.yaml"
+    platform.write_text(PLATFORM_VALUES)
+    priority = f"{release}-operators"
+    kube.kubectl("create", "priorityclass", priority, "--value=1000000")
     try:
         installed = helm(kube, "install", release, str(CHART), f"--namespace={namespace}", "--wait", "--timeout=180s")
         assert installed.returncode == 0, installed.stderr
@@ -82,6 +100,8 @@ def test_install_upgrade_uninstall(with_crd, pod_namespace: str, release: str) -
             "--reuse-values",
             "--set=resyncSeconds=60",
             f"--set=watchNamespaces={{{namespace}}}",
+            f"--values={platform}",
+            f"--set=priorityClassName={priority}",
             "--wait",
             "--timeout=180s",
         )
@@ -99,7 +119,16 @@ def test_install_upgrade_uninstall(with_crd, pod_namespace: str, release: str) -
         }
         revision = json.loads(helm(kube, "history", release, f"--namespace={namespace}", "-o", "json").stdout)
         assert [r["revision"] for r in revision] == [1, 2]
+        # The platform values reached the objects the API server admitted, and the operator's pod.
+        assert env["KESTREL_LOG_FORMAT"] == "json" and env["KESTREL_IMAGE_PULL_SECRETS"] == "registry-pull"
+        account = _get(kube, "serviceaccount", "kestrel-operator", f"--namespace={namespace}")
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/kestrel")
+        (pod,) = _get(kube, "pods", f"--namespace={namespace}", "--selector=team=platform")["items"]
+        assert pod["spec"]["priorityClassName"] == priority and pod["spec"]["priority"] == 1000000
+        assert pod["spec"]["imagePullSecrets"] == [{"name": "registry-pull"}]
+        assert pod["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     finally:
+        kube.kubectl("delete", "priorityclass", priority, check=False)
         uninstalled = helm(kube, "uninstall", release, f"--namespace={namespace}", "--wait", "--timeout=120s")
     assert uninstalled.returncode == 0, uninstalled.stderr
     assert _labelled(kube, NAMESPACED_KINDS, release, f"--namespace={namespace}") == []
