@@ -42,6 +42,8 @@ def test_names_columns_and_status_subresource() -> None:
     assert rendered["metadata"]["name"] == "modeldeployments.kestrel.dev"
     assert rendered["spec"]["scope"] == "Namespaced"
     assert rendered["spec"]["names"]["shortNames"] == ["mdep"]
+    # Not in `all`: `kubectl delete all --all` must not delete models (and, through their finalizers, engines).
+    assert rendered["spec"]["names"]["categories"] == ["kestrel"]
     version = rendered["spec"]["versions"][0]
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}

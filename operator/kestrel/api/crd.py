@@ -120,7 +120,7 @@ def render() -> dict[str, Any]:
                 "plural": PLURAL,
                 "singular": SINGULAR,
                 "shortNames": list(SHORT_NAMES),
-                "categories": ["kestrel", "all"],
+                "categories": ["kestrel"],
             },
             "versions": [
                 {
