@@ -48,13 +48,15 @@ def _run(args: argparse.Namespace) -> int:
 
     from kestrel import handlers, logs, metrics  # noqa: PLC0415
     from kestrel.handlers import config  # noqa: PLC0415
+    from kestrel.security import audit  # noqa: PLC0415
 
     namespaces = config.from_environment().watch_namespaces
     log_format = config.log_format()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
-    logs.use(log_format)
+    # Last line of defence: a record that looks like key material is kept, its text replaced by a notice.
+    logs.use(log_format, filters=[audit.RedactingFilter()])
     # Kopf reads its identity from POD_ID before it would ask the password database (see operator_identity).
     os.environ["POD_ID"] = operator_identity()
     logging.getLogger("kestrel").info(arenas)

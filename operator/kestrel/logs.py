@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 Format = Literal["text", "json"]
@@ -42,8 +42,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line)
 
 
-def use(log_format: Format, logger: logging.Logger | None = None) -> None:
-    """Put `log_format` on every handler of `logger` (default: the root, where `kopf.configure` puts its own)."""
-    if log_format == "json":
-        for handler in (logger or logging.getLogger()).handlers:
+def use(log_format: Format, logger: logging.Logger | None = None, filters: Sequence[logging.Filter] = ()) -> None:
+    """Put `log_format` and `filters` on every handler of `logger` (default: the root, where `kopf.configure` puts
+    its own). A handler's filters see every record that reaches it, whichever logger it was logged on."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if log_format == "json":
             handler.setFormatter(JsonFormatter())
+        for each in filters:
+            handler.addFilter(each)

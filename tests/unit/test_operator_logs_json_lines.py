@@ -129,10 +129,14 @@ def test_kestrel_run_writes_json_lines_when_asked(
     monkeypatch.setattr(kopf, "run", lambda **kwargs: ran.append(kwargs))
     try:
         cli._run(argparse.Namespace(verbose=False, metrics_port=0, health_port=0))
+        logging.getLogger("kestrel.handlers").warning("loaded %s", "-----BEGIN PRIVATE KEY-----\nMIIE...")
     finally:
         root.handlers[:], root.level = saved[0], saved[1]
         asyncio_logger.handlers[:], asyncio_logger.propagate = saved_asyncio
     assert ran
     # The start-up line `kestrel run` logs once Kopf's handler is in place, read back as Kopf writes it (stderr).
-    *_, last = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    assert (last["logger"], last["message"]) == ("kestrel", "Kept the C library's default malloc arenas: test")
+    *_, started, leaked = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert (started["logger"], started["message"]) == ("kestrel", "Kept the C library's default malloc arenas: test")
+    # The redacting filter sits on the same handlers: a line that carries key material is kept, its text not.
+    assert leaked["logger"] == "kestrel.handlers" and "PRIVATE KEY" not in json.dumps(leaked)
+    assert leaked["message"].startswith("[redacted: the log record looked like key material (PEM block)]")
