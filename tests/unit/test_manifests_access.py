@@ -99,9 +99,10 @@ def test_policy_selects_every_triton_pod_of_the_model() -> None:
         assert selector <= track_labels.items()
 
 
-def test_role_reads_exactly_the_api_key_secret_and_nothing_else() -> None:
-    (rule,) = access.api_key_role(OWNER)["rules"]
-    assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["cams-api-key"], "verbs": ["get"]}
+def test_role_reads_exactly_the_api_key_secret_and_the_ca_bundle_and_nothing_else() -> None:
+    key, ca = access.api_key_role(OWNER)["rules"]
+    assert key == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["cams-api-key"], "verbs": ["get"]}
+    assert ca == {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cams-ca"], "verbs": ["get"]}
 
 
 def test_binding_names_the_allowed_groups_and_service_accounts() -> None:

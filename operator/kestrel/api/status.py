@@ -143,6 +143,10 @@ class EndpointsStatus(ApiModel):
     grpc: str | None = pydantic.Field(default=None, description="gRPC endpoint (host:port).")
     http: str | None = pydantic.Field(default=None, description="HTTP endpoint (URL).")
     metrics: str | None = pydantic.Field(default=None, description="Prometheus metrics URL.")
+    ca_config_map: str | None = pydantic.Field(
+        default=None,
+        description="ConfigMap in the model's namespace whose ca.crt verifies the server certificate (TLS only).",
+    )
 
 
 class ModelDeploymentStatus(ApiModel):

@@ -7,7 +7,8 @@ reconcilers decide which of them to call. One concept per module:
 - build_job: the build Job; build_network: its pods' NetworkPolicy
 - triton: the stable and canary Deployments and their ServiceAccount
 - service, disruption, autoscaling: the Service, the PodDisruptionBudget, the HPA or KEDA ScaledObject
-- access: the Role and RoleBinding that read the API key, the NetworkPolicy
+- access: the Role and RoleBinding that read the API key (and the CA bundle), the NetworkPolicy
+- trust: the ConfigMap with the CA certificate that verifies the server, for clients
 - argo, analysis: the canary as an Argo Rollout, and the PromQL that judges a canary step
 - placement, hardening, probes, transport, store, keys, pull_secrets: the pod-level pieces the builders share
 """

@@ -141,7 +141,7 @@ def _metadata(name: str, owner: context.Owner) -> dict[str, Any]:
 
 
 def api_key_role(owner: context.Owner) -> dict[str, Any]:
-    """`get` on this one Secret, by name: reading the key is all an allowed client needs."""
+    """`get` on this one Secret and the CA bundle, by name: the key and the CA are all an allowed client needs."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -152,7 +152,13 @@ def api_key_role(owner: context.Owner) -> dict[str, Any]:
                 "resources": ["secrets"],
                 "resourceNames": [names.api_key_secret(owner.name)],
                 "verbs": ["get"],
-            }
+            },
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [names.ca_bundle(owner.name)],
+                "verbs": ["get"],
+            },
         ],
     }
 

@@ -95,6 +95,11 @@ def tls_secret(name: str) -> str:
     return child(name, "tls")
 
 
+def ca_bundle(name: str) -> str:
+    """The ConfigMap with the CA certificate that verifies the model's server certificate (public, no key)."""
+    return child(name, "ca")
+
+
 def client_ca_secret(name: str) -> str:
     """The model's own client CA (`tls.crt`, `tls.key`): it alone signs the client certificates Triton accepts."""
     return child(name, "client-ca")

@@ -55,4 +55,6 @@ def endpoints(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> dict[str
     elif "http" in spec.serving.protocols:
         found["http"] = f"http://{host}:{transport.HTTP_PORT}"
     found["metrics"] = f"http://{host}:{transport.METRICS_PORT}/metrics"
+    if spec.security.tls.mode != "disabled":
+        found["caConfigMap"] = names.ca_bundle(owner.name)
     return found

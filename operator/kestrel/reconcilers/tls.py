@@ -10,6 +10,9 @@ They live CLIENT_VALIDITY and are renewed at two thirds of it. When a subject le
 the client CA is replaced in the same pass (the others are reissued from the new one): the pods roll onto the new
 CA, and the removed subject's certificate, still unexpired, stops working.
 
+Clients verify the server with the CA in the model's CA bundle ConfigMap (`names.ca_bundle`), which holds no key:
+the CA that signed the server certificate in either mode, rewritten when it changes, deleted when TLS is off.
+
 The digests of the server certificate and of the client CA go into the pod template (`Context.tls_checksum`), so a
 renewal or a revocation rolls the pods one at a time (maxUnavailable 0) and no client sees an expired certificate.
 """
@@ -28,7 +31,7 @@ from cryptography.exceptions import InvalidSignature
 
 from kestrel.api import base, conditions, errors
 from kestrel.kube import ownership
-from kestrel.manifests import access, certificate, names, secrets
+from kestrel.manifests import access, certificate, names, secrets, trust
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, installed
 from kestrel.security import certificates
@@ -270,6 +273,7 @@ def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, ow
     )
     clients = access.mtls_clients(ctx.spec)
     authority = _client_certificates(ctx, owner, ca.certificate_pem())
+    ctx.kube.apply(trust.ca_bundle(owner, ca.certificate_pem()))
     certificate_pem = secrets.decode(server, "tls.crt")
     ctx.tls_checksum = checksum(certificate_pem, authority)
     issued = x509.load_pem_x509_certificate(certificate_pem)
@@ -316,6 +320,8 @@ def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> N
         if secret is not None and "ca.crt" in data
         else None
     )
+    if secret is not None and "ca.crt" in data:
+        ctx.kube.apply(trust.ca_bundle(owner, secrets.decode(secret, "ca.crt")))
     if secret is not None and "tls.crt" in data:
         # cert-manager rewrites the Secret on renewal: its new content changes the template and rolls the pods.
         ctx.tls_checksum = checksum(secrets.decode(secret, "tls.crt"), authority)
@@ -420,6 +426,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None
     tls = ctx.spec.security.tls
     owner = manifest_context.Owner.from_body(ctx.body)
     if tls.mode == "disabled":
+        ctx.kube.delete("v1", "ConfigMap", ctx.namespace, names.ca_bundle(ctx.name), owner=owner.uid)
         ctx.set(conditions.CERTIFICATE_READY, "False", conditions.DISABLED, "spec.security.tls.mode is disabled")
         return
     if tls.mode == "cert-manager":
