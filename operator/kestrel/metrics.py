@@ -6,6 +6,8 @@ completed and rollbacks are all visible without a metric per code path.
 
 from __future__ import annotations
 
+import contextlib
+
 import prometheus_client
 
 RECONCILES = prometheus_client.Counter(
@@ -32,6 +34,31 @@ REQUESTS_SAVED = prometheus_client.Counter(
 READY = prometheus_client.Gauge(
     "kestrel_model_deployment_ready", "1 when the ModelDeployment's Ready condition is True.", ["namespace", "name"]
 )
+BUILD_SECONDS = prometheus_client.Histogram(
+    "kestrel_build_duration_seconds",
+    "Build Jobs this operator saw finish, by outcome (succeeded, gate_failed, failed): the Job's start to its end, "
+    "as the cluster recorded them. Cache hits run no build and are not counted.",
+    ["outcome"],
+    buckets=(30, 60, 120, 300, 600, 900, 1200, 1800, 2700, 3600, 7200),
+)
+CERTIFICATE_EXPIRY = prometheus_client.Gauge(
+    "kestrel_certificate_expiry_timestamp_seconds",
+    "When the server certificate a model serves with expires (Unix time); absent while TLS is off.",
+    ["namespace", "name"],
+)
+# The series that name one model: removed when it is deleted, so a dashboard never shows models that are gone.
+PER_MODEL = (READY, CERTIFICATE_EXPIRY)
+
+
+def forget_model(namespace: str, name: str) -> None:
+    """Remove every series of the model `namespace/name` (those never set are skipped)."""
+    for metric in PER_MODEL:
+        forget(metric, namespace, name)
+
+
+def forget(metric: prometheus_client.Gauge, *labels: str) -> None:
+    with contextlib.suppress(KeyError):  # never set for this model
+        metric.remove(*labels)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:  # noqa: S104 - scraped from outside the pod

@@ -161,14 +161,16 @@ class FakeSigner:
         return store_grants.DownloadGrant(ref.path, urls, datetime.datetime.now(datetime.UTC) + lifetime)
 
 
-def running_build(kube: Any, obj: dict[str, Any], pod_status: dict[str, Any]) -> str:
-    """A build Job that has not finished, and its newest pod as the kubelet reports it."""
+def running_build(
+    kube: Any, obj: dict[str, Any], pod_status: dict[str, Any], job_status: dict[str, Any] | None = None
+) -> str:
+    """A build Job (by default one that has not finished), and its newest pod as the kubelet reports it."""
     job_name = names.build_job(NAME, key_of(obj))
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": job_name, "namespace": NAMESPACE, "uid": "job-uid", "ownerReferences": [_owner(obj)]},
-        "status": {"active": 1},
+        "status": job_status or {"active": 1},
     }
     kube.put(job)
     build_pod = {

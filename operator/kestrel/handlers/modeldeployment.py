@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from kestrel import metrics
 from kestrel.api import crd, errors
 from kestrel.handlers import config, state
 from kestrel.reconcilers import resync, run, serial
@@ -59,7 +60,9 @@ async def remember(*, type: str | None, body: kopf.Body, **_: Any) -> None:
 
     Async, so it runs on Kopf's event loop: a sync handler would wait for a free pass thread on every event."""
     if type == "DELETED":
-        REGISTRY.forget(str(body.meta.get("namespace")), str(body.meta.get("name")))
+        namespace, name = str(body.meta.get("namespace")), str(body.meta.get("name"))
+        REGISTRY.forget(namespace, name)
+        metrics.forget_model(namespace, name)
     else:
         REGISTRY.remember(dict(body))
 

@@ -14,10 +14,12 @@ the API before the Job is. When an enforcer acts on it is the enforcer's.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pydantic
 
+from kestrel import metrics
 from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
 from kestrel.manifests import build_job, build_network, names
@@ -34,6 +36,29 @@ def _job_outcome(job: dict[str, Any]) -> tuple[str, str] | None:
         if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
             return condition["type"], condition.get("message") or condition.get("reason") or ""
     return None
+
+
+def _job_seconds(job: dict[str, Any]) -> float | None:
+    """How long the finished Job ran, start to end, as the cluster recorded it; None when it did not say."""
+    state = job.get("status", {})
+    ended = state.get("completionTime") or next(
+        (
+            c.get("lastTransitionTime")
+            for c in state.get("conditions", [])
+            if c.get("type") == "Failed" and c.get("status") == "True"
+        ),
+        None,
+    )
+    if not state.get("startTime") or not ended:
+        return None
+    started = datetime.datetime.fromisoformat(state["startTime"])
+    return max((datetime.datetime.fromisoformat(ended) - started).total_seconds(), 0.0)
+
+
+def _observe(job: dict[str, Any], outcome: str) -> None:
+    seconds = _job_seconds(job)
+    if seconds is not None:
+        metrics.BUILD_SECONDS.labels(outcome).observe(seconds)
 
 
 def _job(ctx: context.Context, name: str) -> dict[str, Any] | None:
@@ -120,10 +145,12 @@ def _running(ctx: context.Context, job: dict[str, Any], job_name: str) -> None:
         ctx.event("Warning", problem.reason, message, "Build")
 
 
-def _failed(ctx: context.Context, message: str) -> None:
+def _failed(ctx: context.Context, message: str, job: dict[str, Any] | None = None) -> None:
     ctx.status.build = None
     if ctx.set(conditions.BUILT, "False", "BuildFailed", message):
         ctx.event("Warning", "BuildFailed", message, "Build")
+        if job is not None:
+            _observe(job, "failed")  # once: the condition says BuildFailed from now on
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
 
 
@@ -207,11 +234,13 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
     except pydantic.ValidationError:
         detail = message or job_message
         if kind == "Failed":
-            _failed(ctx, f"Build Job {job_name} failed: {detail}")
+            _failed(ctx, f"Build Job {job_name} failed: {detail}", job)
         else:
-            _failed(ctx, f"Build Job {job_name} finished without a readable result in its termination message")
+            _failed(ctx, f"Build Job {job_name} finished without a readable result in its termination message", job)
         return
     if report.engine_key != key:
-        _failed(ctx, f"Build Job {job_name} reported engine {report.engine_key[:8]}, expected {key[:8]}")
+        _failed(ctx, f"Build Job {job_name} reported engine {report.engine_key[:8]}, expected {key[:8]}", job)
         return
     _record(ctx, report)
+    # Once per engine: the next pass finds it in status and stops at the top.
+    _observe(job, "succeeded" if report.gate.passed else "gate_failed")

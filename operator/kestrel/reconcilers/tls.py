@@ -29,6 +29,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from kestrel import metrics
 from kestrel.api import base, conditions, errors
 from kestrel.kube import ownership
 from kestrel.manifests import access, certificate, names, secrets, trust
@@ -277,6 +278,7 @@ def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, ow
     certificate_pem = secrets.decode(server, "tls.crt")
     ctx.tls_checksum = checksum(certificate_pem, authority)
     issued = x509.load_pem_x509_certificate(certificate_pem)
+    _expires(ctx, issued)
     renews = certificates.renewal_time(issued, _rotate_before(ctx))
     ctx.set(
         conditions.CERTIFICATE_READY,
@@ -325,6 +327,7 @@ def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> N
     if secret is not None and "tls.crt" in data:
         # cert-manager rewrites the Secret on renewal: its new content changes the template and rolls the pods.
         ctx.tls_checksum = checksum(secrets.decode(secret, "tls.crt"), authority)
+        _expires(ctx, x509.load_pem_x509_certificate(secrets.decode(secret, "tls.crt")))
     if pending:
         first = pending[0]
         _, reason, message = _ready(first)
@@ -354,6 +357,10 @@ def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> N
         f"Certificate expires {state.get('notAfter', 'at an unreported time')}, "
         f"renews {state.get('renewalTime', 'when cert-manager decides')} (cert-manager)" + _clients(clients),
     )
+
+
+def _expires(ctx: context.Context, issued: x509.Certificate) -> None:
+    metrics.CERTIFICATE_EXPIRY.labels(ctx.namespace, ctx.name).set(issued.not_valid_after_utc.timestamp())
 
 
 def _check_issued_secret(ctx: context.Context, secret: Body | None, name: str) -> None:
@@ -427,6 +434,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None
     owner = manifest_context.Owner.from_body(ctx.body)
     if tls.mode == "disabled":
         ctx.kube.delete("v1", "ConfigMap", ctx.namespace, names.ca_bundle(ctx.name), owner=owner.uid)
+        metrics.forget(metrics.CERTIFICATE_EXPIRY, ctx.namespace, ctx.name)
         ctx.set(conditions.CERTIFICATE_READY, "False", conditions.DISABLED, "spec.security.tls.mode is disabled")
         return
     if tls.mode == "cert-manager":
