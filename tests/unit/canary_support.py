@@ -101,6 +101,10 @@ def run(kube: FakeKube, obj: dict[str, Any], now: datetime.datetime, metrics: Me
     ctx = context.Context.load(kube, copy.deepcopy(obj), now)  # type: ignore[arg-type]
     serving.reconcile(ctx, SETTINGS, metrics)
     obj["status"] = ctx.status.to_wire()
+    annotations = obj["metadata"].get("annotations", {})
+    for annotation, value in ctx.answered.items():  # as run.py does after the status write
+        if annotations.get(annotation) == value:
+            del annotations[annotation]
     return ctx
 
 
