@@ -1,4 +1,5 @@
-"""The `kestrel` command line: one subcommand per job the operator, the build Job and the loader do."""
+"""The `kestrel` command line: one subcommand per job the operator, the build Job and the loader do, and the
+commands people run against a cluster or a store (kestrel.commands)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import kestrel
 from kestrel.api import crd
+from kestrel.commands import output, status
 
 if TYPE_CHECKING:
     from kestrel.serving import tls_proxy
@@ -21,7 +24,10 @@ Command = Callable[[argparse.Namespace], int]
 
 def _render(args: argparse.Namespace) -> int:
     if args.what == "crd":
-        sys.stdout.write(crd.render_yaml())
+        sys.stdout.write(crd.render_yaml() if args.output != "json" else output.dump(crd.render(), "json"))
+    elif args.output != "text":
+        print("kestrel render: -o applies to crd; the reference is Markdown", file=sys.stderr)
+        return 2
     elif args.what == "reference":
         from kestrel.api import reference  # noqa: PLC0415 - only this subcommand needs it
 
@@ -36,6 +42,7 @@ def _add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         choices=["crd", "reference"],
         help="crd: the ModelDeployment CustomResourceDefinition; reference: docs/reference.md, every field",
     )
+    output.add_option(parser)  # crd: text and yaml are the YAML file as generated, json the same object
     parser.set_defaults(command=_render)
 
 
@@ -307,9 +314,11 @@ def _add_tls_proxy(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.set_defaults(command=_tls_proxy)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kestrel", description=__doc__)
+def build_parser(prog: str = "kestrel") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {kestrel.__version__}")
     commands = parser.add_subparsers(title="commands", required=True)
+    status.add_parser(commands)
     _add_render(commands)
     _add_run(commands)
     _add_build(commands)
