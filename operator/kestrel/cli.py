@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import kestrel
 from kestrel.api import crd
-from kestrel.commands import canary, output, status
+from kestrel.commands import canary, output, status, upload
 
 if TYPE_CHECKING:
     from kestrel.serving import tls_proxy
@@ -320,6 +320,7 @@ def build_parser(prog: str = "kestrel") -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True)
     status.add_parser(commands)
     canary.add_parser(commands)
+    upload.add_parser(commands)
     _add_render(commands)
     _add_run(commands)
     _add_build(commands)
