@@ -1,5 +1,6 @@
 """The `kestrel` command line: one subcommand per job the operator, the build Job and the loader do, and the
-commands people run against a cluster or a store (kestrel.commands)."""
+commands people run against a cluster or a store (kestrel.commands). Installed as `kubectl-kestrel` too, so
+`kubectl kestrel status NAME` is the same program."""
 
 from __future__ import annotations
 
@@ -331,8 +332,13 @@ def build_parser(prog: str = "kestrel") -> argparse.ArgumentParser:
     return parser
 
 
+def program_name(argv0: str) -> str:
+    """`kubectl kestrel` when run as kubectl's plugin (the `kubectl-kestrel` script), else `kestrel`."""
+    return "kubectl kestrel" if pathlib.Path(argv0).name.startswith("kubectl-") else "kestrel"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(program_name(sys.argv[0])).parse_args(argv)
     command: Command = args.command
     return command(args)
 
