@@ -1,4 +1,6 @@
-"""The `kestrel` command line: one subcommand per job the operator, the build Job and the loader do."""
+"""The `kestrel` command line: one subcommand per job the operator, the build Job and the loader do, and the
+commands people run against a cluster or a store (kestrel.commands). Installed as `kubectl-kestrel` too, so
+`kubectl kestrel status NAME` is the same program."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import kestrel
 from kestrel.api import crd
+from kestrel.commands import canary, output, status, upload
 
 if TYPE_CHECKING:
     from kestrel.serving import tls_proxy
@@ -21,7 +25,10 @@ Command = Callable[[argparse.Namespace], int]
 
 def _render(args: argparse.Namespace) -> int:
     if args.what == "crd":
-        sys.stdout.write(crd.render_yaml())
+        sys.stdout.write(crd.render_yaml() if args.output != "json" else output.dump(crd.render(), "json"))
+    elif args.output != "text":
+        print("kestrel render: -o applies to crd; the reference is Markdown", file=sys.stderr)
+        return 2
     elif args.what == "reference":
         from kestrel.api import reference  # noqa: PLC0415 - only this subcommand needs it
 
@@ -36,6 +43,7 @@ def _add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         choices=["crd", "reference"],
         help="crd: the ModelDeployment CustomResourceDefinition; reference: docs/reference.md, every field",
     )
+    output.add_option(parser)  # crd: text and yaml are the YAML file as generated, json the same object
     parser.set_defaults(command=_render)
 
 
@@ -311,9 +319,13 @@ def _add_tls_proxy(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.set_defaults(command=_tls_proxy)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kestrel", description=__doc__)
+def build_parser(prog: str = "kestrel") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {kestrel.__version__}")
     commands = parser.add_subparsers(title="commands", required=True)
+    status.add_parser(commands)
+    canary.add_parser(commands)
+    upload.add_parser(commands)
     _add_render(commands)
     _add_run(commands)
     _add_build(commands)
@@ -324,8 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def program_name(argv0: str) -> str:
+    """`kubectl kestrel` when run as kubectl's plugin (the `kubectl-kestrel` script), else `kestrel`."""
+    return "kubectl kestrel" if pathlib.Path(argv0).name.startswith("kubectl-") else "kestrel"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(program_name(sys.argv[0])).parse_args(argv)
     command: Command = args.command
     return command(args)
 

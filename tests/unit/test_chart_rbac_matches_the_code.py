@@ -45,7 +45,8 @@ KOPF_NEEDS = {
 # The client's own calls: status through the status subresource, Events through core v1, a fresh ModelDeployment.
 CLIENT_NEEDS = {
     ("kestrel.dev", f"{crd.PLURAL}/status"): {"patch"},
-    ("kestrel.dev", crd.PLURAL): {"get"},  # Kube.get_model_deployment
+    # Kube.get_model_deployment; Kube.remove_model_deployment_annotation, once a pass answered a canary request.
+    ("kestrel.dev", crd.PLURAL): {"get", "patch"},
     ("", "events"): {"create"},
     ("", "pods/log"): {"get"},  # Kube.pod_log_tail
 }

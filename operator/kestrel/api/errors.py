@@ -9,6 +9,7 @@ KestrelError
     ├── NotFoundError
     ├── ConflictError
     ├── ForbiddenError
+    ├── InvalidError     the request itself was refused (422), a failed JSON patch test among them
     └── TransientError   worth retrying after a delay (timeouts, 5xx, throttling)
 """
 
@@ -66,6 +67,10 @@ class ConflictError(ClusterError):
 
 class ForbiddenError(ClusterError):
     """The operator's ServiceAccount may not do this."""
+
+
+class InvalidError(ClusterError):
+    """The API server refused the request as invalid (422): a failed JSON patch test, a value out of bounds."""
 
 
 class TransientError(ClusterError):

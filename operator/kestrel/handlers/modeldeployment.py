@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from kestrel import metrics
-from kestrel.api import crd, errors
+from kestrel.api import actions, crd, errors
 from kestrel.handlers import config, state
 from kestrel.reconcilers import resync, run, serial
 
@@ -51,6 +51,14 @@ def _reconcile(body: kopf.Body, logger: Logger) -> None:
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
+    _reconcile(body, logger)
+
+
+@kopf.on.update(
+    *RESOURCE, id="answer-request", field=("metadata", "annotations", actions.CANARY_ACTION), new=kopf.PRESENT
+)
+def answer_request(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
+    """A person's request (`kestrel canary promote|abort`) is answered by a pass now, not at the next drift check."""
     _reconcile(body, logger)
 
 

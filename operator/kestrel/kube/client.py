@@ -283,6 +283,33 @@ class Kube:
         except errors.NotFoundError:
             return None
 
+    def annotate_model_deployment(self, namespace: str, name: str, annotations: dict[str, str | None]) -> Body:
+        """Merge-patch a ModelDeployment's annotations (None removes one); NotFoundError when it does not exist."""
+        patch = {"metadata": {"annotations": annotations}}
+        return self._patch_model_deployment(namespace, name, patch, "application/merge-patch+json", "annotate")
+
+    def remove_model_deployment_annotation(self, namespace: str, name: str, key: str, value: str) -> bool:
+        """Remove an annotation only while it still holds `value` (a JSON patch `test`); False when it no longer
+        does or is gone: a request made after the caller read the object stays for the next pass, not dropped."""
+        path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+        patch = [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+        try:
+            self._patch_model_deployment(namespace, name, patch, "application/json-patch+json", f"remove {key} of")
+        except (errors.InvalidError, errors.NotFoundError):
+            return False
+        return True
+
+    def _patch_model_deployment(self, namespace: str, name: str, patch: Any, content_type: str, verb: str) -> Body:
+        resource = resources.MODEL_DEPLOYMENT
+        return self._request(
+            "PATCH",
+            resource.path(namespace, name),
+            body=patch,
+            query=[("fieldManager", self.field_manager)],
+            content_type=content_type,
+            action=f"{verb} {resource.kind} {namespace}/{name}",
+        )
+
     def observe(self, body: Body, *, deleted: bool = False) -> Body | None:
         """A watch event of an owned object: what was remembered before it (None: nothing), and remember it."""
         if deleted:

@@ -34,6 +34,8 @@ def translated(action: str) -> Iterator[None]:
             raise errors.ConflictError(text) from error
         if error.status == 403:
             raise errors.ForbiddenError(text) from error
+        if error.status == 422:
+            raise errors.InvalidError(text) from error
         if error.status in _TRANSIENT:
             retry_after = (error.headers or {}).get("Retry-After")
             delay = float(retry_after) if retry_after and retry_after.isdigit() else 10.0

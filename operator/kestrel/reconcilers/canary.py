@@ -8,6 +8,10 @@ own Triton counters decide: pass, the next step; fail, the canary goes and the s
 (100) is the promotion: the stable Deployment moves to the new revision (maxUnavailable 0) and the canary goes once
 it is available. Every fact lives in `status.canary`, so a restarted operator resumes at the same step and
 window; a spec change aborts the canary (or restarts it at the first step when the engine stays the same).
+
+A person may cut a canary short (`kestrel canary promote|abort`, the annotation `actions.CANARY_ACTION`): promote
+skips the remaining steps, abort rolls back as a failed analysis does. A request with no canary to act on is refused
+with a Warning; either way its annotation goes, so it cannot act later on a canary it was not meant for.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from kestrel.api import conditions, errors, status
+from kestrel.api import actions, conditions, errors, status
 from kestrel.api import spec as specs
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, triton
@@ -30,6 +34,9 @@ ANALYSIS_FAILED = "CanaryAnalysisFailed"
 NOT_AVAILABLE = "CanaryNotAvailable"
 ABORTED = "CanaryAborted"
 RESTARTED = "CanaryRestarted"
+PROMOTION_REQUESTED = "CanaryPromotionRequested"
+ABORTED_BY_USER = "CanaryAbortedByUser"
+REQUEST_IGNORED = "CanaryRequestIgnored"
 
 
 class MetricsError(errors.KestrelError):
@@ -101,10 +108,13 @@ def reconcile(
             f"Started the canary of engine {new_key[:8]} beside {stable_key[:8]}: steps {canary.steps}",
             "Rollout",
         )
+    _answer(ctx, canary, found)
     stable = workload.apply_children(ctx, settings, stable_key)
     if stable is None:
         return None
     for _ in range(2):  # a step that passes moves on in the same pass: scale to the next, or promote
+        if found.state != "Progressing":
+            break
         if canary.steps[found.step] == 100:
             _promote(ctx, found, stable_key)
             break
@@ -113,6 +123,42 @@ def reconcile(
         if found.state != "Progressing" or found.step == step:
             break
     return stable
+
+
+def _answer(ctx: context.Context, canary: specs.CanarySpec, found: status.CanaryStatus) -> None:
+    """Act on a person's promote (jump to the last step, which promotes) or abort (roll back now)."""
+    action = ctx.requested(actions.CANARY_ACTION)
+    if action not in actions.CANARY_ACTIONS:
+        return  # none, or a value to refuse (`refuse_request`)
+    ctx.answer(actions.CANARY_ACTION)
+    label = canary_analysis.step_label(canary, found.step)
+    if action == actions.ABORT:
+        _fail(ctx, found, ABORTED_BY_USER, f"on request at {label}", outcome="was aborted")
+        return
+    last = len(canary.steps) - 1
+    message = (
+        f"Promoting the canary of engine {found.revision[:8]} on request at {label}: "
+        f"{last - found.step} remaining step(s) skipped"
+    )
+    found.step, found.weight = last, canary.steps[last]
+    ctx.event("Normal", PROMOTION_REQUESTED, message, "Rollout")
+
+
+def refuse_request(ctx: context.Context, why: str | None = None) -> None:
+    """At the end of the serving pass: a canary request that nothing acted on is removed with a Warning saying why."""
+    action = ctx.requested(actions.CANARY_ACTION)
+    if action is None:
+        return
+    ctx.answer(actions.CANARY_ACTION)
+    found = ctx.status.canary
+    if action not in actions.CANARY_ACTIONS:
+        why = f"the value is not one of {', '.join(actions.CANARY_ACTIONS)}"
+    elif why is None and ctx.spec.rollout.strategy != "canary":
+        why = f"spec.rollout.strategy is {ctx.spec.rollout.strategy}: there are no canaries"
+    elif why is None:
+        state = f" (the canary of engine {found.revision[:8]} is {found.state})" if found else ""
+        why = f"no canary is in progress{state}"
+    ctx.event("Warning", REQUEST_IGNORED, f"Ignored {actions.CANARY_ACTION}={action!r}: {why}", "Rollout")
 
 
 def _step(
@@ -225,7 +271,9 @@ def finish(ctx: context.Context, revision: status.RevisionStatus, stable_state: 
     ctx.event("Normal", PROMOTED, message, "Rollout")
 
 
-def _fail(ctx: context.Context, found: status.CanaryStatus, reason: str, message: str) -> None:
+def _fail(
+    ctx: context.Context, found: status.CanaryStatus, reason: str, message: str, *, outcome: str = "failed"
+) -> None:
     """Roll back: the canary goes, its revision is remembered as failed, the stable keeps serving untouched."""
     remove(ctx)
     found.state = "Failed"
@@ -233,7 +281,7 @@ def _fail(ctx: context.Context, found: status.CanaryStatus, reason: str, message
     before = ctx.status.revision or status.RevisionStatus()
     ctx.status.revision = before.model_copy(update={"failed": found.revision})
     serving = before.current[:8] if before.current else "nothing"
-    full = f"Canary of engine {found.revision[:8]} failed ({message}); engine {serving} keeps serving"
+    full = f"Canary of engine {found.revision[:8]} {outcome} ({message}); engine {serving} keeps serving"
     ctx.set(conditions.DEGRADED, "True", reason, full)
     ctx.set(conditions.PROGRESSING, "False", reason, full)
     ctx.event("Warning", reason, full, "Rollback")

@@ -8,7 +8,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from kestrel import metrics
-from kestrel.api import conditions, spec, status
+from kestrel.api import actions, conditions, spec, status
 from kestrel.kube import client
 
 if TYPE_CHECKING:
@@ -40,6 +40,9 @@ class Context:
     store_access: storage.Access | None = None
     # The status as the API server stored it at the end of the pass (reconcilers/serial.py compares it).
     stored_status: dict[str, Any] | None = None
+    # Request annotations (api/actions.py) this pass answered, with the value it read: removed after the status
+    # write, so a pass that fails before it leaves the request to be answered again.
+    answered: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def load(cls, kube: client.Kube, body: dict[str, Any], now: datetime.datetime) -> Context:
@@ -73,6 +76,16 @@ class Context:
     @property
     def ref(self) -> str:
         return f"ModelDeployment {self.namespace}/{self.name}"
+
+    def requested(self, annotation: str) -> str | None:
+        """A person's request to this pass (api/actions.py), unless an earlier step of the pass answered it."""
+        return None if annotation in self.answered else actions.requested(self.body["metadata"], annotation)
+
+    def answer(self, annotation: str) -> None:
+        """Mark a request acted on (or refused): the pass removes its annotation once the status is written."""
+        value = actions.requested(self.body["metadata"], annotation)
+        if value is not None:
+            self.answered[annotation] = value
 
     def condition(self, kind: str) -> conditions.Condition | None:
         return conditions.find(self.status.conditions or [], kind)

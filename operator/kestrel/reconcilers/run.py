@@ -77,6 +77,8 @@ def _reconcile(
     if new_status != old_status:
         stored = kube.patch_status(ctx.namespace, ctx.name, merge_patch(old_status, new_status))
         ctx.stored_status = stored.get("status") or {}
+    for annotation, value in ctx.answered.items():
+        kube.remove_model_deployment_annotation(ctx.namespace, ctx.name, annotation, value)
     return ctx
 
 

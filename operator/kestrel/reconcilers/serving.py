@@ -28,16 +28,25 @@ def _desired_key(ctx: context.Context) -> str | None:
     return None
 
 
+ARGO_REQUEST = "Argo Rollouts runs this canary: use `kubectl argo rollouts promote|abort` on the model's Rollout"
+
+
 def reconcile(
     ctx: context.Context, settings: manifest_context.Settings, scrape: canary.Scrape = canary_metrics.scrape
 ) -> None:
     """`scrape` reads the canary pods' Triton metrics (used by the operator-stepped canary only)."""
+    _serve(ctx, settings, scrape)
+    canary.refuse_request(ctx)
+
+
+def _serve(ctx: context.Context, settings: manifest_context.Settings, scrape: canary.Scrape) -> None:
     revision = ctx.status.revision or status.RevisionStatus()
     desired = _desired_key(ctx)
     owner = manifest_context.Owner.from_body(ctx.body)
     ctx.status.endpoints = status.EndpointsStatus.model_validate(service.endpoints(ctx.spec, owner))
     if ctx.spec.rollout.strategy == "canary" and argo_rollout.available(ctx):
         argo_rollout.reconcile(ctx, settings, desired)
+        canary.refuse_request(ctx, ARGO_REQUEST)
         return
     canary.settle(ctx, revision, desired)
     if canary.wanted(ctx, revision, desired) and revision.current and desired:

@@ -19,7 +19,7 @@ import os
 import pathlib
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
-from typing import BinaryIO, NoReturn, TypeVar
+from typing import BinaryIO, NoReturn, Protocol, TypeVar, cast
 
 import certifi
 import minio
@@ -76,38 +76,64 @@ class Credentials:
         return tuple(value for value in (self.access_key, self.secret_key, self.session_token) if value)
 
 
+def _connect(credentials: Credentials) -> tuple[minio.Minio, str]:
+    """An S3 client for the credentials' endpoint, and that endpoint as `scheme://host[:port]`."""
+    endpoint = urllib.parse.urlsplit(credentials.endpoint)
+    if endpoint.scheme not in ("http", "https") or not endpoint.netloc or endpoint.path.strip("/"):
+        raise errors.StoreConfigError(f"S3 endpoint {credentials.endpoint!r} is not http(s)://HOST[:PORT]")
+    # Bounded: a stuck store fails the request after these limits instead of hanging a reconcile or an init
+    # container. urllib3 retries connection errors and 5xx a few times with back-off.
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=10, read=120),
+        retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=credentials.ca_file or os.environ.get("SSL_CERT_FILE") or certifi.where(),
+    )
+    client = minio.Minio(
+        endpoint.netloc,
+        access_key=credentials.access_key,
+        secret_key=credentials.secret_key,
+        session_token=credentials.session_token,
+        secure=endpoint.scheme == "https",
+        region=credentials.region,
+        http_client=http,
+    )
+    return client, f"{endpoint.scheme}://{endpoint.netloc}"
+
+
+def _redact(message: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        message = message.replace(secret, "<redacted>")
+    return message
+
+
+def _failure(what: str, error: Exception, secrets: tuple[str, ...]) -> errors.StorageError:
+    """The storage error for a failed S3 call, its message free of the credentials."""
+    if isinstance(error, minio_errors.S3Error):
+        detail = f"{error.code}: {error.message}"
+        if error.code in _MISSING:
+            return errors.EngineNotFoundError(_redact(f"{what}: {detail}", secrets))
+        if error.code in _DENIED:
+            return errors.StoreAccessError(_redact(f"{what}: {detail}", secrets))
+        if error.code in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"):
+            return errors.StoreUnavailableError(_redact(f"{what}: {detail}", secrets))
+        return errors.StorageError(_redact(f"{what}: {detail}", secrets))
+    # Connection failures, 5xx without an S3 body, truncated responses: all worth a retry later.
+    return errors.StoreUnavailableError(_redact(f"{what}: {type(error).__name__}: {error}", secrets))
+
+
 class S3Store:
     """Engines under `s3://bucket/prefix`."""
 
     def __init__(self, location: layout.StoreLocation, credentials: Credentials, *, part_size: int = PART_SIZE) -> None:
         if location.scheme != "s3":
             raise errors.StoreConfigError(f"{location.uri} is not an s3:// store")
-        endpoint = urllib.parse.urlsplit(credentials.endpoint)
-        if endpoint.scheme not in ("http", "https") or not endpoint.netloc or endpoint.path.strip("/"):
-            raise errors.StoreConfigError(f"S3 endpoint {credentials.endpoint!r} is not http(s)://HOST[:PORT]")
         self._location = location
-        self._endpoint = f"{endpoint.scheme}://{endpoint.netloc}"
+        self._client, self._endpoint = _connect(credentials)
         self._part_size = part_size
         self._bucket = location.container
         self._base = f"{location.prefix}/" if location.prefix else ""
         self._secrets = credentials.secrets()
-        # Bounded: a stuck store fails the request after these limits instead of hanging a reconcile or an init
-        # container. urllib3 retries connection errors and 5xx a few times with back-off.
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=10, read=120),
-            retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=credentials.ca_file or os.environ.get("SSL_CERT_FILE") or certifi.where(),
-        )
-        self._client = minio.Minio(
-            endpoint.netloc,
-            access_key=credentials.access_key,
-            secret_key=credentials.secret_key,
-            session_token=credentials.session_token,
-            secure=endpoint.scheme == "https",
-            region=credentials.region,
-            http_client=http,
-        )
 
     @property
     def location(self) -> layout.StoreLocation:
@@ -123,22 +149,10 @@ class S3Store:
             self._raise(what, error)
 
     def _raise(self, what: str, error: Exception) -> NoReturn:
-        if isinstance(error, minio_errors.S3Error):
-            detail = f"{error.code}: {error.message}"
-            if error.code in _MISSING:
-                raise errors.EngineNotFoundError(self._redact(f"{what}: {detail}")) from None
-            if error.code in _DENIED:
-                raise errors.StoreAccessError(self._redact(f"{what}: {detail}")) from None
-            if error.code in ("SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout"):
-                raise errors.StoreUnavailableError(self._redact(f"{what}: {detail}")) from None
-            raise errors.StorageError(self._redact(f"{what}: {detail}")) from None
-        # Connection failures, 5xx without an S3 body, truncated responses: all worth a retry later.
-        raise errors.StoreUnavailableError(self._redact(f"{what}: {type(error).__name__}: {error}")) from None
+        raise _failure(what, error, self._secrets) from None
 
     def _redact(self, message: str) -> str:
-        for secret in self._secrets:
-            message = message.replace(secret, "<redacted>")
-        return message
+        return _redact(message, self._secrets)
 
     def _objects(self, prefix: str) -> Iterator[minio.datatypes.Object]:
         return iter(self._call(f"List {self._describe(prefix)}", lambda: list(self._listing(prefix))))
@@ -304,3 +318,30 @@ class S3Store:
             sign = functools.partial(self._client.presigned_get_object, self._bucket, key, expires=lifetime)
             urls[relative] = self._call(f"Sign a download of {self._describe(key)}", sign)
         return grants.DownloadGrant(ref.path, urls, expires)
+
+
+def object_location(uri: str) -> tuple[str, str]:
+    """(bucket, key) of `s3://bucket/key`, the key unquoted as the build Job's fetch unquotes it (engine/s3.py)."""
+    parts = urllib.parse.urlsplit(uri)
+    key = urllib.parse.unquote(parts.path.lstrip("/"))
+    if parts.scheme != "s3" or not parts.netloc or not key or parts.query or parts.fragment:
+        raise errors.StoreConfigError(f"{uri!r} is not s3://BUCKET/KEY")
+    return parts.netloc, key
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def put_object(uri: str, reader: Readable, size: int, credentials: Credentials, *, part_size: int = PART_SIZE) -> None:
+    """Upload `size` bytes of `reader`, read once and in order, to `s3://bucket/key`: one object outside the engine
+    store, such as the checkpoint `kestrel upload` puts where spec.model.source will point."""
+    bucket, key = object_location(uri)
+    client, _ = _connect(credentials)
+    try:
+        # The SDK only calls read(), part by part: memory stays at one part, and each byte is read once.
+        client.put_object(bucket, key, cast(BinaryIO, reader), size, part_size=part_size, num_parallel_uploads=1)
+    except ValueError as error:  # the SDK's checks of the bucket and key names
+        raise errors.StoreConfigError(f"{uri!r}: {error}") from None
+    except (minio_errors.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
+        raise _failure(f"Upload s3://{bucket}/{key}", error, credentials.secrets()) from None
