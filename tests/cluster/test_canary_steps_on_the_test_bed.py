@@ -9,6 +9,7 @@ Serving checks are off (no Triton answers here): each window is waited out unrea
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import urllib.error
 from typing import Any
@@ -17,6 +18,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client import exceptions
 
+from kestrel import cli
+from kestrel.api import actions
 from kestrel.manifests import labels, names
 from kestrel.reconcilers import argo_rollout, canary
 from tests.cluster.operator_support import build, condition, get_mdep, make_pods_ready, mdep_spec, wait_for
@@ -181,3 +184,75 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     assert passed.first_timestamp >= _time(started) + datetime.timedelta(seconds=WINDOW_S - 1)
     assert {canary.PROMOTING, canary.PROMOTED} <= set(reasons)
     assert canary.ABORTED not in reasons and canary.RESTARTED not in reasons
+
+
+def _cli(kube: Any, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """`kestrel ARGV` as a person runs it, with the test bed's admin kubeconfig; its exit code and standard output."""
+    capsys.readouterr()
+    code = cli.main([*argv, f"--kubeconfig={kube.bed.kubeconfig}"])
+    return code, capsys.readouterr().out
+
+
+def _annotation(kube: Any, namespace: str) -> str | None:
+    return actions.requested(get_mdep(kube, namespace, "cams")["metadata"], actions.CANARY_ACTION)
+
+
+def test_kestrel_canary_abort_and_promote_reach_the_operator_through_the_api_server(
+    without_argo, kube, operator, namespace, manual_node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A window no test waits out: only a person's request ends these canaries.
+    raw = {
+        **mdep_spec(namespace),
+        "rollout": {"strategy": "canary", "canary": {"steps": [50, 100], "interval": "1h"}},
+    }
+    kube.create_mdep(namespace, "cams", raw)
+    first = build(kube, namespace, raw, manual_node)
+    wait_for("the first revision's pod", lambda: make_pods_ready(kube, namespace, first) == 1, timeout=60)
+    wait_for("RolloutComplete", lambda: _progressing(kube, namespace, "RolloutComplete"), timeout=60)
+    assert _cli(kube, capsys, "canary", "abort", "cams", "-n", namespace)[0] == 1  # no canary to abort yet
+
+    def new_engine(opset: int) -> str:
+        kube.custom.patch_namespaced_custom_object(
+            "kestrel.dev", "v1alpha1", namespace, "modeldeployments", "cams", {"spec": {"engine": {"opset": opset}}}
+        )
+        raw["engine"] = {**raw["engine"], "opset": opset}
+        key = build(kube, namespace, raw, manual_node)
+        wait_for("the canary's first step", lambda: _progressing(kube, namespace, canary.STEP), timeout=60)
+        wait_for("the canary's pod", lambda: make_pods_ready(kube, namespace, key) == 1)
+        return key
+
+    # Abort: the canary goes, the stable revision stays, the aborted engine is remembered as failed.
+    second = new_engine(17)
+    code, shown = _cli(kube, capsys, "status", "cams", "-n", namespace, "-o", "json")
+    assert code == 0 and json.loads(shown)["canary"]["revision"] == second
+    assert _cli(kube, capsys, "canary", "abort", "cams", "-n", namespace)[0] == 0
+    aborted = wait_for(
+        "the abort",
+        lambda: (
+            (b := get_mdep(kube, namespace, "cams"))
+            and (condition(b, "Degraded") or {}).get("reason") == canary.ABORTED_BY_USER
+            and b
+        ),
+        timeout=60,
+    )
+    assert aborted["status"]["revision"]["current"] == first and aborted["status"]["revision"]["failed"] == second
+    wait_for("the canary Deployment to go", lambda: _deployment(kube, namespace, names.canary("cams")) is None)
+    wait_for("the request to be cleared", lambda: _annotation(kube, namespace) is None)
+    assert _engine_of(_deployment(kube, namespace, names.triton("cams"))) == first
+
+    # Promote: the stable Deployment takes the new engine at once, an hour before its window would end.
+    third = new_engine(16)
+    assert _cli(kube, capsys, "canary", "promote", "cams", "-n", namespace)[0] == 0
+    wait_for("the promotion", lambda: _progressing(kube, namespace, canary.PROMOTING), timeout=60)
+    assert _engine_of(_deployment(kube, namespace, names.triton("cams"))) == third
+    promoted = wait_for(
+        "CanaryPromoted",
+        lambda: make_pods_ready(kube, namespace, third) and _progressing(kube, namespace, canary.PROMOTED),
+        timeout=90,
+    )
+    assert promoted["status"]["revision"]["current"] == third
+    wait_for("the request to be cleared", lambda: _annotation(kube, namespace) is None)
+    code, shown = _cli(kube, capsys, "status", "cams", "-n", namespace)
+    assert code == 0 and third[:8] in shown and canary.PROMOTED in shown
+    reasons = [e.reason for e in _events(kube, namespace)]
+    assert {canary.ABORTED_BY_USER, canary.PROMOTION_REQUESTED} <= set(reasons)
