@@ -20,12 +20,13 @@ OPERATOR_VARIABLES = {
     for name in ("WATCH_NAMESPACES", "RESYNC_SECONDS", "TRUST_SECONDS", "WORKERS", "LOG_FORMAT")
 }
 # Read by handlers/config.py into Settings as lists (comma-separated), each item checked.
-LIST_VARIABLES = {f"{config.PREFIX}IMAGE_PULL_SECRETS"}
+LIST_VARIABLES = {f"{config.PREFIX}IMAGE_PULL_SECRETS", f"{config.PREFIX}SCRAPER_NAMESPACES"}
 
 
 def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
     (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container["env"]}
+    # A variable without a value is set to "" in the container (the chart writes an empty list so).
+    return {e["name"]: e.get("value", "") for e in container["env"]}
 
 
 def _settable() -> set[str]:

@@ -14,6 +14,9 @@ PREFIX = "KESTREL_"
 # A Secret's name is a DNS subdomain (RFC 1123): what the API server would refuse in a pod's imagePullSecrets.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS_SUBDOMAIN_MAX = 253
+# A namespace's name is a DNS label (RFC 1123).
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_LABEL_MAX = 63
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,7 @@ def from_environment(environ: dict[str, str] | None = None) -> OperatorConfig:
         serving_checks=_flag(env, f"{PREFIX}SERVING_CHECKS", default=True),
         address_map=pathlib.Path(address_map) if address_map else None,
         image_pull_secrets=_secret_names(env, f"{PREFIX}IMAGE_PULL_SECRETS"),
+        scraper_namespaces=_namespaces(env, f"{PREFIX}SCRAPER_NAMESPACES", default=context.Settings.scraper_namespaces),
         **overrides,  # type: ignore[arg-type]
     )
     namespaces = tuple(n for n in env.get(f"{PREFIX}WATCH_NAMESPACES", "").split(",") if n)
@@ -72,6 +76,21 @@ def _secret_names(env: dict[str, str], name: str) -> tuple[str, ...]:
                 "e.g. regcred,mirror"
             )
     return tuple(dict.fromkeys(names))
+
+
+def _namespaces(env: dict[str, str], name: str, *, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated namespace names: `default` while the variable is unset, none when it is set but empty."""
+    if name not in env:
+        return default
+    found = [part.strip() for part in env[name].split(",") if part.strip()]
+    for namespace in found:
+        if len(namespace) > _DNS_LABEL_MAX or not _DNS_LABEL.fullmatch(namespace):
+            raise ValueError(
+                f"{name}={env[name]!r}: {namespace!r} is not a namespace name (a lowercase DNS label: a-z, 0-9 and "
+                f"'-', at most {_DNS_LABEL_MAX} characters); expected names separated by commas, e.g. "
+                "monitoring,observability, or an empty value for no namespace"
+            )
+    return tuple(dict.fromkeys(found))
 
 
 def resync_interval() -> float:
