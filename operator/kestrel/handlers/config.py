@@ -179,6 +179,16 @@ def executor_threads() -> int:
     return int(text)
 
 
+def leader_lease() -> str | None:
+    """`KESTREL_LEADER_LEASE`: the Lease in the operator's namespace that replicas elect a leader with; unset or
+    empty: no election (one replica only)."""
+    name = f"{PREFIX}LEADER_LEASE"
+    text = os.environ.get(name, "").strip()
+    if text and (len(text) > _DNS_SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(text)):
+        raise ValueError(f"{name}={text!r}: expected a Lease name (a lowercase DNS subdomain), e.g. kestrel-operator")
+    return text or None
+
+
 def log_format() -> logs.Format:
     """`KESTREL_LOG_FORMAT`: text (Kopf's lines, the default) or json (one object per line)."""
     name = f"{PREFIX}LOG_FORMAT"

@@ -240,6 +240,19 @@ class Kube:
             self.known.record_owner(recent.key_of(body), owner)
         return stored
 
+    def replace(self, body: Body) -> Body:
+        """Write a whole object read earlier (PUT with its resourceVersion); ConflictError when someone wrote it
+        since: the compare-and-swap that leader election needs, which an apply would not give."""
+        resource = resources.lookup(body["apiVersion"], body["kind"])
+        meta = body["metadata"]
+        return self._request(
+            "PUT",
+            resource.path(meta.get("namespace"), meta["name"]),
+            body=body,
+            query=[("fieldManager", self.field_manager)],
+            action=f"replace {describe(body)}",
+        )
+
     def get(
         self,
         api_version: str,

@@ -47,6 +47,7 @@ _KNOWN = [
     Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Resource("coordination.k8s.io/v1", "Lease", "leases"),
     Resource("rbac.authorization.k8s.io/v1", "Role", "roles"),
     Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
     Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False),
