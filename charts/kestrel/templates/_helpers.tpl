@@ -57,3 +57,12 @@ true
 {{- end -}}
 {{- join "," ($names | uniq) -}}
 {{- end -}}
+
+{{/* modelMetrics.podMonitor.labels as key=value pairs separated by commas, in key order. */}}
+{{- define "kestrel.podMonitorLabels" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := .Values.modelMetrics.podMonitor.labels -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}

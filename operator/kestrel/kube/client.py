@@ -44,6 +44,7 @@ SKIPPABLE = frozenset(
         ("rbac.authorization.k8s.io/v1", "Role"),
         ("rbac.authorization.k8s.io/v1", "RoleBinding"),
         ("argoproj.io/v1alpha1", "AnalysisTemplate"),
+        ("monitoring.coreos.com/v1", "PodMonitor"),
     }
 )
 COMPONENT = "kestrel-operator"

@@ -55,6 +55,7 @@ _KNOWN = [
     Resource("cert-manager.io/v1", "Certificate", "certificates"),
     Resource("argoproj.io/v1alpha1", "Rollout", "rollouts"),
     Resource("argoproj.io/v1alpha1", "AnalysisTemplate", "analysistemplates"),
+    Resource("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
     Resource(crd.API_VERSION, crd.KIND, crd.PLURAL),
 ]
 _BY_KIND = {(r.api_version, r.kind): r for r in _KNOWN}
