@@ -57,9 +57,9 @@ def test_a_standby_takes_over_within_the_lease_bound_when_the_leader_is_killed(
         standby.start()
         kube.create_mdep(namespace, "one", mdep_spec(namespace))
         wait_for("the leader to reconcile the first model", lambda: _has_status(kube, namespace, "one"), timeout=60)
+        wait_for("the standby to wait for the Lease", lambda: "Waiting for Lease" in standby.log(), timeout=60)
         wait_for("the standby's metrics", lambda: _reconciles(standby) >= 0, timeout=60)
         assert _reconciles(standby) == 0, "the standby reconciled while the leader held the Lease"
-        assert "Waiting for Lease" in standby.log()
 
         leader.kill()
         killed = time.monotonic()

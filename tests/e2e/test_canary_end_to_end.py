@@ -165,7 +165,7 @@ def served(
     # kube-proxy's part: the canary analysis reads each canary pod's podIP:8002 through the address map.
     network = service_proxy.ServiceProxy(with_crd.api, work / "address-map.json", [namespace])
     running = operator_process.OperatorProcess(operator_kubeconfig, work / "logs", env, network).start()
-    model = Served(with_crd, namespace, work)
+    model = Served(with_crd, namespace, work, running)
     model.body["spec"]["rollout"] = {"strategy": "canary", "canary": CANARY}
     try:
         with_crd.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(model.body))
