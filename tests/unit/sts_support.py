@@ -10,11 +10,24 @@ import contextlib
 import dataclasses
 import datetime
 import http.server
+import os
+import pathlib
 import threading
 import urllib.parse
 from collections.abc import Iterator
 
+import pytest
+
 NAMESPACE = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+
+def clear_aws_environment(monkeypatch: pytest.MonkeyPatch, folder: pathlib.Path) -> None:
+    """No key, no shared credentials file, no instance metadata: the credential chain finds only what a test sets."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(folder / "no-credentials-file"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
 @dataclasses.dataclass

@@ -34,12 +34,7 @@ def _answer(n: int, lifetime: datetime.timedelta = datetime.timedelta(hours=1)) 
 
 @pytest.fixture
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> pathlib.Path:
-    """No key, no shared credentials file, no instance metadata: only what a test sets."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials-file"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    sts_support.clear_aws_environment(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL", ENDPOINT)
     return tmp_path
 
