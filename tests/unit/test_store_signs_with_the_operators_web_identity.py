@@ -171,6 +171,8 @@ def test_no_credentials_anywhere_is_said_at_first_use_with_what_to_set(clean_env
         assert needed in message
     assert "eks.amazonaws.com/role-arn" in message and "AWS_WEB_IDENTITY_TOKEN_FILE" in message
     assert "the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): holds no keys" in message
+    assert "the shared credentials file: holds no keys for the profile" in message
+    assert "instance metadata" not in message  # AWS_EC2_METADATA_DISABLED=true
     # Said again at once, not after another round of the chain.
     with pytest.raises(errors.StoreConfigError, match="IRSA"):
         engines.exists(REF)

@@ -81,6 +81,8 @@ def _explain(error: BaseException) -> tuple[str, bool]:
         return f"answered HTTP {status}", status >= 500 or status == 429
     if isinstance(error, ValueError) and "must not be empty" in str(error):
         return "holds no keys", False
+    if isinstance(error, ValueError) and "does not exist in profile" in str(error):
+        return "holds no keys for the profile (AWS_PROFILE, else default)", False
     if isinstance(error, ValueError) and "error in reading file" in str(error):
         return "its token file could not be read", False
     return f"failed ({type(error).__name__})", False
@@ -132,7 +134,9 @@ def sources(environ: Mapping[str, str], http: urllib3.PoolManager) -> list[Sourc
     elif environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
         found.append(Source("the ECS task role", providers.IamAwsProvider(http_client=http), explicit=True))
     elif environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true":
-        found.append(Source("EC2 instance metadata", providers.IamAwsProvider(http_client=http)))
+        # One short try, as the AWS SDKs make it: off EC2 the address is a black hole.
+        imds = urllib3.PoolManager(timeout=urllib3.Timeout(connect=1, read=2), retries=urllib3.Retry(total=0))
+        found.append(Source("EC2 instance metadata", providers.IamAwsProvider(http_client=imds)))
     return found
 
 
