@@ -1,4 +1,5 @@
-"""A fake STS on loopback: answers AssumeRoleWithWebIdentity as AWS does, and records what it was sent.
+"""A fake STS on loopback: answers AssumeRoleWithWebIdentity as AWS does (and GETs as a container credentials
+endpoint does), and records what it was sent.
 
 Stands in for AWS's STS (and EKS's IRSA behind it), which no test here can reach: enough of the protocol for the
 MinIO SDK's web-identity provider, which POSTs the token and role in the query string and parses the XML answer.
@@ -10,6 +11,7 @@ import contextlib
 import dataclasses
 import datetime
 import http.server
+import json
 import os
 import pathlib
 import threading
@@ -80,6 +82,23 @@ def fake_sts(answers: list[Answer]) -> Iterator[FakeSts]:
             document = _document(state.answer())
             self.send_response(200)
             self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def do_GET(self) -> None:  # the container credentials endpoint (ECS, EKS Pod Identity) answers JSON
+            state.seen.append({"path": self.path, "Authorization": self.headers.get("Authorization") or ""})
+            answer = state.answer()
+            document = json.dumps(
+                {
+                    "AccessKeyId": answer.access_key,
+                    "SecretAccessKey": answer.secret_key,
+                    "Token": answer.session_token,
+                    "Expiration": f"{answer.expires:%Y-%m-%dT%H:%M:%SZ}",
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(document)))
             self.end_headers()
             self.wfile.write(document)

@@ -192,3 +192,15 @@ def test_keys_in_the_environment_go_through_the_chain_with_their_session_token(
     monkeypatch.setenv("AWS_SESSION_TOKEN", "env-session-token")
     credentials = _chain([datetime.datetime.now(datetime.UTC)]).retrieve()
     assert (credentials.access_key, credentials.session_token) == ("ASIAENVEXAMPLE", "env-session-token")
+
+
+def test_the_container_credentials_endpoint_of_eks_pod_identity_is_asked_with_its_token(
+    clean_environment: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean_environment / "pod-identity-token").write_text("pod-identity-token")
+    with sts_support.fake_sts([_answer(3)]) as endpoint:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"{endpoint.url}/v1/credentials")
+        monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(clean_environment / "pod-identity-token"))
+        credentials = s3.Ambient.load(os.environ).chain.retrieve()
+    assert (credentials.access_key, credentials.session_token) == ("ASIATEMP3EXAMPLE", "session-token-3-FwoGZXIvYXdz")
+    assert endpoint.seen == [{"path": "/v1/credentials", "Authorization": "pod-identity-token"}]

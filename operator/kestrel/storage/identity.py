@@ -7,8 +7,8 @@ Sources, in order; the first that yields keys wins:
 - web identity (IRSA): the token in AWS_WEB_IDENTITY_TOKEN_FILE exchanged for AWS_ROLE_ARN's credentials by
   AssumeRoleWithWebIdentity at AWS_ENDPOINT_URL_STS, else AWS's regional STS. EKS sets these for a pod whose
   ServiceAccount is annotated `eks.amazonaws.com/role-arn`;
-- else the ECS task role (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI), else EC2 instance metadata
-  (unless AWS_EC2_METADATA_DISABLED=true).
+- else the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI: ECS task roles,
+  EKS Pod Identity), else EC2 instance metadata (unless AWS_EC2_METADATA_DISABLED=true).
 
 Temporary credentials are fetched again, through a new chain, once half their life has passed. The SDK's providers
 keep theirs until ten seconds before they expire, and S3 refuses a pre-signed request once the session that signed
@@ -132,7 +132,8 @@ def sources(environ: Mapping[str, str], http: urllib3.PoolManager) -> list[Sourc
         )
         found.append(Source(f"web identity (role {role}, STS {sts or 'of AWS'})", provider, explicit=True))
     elif environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
-        found.append(Source("the ECS task role", providers.IamAwsProvider(http_client=http), explicit=True))
+        container = providers.IamAwsProvider(http_client=http)
+        found.append(Source("the container credentials endpoint", container, explicit=True))
     elif environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true":
         # One short try, as the AWS SDKs make it: off EC2 the address is a black hole.
         imds = urllib3.PoolManager(timeout=urllib3.Timeout(connect=1, read=2), retries=urllib3.Retry(total=0))
