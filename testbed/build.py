@@ -162,6 +162,14 @@ def _build_actionlint(out: pathlib.Path) -> None:
     )
 
 
+def _build_promtool(out: pathlib.Path) -> None:
+    pkg = "github.com/prometheus/prometheus"
+    _go(
+        ["install", "-trimpath", "-ldflags", "-s -w", f"{pkg}/cmd/promtool@{components.PROMTOOL.version}"],
+        env={"GOBIN": str(out)},
+    )
+
+
 def _module_dir(module: str) -> pathlib.Path:
     done = subprocess.run(
         ["go", "mod", "download", "-json", module], capture_output=True, text=True, check=True, cwd=components.GO_DIR
@@ -180,6 +188,7 @@ BUILDERS = {
     components.CRICTL.name: _build_crictl,
     components.PAUSE_IMAGE.name: _build_pause,
     components.ACTIONLINT.name: _build_actionlint,
+    components.PROMTOOL.name: _build_promtool,
 }
 
 

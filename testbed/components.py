@@ -77,9 +77,13 @@ COREDNS_SERVER = Component("coredns", COREDNS, ("coredns",))
 CRICTL = Component("cri-tools", CRI_TOOLS, ("crictl",))
 PAUSE_IMAGE = Component("pause", f"{PAUSE}-{KUBERNETES}", ("pause", "pause.tar"))
 
-ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI, MINIO_SERVER)
 REAL_NODE = (KUBE_NODE, COREDNS_SERVER, CRICTL, PAUSE_IMAGE)
 # Lint tools: built by `make lint` (`python -m testbed.build actionlint`), never by `make testbed`.
 # actionlint checks .github/workflows; it runs shellcheck on `run:` scripts only where shellcheck is on PATH.
 ACTIONLINT = Component("actionlint", "v1.7.12", ("actionlint",))
 LINT = (ACTIONLINT,)
+# promtool checks and unit-tests the chart's alerting rules (tests/unit/test_alerts_and_dashboard.py); built with the
+# test bed (`make testbed`), cached like it. Prometheus 3.x's Go module is tagged v0.3xx.
+PROMTOOL = Component("promtool", "v0.316.0", ("promtool",))
+
+ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI, MINIO_SERVER, PROMTOOL)

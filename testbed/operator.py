@@ -41,6 +41,7 @@ def install_rbac(bed: cluster.Testbed, namespace: str = NAMESPACE) -> None:
             str(CHART),
             f"--namespace={namespace}",
             *(f"--show-only={template}" for template in RBAC_TEMPLATES),
+            "--set=leaderElection=true",  # the Lease Role too: tests/cluster/test_operator_replicas_fail_over.py
         ],
         capture_output=True,
         text=True,

@@ -5,6 +5,7 @@ commands people run against a cluster or a store (kestrel.commands). Installed a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import pathlib
@@ -55,10 +56,13 @@ def _run(args: argparse.Namespace) -> int:
     import kopf  # noqa: PLC0415
 
     from kestrel import handlers, logs, metrics  # noqa: PLC0415
+    from kestrel.commands import leadership  # noqa: PLC0415
     from kestrel.handlers import config  # noqa: PLC0415
     from kestrel.security import audit  # noqa: PLC0415
 
-    namespaces = config.from_environment().watch_namespaces
+    configured = config.from_environment()
+    namespaces = configured.watch_namespaces
+    lease = config.leader_lease()
     log_format = config.log_format()
     if args.metrics_port:
         metrics.serve(args.metrics_port)
@@ -66,15 +70,23 @@ def _run(args: argparse.Namespace) -> int:
     # Last line of defence: a record that looks like key material is kept, its text replaced by a notice.
     logs.use(log_format, filters=[audit.RedactingFilter()])
     # Kopf reads its identity from POD_ID before it would ask the password database (see operator_identity).
-    os.environ["POD_ID"] = operator_identity()
+    identity = operator_identity()
+    os.environ["POD_ID"] = identity
     logging.getLogger("kestrel").info(arenas)
-    kopf.run(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
-        registry=handlers.registry(),
+    # Replicas elect one leader on a Lease; it runs Kopf standalone (no Kopf peering), the others wait.
+    election: contextlib.AbstractContextManager[object] = (
+        leadership.leading(configured.settings.operator_namespace, lease, identity, args.health_port)
+        if lease
+        else contextlib.nullcontext()
     )
+    with election:
+        kopf.run(
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
+            registry=handlers.registry(),
+        )
     return 0
 
 

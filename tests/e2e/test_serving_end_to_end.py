@@ -17,7 +17,11 @@ shown on the real node (tests/realnode/), not here.
 
 from __future__ import annotations
 
+import os
 import pathlib
+import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -293,3 +297,61 @@ def test_an_engine_triton_cannot_load_is_rolled_back_and_the_old_one_keeps_answe
     assert revision["current"] == serving and revision["failed"] == bad
     assert not loop.failures, f"{len(loop.failures)} failed requests, first: {loop.failures[:3]}"
     assert sum(loop.answered.values()) > 0
+
+
+GUIDE = pathlib.Path(__file__).parents[2] / "docs" / "calling-the-endpoint.md"
+
+
+def _guide_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", GUIDE.read_text(), re.DOTALL)
+
+
+def test_the_calling_guide_works_as_written(served: Served, tmp_path: pathlib.Path) -> None:
+    """docs/calling-the-endpoint.md: its kubectl commands, `kestrel infer` and its Python, with NAME and NS filled
+    in; only the address is this test bed's (the pod's published port), with the certificate's name given."""
+    bed, name, namespace = served.kube.bed, served.name, served.namespace
+    fetch, cli_call, _https = _guide_blocks("sh")
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(bed.kubeconfig),
+        "PATH": f"{bed.bin_dir}{os.pathsep}{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    filled = fetch.replace("NAME", name).replace("NS", namespace)
+    shown = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", filled], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert f'"caConfigMap":"{names.ca_bundle(name)}"' in shown.stdout
+    assert (tmp_path / "ca.crt").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+    assert b"PRIVATE KEY" not in (tmp_path / "ca.crt").read_bytes()
+
+    endpoint = served.endpoint()
+    image_path = served.images[0]
+    (tmp_path / "street.png").write_bytes(image_path.read_bytes())
+    command = cli_call.replace("NAME.NS.svc:8001", endpoint.address).replace("NAME", name).replace("NS", namespace)
+    command = command.strip() + f" --server-name {endpoint.server_name}"
+    answered = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert answered.returncode == 0, answered.stderr
+    assert "images=1 detections=" in answered.stdout
+
+    (python,) = _guide_blocks("python")
+    scope: dict[str, Any] = {}
+    exec(compile(python, str(GUIDE), "exec"), scope)  # the guide's own code, run as a reader would
+    image = infer.read_image(image_path)
+    boxes = scope["detect"](
+        endpoint.address,
+        name,
+        image,
+        str(tmp_path / "ca.crt"),
+        str(tmp_path / "api-key"),
+        server_name=endpoint.server_name,
+    )
+    with infer.Client(endpoint) as client:
+        expected = client.detect(image, image_path.name)
+    assert [b[5] for b in boxes] == [d.class_name for d in expected.detections] and boxes
+    assert all(
+        max(abs(p - q) for p, q in zip(b[:4], d.box, strict=True)) < 0.5
+        for b, d in zip(boxes, expected.detections, strict=True)
+    )

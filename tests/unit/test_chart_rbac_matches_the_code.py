@@ -214,7 +214,15 @@ def test_operator_namespace_role_covers_its_ca_secret() -> None:
     assert granted("operatorNamespace") == {("", "secrets"): {"get", "create", "patch"}}
 
 
-@pytest.mark.parametrize("section", ["cluster", "namespaced", "namespaceWatch", "operatorNamespace"])
+def test_leader_election_role_covers_exactly_the_lease_calls() -> None:
+    # kube/lease.py: Kube.get, Kube.create and Kube.replace (a PUT: `update`) of its one Lease, nothing else.
+    source = (PACKAGE / "kube" / "lease.py").read_text()
+    calls = {verb for verb in ("get", "create", "replace", "apply", "delete", "list") if f"kube.{verb}(" in source}
+    assert calls == {"get", "create", "replace"}
+    assert granted("leaderElection") == {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+
+
+@pytest.mark.parametrize("section", ["cluster", "namespaced", "namespaceWatch", "operatorNamespace", "leaderElection"])
 def test_no_wildcards(section: str) -> None:
     for (group, resource), verbs in granted(section).items():
         assert "*" not in (group, resource) and "*" not in verbs, (section, group, resource, verbs)

@@ -167,6 +167,24 @@ def test_network_policy_without_scrapers_admits_nobody(tmp_path: pathlib.Path, v
     assert policy["spec"]["ingress"] == []
 
 
+def test_replicas_elect_a_leader_on_a_lease_they_alone_may_write() -> None:
+    objects = render("replicas=2")
+    assert find(objects, "Deployment")["spec"]["replicas"] == 2
+    env = {e["name"]: e["value"] for e in _pod(objects)["containers"][0]["env"]}
+    assert env["KESTREL_LEADER_LEASE"] == "kestrel-operator"
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Role"}
+    assert roles["kestrel-operator-leader"]["metadata"]["namespace"] == "kestrel-system"
+    assert roles["kestrel-operator-leader"]["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    # One replica elects nobody (a restarted pod need not wait out its predecessor's Lease) unless asked to.
+    single = render()
+    assert "KESTREL_LEADER_LEASE" not in {e["name"] for e in _pod(single)["containers"][0]["env"]}
+    assert not [o for o in single if o["kind"] == "Role"]
+    forced = render("leaderElection=true")
+    assert "KESTREL_LEADER_LEASE" in {e["name"] for e in _pod(forced)["containers"][0]["env"]}
+
+
 def test_cluster_wide_mode_uses_one_cluster_role() -> None:
     objects = render()
     assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding")]
@@ -249,7 +267,8 @@ def test_encryption_keys_are_secrets_the_loader_reads(tmp_path: pathlib.Path) ->
         (("images.pullPolicy=Sometimes",), "pullPolicy"),
         (("images.digests.kestrel-loader=sha256:abc",), "kestrel-loader"),
         (("images.digests.kestrel-loadr=sha256:" + "a" * 64,), "kestrel-loadr"),
-        (("replicas=2",), "replicas"),
+        (("replicas=0",), "replicas"),
+        (("replicas=2", "leaderElection=false"), "replicas is 2 but leaderElection is false"),
         (("metrics.port=8080",), "healthPort and metrics.port are both 8080"),
         (("ca.certificate=-----BEGIN CERTIFICATE-----x",), "ca.certificate and ca.key go together"),
         (("metrics.serviceMonitor.enabled=true", "metrics.service.enabled=false"), "needs metrics.service.enabled"),

@@ -20,12 +20,15 @@ OPERATOR_VARIABLES = {
     for name in ("WATCH_NAMESPACES", "RESYNC_SECONDS", "TRUST_SECONDS", "WORKERS", "LOG_FORMAT")
 }
 # Read by handlers/config.py into Settings as lists (comma-separated), each item checked.
-LIST_VARIABLES = {f"{config.PREFIX}IMAGE_PULL_SECRETS"}
+LIST_VARIABLES = {
+    f"{config.PREFIX}{name}" for name in ("IMAGE_PULL_SECRETS", "SCRAPER_NAMESPACES", "POD_MONITOR_LABELS")
+}
 
 
 def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
     (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container["env"]}
+    # A variable without a value is set to "" in the container (the chart writes an empty list so).
+    return {e["name"]: e.get("value", "") for e in container["env"]}
 
 
 def _settable() -> set[str]:
@@ -38,7 +41,13 @@ def _settable() -> set[str]:
 
 
 def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
-    env = _env(render("storeCredentialsSecret=store-creds", "imagePullSecrets={regcred}"))
+    env = _env(
+        render(
+            "storeCredentialsSecret=store-creds",
+            "imagePullSecrets={regcred}",
+            "modelMetrics.podMonitor.labels.release=prometheus",
+        )
+    )
     assert set(env) >= LIST_VARIABLES
     unknown = set(env) - _settable() - OPERATOR_VARIABLES - LIST_VARIABLES
     assert not unknown, f"the chart sets variables the operator ignores: {sorted(unknown)}"

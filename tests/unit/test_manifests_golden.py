@@ -29,6 +29,7 @@ from kestrel.manifests import (
     build_network,
     context,
     disruption,
+    pod_monitor,
     secrets,
     service,
     store,
@@ -126,13 +127,24 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Operator settings of a variant beyond `golden_settings`: a Prometheus outside `monitoring` that selects PodMonitors
+# by label.
+VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
+    "variant-mig-mtls-kek": {
+        "scraper_namespaces": ("observability", "monitoring"),
+        "pod_monitor_interval": "15s",
+        "pod_monitor_labels": (("release", "prometheus"),),
+    },
+}
+
+
 def _variant(name: str) -> Case:
     owner = context.Owner(name=name, namespace="lab", uid=UID, generation=4)
     return Case(
         name,
         specs.parse(VARIANTS[name]),
         owner,
-        golden_settings("s3://kestrel-engines/lab"),
+        dataclasses.replace(golden_settings("s3://kestrel-engines/lab"), **VARIANT_SETTINGS.get(name, {})),
         load_seconds=240,
         engine_size_bytes=3 * 2**30,
     )
@@ -183,6 +195,7 @@ RENDERERS: dict[str, Renderer] = {
     "api-key-role": lambda c: access.api_key_role(c.owner),
     "api-key-role-binding": lambda c: access.api_key_role_binding(c.spec, c.owner),
     "network-policy": lambda c: access.network_policy(c.spec, c.owner, c.settings),
+    "pod-monitor": lambda c: pod_monitor.pod_monitor(c.owner, c.settings),
     "kek-public-secret": lambda c: (
         secrets.kek_public(c.owner, GOLDEN_KEK.to_pem(), GOLDEN_KEK.key_id)
         if c.spec.security.encryption.enabled

@@ -37,6 +37,15 @@ NAME[-SUFFIX], so that a node runs exactly the image that was tested, whatever t
 {{- end -}}
 
 {{/* imagePullSecrets as comma-separated names: an entry is a name or {name: ...}, the shape `helm create` scaffolds. */}}
+{{- /* "true" when the replicas elect a leader on a Lease (leaderElection, or null and more than one replica). */ -}}
+{{- define "kestrel.leaderElection" -}}
+{{- if kindIs "invalid" .Values.leaderElection -}}
+{{- if gt (int .Values.replicas) 1 }}true{{ end -}}
+{{- else if .Values.leaderElection -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "kestrel.imagePullSecretNames" -}}
 {{- $names := list -}}
 {{- range .Values.imagePullSecrets -}}
@@ -47,4 +56,13 @@ NAME[-SUFFIX], so that a node runs exactly the image that was tested, whatever t
 {{- end -}}
 {{- end -}}
 {{- join "," ($names | uniq) -}}
+{{- end -}}
+
+{{/* modelMetrics.podMonitor.labels as key=value pairs separated by commas, in key order. */}}
+{{- define "kestrel.podMonitorLabels" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := .Values.modelMetrics.podMonitor.labels -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- join "," $pairs -}}
 {{- end -}}

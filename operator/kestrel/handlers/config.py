@@ -14,6 +14,16 @@ PREFIX = "KESTREL_"
 # A Secret's name is a DNS subdomain (RFC 1123): what the API server would refuse in a pod's imagePullSecrets.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS_SUBDOMAIN_MAX = 253
+# A namespace's name is a DNS label (RFC 1123).
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_LABEL_MAX = 63
+# A label's name (after an optional DNS-subdomain prefix and "/") and its value, as the API server checks them.
+_LABEL_PART = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_LABEL_PART_MAX = 63
+# Kestrel's own labels on every object it makes: a selector or a `kubectl get -l` relies on them.
+_OWN_LABEL_PREFIXES = ("app.kubernetes.io/", "kestrel.dev/")
+# A scrape interval the PodMonitor CRD accepts (hours, minutes, seconds, milliseconds, in that order).
+_INTERVAL = re.compile(r"(?=[0-9])([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +47,16 @@ def from_environment(environ: dict[str, str] | None = None) -> OperatorConfig:
     }
     pvc_root = env.get(f"{PREFIX}PVC_ROOT")
     address_map = env.get(f"{PREFIX}ADDRESS_MAP")
+    _check_interval(env, f"{PREFIX}POD_MONITOR_INTERVAL")
     settings = context.Settings(
         engine_store=store,
         pvc_root=pathlib.Path(pvc_root) if pvc_root else None,
         serving_checks=_flag(env, f"{PREFIX}SERVING_CHECKS", default=True),
+        pod_monitor=_flag(env, f"{PREFIX}POD_MONITOR", default=True),
+        pod_monitor_labels=_labels(env, f"{PREFIX}POD_MONITOR_LABELS"),
         address_map=pathlib.Path(address_map) if address_map else None,
         image_pull_secrets=_secret_names(env, f"{PREFIX}IMAGE_PULL_SECRETS"),
+        scraper_namespaces=_namespaces(env, f"{PREFIX}SCRAPER_NAMESPACES", default=context.Settings.scraper_namespaces),
         **overrides,  # type: ignore[arg-type]
     )
     namespaces = tuple(n for n in env.get(f"{PREFIX}WATCH_NAMESPACES", "").split(",") if n)
@@ -72,6 +86,58 @@ def _secret_names(env: dict[str, str], name: str) -> tuple[str, ...]:
                 "e.g. regcred,mirror"
             )
     return tuple(dict.fromkeys(names))
+
+
+def _namespaces(env: dict[str, str], name: str, *, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated namespace names: `default` while the variable is unset, none when it is set but empty."""
+    if name not in env:
+        return default
+    found = [part.strip() for part in env[name].split(",") if part.strip()]
+    for namespace in found:
+        if len(namespace) > _DNS_LABEL_MAX or not _DNS_LABEL.fullmatch(namespace):
+            raise ValueError(
+                f"{name}={env[name]!r}: {namespace!r} is not a namespace name (a lowercase DNS label: a-z, 0-9 and "
+                f"'-', at most {_DNS_LABEL_MAX} characters); expected names separated by commas, e.g. "
+                "monitoring,observability, or an empty value for no namespace"
+            )
+    return tuple(dict.fromkeys(found))
+
+
+def _label_key(key: str) -> bool:
+    prefix, _, part = key.rpartition("/")
+    if prefix and (len(prefix) > _DNS_SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+        return False
+    return len(part) <= _LABEL_PART_MAX and _LABEL_PART.fullmatch(part) is not None
+
+
+def _labels(env: dict[str, str], name: str) -> tuple[tuple[str, str], ...]:
+    """Comma-separated `key=value` labels, each checked as the API server would, none of Kestrel's own."""
+    text = env.get(name, "")
+    found: dict[str, str] = {}
+    for pair in (part.strip() for part in text.split(",") if part.strip()):
+        key, equals, value = (side.strip() for side in pair.partition("="))
+        valid_value = not value or (len(value) <= _LABEL_PART_MAX and _LABEL_PART.fullmatch(value) is not None)
+        if not equals or not _label_key(key) or not valid_value:
+            raise ValueError(
+                f"{name}={text!r}: {pair!r} is not a label key=value (a key of a-z, A-Z, 0-9, '-', '_' and '.', "
+                "optionally after a DNS prefix and '/'; a value of the same characters, at most 63); expected "
+                "pairs separated by commas, e.g. release=prometheus"
+            )
+        if key in found:
+            raise ValueError(f"{name}={text!r}: {key!r} is given twice")
+        if key.startswith(_OWN_LABEL_PREFIXES):
+            raise ValueError(
+                f"{name}={text!r}: {key!r}: Kestrel sets its app.kubernetes.io/ and kestrel.dev/ labels itself; "
+                "choose another key"
+            )
+        found[key] = value
+    return tuple(found.items())
+
+
+def _check_interval(env: dict[str, str], name: str) -> None:
+    text = env.get(name)
+    if text is not None and not _INTERVAL.fullmatch(text):
+        raise ValueError(f"{name}={text!r}: expected a duration such as 30s, 1m or 1m30s (h, m, s, ms in that order)")
 
 
 def resync_interval() -> float:
@@ -111,6 +177,16 @@ def executor_threads() -> int:
     if not text.isdigit() or int(text) < 1:
         raise ValueError(f"{name}={text!r}: expected a whole number >= 1, e.g. 16")
     return int(text)
+
+
+def leader_lease() -> str | None:
+    """`KESTREL_LEADER_LEASE`: the Lease in the operator's namespace that replicas elect a leader with; unset or
+    empty: no election (one replica only)."""
+    name = f"{PREFIX}LEADER_LEASE"
+    text = os.environ.get(name, "").strip()
+    if text and (len(text) > _DNS_SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(text)):
+        raise ValueError(f"{name}={text!r}: expected a Lease name (a lowercase DNS subdomain), e.g. kestrel-operator")
+    return text or None
 
 
 def log_format() -> logs.Format:

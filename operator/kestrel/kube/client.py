@@ -44,6 +44,7 @@ SKIPPABLE = frozenset(
         ("rbac.authorization.k8s.io/v1", "Role"),
         ("rbac.authorization.k8s.io/v1", "RoleBinding"),
         ("argoproj.io/v1alpha1", "AnalysisTemplate"),
+        ("monitoring.coreos.com/v1", "PodMonitor"),
     }
 )
 COMPONENT = "kestrel-operator"
@@ -238,6 +239,19 @@ class Kube:
         if owner is not None:
             self.known.record_owner(recent.key_of(body), owner)
         return stored
+
+    def replace(self, body: Body) -> Body:
+        """Write a whole object read earlier (PUT with its resourceVersion); ConflictError when someone wrote it
+        since: the compare-and-swap that leader election needs, which an apply would not give."""
+        resource = resources.lookup(body["apiVersion"], body["kind"])
+        meta = body["metadata"]
+        return self._request(
+            "PUT",
+            resource.path(meta.get("namespace"), meta["name"]),
+            body=body,
+            query=[("fieldManager", self.field_manager)],
+            action=f"replace {describe(body)}",
+        )
 
     def get(
         self,

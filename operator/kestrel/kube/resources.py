@@ -47,6 +47,7 @@ _KNOWN = [
     Resource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Resource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     Resource("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+    Resource("coordination.k8s.io/v1", "Lease", "leases"),
     Resource("rbac.authorization.k8s.io/v1", "Role", "roles"),
     Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
     Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False),
@@ -54,6 +55,7 @@ _KNOWN = [
     Resource("cert-manager.io/v1", "Certificate", "certificates"),
     Resource("argoproj.io/v1alpha1", "Rollout", "rollouts"),
     Resource("argoproj.io/v1alpha1", "AnalysisTemplate", "analysistemplates"),
+    Resource("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
     Resource(crd.API_VERSION, crd.KIND, crd.PLURAL),
 ]
 _BY_KIND = {(r.api_version, r.kind): r for r in _KNOWN}

@@ -10,5 +10,6 @@ reconcilers decide which of them to call. One concept per module:
 - access: the Role and RoleBinding that read the API key (and the CA bundle), the NetworkPolicy
 - trust: the ConfigMap with the CA certificate that verifies the server, for clients
 - argo, analysis: the canary as an Argo Rollout, and the PromQL that judges a canary step
+- pod_monitor: the Prometheus Operator PodMonitor that has Prometheus scrape the Triton pods
 - placement, hardening, probes, transport, store, keys, pull_secrets: the pod-level pieces the builders share
 """

@@ -2,7 +2,9 @@
 
 Both canary forms use these queries: the operator's own stepping (two Deployments; canary pods named
 `NAME-triton-canary-…`) and Argo Rollouts (one Rollout; canary pods carry the new pod-template hash in their
-names). They need the scraper to label series with `namespace` and `pod`, as Kubernetes service discovery does.
+names). They need the scraper to label series with `namespace` and `pod`, as the model's PodMonitor does
+(pod_monitor.py: target labels of every PodMonitor scrape) and hand-written Kubernetes service discovery usually does;
+`model` is Triton's own label.
 A window without traffic reads as 0 (a pass): the analysis judges the requests a canary served, and a
 canary with none has served none badly.
 """

@@ -87,7 +87,8 @@ def horizontal_pod_autoscaler(
 def query(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> tuple[str, str]:
     """The PromQL query and KEDA metric type for a Triton metric, over every pod serving this model."""
     scaling = _scaling(spec)
-    # Triton labels its metrics with the model; the scrape configuration adds the namespace.
+    # Triton labels its metrics with the model; the scrape adds the namespace (a PodMonitor's target label, see
+    # pod_monitor.py; Kubernetes service discovery's in a hand-written scrape configuration).
     selector = f'{{namespace="{owner.namespace}",model="{names.triton_model(owner.name)}"}}'
     if scaling.metric == "queueTime":
         queued = f"sum(rate(nv_inference_queue_duration_us{selector}[{RATE_WINDOW}]))"

@@ -101,8 +101,15 @@ class Settings:
     triton_cpu_image: str = f"{_REGISTRY}/kestrel-triton-cpu:{_VERSION}"
     triton_igpu_image: str = f"{_TRITON_RELEASE}-py3-igpu"
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
-    # Namespaces whose pods may scrape Triton's metrics port through the NetworkPolicy.
+    # Namespaces whose pods may scrape Triton's metrics port through each model's NetworkPolicy
+    # (KESTREL_SCRAPER_NAMESPACES, the chart's modelMetrics.scrapeNamespaces); empty: none, only the operator's pods.
     scraper_namespaces: tuple[str, ...] = ("monitoring",)
+    # A Prometheus Operator PodMonitor per model where its CRD is installed (KESTREL_POD_MONITOR), scraping every
+    # `pod_monitor_interval`, with these labels for a Prometheus that selects PodMonitors by label
+    # (KESTREL_POD_MONITOR_LABELS, e.g. release=prometheus).
+    pod_monitor: bool = True
+    pod_monitor_interval: str = "30s"
+    pod_monitor_labels: tuple[tuple[str, str], ...] = ()
     # Long enough for an operator that was down to still read the result from the pod; the result is also
     # stored beside the engine, so a Job collected earlier costs a cache lookup, not a rebuild.
     build_ttl_seconds: int = 86400

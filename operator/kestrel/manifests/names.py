@@ -119,6 +119,11 @@ def network_policy(name: str) -> str:
     return child(name, "triton")
 
 
+def pod_monitor(name: str) -> str:
+    """The Prometheus Operator PodMonitor of every Triton pod of the model."""
+    return child(name, "triton")
+
+
 def build_network_policy(name: str) -> str:
     """The NetworkPolicy of every build pod of the model, whatever its engine key."""
     return child(name, "build")

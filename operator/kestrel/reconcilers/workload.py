@@ -7,11 +7,12 @@ from typing import Any, Protocol
 
 from kestrel.api import conditions
 from kestrel.api import spec as specs
-from kestrel.manifests import autoscaling, disruption, probes, service, triton
+from kestrel.manifests import autoscaling, disruption, pod_monitor, probes, service, triton
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, grants, installed
 
 KEDA_CRD = "scaledobjects.keda.sh"
+POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
 
 
 def referenced_secrets(pod_spec: dict[str, Any]) -> set[str]:
@@ -124,7 +125,8 @@ def apply_children(ctx: context.Context, settings: manifest_context.Settings, ke
 def apply_shared(
     ctx: context.Context, settings: manifest_context.Settings, target_kind: autoscaling.TargetKind = "Deployment"
 ) -> None:
-    """What every revision shares: the pods' ServiceAccount, the Service, the PDB and the autoscaler."""
+    """What every revision shares: the pods' ServiceAccount, the Service, the PDB, the autoscaler, and the PodMonitor
+    where the Prometheus Operator is installed (without it nothing is made: the pods' annotations remain)."""
     owner = manifest_context.Owner.from_body(ctx.body)
     ctx.kube.apply(triton.service_account(owner))
     ctx.kube.apply(service.service(ctx.spec, owner))
@@ -134,3 +136,5 @@ def apply_shared(
     )
     if scaler:
         ctx.kube.apply(scaler)
+    if settings.pod_monitor and installed.crd(ctx, POD_MONITOR_CRD):
+        ctx.kube.apply(pod_monitor.pod_monitor(owner, settings))
