@@ -165,7 +165,16 @@ def _build_actionlint(out: pathlib.Path) -> None:
 def _build_promtool(out: pathlib.Path) -> None:
     pkg = "github.com/prometheus/prometheus"
     _go(
-        ["install", "-trimpath", "-ldflags", "-s -w", f"{pkg}/cmd/promtool@{components.PROMTOOL.version}"],
+        # Without service discovery (rules are all it checks here): half the build time, a third less binary.
+        [
+            "install",
+            "-trimpath",
+            "-tags",
+            "remove_all_sd",
+            "-ldflags",
+            "-s -w",
+            f"{pkg}/cmd/promtool@{components.PROMTOOL.version}",
+        ],
         env={"GOBIN": str(out)},
     )
 

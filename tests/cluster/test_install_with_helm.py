@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import subprocess
 import uuid
 from typing import Any
@@ -145,3 +146,52 @@ def test_bad_values_fail_the_install_and_install_nothing(with_crd, namespace: st
     assert "engineStore" in refused.stderr
     assert helm(with_crd, "status", release, f"--namespace={namespace}").returncode != 0
     assert _labelled(with_crd, "clusterroles", release) == []
+
+
+CHART_README = CHART / "README.md"
+
+
+def test_the_readmes_crd_upgrade_takes_over_the_fields_helm_wrote(with_crd) -> None:
+    """charts/kestrel/README.md's CRD command, as written, updates a CRD whose fields Helm's manager owns (as after
+    `helm install`): without --force-conflicts the same apply is refused with a conflict."""
+    kube = with_crd
+    (command,) = re.findall(
+        r"`(kubectl apply --server-side --force-conflicts -f charts/[^`]+)`", CHART_README.read_text()
+    )
+    # An older CRD, written by Helm's field manager: here one description differs from the chart's.
+    stored = _get(kube, "crd", crd.CRD_NAME)
+    schema = stored["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    new_description = schema["description"]
+    schema["description"] = "An older Kestrel's description."
+    replaced = subprocess.run(
+        [
+            str(kube.bed.bin_dir / "kubectl"),
+            f"--kubeconfig={kube.bed.kubeconfig}",
+            "replace",
+            "--field-manager=helm",
+            "-f",
+            "-",
+        ],
+        input=json.dumps(stored),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert replaced.returncode == 0, replaced.stderr
+
+    def run(line: str) -> subprocess.CompletedProcess[str]:
+        argv = line.split()
+        return subprocess.run(
+            [str(kube.bed.bin_dir / "kubectl"), f"--kubeconfig={kube.bed.kubeconfig}", *argv[1:]],
+            cwd=CHART.parents[1],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    refused = run(command.replace(" --force-conflicts", ""))
+    assert refused.returncode != 0 and "conflict" in refused.stderr.lower(), refused.stderr
+    upgraded = run(command)
+    assert upgraded.returncode == 0, upgraded.stderr
+    after = _get(kube, "crd", crd.CRD_NAME)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert after["description"] == new_description

@@ -1,0 +1,99 @@
+"""Where the Prometheus Operator's CRDs are installed (its real v0.92.1 schemas, vendored under fixtures/), the API
+server accepts what Kestrel writes for them: each model's PodMonitor, applied by the operator beside its Triton
+Deployment, and the chart's PrometheusRule. No Prometheus runs here: what it scrapes is not shown."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import exceptions
+
+from kestrel.manifests import names
+from tests.cluster.operator_support import build, make_pods_ready, mdep_spec, wait_for
+
+pytestmark = pytest.mark.cluster
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+CHART = pathlib.Path(__file__).parents[2] / "charts" / "kestrel"
+CRDS = ("podmonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
+
+
+@pytest.fixture
+def prometheus_operator_crds(kube: Any) -> Iterator[None]:
+    """The CRDs for this test only: other suites expect a cluster without the Prometheus Operator."""
+    for name in CRDS:
+        kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "-f", str(FIXTURES / f"{name}.yaml"))
+        kube.wait_established(name)
+    yield
+    extensions = client.ApiextensionsV1Api(kube.api)
+    for name in CRDS:
+        try:
+            extensions.delete_custom_resource_definition(name)
+        except exceptions.ApiException as error:
+            if error.status != 404:
+                raise
+
+
+def _pod_monitor(kube: Any, namespace: str) -> dict[str, Any] | None:
+    found = kube.kubectl(
+        "get", "podmonitor", names.pod_monitor("cams"), f"--namespace={namespace}", "-o", "json", check=False
+    )
+    return json.loads(found.stdout) if found.returncode == 0 else None
+
+
+def test_the_operator_writes_a_pod_monitor_the_real_schema_accepts(
+    prometheus_operator_crds: None, kube: Any, operator: Any, namespace: str, manual_node: str
+) -> None:
+    raw = mdep_spec(namespace)
+    kube.create_mdep(namespace, "cams", raw)
+    key = build(kube, namespace, raw, manual_node)
+    wait_for("the model's pod", lambda: make_pods_ready(kube, namespace, key) == 1, timeout=60)
+    monitor = wait_for("the PodMonitor", lambda: _pod_monitor(kube, namespace), timeout=60)
+    (owner,) = monitor["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("ModelDeployment", "cams")
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    # It selects the model's Triton pods: the one the test's kubelet made ready carries every selected label.
+    pods = kube.core.list_namespaced_pod(namespace).items
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert [p for p in pods if selector.items() <= (p.metadata.labels or {}).items()]
+
+
+def test_the_charts_prometheus_rule_is_accepted_by_the_real_schema(prometheus_operator_crds: None, kube: Any) -> None:
+    rendered = subprocess.run(
+        [
+            str(kube.bed.bin_dir / "helm"),
+            "template",
+            "kestrel",
+            str(CHART),
+            "--namespace=default",
+            "--set=metrics.prometheusRule.enabled=true",
+            "--show-only=templates/prometheusrule.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    applied = subprocess.run(
+        [
+            str(kube.bed.bin_dir / "kubectl"),
+            f"--kubeconfig={kube.bed.kubeconfig}",
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "-f",
+            "-",
+        ],
+        input=rendered,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+    assert "prometheusrule.monitoring.coreos.com/kestrel-operator serverside-applied (server dry run)" in applied.stdout
