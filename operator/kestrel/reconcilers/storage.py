@@ -6,6 +6,11 @@ grants it signs for the model's pods (`grants`). The credentials never leave the
 model's namespace, and a copy an older operator made is deleted. Without the Secret no grant can be signed, so the
 engine reconciler, which owns `Built`, reports `Built=False` with reason `StoreCredentialsMissing` (`Access.problem`).
 
+With an s3:// store and no `store_credentials_secret` (ambient credentials), the operator opens the store with its
+own identity (`operator_identity`: keys in its environment, else IRSA's web identity or an ECS or EC2 role), one per
+process so that temporary credentials are fetched once and renewed rather than fetched every pass. The pods then use
+their own identity too, and get no grant. Where the operator has none, the store's first use says what to set.
+
 A pvc:// store is open to the operator only where its own pod mounts the
 claim (`Settings.pvc_root`); otherwise the cache is skipped, and said so once.
 """
@@ -15,9 +20,10 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import logging
+import os
 
-from kestrel import storage
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
@@ -71,6 +77,13 @@ def credentials_from_secret(data: dict[str, str]) -> s3.Credentials:
     values = decode(data)
     # Only the AWS variables count: a Secret is not an environment, and AWS_CA_BUNDLE would name a file here.
     return s3.Credentials.load(None, {key: value for key, value in values.items() if key.startswith("AWS_")})
+
+
+@functools.cache
+def operator_identity() -> s3.Credentials | s3.Ambient:
+    """What the operator opens a store with where no Secret is named: keys in its environment, else its ambient
+    identity, whose credentials are fetched at the first use and renewed from then on."""
+    return s3.load(None, os.environ)
 
 
 def read_access(kube: client.Kube, settings: manifest_context.Settings) -> tuple[Access, dict[str, str] | None]:
@@ -140,8 +153,8 @@ def open_store(settings: manifest_context.Settings, access: Access) -> tuple[sto
     if not access.ambient:
         return None, f"the credentials of {location.uri} could not be read ({access.problem or 'no Secret'})"
     try:
-        return storage.open_store(location.uri), ""
-    except storage_errors.StoreConfigError as error:
+        return s3.S3Store(location, operator_identity()), ""
+    except storage_errors.StoreConfigError as error:  # one key in the environment without the other
         return None, f"{location.uri}: {error}"
 
 

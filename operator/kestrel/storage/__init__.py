@@ -4,7 +4,9 @@ Modules, one concept each:
 
 - `layout`: store URIs (`s3://bucket/prefix`, `pvc://claim/prefix`), `EngineRef`, and the names below them.
 - `store`: the `Store` protocol and what its implementations share (artifact walking, garbage selection).
-- `s3`: `S3Store` on AWS S3, GCS's S3 API or MinIO; `Credentials` from a mounted Secret or the environment.
+- `s3`: `S3Store` on AWS S3, GCS's S3 API or MinIO.
+- `connection`: what signs for it: `Credentials` (keys from a mounted Secret or the environment), else `Ambient`.
+- `identity`: the credential chain `Ambient` signs with (IRSA's web identity, an ECS or EC2 role), kept fresh.
 - `pvc`: `PvcStore` on a mounted volume.
 - `errors`: `StorageError` and its subclasses, under `kestrel.api.errors.EngineError`.
 
@@ -27,8 +29,9 @@ def open_store(
     credentials_dir: pathlib.Path | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> store.Store:
-    """The store at `uri`; s3:// reads credentials from `credentials_dir` or `environ`, pvc:// uses `pvc_root`."""
+    """The store at `uri`; s3:// reads keys from `credentials_dir` or `environ`, else signs with the ambient
+    identity (its first request says what to set when there is none); pvc:// uses `pvc_root`."""
     location = layout.parse_store_uri(uri)
     if location.scheme == "pvc":
         return pvc.PvcStore(location, pvc_root)
-    return s3.S3Store(location, s3.Credentials.load(credentials_dir, environ))
+    return s3.S3Store(location, s3.load(credentials_dir, environ))

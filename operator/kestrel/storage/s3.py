@@ -5,98 +5,53 @@ The MinIO SDK is a plain, typed S3 client (AWS Signature V4, multipart upload) o
 already brings.
 
 Uploads are multipart in `PART_SIZE` parts sent one at a time, and downloads stream in `store.COPY_BLOCK` blocks,
-so memory stays at one part whatever the engine's size. Credentials come from a mounted Secret directory (files
-named like the AWS variables) or the environment; no message this module raises contains them.
+so memory stays at one part whatever the engine's size. Requests are signed with keys from a mounted Secret or the
+environment, else with the process's own identity (`connection`); the first request says what to set when there is
+neither. No message this module raises contains a key or a token.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import functools
 import io
-import os
 import pathlib
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from typing import BinaryIO, NoReturn, Protocol, TypeVar, cast
 
-import certifi
 import minio
 import urllib3
 from minio import datatypes, deleteobjects
 from minio import error as minio_errors
 
-from kestrel.storage import errors, grants, layout, store
+from kestrel.storage import connection, errors, grants, identity, layout, store
 
 PART_SIZE = 16 << 20
-_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL")
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket", "InvalidBucketName"}
 _MISSING = {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}
+# A grant that would work for less than this (temporary credentials about to end) is not signed.
+MIN_GRANT = datetime.timedelta(minutes=2)
 _T = TypeVar("_T")
 
 
-@dataclasses.dataclass(frozen=True)
-class Credentials:
-    """Where the store is and how to sign for it; `repr` leaves the secrets out."""
-
-    access_key: str = dataclasses.field(repr=False)
-    secret_key: str = dataclasses.field(repr=False)
-    endpoint: str
-    region: str
-    session_token: str | None = dataclasses.field(default=None, repr=False)
-    ca_file: str | None = None
-
-    @classmethod
-    def load(cls, secret_dir: pathlib.Path | None = None, environ: Mapping[str, str] = os.environ) -> Credentials:
-        """Read the mounted Secret `secret_dir`, else the environment (AWS_ENDPOINT_URL_S3 wins, as in the SDKs)."""
-        values = {key: environ[key] for key in _KEYS if environ.get(key)}
-        if environ.get("AWS_ENDPOINT_URL_S3"):
-            values["AWS_ENDPOINT_URL"] = environ["AWS_ENDPOINT_URL_S3"]
-        if secret_dir is not None:
-            for key in _KEYS:
-                if (secret_dir / key).is_file():
-                    values[key] = (secret_dir / key).read_text().strip()
-        if not values.get("AWS_ACCESS_KEY_ID") or not values.get("AWS_SECRET_ACCESS_KEY"):
-            where = f"{secret_dir} or the environment" if secret_dir else "the environment"
-            raise errors.StoreConfigError(
-                f"No S3 credentials: {where} needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-            )
-        region = values.get("AWS_REGION", "us-east-1")
-        return cls(
-            access_key=values["AWS_ACCESS_KEY_ID"],
-            secret_key=values["AWS_SECRET_ACCESS_KEY"],
-            endpoint=values.get("AWS_ENDPOINT_URL", "https://s3.amazonaws.com"),
-            region=region,
-            session_token=values.get("AWS_SESSION_TOKEN"),
-            ca_file=environ.get("AWS_CA_BUNDLE") or None,
-        )
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(value for value in (self.access_key, self.secret_key, self.session_token) if value)
+# Defined with the rest of what signs for the store (`connection`); named here too, by the store they open.
+Credentials = connection.Credentials
+Ambient = connection.Ambient
+load = connection.load
 
 
-def _connect(credentials: Credentials) -> tuple[minio.Minio, str]:
+def _connect(credentials: Credentials | Ambient) -> tuple[minio.Minio, str]:
     """An S3 client for the credentials' endpoint, and that endpoint as `scheme://host[:port]`."""
     endpoint = urllib.parse.urlsplit(credentials.endpoint)
     if endpoint.scheme not in ("http", "https") or not endpoint.netloc or endpoint.path.strip("/"):
         raise errors.StoreConfigError(f"S3 endpoint {credentials.endpoint!r} is not http(s)://HOST[:PORT]")
-    # Bounded: a stuck store fails the request after these limits instead of hanging a reconcile or an init
-    # container. urllib3 retries connection errors and 5xx a few times with back-off.
-    http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=10, read=120),
-        retries=urllib3.Retry(total=3, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
-        cert_reqs="CERT_REQUIRED",
-        ca_certs=credentials.ca_file or os.environ.get("SSL_CERT_FILE") or certifi.where(),
-    )
     client = minio.Minio(
         endpoint.netloc,
-        access_key=credentials.access_key,
-        secret_key=credentials.secret_key,
-        session_token=credentials.session_token,
+        credentials=credentials.provider(),
         secure=endpoint.scheme == "https",
         region=credentials.region,
-        http_client=http,
+        http_client=connection.pool(credentials.ca_file, connect=10, read=120, retries=3),
     )
     return client, f"{endpoint.scheme}://{endpoint.netloc}"
 
@@ -125,15 +80,17 @@ def _failure(what: str, error: Exception, secrets: tuple[str, ...]) -> errors.St
 class S3Store:
     """Engines under `s3://bucket/prefix`."""
 
-    def __init__(self, location: layout.StoreLocation, credentials: Credentials, *, part_size: int = PART_SIZE) -> None:
+    def __init__(
+        self, location: layout.StoreLocation, credentials: Credentials | Ambient, *, part_size: int = PART_SIZE
+    ) -> None:
         if location.scheme != "s3":
             raise errors.StoreConfigError(f"{location.uri} is not an s3:// store")
         self._location = location
         self._client, self._endpoint = _connect(credentials)
+        self._credentials = credentials
         self._part_size = part_size
         self._bucket = location.container
         self._base = f"{location.prefix}/" if location.prefix else ""
-        self._secrets = credentials.secrets()
 
     @property
     def location(self) -> layout.StoreLocation:
@@ -149,10 +106,11 @@ class S3Store:
             self._raise(what, error)
 
     def _raise(self, what: str, error: Exception) -> NoReturn:
-        raise _failure(what, error, self._secrets) from None
+        # Read now, not at construction: ambient credentials are fetched at the first request and change.
+        raise _failure(what, error, self._credentials.secrets()) from None
 
     def _redact(self, message: str) -> str:
-        return _redact(message, self._secrets)
+        return _redact(message, self._credentials.secrets())
 
     def _objects(self, prefix: str) -> Iterator[minio.datatypes.Object]:
         return iter(self._call(f"List {self._describe(prefix)}", lambda: list(self._listing(prefix))))
@@ -293,9 +251,24 @@ class S3Store:
             lambda: self._client.put_object(self._bucket, key, io.BytesIO(document), len(document)),
         )
 
+    def _grant_expiry(self, lifetime: datetime.timedelta) -> datetime.datetime:
+        """When a grant signed now stops working: after `lifetime`, or when the credentials that sign it expire.
+
+        S3 refuses a request pre-signed with temporary credentials once their session has ended, whatever the
+        signature says; the grant says so too, so that the loader's message and the operator's renewal are right.
+        """
+        now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+        current = self._call("Get the store's credentials", self._credentials.provider().retrieve)
+        ends = identity.expiry(current)
+        expires = now + lifetime if ends is None else min(now + lifetime, ends.replace(microsecond=0))
+        if expires - now < MIN_GRANT:
+            raise errors.StoreUnavailableError(f"The store's credentials expire at {grants.stamp(expires)}: too soon")
+        return expires
+
     def upload_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> grants.UploadGrant:
-        """A POST policy that admits objects below `ref`'s folder only, for `lifetime`; signed here, no request."""
-        expires = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + lifetime
+        """A POST policy that admits objects below `ref`'s folder only, for `lifetime` (or until the signing
+        credentials expire, if sooner); signed here, no request."""
+        expires = self._grant_expiry(lifetime)
         prefix = self._key(ref)
         policy = datatypes.PostPolicy(self._bucket, expires)
         policy.add_starts_with_condition("key", prefix)
@@ -310,12 +283,15 @@ class S3Store:
         self, ref: layout.EngineRef, lifetime: datetime.timedelta, objects: Iterable[str]
     ) -> grants.DownloadGrant:
         """Pre-signed GETs for `objects` (paths relative to the engine's folder: the manifest and the files it lists,
-        which the caller read from the verified manifest); signed here, no request."""
-        expires = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + lifetime
+        which the caller read from the verified manifest), for `lifetime` or until the signing credentials expire;
+        signed here, no request."""
+        expires = self._grant_expiry(lifetime)
         urls = {}
         for relative in sorted(set(objects)):
             key = self._key(ref, layout.check_relative(relative))
-            sign = functools.partial(self._client.presigned_get_object, self._bucket, key, expires=lifetime)
+            # Counted from the signature's own time (X-Amz-Date, whole seconds): it ends at `expires`.
+            valid = expires - datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+            sign = functools.partial(self._client.presigned_get_object, self._bucket, key, expires=valid)
             urls[relative] = self._call(f"Sign a download of {self._describe(key)}", sign)
         return grants.DownloadGrant(ref.path, urls, expires)
 
@@ -333,7 +309,9 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
-def put_object(uri: str, reader: Readable, size: int, credentials: Credentials, *, part_size: int = PART_SIZE) -> None:
+def put_object(
+    uri: str, reader: Readable, size: int, credentials: Credentials | Ambient, *, part_size: int = PART_SIZE
+) -> None:
     """Upload `size` bytes of `reader`, read once and in order, to `s3://bucket/key`: one object outside the engine
     store, such as the checkpoint `kestrel upload` puts where spec.model.source will point."""
     bucket, key = object_location(uri)
