@@ -8,7 +8,6 @@ runs as `kestrel run` under the chart's RBAC, so the new verbs on Rollouts are c
 
 from __future__ import annotations
 
-import pathlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,48 +17,23 @@ from kubernetes import client
 from kubernetes.client import exceptions
 
 from kestrel.manifests import labels, names
+from tests.cluster import crd_support
 from tests.cluster.operator_support import build, condition, get_mdep, mdep_spec, wait_for
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
-CRDS = {
-    "rollouts.argoproj.io": FIXTURES / "rollouts.argoproj.io.yaml",
-    "analysistemplates.argoproj.io": FIXTURES / "analysistemplates.argoproj.io.yaml",
-}
+CRDS = ("rollouts.argoproj.io", "analysistemplates.argoproj.io")
 ARGO = ("argoproj.io", "v1alpha1")
-
-
-def _remove_crds(kube: Any) -> None:
-    extensions = client.ApiextensionsV1Api(kube.api)
-    for name in CRDS:
-        try:
-            extensions.delete_custom_resource_definition(name)
-        except exceptions.ApiException as error:
-            if error.status != 404:
-                raise
-
-    def gone() -> bool:
-        try:
-            for name in CRDS:
-                extensions.read_custom_resource_definition(name)
-        except exceptions.ApiException as error:
-            return error.status == 404
-        return False
-
-    wait_for("Argo's CRDs to go", gone, timeout=60)
 
 
 @pytest.fixture
 def argo_crds(kube: Any) -> Iterator[None]:
     """Argo Rollouts' CRDs for this test only: other suites expect a cluster without Argo."""
-    for name, path in CRDS.items():
-        kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "-f", str(path))
-        kube.wait_established(name)
+    crd_support.install(kube, CRDS)
     deadline = time.monotonic() + 30
     while kube.kubectl("get", "rollouts.argoproj.io,analysistemplates.argoproj.io", "-A", check=False).returncode:
         assert time.monotonic() < deadline, "Argo's resources are not served"
         time.sleep(0.3)
     yield
-    _remove_crds(kube)
+    crd_support.remove(kube, CRDS)
 
 
 def _rollout(kube: Any, namespace: str) -> dict[str, Any] | None:

@@ -11,33 +11,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
-from kubernetes.client import exceptions
 
 from kestrel.manifests import names
+from tests.cluster import crd_support
 from tests.cluster.operator_support import build, make_pods_ready, mdep_spec, wait_for
 
 pytestmark = pytest.mark.cluster
 
-FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 CHART = pathlib.Path(__file__).parents[2] / "charts" / "kestrel"
 CRDS = ("podmonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
 
 
 @pytest.fixture
 def prometheus_operator_crds(kube: Any) -> Iterator[None]:
-    """The CRDs for this test only: other suites expect a cluster without the Prometheus Operator."""
-    for name in CRDS:
-        kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "-f", str(FIXTURES / f"{name}.yaml"))
-        kube.wait_established(name)
+    crd_support.install(kube, CRDS)
     yield
-    extensions = client.ApiextensionsV1Api(kube.api)
-    for name in CRDS:
-        try:
-            extensions.delete_custom_resource_definition(name)
-        except exceptions.ApiException as error:
-            if error.status != 404:
-                raise
+    crd_support.remove(kube, CRDS)
 
 
 def _pod_monitor(kube: Any, namespace: str) -> dict[str, Any] | None:
