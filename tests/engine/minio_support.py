@@ -8,6 +8,7 @@ import hashlib
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,9 +41,10 @@ def minio(tmp_path: Path) -> Iterator[s3.Credentials]:
     credentials = s3.Credentials(USER, PASSWORD, "us-east-1", f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while True:
             with contextlib.suppress(OSError), urllib.request.urlopen(f"{credentials.endpoint}/minio/health/ready"):
                 break
+            assert time.monotonic() < deadline, f"MinIO on port {port} was not ready within 30 s"
             time.sleep(0.3)
         yield credentials
     finally:
@@ -51,8 +53,19 @@ def minio(tmp_path: Path) -> Iterator[s3.Credentials]:
 
 
 def put(credentials: s3.Credentials, path: str, body: bytes) -> None:
+    """PUT one object (or bucket); a 503 is retried for 10 s: MinIO may answer its first S3 requests with 503 while
+    it finishes initialising, even after /minio/health/ready said yes."""
     url = f"{credentials.endpoint}/{path}"
-    now = datetime.datetime.now(datetime.UTC)
-    headers = s3.sign("PUT", url, {}, credentials, now=now, payload_sha256=hashlib.sha256(body).hexdigest())
-    with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers, method="PUT")) as response:
-        assert response.status == 200
+    deadline = time.monotonic() + 10
+    while True:
+        now = datetime.datetime.now(datetime.UTC)
+        headers = s3.sign("PUT", url, {}, credentials, now=now, payload_sha256=hashlib.sha256(body).hexdigest())
+        request = urllib.request.Request(url, data=body, headers=headers, method="PUT")
+        try:
+            with urllib.request.urlopen(request) as response:
+                assert response.status == 200
+                return
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.3)
