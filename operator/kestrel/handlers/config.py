@@ -8,14 +8,15 @@ import pathlib
 import re
 
 from kestrel import logs
+from kestrel.api import spec
 from kestrel.manifests import context
 
 PREFIX = "KESTREL_"
 # A Secret's name is a DNS subdomain (RFC 1123): what the API server would refuse in a pod's imagePullSecrets.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS_SUBDOMAIN_MAX = 253
-# A namespace's name is a DNS label (RFC 1123).
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+# A namespace's name is a DNS label (RFC 1123), the pattern the API checks names with.
+_DNS_LABEL = re.compile(spec.NAME_PATTERN)
 _DNS_LABEL_MAX = 63
 # A label's name (after an optional DNS-subdomain prefix and "/") and its value, as the API server checks them.
 _LABEL_PART = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
@@ -75,11 +76,24 @@ def _flag(env: dict[str, str], name: str, *, default: bool) -> bool:
     return value == "true"
 
 
+def _is_dns_subdomain(text: str) -> bool:
+    return len(text) <= _DNS_SUBDOMAIN_MAX and _DNS_SUBDOMAIN.fullmatch(text) is not None
+
+
+def _is_dns_label(text: str) -> bool:
+    return len(text) <= _DNS_LABEL_MAX and _DNS_LABEL.fullmatch(text) is not None
+
+
+def _listed(text: str) -> list[str]:
+    """The non-empty, stripped parts of a comma-separated value."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _secret_names(env: dict[str, str], name: str) -> tuple[str, ...]:
     """Comma-separated Secret names, each checked at start-up: a bad one would fail every pod Kestrel creates."""
-    names = [part.strip() for part in env.get(name, "").split(",") if part.strip()]
+    names = _listed(env.get(name, ""))
     for found in names:
-        if len(found) > _DNS_SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(found):
+        if not _is_dns_subdomain(found):
             raise ValueError(
                 f"{name}={env[name]!r}: {found!r} is not a Secret name (a lowercase DNS subdomain: a-z, 0-9, '-' "
                 f"and '.', at most {_DNS_SUBDOMAIN_MAX} characters); expected names separated by commas, "
@@ -92,9 +106,9 @@ def _namespaces(env: dict[str, str], name: str, *, default: tuple[str, ...]) -> 
     """Comma-separated namespace names: `default` while the variable is unset, none when it is set but empty."""
     if name not in env:
         return default
-    found = [part.strip() for part in env[name].split(",") if part.strip()]
+    found = _listed(env[name])
     for namespace in found:
-        if len(namespace) > _DNS_LABEL_MAX or not _DNS_LABEL.fullmatch(namespace):
+        if not _is_dns_label(namespace):
             raise ValueError(
                 f"{name}={env[name]!r}: {namespace!r} is not a namespace name (a lowercase DNS label: a-z, 0-9 and "
                 f"'-', at most {_DNS_LABEL_MAX} characters); expected names separated by commas, e.g. "
@@ -105,7 +119,7 @@ def _namespaces(env: dict[str, str], name: str, *, default: tuple[str, ...]) -> 
 
 def _label_key(key: str) -> bool:
     prefix, _, part = key.rpartition("/")
-    if prefix and (len(prefix) > _DNS_SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(prefix)):
+    if prefix and not _is_dns_subdomain(prefix):
         return False
     return len(part) <= _LABEL_PART_MAX and _LABEL_PART.fullmatch(part) is not None
 
@@ -114,7 +128,7 @@ def _labels(env: dict[str, str], name: str) -> tuple[tuple[str, str], ...]:
     """Comma-separated `key=value` labels, each checked as the API server would, none of Kestrel's own."""
     text = env.get(name, "")
     found: dict[str, str] = {}
-    for pair in (part.strip() for part in text.split(",") if part.strip()):
+    for pair in _listed(text):
         key, equals, value = (side.strip() for side in pair.partition("="))
         valid_value = not value or (len(value) <= _LABEL_PART_MAX and _LABEL_PART.fullmatch(value) is not None)
         if not equals or not _label_key(key) or not valid_value:
@@ -184,7 +198,7 @@ def leader_lease() -> str | None:
     empty: no election (one replica only)."""
     name = f"{PREFIX}LEADER_LEASE"
     text = os.environ.get(name, "").strip()
-    if text and (len(text) > _DNS_SUBDOMAIN_MAX or not _DNS_SUBDOMAIN.fullmatch(text)):
+    if text and not _is_dns_subdomain(text):
         raise ValueError(f"{name}={text!r}: expected a Lease name (a lowercase DNS subdomain), e.g. kestrel-operator")
     return text or None
 
