@@ -316,18 +316,17 @@ def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> N
     data = (secret or {}).get("data") or {}
     lacking = [key for key in ("tls.crt", "tls.key", "ca.crt") if key not in data]
     # Clients verify the server with the CA cert-manager wrote beside its certificate: until it is there, their
-    # certificates wait (the condition below says why).
-    authority = (
-        _client_certificates(ctx, owner, secrets.decode(secret, "ca.crt"))
-        if secret is not None and "ca.crt" in data
-        else None
-    )
+    # certificates wait (the condition below says why); so does the CA bundle.
+    authority = None
     if secret is not None and "ca.crt" in data:
-        ctx.kube.apply(trust.ca_bundle(owner, secrets.decode(secret, "ca.crt")))
+        server_ca = secrets.decode(secret, "ca.crt")
+        authority = _client_certificates(ctx, owner, server_ca)
+        ctx.kube.apply(trust.ca_bundle(owner, server_ca))
     if secret is not None and "tls.crt" in data:
         # cert-manager rewrites the Secret on renewal: its new content changes the template and rolls the pods.
-        ctx.tls_checksum = checksum(secrets.decode(secret, "tls.crt"), authority)
-        _expires(ctx, x509.load_pem_x509_certificate(secrets.decode(secret, "tls.crt")))
+        certificate_pem = secrets.decode(secret, "tls.crt")
+        ctx.tls_checksum = checksum(certificate_pem, authority)
+        _expires(ctx, x509.load_pem_x509_certificate(certificate_pem))
     if pending:
         first = pending[0]
         _, reason, message = _ready(first)
