@@ -6,16 +6,14 @@ bundle goes. The model's readers may get it by name (tests/unit/test_manifests_a
 
 from __future__ import annotations
 
-import base64
 import datetime
 from typing import Any
 
 from cryptography import x509
 
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import tls
 from kestrel.security import certificates
-from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, reconcile_tls
+from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, cert_manager_writes_secret, reconcile_tls
 
 NOW = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 BUNDLE = ("v1", "ConfigMap", "vision", names.ca_bundle("cams"))
@@ -51,24 +49,9 @@ def test_cert_manager_mode_publishes_the_issuers_ca_once_it_is_written() -> None
     assert BUNDLE not in kube.objects  # nothing to publish before cert-manager wrote its Secret
     ca = certificates.create_ca(now=NOW)
     issued = certificates.issue_server(ca, name="cams", namespace="vision", now=NOW)
-    kube.put(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": names.tls_secret("cams"),
-                "namespace": "vision",
-                "annotations": {tls.CERT_MANAGER_ANNOTATION: names.tls_secret("cams")},
-            },
-            "data": {
-                key: base64.b64encode(value).decode()
-                for key, value in {
-                    "tls.crt": issued.certificate_pem(),
-                    "tls.key": issued.private_key_pem(),
-                    "ca.crt": ca.certificate_pem(),
-                }.items()
-            },
-        }
+    cert_manager_writes_secret(
+        kube,
+        {"tls.crt": issued.certificate_pem(), "tls.key": issued.private_key_pem(), "ca.crt": ca.certificate_pem()},
     )
     reconcile_tls(kube, obj, NOW)
     assert _bundle(kube)["data"] == {"ca.crt": ca.certificate_pem().decode()}

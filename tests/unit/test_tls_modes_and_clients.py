@@ -8,7 +8,6 @@ only, short-lived, and revoked when it leaves (its objects go and the client CA 
 
 from __future__ import annotations
 
-import base64
 import datetime
 from typing import Any
 
@@ -20,7 +19,7 @@ from kestrel.manifests import access, certificate, names, secrets
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import tls
 from kestrel.security import certificates, errors
-from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, reconcile_tls
+from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, cert_manager_writes_secret, reconcile_tls
 
 NOW = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 CERT_MANAGER_TLS = {"mode": "cert-manager", "issuerRef": {"name": "internal-ca"}, "rotateBefore": "240h"}
@@ -48,22 +47,13 @@ def _cert_manager_writes(
 ) -> None:
     """What cert-manager does once its issuer signed: the Secret (marked with the Certificate's name), then the
     Certificate's status."""
-    kube.put(
+    cert_manager_writes_secret(
+        kube,
         {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/tls",
-            "metadata": {
-                "name": names.tls_secret("cams"),
-                "namespace": "vision",
-                "annotations": {tls.CERT_MANAGER_ANNOTATION: names.tls_secret("cams")},
-            },
-            "data": {
-                "tls.crt": base64.b64encode(certificate_pem).decode(),
-                "tls.key": base64.b64encode(b"not read by the operator").decode(),
-                **({"ca.crt": base64.b64encode(b"the issuer's CA").decode()} if with_ca else {}),
-            },
-        }
+            "tls.crt": certificate_pem,
+            "tls.key": b"not read by the operator",
+            **({"ca.crt": b"the issuer's CA"} if with_ca else {}),
+        },
     )
     found = kube.objects[CERT_KEY]
     found["status"] = {

@@ -3,7 +3,6 @@ the pods); a pass that changes nothing keeps the template as it is."""
 
 from __future__ import annotations
 
-import base64
 import datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ from kestrel.manifests import certificate, labels, names, triton
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, serving, tls
 from kestrel.security import certificates
-from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body
+from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, cert_manager_writes_secret
 
 T0 = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 ENGINE_KEY = "ab" * 32
@@ -72,21 +71,7 @@ def test_a_secret_cert_manager_rewrites_changes_the_template_only_when_its_conte
 
     def cert_manager_issues() -> bytes:
         pem = certificates.issue_server(ca, name="cams", namespace="vision", now=T0).certificate_pem()
-        kube.put(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": names.tls_secret("cams"),
-                    "namespace": "vision",
-                    "annotations": {tls.CERT_MANAGER_ANNOTATION: names.tls_secret("cams")},
-                },
-                "data": {
-                    "tls.crt": base64.b64encode(pem).decode(),
-                    "ca.crt": base64.b64encode(ca.certificate_pem()).decode(),
-                },
-            }
-        )
+        cert_manager_writes_secret(kube, {"tls.crt": pem, "ca.crt": ca.certificate_pem()})
         return pem
 
     first_pem = cert_manager_issues()

@@ -3,6 +3,7 @@ counts applies per object (so a test can tell one issuance from two), and record
 
 from __future__ import annotations
 
+import base64
 import collections
 import copy
 import datetime
@@ -11,6 +12,7 @@ from typing import Any
 from kestrel.api import crd, errors, spec
 from kestrel.kube import ownership
 from kestrel.manifests import context as manifest_context
+from kestrel.manifests import names
 from kestrel.reconcilers import context, tls
 from tests.unit.spec_support import UNMEASURED
 
@@ -134,3 +136,20 @@ def reconcile_tls(kube: FakeKube, obj: dict[str, Any], now: datetime.datetime) -
     tls.reconcile(ctx, SETTINGS)
     obj["status"] = ctx.status.to_wire()
     return ctx
+
+
+def cert_manager_writes_secret(kube: FakeKube, data: dict[str, bytes], name: str = "cams") -> None:
+    """What cert-manager writes once its issuer signed: the Secret the Certificate names, marked with its name."""
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {
+                "name": names.tls_secret(name),
+                "namespace": "vision",
+                "annotations": {tls.CERT_MANAGER_ANNOTATION: names.tls_secret(name)},
+            },
+            "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+        }
+    )
