@@ -163,21 +163,7 @@ def test_the_readmes_crd_upgrade_takes_over_the_fields_helm_wrote(with_crd) -> N
     schema = stored["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     new_description = schema["description"]
     schema["description"] = "An older Kestrel's description."
-    replaced = subprocess.run(
-        [
-            str(kube.bed.bin_dir / "kubectl"),
-            f"--kubeconfig={kube.bed.kubeconfig}",
-            "replace",
-            "--field-manager=helm",
-            "-f",
-            "-",
-        ],
-        input=json.dumps(stored),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert replaced.returncode == 0, replaced.stderr
+    kube.kubectl("replace", "--field-manager=helm", "-f", "-", stdin=json.dumps(stored))
 
     def run(line: str) -> subprocess.CompletedProcess[str]:
         argv = line.split()

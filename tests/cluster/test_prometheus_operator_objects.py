@@ -5,20 +5,19 @@ Deployment, and the chart's PrometheusRule. No Prometheus runs here: what it scr
 from __future__ import annotations
 
 import json
-import pathlib
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from kestrel.manifests import names
 from tests.cluster import crd_support
 from tests.cluster.operator_support import build, make_pods_ready, mdep_spec, wait_for
+from tests.unit.helm_support import find, render
 
 pytestmark = pytest.mark.cluster
 
-CHART = pathlib.Path(__file__).parents[2] / "charts" / "kestrel"
 CRDS = ("podmonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
 
 
@@ -55,34 +54,7 @@ def test_the_operator_writes_a_pod_monitor_the_real_schema_accepts(
 
 
 def test_the_charts_prometheus_rule_is_accepted_by_the_real_schema(prometheus_operator_crds: None, kube: Any) -> None:
-    rendered = subprocess.run(
-        [
-            str(kube.bed.bin_dir / "helm"),
-            "template",
-            "kestrel",
-            str(CHART),
-            "--namespace=default",
-            "--set=metrics.prometheusRule.enabled=true",
-            "--show-only=templates/prometheusrule.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    applied = subprocess.run(
-        [
-            str(kube.bed.bin_dir / "kubectl"),
-            f"--kubeconfig={kube.bed.kubeconfig}",
-            "apply",
-            "--server-side",
-            "--dry-run=server",
-            "-f",
-            "-",
-        ],
-        input=rendered,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert applied.returncode == 0, applied.stderr
+    rule = find(render("metrics.prometheusRule.enabled=true", namespace="default"), "PrometheusRule")
+    rendered = yaml.safe_dump(rule)
+    applied = kube.kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", stdin=rendered)
     assert "prometheusrule.monitoring.coreos.com/kestrel-operator serverside-applied (server dry run)" in applied.stdout
