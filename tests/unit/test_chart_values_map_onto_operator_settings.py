@@ -163,6 +163,17 @@ def test_pull_secrets_reach_the_operator_pod_and_every_pod_it_creates() -> None:
     assert pod["imagePullSecrets"] == expected
 
 
+def test_a_parent_charts_global_pull_secrets_come_first_and_are_checked() -> None:
+    """As a subchart, the chart takes `global.imagePullSecrets` (the convention of charts that share pull Secrets)
+    before its own, once each; a global entry that is no Secret name fails the render and names both values."""
+    objects = render("global.imagePullSecrets[0].name=corp", "imagePullSecrets[0]=regcred", "imagePullSecrets[1]=corp")
+    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "corp"}, {"name": "regcred"}]
+    assert config.from_environment(_env(objects)).settings.image_pull_secrets == ("corp", "regcred")
+    message = refused("global.imagePullSecrets[0]=Corp")
+    assert "global.imagePullSecrets / imagePullSecrets" in message and '"Corp" is not a Secret name' in message
+
+
 def test_no_pull_secrets_by_default() -> None:
     objects = render()
     assert "imagePullSecrets" not in find(objects, "Deployment")["spec"]["template"]["spec"]

@@ -36,7 +36,6 @@ NAME[-SUFFIX], so that a node runs exactly the image that was tested, whatever t
 {{- .Files.Get "files/operator-rules.yaml" | fromYaml | toYaml -}}
 {{- end -}}
 
-{{/* imagePullSecrets as comma-separated names: an entry is a name or {name: ...}, the shape `helm create` scaffolds. */}}
 {{- /* "true" when the replicas elect a leader on a Lease (leaderElection, or null and more than one replica). */ -}}
 {{- define "kestrel.leaderElection" -}}
 {{- if kindIs "invalid" .Values.leaderElection -}}
@@ -46,14 +45,21 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* imagePullSecrets as comma-separated names, a parent chart's global.imagePullSecrets first: an entry is a name or
+{name: ...}, the shape `helm create` scaffolds. The schema checks the chart's own list; a global entry is checked
+here, as no schema of this chart covers a parent's values. */}}
 {{- define "kestrel.imagePullSecretNames" -}}
 {{- $names := list -}}
-{{- range .Values.imagePullSecrets -}}
-{{- if kindIs "string" . -}}
-{{- $names = append $names . -}}
-{{- else -}}
-{{- $names = append $names .name -}}
+{{- $global := dig "imagePullSecrets" list (.Values.global | default dict) -}}
+{{- range (concat $global .Values.imagePullSecrets) -}}
+{{- $name := . -}}
+{{- if not (kindIs "string" .) -}}
+{{- $name = get . "name" | toString -}}
 {{- end -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$" $name) -}}
+{{- fail (printf "global.imagePullSecrets / imagePullSecrets: %q is not a Secret name (lowercase letters, digits, '-' and '.'); give each as a name or {name: NAME}" $name) -}}
+{{- end -}}
+{{- $names = append $names $name -}}
 {{- end -}}
 {{- join "," ($names | uniq) -}}
 {{- end -}}
