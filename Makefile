@@ -83,7 +83,7 @@ HELM = $(shell $(PY) -c "from testbed import components; print(components.HELM_C
 # The workflow linter `make lint` builds from Go modules; it runs shellcheck on `run:` scripts when shellcheck is on PATH.
 ACTIONLINT = $(shell $(PY) -c "from testbed import components; print(components.ACTIONLINT.binary('actionlint'))")
 
-.PHONY: deploy reference chart-readme dashboard docs-generated lint-docker lock
+.PHONY: deploy reference chart-readme dashboard plots docs-generated lint-docker lock
 
 # deploy/kestrel.yaml: the chart rendered for `kubectl apply` (needs the test bed's helm: `make testbed`).
 deploy: testbed
@@ -105,7 +105,11 @@ chart-readme: setup
 dashboard: setup
 	$(PY) -m testbed.dashboard > charts/kestrel/files/dashboard.json
 
-docs-generated: crd reference deploy chart-readme dashboard
+# docs/img/*.svg: the pictures of docs/benchmarks.md, from the numbers its tables hold (bench/engine.py draws them too).
+plots: setup
+	$(PY) bench/plots.py
+
+docs-generated: crd reference deploy chart-readme dashboard plots
 
 lint-docker: setup
 	$(VENV)/bin/hadolint docker/*.Dockerfile

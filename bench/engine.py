@@ -47,6 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.fixtures
 
 import engine_docs  # beside this script: bench/engine_docs.py
+import plots  # bench/plots.py
 from kestrel.engine import (
     accuracy,
     datasets,
@@ -388,6 +389,7 @@ def main() -> None:
             earlier=[earlier_run(path, size) for path in args.earlier],
         )  # fmt: skip
         engine_docs.write(run_)
+        plots.write()  # the picture of the table just written
     print(f"best_variant={best.variant!r} imgsz={size} threads={args.threads}")
     print(summary)
 

@@ -240,6 +240,10 @@ def explanation(run: Run) -> list[str]:
     return ["Why, as measured:", "", *bullets, ""]
 
 
+# The picture of the table, drawn by bench/plots.py from the numbers written above.
+PLOT_LINE = "![p50 latency against mAP50-95 of every variant above](img/engine-latency-vs-map.svg)"
+
+
 def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
     lines = [
         "## Engine",
@@ -263,6 +267,8 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         "",
         *_pruned_paragraph(run),
         run.table,
+        "",
+        PLOT_LINE,
         "",
         *_verdict(run),
         *_load(run),
