@@ -134,3 +134,58 @@ def test_a_container_command_line_is_made_local() -> None:
     assert "8001" not in local and "--allow-gpu-metrics=true" not in local
     for flag in ("--http-address=127.0.0.1", "--grpc-port=2", "--metrics-port=3", "--backend-directory=/b"):
         assert flag in local
+
+
+FAILING_MODEL = """
+    import numpy as np
+    import triton_python_backend_utils as pb_utils
+
+
+    class TritonPythonModel:
+        def execute(self, requests):
+            responses = []
+            for request in requests:
+                a = pb_utils.get_input_tensor_by_name(request, "A").as_numpy()
+                b = pb_utils.get_input_tensor_by_name(request, "B").as_numpy()
+                if a[0] > 100:
+                    raise RuntimeError("engine failed")
+                if a[0] < 0:
+                    responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("unusable input")))
+                    continue
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SUM", (a + b).astype(np.float32))]))
+            return responses
+"""
+
+
+def _counters(metrics_url: str, model: str) -> dict[str, float]:
+    """Triton's request counters of `model`: success, and failure summed over its reasons."""
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    found = {"success": 0.0, "failure": 0.0}
+    for line in text.splitlines():
+        for kind in found:
+            if line.startswith(f"nv_inference_request_{kind}{{") and f'model="{model}"' in line:
+                found[kind] += float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def test_triton_counts_a_raised_execute_as_failed_and_an_error_response_as_answered(tmp_path: pathlib.Path) -> None:
+    """What the served model's error handling rests on (serving/backends/fused.py): a Python model whose `execute`
+    raises has its requests counted in nv_inference_request_failure, which the canary analysis reads; a response
+    that carries an error is counted in nv_inference_request_success, like any answer."""
+    repository = _model(tmp_path / "repo", "add", FAILING_MODEL)
+    with triton.TritonServer(repository, models=["add"]) as server:
+        server.wait_ready("add", timeout=30)
+        client = grpcclient.InferenceServerClient(server.urls["grpc"])
+        outcomes = []
+        for value in (1.0, 1.0, 1.0, -1.0, -1.0, 500.0, 500.0, 500.0, 500.0):
+            inputs = [grpcclient.InferInput("A", [2], "FP32"), grpcclient.InferInput("B", [2], "FP32")]
+            inputs[0].set_data_from_numpy(np.full(2, value, dtype=np.float32))
+            inputs[1].set_data_from_numpy(np.ones(2, dtype=np.float32))
+            try:
+                client.infer("add", inputs)
+                outcomes.append("answered")
+            except Exception as error:  # tritonclient's InferenceServerException
+                outcomes.append("engine failed" if "engine failed" in str(error) else "unusable input")
+        client.close()
+        assert outcomes == ["answered"] * 3 + ["unusable input"] * 2 + ["engine failed"] * 4
+        assert _counters(server.urls["metrics"], "add") == {"success": 5.0, "failure": 4.0}

@@ -73,11 +73,11 @@ class TritonPythonModel:
         batches = [pb.get_input_tensor_by_name(request, INPUT).as_numpy() for request in requests]
         problems = [problem(batch) for batch in batches]
         valid = [list(batch) for batch, found in zip(batches, problems, strict=True) if found is None]
-        try:
-            answers = iter(detect(valid, self._run, self._pre, self._post))
-        except Exception as error:  # one engine run for the batch: every request in it shares the failure
-            failure = f"{type(error).__name__}: {error}"
-            return [pb.InferenceResponse(error=pb.TritonError(failure)) for _ in requests]
+        # An engine failure propagates: Triton then fails every request of the batch (they shared one engine run)
+        # and counts them in nv_inference_request_failure{reason="BACKEND"}, which the canary analysis and the alerts
+        # read. A response carrying an error, as below, Triton counts as a success: right for a request whose own
+        # input is unusable (a client error, like the shapes Triton itself refuses), wrong for the server's failures.
+        answers = iter(detect(valid, self._run, self._pre, self._post))
         return [
             pb.InferenceResponse(error=pb.TritonError(found))
             if found
