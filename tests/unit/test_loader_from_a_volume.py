@@ -11,6 +11,7 @@ import pytest
 
 from kestrel import cli, loader
 from kestrel.api import errors as api_errors
+from kestrel.engine import rewrap
 from kestrel.security import keyfiles, kms, x25519
 from kestrel.security import manifest as manifests
 from kestrel.storage import errors, layout, pvc
@@ -190,6 +191,6 @@ def test_rotation_rewraps_without_touching_ciphertext(
     # Idempotent: a second run changes nothing.
     manifest = stored.read_manifest(REF)
     new = x25519.PrivateKek(keys.new_kek_bytes)  # what `keys rotate` made of the new key file
-    again = loader.rotate(stored, "vision", "cams", keys.kek, new, signing_key=keys.signing_key)
+    again = rewrap.rotate(stored, "vision", "cams", keys.kek, new, signing_key=keys.signing_key)
     assert [(r.key, r.changed) for r in again] == [(REF.key, False)]
     assert stored.read_manifest(REF) == manifest

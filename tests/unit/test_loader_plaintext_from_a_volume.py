@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 from kestrel import cli, loader
+from kestrel.engine import rewrap
 from kestrel.security import artifact, x25519
 from kestrel.security import errors as security_errors
 from kestrel.security import manifest as manifests
@@ -183,7 +184,7 @@ def test_rotation_rewraps_encrypted_engines_and_leaves_plaintext_ones(
     assert f"Re-wrapped vision/cams/{encrypted.key} under KEK {new.key_id}" in printed
     assert stored.read_manifest(REF) == plaintext_manifest
 
-    results = loader.rotate(stored, "vision", "cams", keys.kek, new, signing_key=keys.signing_key)
+    results = rewrap.rotate(stored, "vision", "cams", keys.kek, new, signing_key=keys.signing_key)
     assert sorted((r.key, r.kek_id, r.changed) for r in results) == sorted(
         [(REF.key, None, False), (encrypted.key, new.key_id, False)]
     )
@@ -194,4 +195,4 @@ def test_a_forged_plaintext_manifest_fails_rotation(stored: pvc.PvcStore, keys: 
     body = manifests.verify(stored.read_manifest(REF), keys.verify_key)
     stored.replace_manifest(REF, manifests.sign(body, Keys.generate().signing_key))
     with pytest.raises(security_errors.SignatureError):
-        loader.rotate(stored, "vision", "cams", keys.kek, keys.new_kek, signing_key=keys.signing_key)
+        rewrap.rotate(stored, "vision", "cams", keys.kek, keys.new_kek, signing_key=keys.signing_key)
