@@ -179,6 +179,23 @@ def _build_promtool(out: pathlib.Path) -> None:
     )
 
 
+def _build_prometheus(out: pathlib.Path) -> None:
+    pkg = "github.com/prometheus/prometheus"
+    _go(
+        # Kubernetes service discovery is the only one the test bed uses (pods, as a PodMonitor's scrape does).
+        [
+            "install",
+            "-trimpath",
+            "-tags",
+            "remove_all_sd,enable_kubernetes_sd",
+            "-ldflags",
+            "-s -w",
+            f"{pkg}/cmd/prometheus@{components.PROMETHEUS.version}",
+        ],
+        env={"GOBIN": str(out)},
+    )
+
+
 def _module_dir(module: str) -> pathlib.Path:
     done = subprocess.run(
         ["go", "mod", "download", "-json", module], capture_output=True, text=True, check=True, cwd=components.GO_DIR
@@ -198,6 +215,7 @@ BUILDERS = {
     components.PAUSE_IMAGE.name: _build_pause,
     components.ACTIONLINT.name: _build_actionlint,
     components.PROMTOOL.name: _build_promtool,
+    components.PROMETHEUS.name: _build_prometheus,
 }
 
 
@@ -227,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-node", action="store_true", help="also the real node's components")
     parser.add_argument("names", nargs="*", help="components to build (default: all)")
     args = parser.parse_args(argv)
-    every = (*components.ALL, *components.REAL_NODE)
+    every = (*components.ALL, *components.REAL_NODE, *components.MONITORING)
     default = every if args.real_node else components.ALL
     # Lint tools are built only by name (`make lint`).
     named = (*every, *components.LINT)

@@ -84,6 +84,12 @@ ACTIONLINT = Component("actionlint", "v1.7.12", ("actionlint",))
 LINT = (ACTIONLINT,)
 # promtool checks and unit-tests the chart's alerting rules (tests/unit/test_alerts_and_dashboard.py); built with the
 # test bed (`make testbed`), cached like it. Prometheus 3.x's Go module is tagged v0.3xx.
-PROMTOOL = Component("promtool", "v0.316.0", ("promtool",))
+PROMETHEUS_VERSION = "v0.316.0"
+PROMTOOL = Component("promtool", PROMETHEUS_VERSION, ("promtool",))
+# The Prometheus server that scrapes the real node's Triton pods as a PodMonitor says and evaluates the KEDA and
+# canary-analysis queries Kestrel writes (testbed/prometheus.py). Built with Kubernetes service discovery only and
+# with the real node's components (`make testbed`), as only the real-node suites start it.
+PROMETHEUS = Component("prometheus", PROMETHEUS_VERSION, ("prometheus",))
+MONITORING = (PROMETHEUS,)
 
 ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI, MINIO_SERVER, PROMTOOL)

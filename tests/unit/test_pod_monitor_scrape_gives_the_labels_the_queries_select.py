@@ -4,13 +4,17 @@ relabelings, and Triton's own labels. And the PodMonitor writes none of Triton's
 
 from __future__ import annotations
 
+import pathlib
 import re
+import subprocess
 from typing import Any
 
 import pytest
+import yaml
 
 from kestrel.api import spec as specs
 from kestrel.manifests import analysis, autoscaling, context, pod_monitor
+from testbed import build, components, prometheus
 from tests.unit import test_manifests_golden as golden
 from tests.unit.spec_support import UNMEASURED
 
@@ -90,3 +94,22 @@ def test_every_series_names_its_model_deployment() -> None:
     # The pod label kestrel.dev/model, as Kubernetes service discovery spells it.
     assert relabeling["sourceLabels"] == ["__meta_kubernetes_pod_label_kestrel_dev_model"]
     assert relabeling["targetLabel"] == pod_monitor.MODEL_LABEL
+
+
+@pytest.mark.slow
+def test_the_test_beds_scrape_of_the_pod_monitor_is_a_configuration_promtool_accepts(tmp_path: pathlib.Path) -> None:
+    """The scrape job testbed/prometheus.py makes of the model's PodMonitor (what the real-node suite's Prometheus
+    runs) is valid Prometheus configuration, keeps only pods with every selector label, and writes `pod`."""
+    build.build(components.PROMTOOL)  # cached with the test bed's components
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    monitor = pod_monitor.pod_monitor(OWNER, SETTINGS)
+    (job,) = prometheus.pod_monitor_scrape(monitor, kubeconfig)
+    keeps = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert len(keeps) == len(monitor["spec"]["selector"]["matchLabels"]) + 1  # and the port's name
+    assert {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"} in job["relabel_configs"]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"scrape_configs": [job]}))
+    promtool = str(components.PROMTOOL.binary("promtool"))
+    checked = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
