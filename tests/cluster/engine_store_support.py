@@ -20,7 +20,7 @@ from kubernetes import client
 from kestrel.api import crd, result
 from kestrel.engine import publish
 from kestrel.manifests import names
-from kestrel.security import manifest
+from kestrel.security import manifest, x25519
 from kestrel.storage import layout, s3
 from testbed import minio
 from tests.cluster.storage_fixtures import model_repository
@@ -39,17 +39,31 @@ class StoreBed:
     def keys(self, name: str) -> set[str]:
         return {engine.key for engine in self.store.list_engines(self.namespace, name)}
 
-    def publish(self, name: str, key: str, signer: ed25519.Ed25519PrivateKey, *, passed: bool = True) -> str:
-        """Publish a small engine for `name` under `key`, signed by `signer`; return its URI."""
+    def publish(
+        self,
+        name: str,
+        key: str,
+        signer: ed25519.Ed25519PrivateKey,
+        *,
+        passed: bool = True,
+        kek: x25519.PrivateKek | None = None,
+    ) -> str:
+        """Publish a small engine for `name` under `key`, signed by `signer` (and with `kek`, encrypted to its public
+        key, as a build of an encrypted model does); return its URI."""
         folder = self.work / f"publish-{name}-{key[:8]}-{manifest.key_id(signer.public_key())[-6:]}"
         folder.mkdir(parents=True)
         (folder / "signing.pem").write_bytes(manifest.private_key_to_pem(signer))
+        kek_public = None
+        if kek is not None:
+            kek_public = folder / "kek.pub"
+            kek_public.write_bytes(kek.public.to_pem())
         uri = self.store.location.engine_uri(layout.EngineRef(self.namespace, name, key))
         destination = publish.Destination(
             uri,
             key,
             folder / "signing.pem",
             credentials_dir=self.connection.write_secret_dir(folder / "credentials"),
+            kek_public_key=kek_public,
         )
         gate = result.Gate(passed=passed, reason="Passed" if passed else "AccuracyDrop", message="from the bench")
         outcome = result.BuildResult(engine_key=key, format="onnx", precision="fp32", gate=gate)

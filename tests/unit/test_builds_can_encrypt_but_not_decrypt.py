@@ -21,7 +21,7 @@ from kestrel.api import result as api_result
 from kestrel.engine import publish
 from kestrel.manifests import build_job, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, encryption
+from kestrel.reconcilers import context, encryption, storage
 from kestrel.security import artifact, errors, keyfiles, kms, x25519
 from kestrel.storage import layout, pvc
 from tests.cluster.storage_fixtures import PLAINTEXT_MARKER, model_repository, tree
@@ -73,7 +73,7 @@ def built(tmp_path: pathlib.Path) -> dict[str, Any]:
     kube.put(_kek_secret())
     obj = _model()
     ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
-    encryption.reconcile(ctx)
+    encryption.reconcile(ctx, SETTINGS, storage.Access())
     key = api_keys.engine_key(ctx.spec)
     job = build_job.build_job(ctx.spec, manifest_context.Owner.from_body(obj), SETTINGS, key)
     pod = job["spec"]["template"]["spec"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kestrel.api import conditions, errors
-from kestrel.reconcilers import context, encryption, run
+from kestrel.reconcilers import context, encryption, run, storage
 from kestrel.security import keyfiles
 from tests.unit import encryption_support
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube
@@ -26,7 +26,7 @@ ENCRYPTED = {"enabled": True, "keySecret": "cams-kek"}
 
 def _encrypted(kube: FakeKube) -> conditions.Condition:
     ctx = context.Context.load(kube, encryption_support.model(ENCRYPTED), NOW)  # type: ignore[arg-type]
-    encryption.reconcile(ctx)
+    encryption.reconcile(ctx, SETTINGS, storage.Access())
     found = ctx.condition(conditions.ENCRYPTED)
     assert found is not None
     return found

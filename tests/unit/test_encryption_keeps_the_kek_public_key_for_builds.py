@@ -12,10 +12,10 @@ from typing import Any
 
 from kestrel.api import conditions, crd
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import context, encryption
+from kestrel.reconcilers import context, encryption, storage
 from kestrel.security import x25519
 from tests.unit import encryption_support
-from tests.unit.tls_fake_kube import UID, FakeKube
+from tests.unit.tls_fake_kube import SETTINGS, UID, FakeKube
 
 NOW = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 KEK = bytes(range(1, 33))
@@ -26,7 +26,7 @@ PUBLIC = names.kek_public_secret("cams")
 
 def _pass(kube: FakeKube, obj: dict[str, Any]) -> context.Context:
     ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
-    encryption.reconcile(ctx)
+    encryption.reconcile(ctx, SETTINGS, storage.Access())
     obj["status"] = ctx.status.to_wire()
     return ctx
 

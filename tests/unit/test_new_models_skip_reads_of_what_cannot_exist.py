@@ -34,7 +34,7 @@ class CountingKube(FakeKube):
 
 def _keys_pass(kube: FakeKube, obj: dict[str, Any]) -> context.Context:
     ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
-    encryption.reconcile(ctx)
+    encryption.reconcile(ctx, SETTINGS, storage.Access())
     tls.reconcile(ctx, SETTINGS)
     access.reconcile(ctx, SETTINGS)
     obj["status"] = ctx.status.to_wire()

@@ -8,6 +8,8 @@ The KEK is an X25519 private key, and only the loader mounts its Secret. The bui
 public key, which this reconciler derives from the KEK Secret into a Secret of the model's own
 (`names.kek_public_secret`), rewritten from the KEK on every pass. That Secret is there while Encrypted is True: the
 pass that turns Encrypted from True to False removes it, so no new build encrypts to a key the loader may not hold.
+While the Secret holds older keys beside `kek`, key_rotation.py re-wraps the stored engines under `kek` and the
+condition's reason says whether the older keys still wrap any (OlderKeysInUse) or may go (OlderKeysUnused).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import context, generated
+from kestrel.reconcilers import context, generated, key_rotation, storage
 from kestrel.security import keyfiles, manifest, x25519
 
 
@@ -53,7 +55,7 @@ def _not_encrypted(ctx: context.Context, reason: str, message: str) -> None:
         ctx.kube.delete("v1", "Secret", ctx.namespace, names.kek_public_secret(ctx.name), owner=ctx.uid)
 
 
-def reconcile(ctx: context.Context) -> None:
+def reconcile(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access) -> None:
     _ensure_signing_pair(ctx)
     encryption = ctx.spec.security.encryption
     if not encryption.enabled:
@@ -80,9 +82,12 @@ def reconcile(ctx: context.Context) -> None:
     public = keks[0].public
     owner = manifest_context.Owner.from_body(ctx.body)
     ctx.kube.apply(secrets.kek_public(owner, public.to_pem(), public.key_id))
-    ctx.set(
-        conditions.ENCRYPTED,
-        "True",
+    reason, message = (
         "KeySecret",
         f"Data keys are wrapped by KEK {public.key_id} from Secret {kek}; builds get its public key only",
     )
+    older = key_rotation.older_key_names(secret.get("data") or {})
+    if older:
+        verdict = key_rotation.reconcile(ctx, settings, access, secret_name=kek, older=older, keks=keks)
+        reason, message = verdict.reason, f"{message}; {verdict.message}"
+    ctx.set(conditions.ENCRYPTED, "True", reason, message)

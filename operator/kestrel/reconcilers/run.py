@@ -57,11 +57,12 @@ def _reconcile(
         _report_unreadable_spec(kube, body, now, error)
         raise
     try:
-        # Keys and certificates first: the build Job mounts the signing key, the Triton pods the certificate.
-        encryption.reconcile(ctx)
+        # Keys and certificates first: the build Job mounts the signing key, the Triton pods the certificate. The
+        # store's access only reads the operator's own Secret; the key rotation re-wraps stored engines with it.
+        store = storage.reconcile(ctx, settings)
+        encryption.reconcile(ctx, settings, store)
         tls.reconcile(ctx, settings)
         access.reconcile(ctx, settings)
-        store = storage.reconcile(ctx, settings)
         engine.reconcile(ctx, settings, store)
         serving.reconcile(ctx, settings)
         checks.reconcile(ctx, settings)
