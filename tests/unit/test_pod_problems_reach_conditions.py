@@ -6,6 +6,7 @@ Pod statuses here are the shapes the kubelet and scheduler write; the engine pas
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 from typing import Any
 
@@ -16,6 +17,8 @@ from kestrel.manifests import labels, names
 from kestrel.reconcilers import engine, pod_problems, serving, storage
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube
+
+NOW = support.NOW
 
 
 def pod(name: str = "cams-build-1", *, created: str = "2026-12-07T10:00:00Z", **status: Any) -> dict[str, Any]:
@@ -67,7 +70,7 @@ UNSCHEDULABLE = {
     ],
 )
 def test_each_stuck_pod_is_named_with_its_own_reason_and_words(status: dict[str, Any], reason: str, said: str) -> None:
-    found = pod_problems.of_pod(pod(**status))
+    found = pod_problems.of_pod(pod(**status), NOW)
     assert found is not None and found.reason == reason and said in found.message
 
 
@@ -81,11 +84,29 @@ def test_each_stuck_pod_is_named_with_its_own_reason_and_words(status: dict[str,
     ],
 )
 def test_a_pod_that_is_starting_or_running_has_no_problem(status: dict[str, Any]) -> None:
-    assert pod_problems.of_pod(pod(**status)) is None
+    assert pod_problems.of_pod(pod(**status), NOW) is None
+
+
+def test_unschedulable_for_less_than_the_grace_is_no_problem_yet() -> None:
+    """A pod waiting for its claim to bind is unschedulable for a few seconds on its way to running: reported only
+    once the scheduler has said so for the grace period."""
+
+    def since(seconds: float) -> dict[str, Any]:
+        moment = NOW - datetime.timedelta(seconds=seconds)
+        return {**UNSCHEDULABLE, "lastTransitionTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    grace = pod_problems.UNSCHEDULABLE_GRACE.total_seconds()
+    assert pod_problems.of_pod(pod(conditions=[since(grace - 5)]), NOW) is None
+    late = pod_problems.of_pod(pod(conditions=[since(grace + 1)]), NOW)
+    assert late is not None and late.reason == "Unschedulable"
+    # An image that cannot be pulled is not held back by the grace.
+    pulling = pod(conditions=[since(1)], containerStatuses=[waiting("ErrImagePull", "no such image")])
+    found = pod_problems.of_pod(pulling, NOW)
+    assert found is not None and found.reason == "ErrImagePull"
 
 
 def test_a_long_message_is_cut() -> None:
-    found = pod_problems.of_pod(pod(containerStatuses=[waiting("ErrImagePull", "x" * 5000)]))
+    found = pod_problems.of_pod(pod(containerStatuses=[waiting("ErrImagePull", "x" * 5000)]), NOW)
     assert found is not None and len(found.message) <= pod_problems.MAX_MESSAGE
 
 

@@ -130,7 +130,7 @@ def _running(ctx: context.Context, job: dict[str, Any], job_name: str) -> None:
     """A Job that has not finished: building, or held up by its newest pod (the scheduler's or kubelet's reason)."""
     ctx.set(conditions.VALIDATED, "Unknown", "AwaitingBuild", "Validation runs inside the build")
     pods = _pods(ctx, job)
-    problem = pod_problems.of_pod(pods[0]) if pods else None
+    problem = pod_problems.of_pod(pods[0], ctx.now) if pods else None
     if problem is None:
         found = build_progress.read(ctx, pods[0]) if pods else None
         ctx.status.build = build_progress.status_of(job_name, found)

@@ -6,11 +6,16 @@ hour away. The pod's own words are passed on: the reason as the kubelet or sched
 Unschedulable, OOMKilled, CrashLoopBackOff, ...), and its message, cut to a bounded length. These come from the
 scheduler and the kubelet, not from the pod's code; a container's termination message, which the code writes, is
 never quoted here.
+
+Unschedulable counts only once the scheduler has said it for UNSCHEDULABLE_GRACE: a pod whose claim is still being
+bound, or whose node is still joining, is unschedulable for a few seconds on its way to running, and that is not a
+problem to report (nor a Warning Event to send).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +33,7 @@ STUCK_WAITING = frozenset(
     }
 )
 MAX_MESSAGE = 480
+UNSCHEDULABLE_GRACE = datetime.timedelta(seconds=20)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +53,23 @@ def _statuses(pod: dict[str, Any]) -> Iterable[dict[str, Any]]:
     yield from state.get("containerStatuses") or []
 
 
-def of_pod(pod: dict[str, Any]) -> Problem | None:
+def _since(condition: dict[str, Any]) -> datetime.datetime | None:
+    text = condition.get("lastTransitionTime")
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def of_pod(pod: dict[str, Any], now: datetime.datetime) -> Problem | None:
     """The first thing that keeps `pod` from running, or None while it runs or is still starting normally."""
     name = pod.get("metadata", {}).get("name", "?")
     for condition in (pod.get("status") or {}).get("conditions") or []:
         unschedulable = condition.get("type") == "PodScheduled" and condition.get("status") == "False"
         if unschedulable and condition.get("reason") == "Unschedulable":
+            since = _since(condition)
+            if since is not None and now - since < UNSCHEDULABLE_GRACE:
+                continue  # not yet: see the module's docstring
             said = condition.get("message") or "no node fits"
             return Problem("Unschedulable", _cut(f"pod {name} cannot be scheduled: {said}"))
     for container in _statuses(pod):
@@ -86,11 +103,11 @@ def _oom(name: str, container: dict[str, Any]) -> Problem:
     )
 
 
-def first(pods: Iterable[dict[str, Any]]) -> Problem | None:
+def first(pods: Iterable[dict[str, Any]], now: datetime.datetime) -> Problem | None:
     """The problem of the newest pod that has one."""
     ordered = sorted(pods, key=lambda p: p.get("metadata", {}).get("creationTimestamp", ""), reverse=True)
     for pod in ordered:
-        found = of_pod(pod)
+        found = of_pod(pod, now)
         if found is not None:
             return found
     return None

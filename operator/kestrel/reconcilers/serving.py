@@ -84,7 +84,7 @@ def _rolling_out(ctx: context.Context, key: str, message: str) -> None:
     loop) names itself with the scheduler's or kubelet's reason instead of waiting for the progress deadline."""
     selector = {**labels.track_selector(ctx.name, "stable"), labels.ENGINE_KEY: names.short_key(key)}
     pods = ctx.kube.list("v1", "Pod", ctx.namespace, labels=",".join(f"{k}={v}" for k, v in selector.items()))
-    problem = pod_problems.first(pods)
+    problem = pod_problems.first(pods, ctx.now)
     if problem is None:
         ctx.set(conditions.PROGRESSING, "True", "RollingOut", f"Engine {key[:8]}: {message}")
         return
