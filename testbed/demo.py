@@ -89,13 +89,20 @@ class Truth:
 
 def prepare_claims(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     """The model claim (checkpoint + dataset with a relative data.yaml) and an empty engine store claim."""
+    models, engines = work / "claims" / MODEL_CLAIM, work / "claims" / STORE_CLAIM
+    write_model_files(models)
+    shutil.rmtree(engines, ignore_errors=True)
+    engines.mkdir(parents=True)
+    return models, engines
+
+
+def write_model_files(models: pathlib.Path) -> None:
+    """What the model claim holds (made anew): the fixture checkpoint and its dataset, with a relative data.yaml."""
     sys.path.insert(0, str(ROOT))
     from tests.fixtures import shapes  # noqa: PLC0415 - the fixture's generator, shared with the tests
 
-    models, engines = work / "claims" / MODEL_CLAIM, work / "claims" / STORE_CLAIM
-    for folder in (models, engines):
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+    shutil.rmtree(models, ignore_errors=True)
+    models.mkdir(parents=True)
     shutil.copy(CHECKPOINT, models / CHECKPOINT.name)
     record = json.loads(RECORD.read_text())
     dataset = models / "shapes"
@@ -106,7 +113,6 @@ def prepare_claims(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
     lines = ["path: .", "train: images/train", "val: images/val", "names:"]
     lines += [f"  {index}: {name}" for index, name in enumerate(shapes.CLASSES)]
     (dataset / "data.yaml").write_text("\n".join(lines) + "\n")
-    return models, engines
 
 
 def model_deployment(namespace: str = NAMESPACE) -> dict[str, Any]:
@@ -371,7 +377,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=8, help="validation images to send (default 8)")
     parser.add_argument("--keep", action="store_true", help="keep everything running until Ctrl-C, then tear down")
+    parser.add_argument(
+        "--claims-only",
+        type=pathlib.Path,
+        metavar="DIR",
+        help=f"only write the model claim's files to DIR/{MODEL_CLAIM}/ (docs/quickstart-real-cluster.md), then exit",
+    )
     args = parser.parse_args(argv)
+    if args.claims_only is not None:
+        write_model_files(args.claims_only / MODEL_CLAIM)
+        print(f"Wrote {args.claims_only / MODEL_CLAIM}/: {CHECKPOINT.name} and shapes/ (data.yaml, images, labels)")
+        return 0
     progress = Progress()
     demo = Demo(progress, args.images, args.keep)
     WORK.mkdir(exist_ok=True)

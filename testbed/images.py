@@ -1,6 +1,7 @@
 """Build Kestrel's container images with a private Docker daemon, cached by content, for the test bed's node.
 
 Usage: python -m testbed.images build [NAME...] | import ADDRESS [--namespace NS] [NAME...] | sizes [NAME...]
+       | paths [NAME...]  (the saved tars, for `kind load image-archive` or `docker load`)
 
 No container registry is reachable here, so the base is made too: `debootstrap --variant=minbase bookworm` is
 what the public `debian:bookworm-slim` is made of, and the Dockerfiles take their base as `ARG BASE`. Each
@@ -620,7 +621,8 @@ def main(argv: list[str] | None = None) -> int:
     importing.add_argument("address", help="containerd's socket")
     importing.add_argument("--namespace", default="k8s.io")
     size = commands.add_parser("sizes", help="each image's uncompressed and gzip -6 size")
-    for sub in (build, importing, size):
+    paths = commands.add_parser("paths", help="each image's saved tar (built first if needed), one per line")
+    for sub in (build, importing, size, paths):
         sub.add_argument("names", nargs="*", help=f"images (default: all of {', '.join(DOCKERFILES)})")
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the private dockerd is stopped, not orphaned.
@@ -630,6 +632,10 @@ def main(argv: list[str] | None = None) -> int:
             ensure(args.names, verbose=args.verbose)
         elif args.command == "import":
             import_into(args.address, ensure(args.names), namespace=args.namespace)
+        elif args.command == "paths":
+            with contextlib.redirect_stdout(sys.stderr):  # the build's progress; stdout is the list
+                images = ensure(args.names)
+            print("\n".join(str(image.tar) for image in images))
         else:
             rows = sizes(args.names)
             print("| image | uncompressed | compressed (gzip -6 of `docker save`) |")

@@ -1,24 +1,31 @@
-"""The quickstart, installed as a user installs it, on the real node: Kestrel's own images under runc.
+"""The quickstart, installed as docs/quickstart-real-cluster.md tells a user to, on the real node: Kestrel's own
+images under runc.
 
-`helm install` of the chart (its operator runs as a real pod under the chart's ServiceAccount), then
-`examples/quickstart/` placed on the real node: the build Job runs the builder image, the Triton pod runs the loader
-as its init container and the CPU Triton image, and a client on this machine reaches the model through its
-Service (kube-proxy's rules). What the tests read comes from the running containers (crictl, /proc), not from
-the manifests the operator wrote.
+The guide's `sh` blocks run as written ("Install", "The model's files", "Serve and call it"), with the changes only
+this test bed needs (`_as_on_the_test_bed`): the release in `kestrel-real` with the real node's placement and a
+5 s resync, volumes made beforehand for the guide's claims (no storage provisioner here), the guide's pod and
+ModelDeployment placed on the real node (`install.pin`), and the images imported already. `helm install` gives a
+real operator pod under the chart's ServiceAccount; the build Job runs the builder image, the Triton pod runs the
+loader as its init container and the CPU Triton image, and a client on this machine reaches the model through its
+Service (kube-proxy's rules). What the tests read comes from the running containers (crictl, /proc), not from the
+manifests the operator wrote.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from kestrel import infer
 from kestrel.engine import progress
@@ -30,8 +37,11 @@ from tests.realnode.support import RealNode
 # The first run builds the images and the engine: far beyond the suite's default per-test limit.
 pytestmark = pytest.mark.timeout(3600)
 
-NAMESPACE = "realnode-quickstart"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+NAMESPACE = "vision"  # the guide's
 OPERATOR = "kestrel-operator"
+GUIDE = ROOT / "docs" / "quickstart-real-cluster.md"
+SERVE_TIMEOUT = 1500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,23 +54,119 @@ class Served:
     def endpoint(self, *, with_key: bool = True) -> infer.Endpoint:
         return install.service_endpoint(self.node.kube.bed, NAMESPACE, self.name, self.work, with_key=with_key)
 
+    @property
+    def dataset(self) -> pathlib.Path:
+        """The validation images as the guide copied them into the model claim."""
+        return self.work / "claim" / demo.MODEL_CLAIM / "shapes"
+
+
+def _guide_blocks(section: str) -> list[str]:
+    text = GUIDE.read_text()
+    match = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
+    assert match, f"{GUIDE.name} has no section {section!r}"
+    return re.findall(r"```sh\n(.*?)```", match.group(1), re.DOTALL)
+
+
+def _placed(manifest: str) -> str:
+    """A YAML heredoc's objects with every Pod tolerating and selecting the real node."""
+    objects = list(yaml.safe_load_all(manifest))
+    for obj in objects:
+        if obj["kind"] == "Pod":
+            obj["spec"]["nodeSelector"] = dict(realnode.NODE_SELECTOR)
+            obj["spec"]["tolerations"] = [dict(realnode.TOLERATION)]
+    return yaml.safe_dump_all(objects, sort_keys=False)
+
+
+def _as_on_the_test_bed(block: str, work: pathlib.Path, placement_values: pathlib.Path) -> str:
+    """The guide's block with the test bed's changes (module docstring); each replace must find its text."""
+
+    def replace(old: str, new: str) -> None:
+        nonlocal block
+        assert old in block, f"the guide no longer says {old!r}"
+        block = block.replace(old, new)
+
+    if block.startswith("helm install"):
+        replace("helm install kestrel ", f"helm install {install.RELEASE} ")
+        replace("--namespace kestrel-system", f"--namespace {install.NAMESPACE} --values {placement_values}")
+    for heredoc in re.findall(r"<<'EOF'\n(.*?)\nEOF", block, re.DOTALL):
+        replace(heredoc, _placed(heredoc).rstrip("\n"))
+    if "examples/quickstart/modeldeployment.yaml" in block:
+        pinned = work / "examples" / "quickstart" / "modeldeployment.yaml"
+        pinned.parent.mkdir(parents=True, exist_ok=True)
+        pinned.write_text(yaml.safe_dump(install.pin(yaml.safe_load(demo.EXAMPLE.read_text())), sort_keys=False))
+    return block
+
+
+def _run_guide(node: RealNode, block: str, work: pathlib.Path, seen: list[str] | None = None) -> None:
+    """One block in `work` (which links the checkout's charts, tools and tests), with the test bed's kubectl and
+    helm; while it runs, the Built messages of the guide's model are collected into `seen`."""
+    bed = node.kube.bed
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(bed.kubeconfig),
+        "PATH": f"{bed.bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    process = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + SERVE_TIMEOUT
+    while process.poll() is None and time.monotonic() < deadline:
+        if seen is not None:
+            found = node.kube.kubectl("get", "mdep", "shapes", "-n", NAMESPACE, "-o", "json", check=False)
+            if found.returncode == 0:
+                message = support.condition(json.loads(found.stdout), "Built").get("message")
+                if message:
+                    seen.append(str(message))
+        time.sleep(1)
+    if process.poll() is None:
+        process.kill()
+    output = process.communicate()[0]
+    if process.returncode != 0:
+        raise AssertionError(
+            f"{block}\n--- output ---\n{output}\n--- operator ---\n{install.operator_log(bed)[-4000:]}"
+        )
+
 
 @pytest.fixture(scope="module")
 def served(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     bed = real_node.kube.bed
     work = tmp_path_factory.mktemp("quickstart")
-    install.helm_install(bed, install.values(f"pvc://{demo.STORE_CLAIM}/engines", resyncSeconds=5))
+    for linked in ("charts", "testbed", "tests", ".venv"):
+        (work / linked).symlink_to(ROOT / linked)
+    placement = install.values("", resyncSeconds=5)
+    del placement["engineStore"]  # the guide's
+    placement_values = work / "placement.yaml"
+    placement_values.write_text(yaml.safe_dump(placement))
+    support.remove(real_node, NAMESPACE)  # what an interrupted run left
+    volumes = []
+    for claim in (demo.MODEL_CLAIM, demo.STORE_CLAIM):
+        made = install.owned_claim(claim, work / "claims" / claim, NAMESPACE)
+        (volume,) = [o for o in made if o["kind"] == "PersistentVolume"]  # the guide makes the claim
+        volume["spec"]["accessModes"] = ["ReadWriteOnce", "ReadWriteMany"]  # the guide's claims ask for RWO
+        volumes.append(volume)
+    (work / "volumes.yaml").write_text(yaml.safe_dump_all(volumes))
+    bed.kubectl("apply", "-f", str(work / "volumes.yaml"))
     try:
+        (helm,) = _guide_blocks("Install")
+        _run_guide(real_node, _as_on_the_test_bed(helm, work, placement_values), work)
+        (files,) = _guide_blocks("The model's files")
+        _run_guide(real_node, _as_on_the_test_bed(files, work, placement_values), work)
         seen: list[str] = []
-        name, _ = support.deploy_quickstart(real_node, work, NAMESPACE, {}, seen=seen)
-        yield Served(real_node, name, work, seen)
+        (serve,) = _guide_blocks("Serve and call it")
+        _run_guide(real_node, _as_on_the_test_bed(serve, work, placement_values), work, seen)
+        yield Served(real_node, "shapes", work, seen)
     finally:
         support.remove(real_node, NAMESPACE)
         install.helm_uninstall(bed)
 
 
 def test_detections_through_the_service_match_the_ground_truth(served: Served) -> None:
-    dataset = served.work / "claims" / demo.MODEL_CLAIM / "shapes"
+    dataset = served.dataset
     matched = total = 0
     with infer.Client(served.endpoint()) as client:
         for path in sorted((dataset / "images" / "val").glob("*.png"))[:8]:
