@@ -179,6 +179,14 @@ def _build_promtool(out: pathlib.Path) -> None:
     )
 
 
+def _build_grpcurl(out: pathlib.Path) -> None:
+    pkg = "github.com/fullstorydev/grpcurl"
+    _go(
+        ["install", "-trimpath", "-ldflags", "-s -w", f"{pkg}/cmd/grpcurl@{components.GRPCURL.version}"],
+        env={"GOBIN": str(out)},
+    )
+
+
 def _build_prometheus(out: pathlib.Path) -> None:
     pkg = "github.com/prometheus/prometheus"
     _go(
@@ -216,6 +224,7 @@ BUILDERS = {
     components.ACTIONLINT.name: _build_actionlint,
     components.PROMTOOL.name: _build_promtool,
     components.PROMETHEUS.name: _build_prometheus,
+    components.GRPCURL.name: _build_grpcurl,
 }
 
 

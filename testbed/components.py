@@ -92,4 +92,7 @@ PROMTOOL = Component("promtool", PROMETHEUS_VERSION, ("promtool",))
 PROMETHEUS = Component("prometheus", PROMETHEUS_VERSION, ("prometheus",))
 MONITORING = (PROMETHEUS,)
 
-ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI, MINIO_SERVER, PROMTOOL)
+# grpcurl: docs/calling-the-endpoint.md's generic gRPC call, run by the end-to-end suite against a real Triton.
+GRPCURL = Component("grpcurl", "v1.9.4", ("grpcurl",))
+
+ALL = (KUBE, ETCD_SERVER, KWOK_CONTROLLER, HELM_CLI, MINIO_SERVER, PROMTOOL, GRPCURL)

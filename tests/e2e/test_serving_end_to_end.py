@@ -17,6 +17,7 @@ shown on the real node (tests/realnode/), not here.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -35,7 +36,7 @@ from kestrel import infer
 from kestrel.api import crd, keys
 from kestrel.api import spec as specs
 from kestrel.manifests import names, transport
-from testbed import claims, demo, local_serving, routing, service_proxy
+from testbed import claims, components, demo, local_serving, routing, service_proxy
 from testbed import operator as operator_process
 
 # Below pytest's own 600 s timeout, so that a wait that runs out says what the cluster was doing.
@@ -302,6 +303,15 @@ def test_an_engine_triton_cannot_load_is_rolled_back_and_the_old_one_keeps_answe
 GUIDE = pathlib.Path(__file__).parents[2] / "docs" / "calling-the-endpoint.md"
 
 
+def _json_documents(text: str) -> list[Any]:
+    """The JSON documents printed one after another (grpcurl prints one per call)."""
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while (at := len(text) - len(text[at:].lstrip())) < len(text):
+        document, at = decoder.raw_decode(text, at)
+        found.append(document)
+    return found
+
+
 def _guide_blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", GUIDE.read_text(), re.DOTALL)
 
@@ -310,7 +320,7 @@ def test_the_calling_guide_works_as_written(served: Served, tmp_path: pathlib.Pa
     """docs/calling-the-endpoint.md: its kubectl commands, `kestrel infer` and its Python, with NAME and NS filled
     in; only the address is this test bed's (the pod's published port), with the certificate's name given."""
     bed, name, namespace = served.kube.bed, served.name, served.namespace
-    fetch, cli_call, _https = _guide_blocks("sh")
+    fetch, cli_call, grpcurl_calls, _https = _guide_blocks("sh")
     env = {
         **os.environ,
         "KUBECONFIG": str(bed.kubeconfig),
@@ -335,6 +345,18 @@ def test_the_calling_guide_works_as_written(served: Served, tmp_path: pathlib.Pa
     )
     assert answered.returncode == 0, answered.stderr
     assert "images=1 detections=" in answered.stdout
+
+    # grpcurl, from its Go module (built with the test bed), with the protoset `kestrel protoset` writes.
+    env["PATH"] = f"{components.GRPCURL.bin_dir}{os.pathsep}{env['PATH']}"
+    command = grpcurl_calls.replace("NAME.NS.svc:8001", endpoint.address).replace("NAME", name).replace("NS", namespace)
+    command = command.replace(" -d ", f" -servername {endpoint.server_name} -d ")
+    called = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert called.returncode == 0, called.stderr
+    ready, metadata = _json_documents(called.stdout)
+    assert ready == {"ready": True}
+    assert metadata["name"] == name and [i["name"] for i in metadata["inputs"]] == [infer.INPUT]
 
     (python,) = _guide_blocks("python")
     scope: dict[str, Any] = {}
