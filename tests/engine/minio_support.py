@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
-import hashlib
+import io
 import os
 import subprocess
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import minio as minio_sdk
 import pytest
+from minio import error as minio_errors
 
-from kestrel.engine import s3
+from kestrel.storage import s3
 from testbed.ports import free_port
 
 
@@ -38,7 +39,7 @@ def minio(tmp_path: Path) -> Iterator[s3.Credentials]:
     env = {**os.environ, "MINIO_ROOT_USER": USER, "MINIO_ROOT_PASSWORD": PASSWORD}
     command = [str(MINIO), "server", str(tmp_path / "data"), "--address", f"127.0.0.1:{port}", "--quiet"]
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    credentials = s3.Credentials(USER, PASSWORD, "us-east-1", f"http://127.0.0.1:{port}")
+    credentials = s3.Credentials(USER, PASSWORD, f"http://127.0.0.1:{port}", "us-east-1")
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -53,19 +54,22 @@ def minio(tmp_path: Path) -> Iterator[s3.Credentials]:
 
 
 def put(credentials: s3.Credentials, path: str, body: bytes) -> None:
-    """PUT one object (or bucket); a 503 is retried for 10 s: MinIO may answer its first S3 requests with 503 while
-    it finishes initialising, even after /minio/health/ready said yes."""
-    url = f"{credentials.endpoint}/{path}"
+    """Make a bucket (`path` without a slash) or put one object (`bucket/key`, the key URL-quoted as in an s3:// URI);
+    a 503 is retried for 10 s: MinIO may answer its first S3 requests with 503 while it finishes initialising, even
+    after /minio/health/ready said yes."""
+    endpoint = urllib.parse.urlsplit(credentials.endpoint)
+    client = minio_sdk.Minio(endpoint.netloc, USER, PASSWORD, secure=False, region=credentials.region)
+    bucket, _, key = path.partition("/")
     deadline = time.monotonic() + 10
     while True:
-        now = datetime.datetime.now(datetime.UTC)
-        headers = s3.sign("PUT", url, {}, credentials, now=now, payload_sha256=hashlib.sha256(body).hexdigest())
-        request = urllib.request.Request(url, data=body, headers=headers, method="PUT")
         try:
-            with urllib.request.urlopen(request) as response:
-                assert response.status == 200
-                return
-        except urllib.error.HTTPError as error:
-            if error.code != 503 or time.monotonic() > deadline:
+            if key:
+                client.put_object(bucket, urllib.parse.unquote(key), io.BytesIO(body), len(body))
+            else:
+                client.make_bucket(bucket)
+            return
+        except (minio_errors.ServerError, minio_errors.S3Error) as error:
+            status = getattr(error, "status_code", None) or getattr(getattr(error, "response", None), "status", None)
+            if status != 503 or time.monotonic() > deadline:
                 raise
         time.sleep(0.3)

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from kestrel.api import errors as api_errors
-from kestrel.engine import errors, fetch, pipeline, s3
+from kestrel.engine import errors, fetch, pipeline
+from kestrel.storage import s3
 from tests.engine import builds
 from tests.engine.minio_support import PASSWORD, USER, minio, put
 from tests.fixtures import detector

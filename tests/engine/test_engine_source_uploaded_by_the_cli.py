@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from kestrel import cli
-from kestrel.engine import fetch, s3
-from kestrel.storage import s3 as store_s3
+from kestrel.engine import fetch
+from kestrel.storage import s3
 from tests.engine.minio_support import PASSWORD, USER, minio, put
 
 __all__ = ["minio"]  # the fixture, used by name
@@ -35,7 +35,7 @@ def credentials(minio: s3.Credentials, monkeypatch: pytest.MonkeyPatch) -> s3.Cr
 def test_the_printed_source_is_what_the_build_fetches(
     credentials: s3.Credentials, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    body = os.urandom(2 * store_s3.PART_SIZE + 12345)  # three parts
+    body = os.urandom(2 * s3.PART_SIZE + 12345)  # three parts
     checkpoint = tmp_path / "shapes v3.pt"
     checkpoint.write_bytes(body)
     assert cli.main(["upload", str(checkpoint), "s3://models/shapes/model%20v3.pt"]) == 0

@@ -18,7 +18,6 @@ import urllib3
 from minio.credentials import providers
 
 from kestrel import storage
-from kestrel.engine import s3 as engine_s3
 from kestrel.storage import grants, identity, layout, s3
 from tests.engine.minio_support import PASSWORD, USER, minio, put
 
@@ -44,7 +43,7 @@ def _read(folder: pathlib.Path, files: dict[str, bytes]) -> dict[str, bytes]:
 
 
 def test_the_store_round_trips_with_temporary_credentials_from_sts(
-    minio: engine_s3.Credentials, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+    minio: s3.Credentials, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put(minio, "engines", b"")
     temporary = providers.AssumeRoleProvider(sts_endpoint=minio.endpoint, access_key=USER, secret_key=PASSWORD)
@@ -101,7 +100,7 @@ def test_the_store_round_trips_with_temporary_credentials_from_sts(
 
 
 def test_grants_signed_with_an_sts_session_end_with_it_and_renewal_brings_a_new_session(
-    minio: engine_s3.Credentials, tmp_path: pathlib.Path
+    minio: s3.Credentials, tmp_path: pathlib.Path
 ) -> None:
     """A chain whose link is STS itself, as IRSA's is: its answer says when the session ends."""
     put(minio, "engines", b"")

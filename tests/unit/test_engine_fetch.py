@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kestrel.api import errors as api_errors
-from kestrel.engine import errors, fetch, s3
+from kestrel.engine import errors, fetch
+from kestrel.storage import s3
 
 PAYLOAD = bytes(range(256)) * 9000  # a little over 2 MiB: more than one streaming chunk
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
@@ -148,52 +149,46 @@ def test_https_wrong_digest_is_refused(https_server: tuple[str, Path], tmp_path:
         fetch.fetch(f"{base}/models/model.pt", tmp_path / "m.pt", "f" * 64, fetch.FetchOptions(ca_file=ca))
 
 
-def test_s3_signature_matches_the_aws_documented_example() -> None:
-    # "Example: GET Object" from the AWS Signature Version 4 documentation for S3 (header-based auth).
-    credentials = s3.Credentials(
-        access_key="AKIAIOSFODNN7EXAMPLE",
-        secret_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        region="us-east-1",
-        endpoint="https://examplebucket.s3.amazonaws.com",
-    )
-    headers = s3.sign(
-        "GET",
-        "https://examplebucket.s3.amazonaws.com/test.txt",
-        {"Range": "bytes=0-9"},
-        credentials,
-        now=datetime.datetime(2013, 5, 24, tzinfo=datetime.UTC),
-    )
-    assert headers["authorization"] == (
-        "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, "
-        "SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, "
-        "Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-    )
-
-
-def test_s3_credentials_prefer_the_mounted_secret(tmp_path: Path) -> None:
+def test_s3_credentials_prefer_the_mounted_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "AWS_ACCESS_KEY_ID").write_text("from-secret\n")
     (tmp_path / "AWS_SECRET_ACCESS_KEY").write_text("s3cret")
     (tmp_path / "AWS_ENDPOINT_URL").write_text("http://127.0.0.1:9000/")
-    env = {"AWS_ACCESS_KEY_ID": "from-env", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "eu-west-1"}
-    credentials = s3.Credentials.load(tmp_path, env)
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "from-env",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    credentials = fetch.s3_credentials(fetch.FetchOptions(credentials_dir=tmp_path, ca_file=tmp_path / "ca.pem"))
+    assert isinstance(credentials, s3.Credentials)
     assert (credentials.access_key, credentials.region, credentials.endpoint) == (
         "from-secret",
         "eu-west-1",
-        "http://127.0.0.1:9000",
+        "http://127.0.0.1:9000/",
     )
-    request = s3.object_request("s3://models/shapes/model.pt", credentials)
-    assert request.full_url == "http://127.0.0.1:9000/models/shapes/model.pt"
+    assert credentials.ca_file == str(tmp_path / "ca.pem")  # the fetch's CA trusts the store's endpoint too
 
 
-def test_s3_without_credentials_names_the_secret_field(tmp_path: Path) -> None:
+def test_s3_without_keys_in_the_mounted_secret_names_the_secret_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key, raising=False)
     with pytest.raises(errors.FetchError, match="credentialsSecret"):
-        s3.Credentials.load(tmp_path, {})
+        fetch.s3_credentials(fetch.FetchOptions(credentials_dir=tmp_path))
 
 
-def test_s3_credentials_never_print_their_secrets(tmp_path: Path) -> None:
+def test_s3_without_a_secret_or_keys_signs_with_the_pods_own_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    assert isinstance(fetch.s3_credentials(fetch.FetchOptions()), s3.Ambient)
+
+
+def test_s3_credentials_never_print_their_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "AWS_SECRET_ACCESS_KEY").write_text("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
     (tmp_path / "AWS_SESSION_TOKEN").write_text("FwoGZXIvYXdzEXAMPLESESSIONTOKEN")
-    credentials = s3.Credentials.load(tmp_path, {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE"})
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    credentials = fetch.s3_credentials(fetch.FetchOptions(credentials_dir=tmp_path))
     assert credentials.session_token == "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
     # repr is what str, f-strings, logging of the object and pytest's tracebacks show.
     for shown in (repr(credentials), str(credentials), f"{credentials}", repr([credentials])):

@@ -1,7 +1,8 @@
 """The engine builder: what runs inside the build Job (`kestrel build`). Never talks to the Kubernetes API.
 
 pipeline      spec -> fetch -> (prune, fine-tune) -> export each candidate -> validate -> gate -> repository -> report
-fetch, s3     source checkpoint to disk, sha256 verified while streaming (file://, pvc://, https://, s3://)
+fetch         source checkpoint to disk, sha256 verified while streaming (file://, pvc://, https://, and s3://
+              through the engine store's own S3 client, storage/s3.py)
 prune         structured pruning (channels removed) with torch-pruning
 finetune      train the pruned model itself on a training split, at the size the source was trained at
 export        Ultralytics export per format/precision; quantize: ONNX Runtime static INT8

@@ -17,7 +17,9 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from kestrel.engine import errors, progress, s3
+from kestrel.engine import errors, progress
+from kestrel.storage import connection, s3
+from kestrel.storage import errors as storage_errors
 
 CHUNK_SIZE = 1 << 20
 SHA256_FIELD = "spec.model.source.sha256"
@@ -57,8 +59,10 @@ def fetch(uri: str, destination: Path, expected_sha256: str | None, options: Fet
                 path = local_path(uri, options)
                 with path.open("rb") as source:
                     digest, size = _copy(source, sink, path.stat().st_size)
-            elif scheme in ("https", "s3"):
-                digest, size = _download(_request(uri, options), sink, options, uri)
+            elif scheme == "s3":
+                digest, size = _download_s3(uri, sink, options)
+            elif scheme == "https":
+                digest, size = _download(urllib.request.Request(uri, method="GET"), sink, options, uri)  # noqa: S310
             else:
                 raise errors.FetchError(f"{URI_FIELD}: unsupported scheme {scheme!r} in {uri!r}")
         if expected_sha256 is not None and digest != expected_sha256.lower():
@@ -86,10 +90,27 @@ def local_path(uri: str, options: FetchOptions) -> Path:
     return path
 
 
-def _request(uri: str, options: FetchOptions) -> urllib.request.Request:
-    if uri.startswith("s3://"):
-        return s3.object_request(uri, s3.Credentials.load(options.credentials_dir))
-    return urllib.request.Request(uri, method="GET")  # noqa: S310 - the scheme was checked to be https
+def s3_credentials(options: FetchOptions) -> s3.Credentials | s3.Ambient:
+    """The keys of the mounted credentialsSecret (both required: a Secret without them is an error, not a fallback);
+    without a Secret, the environment's keys or the pod's own identity. `options.ca_file` trusts the endpoint."""
+    found: s3.Credentials | s3.Ambient
+    if options.credentials_dir is not None:
+        try:
+            found = connection.Credentials.load(options.credentials_dir, os.environ)
+        except storage_errors.StoreConfigError as error:
+            raise errors.FetchError(f"spec.model.source.credentialsSecret: {error}") from None
+    else:
+        found = connection.load(None, os.environ)
+    return dataclasses.replace(found, ca_file=str(options.ca_file)) if options.ca_file else found
+
+
+def _download_s3(uri: str, sink: BinaryIO, options: FetchOptions) -> tuple[str, int]:
+    """GetObject through the MinIO SDK, the engine store's own S3 client (one way to sign, one CA setting)."""
+    try:
+        with s3.open_object(uri, s3_credentials(options)) as (stream, length):
+            return _copy(stream, sink, length)
+    except storage_errors.StorageError as error:
+        raise errors.FetchError(f"{URI_FIELD}: {error}") from None
 
 
 def _download(request: urllib.request.Request, sink: BinaryIO, options: FetchOptions, uri: str) -> tuple[str, int]:

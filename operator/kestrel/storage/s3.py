@@ -12,6 +12,7 @@ neither. No message this module raises contains a key or a token.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import io
@@ -300,12 +301,35 @@ class S3Store:
 
 
 def object_location(uri: str) -> tuple[str, str]:
-    """(bucket, key) of `s3://bucket/key`, the key unquoted as the build Job's fetch unquotes it (engine/s3.py)."""
+    """(bucket, key) of `s3://bucket/key`, the key unquoted: s3:// URIs are URLs, so a space in a key is %20."""
     parts = urllib.parse.urlsplit(uri)
     key = urllib.parse.unquote(parts.path.lstrip("/"))
     if parts.scheme != "s3" or not parts.netloc or not key or parts.query or parts.fragment:
         raise errors.StoreConfigError(f"{uri!r} is not s3://BUCKET/KEY")
     return parts.netloc, key
+
+
+@contextlib.contextmanager
+def open_object(uri: str, credentials: Credentials | Ambient) -> Iterator[tuple[BinaryIO, int | None]]:
+    """`s3://bucket/key` as a stream and its length (None when the server gave none): one object outside the
+    engine store, such as the checkpoint or dataset archive a build fetches. Failures are storage errors whose
+    messages hold no key or token."""
+    bucket, key = object_location(uri)
+    client, _ = _connect(credentials)
+    try:
+        response = client.get_object(bucket, key)
+    except ValueError as error:  # the SDK's checks of the bucket and key names
+        raise errors.StoreConfigError(f"{uri!r}: {error}") from None
+    except (minio_errors.MinioException, urllib3.exceptions.HTTPError, OSError) as error:
+        raise _failure(f"Download s3://{bucket}/{key}", error, credentials.secrets()) from None
+    try:
+        length = response.headers.get("Content-Length")
+        yield cast(BinaryIO, response), int(length) if length and length.isdigit() else None
+    except (urllib3.exceptions.HTTPError, OSError) as error:  # the connection broke mid-stream
+        raise _failure(f"Download s3://{bucket}/{key}", error, credentials.secrets()) from None
+    finally:
+        response.close()
+        response.release_conn()
 
 
 class Readable(Protocol):
