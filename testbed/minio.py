@@ -14,24 +14,17 @@ import dataclasses
 import os
 import pathlib
 import secrets
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from types import TracebackType
 
 import minio  # the SDK (imports are absolute), the engine store's own S3 client
 
-from testbed import build, components
+from testbed import build, components, servers
 from testbed.ports import free_port
 
 START_TIMEOUT = 90.0
-STOP_TIMEOUT = 10.0
-LOG_TAIL_LINES = 20
 
 
 class MinioError(RuntimeError):
@@ -66,8 +59,10 @@ class Connection:
         return folder
 
 
-class MinioServer:
+class MinioServer(servers.ServerProcess):
     """One MinIO process; `start()` returns once `/minio/health/ready` answers and the bucket exists."""
+
+    name = "MinIO"
 
     def __init__(
         self, *, bucket: str = "engines", log_dir: pathlib.Path | None = None, listen: str = "127.0.0.1"
@@ -81,9 +76,8 @@ class MinioServer:
         self._access_key = "kestrel-" + secrets.token_hex(6)
         self._secret_key = secrets.token_urlsafe(30)
         shm = pathlib.Path("/dev/shm")
-        self.root = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-minio-", dir=shm if shm.is_dir() else None))
-        self.log_path = (log_dir or self.root) / "minio.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        root = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-minio-", dir=shm if shm.is_dir() else None))
+        super().__init__(root, (log_dir or root) / "minio.log")
 
     @property
     def connection(self) -> Connection:
@@ -110,32 +104,14 @@ class MinioServer:
             "--quiet",
             str(self.root / "data"),
         ]
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-            )
+        self.launch(argv, env)
         try:
-            self._wait_ready()
+            self.wait_ready(self.endpoint + "/minio/health/ready", START_TIMEOUT, MinioError)
             self._make_bucket()
         except BaseException:
             self.stop()
             raise
         return self.connection
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise MinioError("MinIO exited during start-up" + self._log_tail())
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(self.endpoint + "/minio/health/ready", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return
-            time.sleep(0.2)
-        raise MinioError(f"MinIO was not ready within {START_TIMEOUT:.0f}s" + self._log_tail())
 
     def _make_bucket(self) -> None:
         client = minio.Minio(
@@ -144,41 +120,15 @@ class MinioServer:
         if not client.bucket_exists(self.bucket):
             client.make_bucket(self.bucket)
 
-    def _log_tail(self) -> str:
-        if not self.log_path.exists():
-            return ""
-        lines = self.log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-        return f"; last lines of {self.log_path}:\n" + "\n".join(lines)
-
-    def stop(self) -> None:
-        """SIGTERM to the process group, SIGKILL after `STOP_TIMEOUT`; then the data (and a log kept in it) goes."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=STOP_TIMEOUT)
-        # The log goes with the data unless it was asked to live elsewhere; start-up failures quote its tail.
-        shutil.rmtree(self.root, ignore_errors=True)
-
     def __enter__(self) -> Connection:
         return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def stop_pid(pid: int) -> None:
     """Stop a server started by another process (the test bed's `down`), by its process group."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
+    deadline = time.monotonic() + servers.STOP_TIMEOUT
     while time.monotonic() < deadline:
         try:
             os.kill(pid, 0)

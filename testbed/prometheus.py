@@ -8,35 +8,26 @@ the monitor's own relabelings; sharding left out, as one server has one shard). 
 PodMonitors use are translated; any other field is refused rather than dropped.
 
 Prometheus itself is built from its Go module with Kubernetes service discovery only (components.PROMETHEUS),
-listens on loopback and keeps its data in a fresh folder that `stop()` removes.
+listens on loopback and keeps its data in a fresh folder that `stop()` removes (servers.ServerProcess).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import pathlib
 import re
-import shutil
-import signal
-import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from testbed import build, components
+from testbed import build, components, servers
 from testbed.ports import free_port
 
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
-LOG_TAIL_LINES = 20
 
 _ENDPOINT_FIELDS = {"port", "path", "interval", "relabelings"}
 _RELABEL_FIELDS = {
@@ -122,17 +113,18 @@ def pod_monitor_scrape(pod_monitor: dict[str, Any], kubeconfig: pathlib.Path) ->
     return jobs
 
 
-class Prometheus:
+class Prometheus(servers.ServerProcess):
     """One Prometheus process with the given scrape jobs; `start()` returns once it answers /-/ready."""
+
+    name = "Prometheus"
 
     def __init__(self, scrape_configs: list[dict[str, Any]], *, evaluation_interval: str = "5s") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.root = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-prometheus-"))
-        self.log_path = self.root / "prometheus.log"
+        root = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-prometheus-"))
+        super().__init__(root, root / "prometheus.log")
         config = {"global": {"evaluation_interval": evaluation_interval}, "scrape_configs": scrape_configs}
         (self.root / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Prometheus:
         build.build(components.PROMETHEUS)
@@ -142,30 +134,13 @@ class Prometheus:
             f"--storage.tsdb.path={self.root / 'data'}",
             f"--web.listen-address=127.0.0.1:{self.port}",
         ]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+        self.launch(argv)
         try:
-            self._wait_ready()
+            self.wait_ready(self.url + "/-/ready", START_TIMEOUT, PrometheusError)
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                raise PrometheusError("Prometheus exited during start-up" + self.log_tail())
-            with (
-                contextlib.suppress(urllib.error.URLError, OSError),
-                urllib.request.urlopen(self.url + "/-/ready", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return
-            time.sleep(0.2)
-        raise PrometheusError(f"Prometheus was not ready within {START_TIMEOUT:.0f}s" + self.log_tail())
 
     def _api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -193,30 +168,5 @@ class Prometheus:
         active: list[dict[str, Any]] = self._api("targets", state="active")["activeTargets"]
         return active
 
-    def log_tail(self) -> str:
-        if not self.log_path.exists():
-            return ""
-        lines = self.log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
-        return f"; last lines of {self.log_path}:\n" + "\n".join(lines)
-
-    def stop(self) -> None:
-        """SIGTERM to the process group, SIGKILL after `STOP_TIMEOUT`; then its data and log go."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=STOP_TIMEOUT)
-        shutil.rmtree(self.root, ignore_errors=True)
-
     def __enter__(self) -> Prometheus:
         return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -136,25 +136,18 @@ def test_a_container_command_line_is_made_local() -> None:
         assert flag in local
 
 
-FAILING_MODEL = """
-    import numpy as np
-    import triton_python_backend_utils as pb_utils
-
-
-    class TritonPythonModel:
-        def execute(self, requests):
-            responses = []
-            for request in requests:
-                a = pb_utils.get_input_tensor_by_name(request, "A").as_numpy()
-                b = pb_utils.get_input_tensor_by_name(request, "B").as_numpy()
-                if a[0] > 100:
+# ADD_MODEL, but an `A` above 100 fails its engine (execute raises) and one below 0 is unusable input (answered with
+# an error response).
+FAILING_MODEL = ADD_MODEL.replace(
+    """                responses.append(pb_utils.InferenceResponse([""",
+    """                if a[0] > 100:
                     raise RuntimeError("engine failed")
                 if a[0] < 0:
                     responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError("unusable input")))
                     continue
-                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("SUM", (a + b).astype(np.float32))]))
-            return responses
-"""
+                responses.append(pb_utils.InferenceResponse([""",
+)
+assert FAILING_MODEL != ADD_MODEL
 
 
 def _counters(metrics_url: str, model: str) -> dict[str, float]:
