@@ -10,7 +10,8 @@ from typing import Any
 from kestrel.api import crd, keys, spec
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, triton
-from kestrel.reconcilers import canary, canary_analysis, context, serving
+from kestrel.reconcilers import canary_analysis, context, serving
+from kestrel.serving import metrics
 from tests.unit.spec_support import UNMEASURED
 from tests.unit.tls_fake_kube import SETTINGS, UID, FakeKube
 
@@ -37,7 +38,7 @@ class Metrics:
     ) -> canary_analysis.Reading:
         self.services.append(service)
         if self.down:
-            raise canary.MetricsError("GET http://cams-triton-canary.vision.svc:8002/metrics failed: refused")
+            raise metrics.MetricsError("GET http://cams-triton-canary.vision.svc:8002/metrics failed: refused")
         return self.reading
 
 

@@ -20,7 +20,8 @@ import pytest
 from kestrel.api import crd
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels
-from kestrel.reconcilers import canary, canary_analysis, canary_metrics, context
+from kestrel.reconcilers import canary_analysis, canary_metrics, context
+from kestrel.serving import metrics
 from tests.unit.spec_support import UNMEASURED
 from tests.unit.tls_fake_kube import UID, FakeKube
 
@@ -121,7 +122,7 @@ def test_every_ready_canary_pod_is_read_and_the_readings_combined(pages: Pages, 
 def test_no_ready_pod_or_an_unreachable_one_is_an_error(pages: Pages, tmp_path: pathlib.Path) -> None:
     kube = FakeKube()
     settings = address_map(tmp_path, {})
-    with pytest.raises(canary.MetricsError, match="no ready pod"):
+    with pytest.raises(metrics.MetricsError, match="no ready pod"):
         canary_metrics.scrape(ctx_with(kube), settings, "cams-triton-canary")
     kube.put(pod("cams-canary-a", "10.246.0.7"))
     kube.put(pod("cams-canary-b", "10.246.0.8"))
@@ -129,7 +130,7 @@ def test_no_ready_pod_or_an_unreachable_one_is_an_error(pages: Pages, tmp_path: 
     closed = pages.serve("")
     pages.close()
     settings = address_map(tmp_path, {"10.246.0.7:8002": pages.serve(page(1, 0, 1000)), "10.246.0.8:8002": closed})
-    with pytest.raises(canary.MetricsError, match=r"10\.246\.0\.8:8002"):
+    with pytest.raises(metrics.MetricsError, match=r"10\.246\.0\.8:8002"):
         canary_metrics.scrape(ctx_with(kube), settings, "cams-triton-canary")
 
 
@@ -139,5 +140,5 @@ def test_a_page_without_the_models_counters_is_an_error_not_an_empty_window(
     kube = FakeKube()
     kube.put(pod("cams-canary-a", "10.246.0.7"))
     settings = address_map(tmp_path, {"10.246.0.7:8002": pages.serve(FIXTURE.read_text())})  # model "add" only
-    with pytest.raises(canary.MetricsError, match="no nv_inference_request_success series for model 'cams'"):
+    with pytest.raises(metrics.MetricsError, match="no nv_inference_request_success series for model 'cams'"):
         canary_metrics.scrape(ctx_with(kube), settings, "cams-triton-canary")

@@ -25,8 +25,8 @@ import pytest
 
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, transport
-from kestrel.reconcilers import canary, canary_metrics, checks, context
-from kestrel.serving import pod_http, smoke
+from kestrel.reconcilers import canary_metrics, checks, context
+from kestrel.serving import metrics, pod_http, smoke
 from tests.unit.tls_fake_kube import FakeKube, body
 
 T0 = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
@@ -134,7 +134,7 @@ def _through_canary(served: str, tmp_path: pathlib.Path, caplog: pytest.LogCaptu
     ctx = context.Context.load(kube, body({"mode": "operator"}), T0)  # type: ignore[arg-type]
     try:
         canary_metrics.scrape(ctx, _settings(tmp_path, served), "cams-triton-canary")
-    except canary.MetricsError as error:
+    except metrics.MetricsError as error:
         return Scraped(str(error), f"{error} {error.__cause__} {caplog.text}")
     return Scraped(None, caplog.text)
 

@@ -25,6 +25,7 @@ from kestrel.api import spec as specs
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, triton
 from kestrel.reconcilers import canary_analysis, context, workload
+from kestrel.serving import metrics
 
 STEP = "CanaryStep"
 STEP_PASSED = "CanaryStepPassed"
@@ -39,11 +40,8 @@ ABORTED_BY_USER = "CanaryAbortedByUser"
 REQUEST_IGNORED = "CanaryRequestIgnored"
 
 
-class MetricsError(errors.KestrelError):
-    """The canary's Triton metrics could not be read (unreachable endpoint, bad answer)."""
-
-
-# Reads the Triton metrics of the named canary Deployment's pods, combined; raises MetricsError when it cannot.
+# Reads the Triton metrics of the named canary Deployment's pods, combined; raises metrics.MetricsError when it
+# cannot (unreachable endpoint, bad answer).
 Scrape = Callable[[context.Context, manifest_context.Settings, str], canary_analysis.Reading]
 NOT_RUN = "analysis not run: serving checks are off (KESTREL_SERVING_CHECKS=false, pods without a real Triton)"
 
@@ -187,7 +185,7 @@ def _step(
     if found.step_started_at is None or found.baseline is None:
         try:
             baseline = _read(ctx, settings, scrape)
-        except MetricsError as error:
+        except metrics.MetricsError as error:
             _fail(ctx, found, ANALYSIS_FAILED, f"{label}: could not read the canary's metrics: {error}")
             return
         found.step_started_at, found.baseline = ctx.now, baseline.counters()
@@ -198,7 +196,7 @@ def _step(
     if settings.serving_checks:
         try:
             end = _read(ctx, settings, scrape)
-        except MetricsError as error:
+        except metrics.MetricsError as error:
             _fail(ctx, found, ANALYSIS_FAILED, f"{label}: could not read the canary's metrics: {error}")
             return
         analysis, verdict = canary_analysis.verdict(canary.analysis, found.baseline, end)

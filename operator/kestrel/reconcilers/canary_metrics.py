@@ -16,7 +16,7 @@ from typing import Any
 
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, transport
-from kestrel.reconcilers import canary, canary_analysis, context
+from kestrel.reconcilers import canary_analysis, context
 from kestrel.serving import addresses, metrics, pod_http
 
 TIMEOUT_SECONDS = 5.0
@@ -40,18 +40,18 @@ def fetch(address: str, model: str, mapping: dict[str, str]) -> metrics.Reading:
         text = pod_http.get(url, timeout=TIMEOUT_SECONDS).decode("utf-8", "replace")
         return metrics.model_reading(metrics.parse(text), model)
     except (OSError, metrics.MetricsError) as error:  # pod_http.PodHTTPError is an OSError
-        raise canary.MetricsError(f"{address} ({url}): {error}") from error
+        raise metrics.MetricsError(f"{address} ({url}): {error}") from error
 
 
 def scrape(ctx: context.Context, settings: manifest_context.Settings, deployment: str) -> canary_analysis.Reading:
     """The canary's combined reading; `deployment` names the canary Deployment whose pods are read."""
     pods = canary_pods(ctx)
     if not pods:
-        raise canary.MetricsError(f"Deployment {deployment} has no ready pod to read metrics from")
+        raise metrics.MetricsError(f"Deployment {deployment} has no ready pod to read metrics from")
     try:
         mapping = addresses.load(settings.address_map)
     except addresses.AddressMapError as error:
-        raise canary.MetricsError(str(error)) from error
+        raise metrics.MetricsError(str(error)) from error
     model = names.triton_model(ctx.name)
     found = metrics.combine(fetch(f"{p['status']['podIP']}:{transport.METRICS_PORT}", model, mapping) for p in pods)
     return canary_analysis.Reading(success=found.success, failure=found.failure, p95_ms=found.request_p95_ms())

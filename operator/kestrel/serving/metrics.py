@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 
 from prometheus_client import parser
 
+from kestrel.api import errors
+
 SUCCESS = "nv_inference_request_success"
 FAILURE = "nv_inference_request_failure"
 QUEUE_DURATION = "nv_inference_queue_duration_us"
@@ -31,8 +33,9 @@ _COUNTERS = (SUCCESS, FAILURE, QUEUE_DURATION, REQUEST_DURATION)
 _SUMMARIES = (QUEUE_SUMMARY, REQUEST_SUMMARY)
 
 
-class MetricsError(ValueError):
-    """The text is not Prometheus' exposition format, or it lacks the model's series."""
+class MetricsError(errors.KestrelError, ValueError):
+    """Triton's metrics could not be read: the text is not Prometheus' exposition format or lacks the model's
+    series (here), or the endpoint did not answer (the operator's readers, which say which pod)."""
 
 
 @dataclasses.dataclass(frozen=True)
