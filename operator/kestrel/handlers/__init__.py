@@ -2,6 +2,7 @@
 
 import kopf
 
+from kestrel.handlers import lifecycle as lifecycle
 from kestrel.handlers import modeldeployment as modeldeployment
 from kestrel.handlers import owned as owned
 from kestrel.handlers import state as state

@@ -75,13 +75,12 @@ async def remember(*, type: str | None, body: kopf.Body, **_: Any) -> None:
         REGISTRY.remember(dict(body))
 
 
-@kopf.on.startup()
-def start_drift_check(**_: Any) -> None:
+def start_drift_check() -> None:
+    """Called by lifecycle.startup, after state.startup has made the client and read the settings it uses."""
     _drift_check.start()
 
 
-@kopf.on.cleanup()
-def stop_drift_check(**_: Any) -> None:
+def stop_drift_check() -> None:
     _drift_check.stop()
 
 

@@ -21,15 +21,13 @@ def _owner_pass(namespace: str, name: str) -> None:
 PASSES = owned.Passes(_owner_pass)
 
 
-@kopf.on.startup()
-def start_owned_passes(**_: Any) -> None:
+def start_owned_passes() -> None:
     """A few threads of their own, not Kopf's pool: there a model whose pods became ready waited behind every queued
     first pass (1,000 new models: half reported Ready at 227 s, though half had had their first pass at 97 s)."""
     _pool["executor"] = concurrent.futures.ThreadPoolExecutor(config.side_threads(), thread_name_prefix="kestrel-owned")
 
 
-@kopf.on.cleanup()
-def stop_owned_passes(**_: Any) -> None:
+def stop_owned_passes() -> None:
     found = _pool.pop("executor", None)
     if found is not None:
         found.shutdown(wait=True, cancel_futures=True)

@@ -31,8 +31,8 @@ def config_() -> config.OperatorConfig:
     return found
 
 
-@kopf.on.startup()
-def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    """Kopf's settings, the API client and the operator's configuration: first of lifecycle.startup's steps."""
     # Kopf's bookkeeping goes into annotations: the CRD's structural schema would prune it from status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
