@@ -35,6 +35,7 @@ from kubernetes import client, config
 
 from kestrel import infer
 from kestrel.api import crd
+from kestrel.serving.backends import postprocess
 from testbed import cluster, install
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -137,11 +138,7 @@ def ground_truth(label_file: pathlib.Path, width: int, height: int) -> list[Trut
 
 
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(postprocess.iou_matrix(np.array([a]), np.array([b]))[0, 0])
 
 
 def match(detections: list[infer.Detection], truths: list[Truth]) -> list[int | None]:

@@ -32,23 +32,12 @@ class Accuracy:
     instances: int
 
 
-def _iou_matrix(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9), dtype=np.float64)
-
-
 def match(detections: npt.NDArray[np.float32], truth: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
     """(n_det, 10) correctness at each IoU threshold; detections sorted by confidence, one target per detection."""
     correct = np.zeros((len(detections), len(IOU_THRESHOLDS)), dtype=bool)
     if not len(detections) or not len(truth):
         return correct
-    iou = _iou_matrix(truth[:, 1:5], detections[:, :4]) * (truth[:, :1] == detections[None, :, 5])
+    iou = postprocess.iou_matrix(truth[:, 1:5], detections[:, :4]) * (truth[:, :1] == detections[None, :, 5])
     claimed = np.zeros((len(truth), len(IOU_THRESHOLDS)), dtype=bool)
     for j in np.flatnonzero((iou >= IOU_THRESHOLDS.min()).any(0)):
         available = np.where(claimed, 0, iou[:, j, None])

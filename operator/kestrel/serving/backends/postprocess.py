@@ -37,13 +37,17 @@ class Postprocessing:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
-def _iou(box: Array, boxes: Array) -> Array:
-    x0, y0 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
-    x1, y1 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+def iou_matrix(a: Array, b: Array) -> Array:
+    """IoU of every box of `a` (n x 4, x0 y0 x1 y1) with every box of `b` (m x 4): n x m. The one IoU of the project:
+    NMS here, the mAP of engine/accuracy.py and the demo's matching use it."""
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    result: Array = inter / (area + areas - inter + 1e-9)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    result: Array = inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
     return result
 
 
@@ -54,7 +58,7 @@ def nms(boxes: Array, scores: Array, iou: float, limit: int) -> npt.NDArray[np.i
     while order.size and len(keep) < limit:
         best = int(order[0])
         keep.append(best)
-        order = order[1:][_iou(boxes[best], boxes[order[1:]]) <= iou]
+        order = order[1:][iou_matrix(boxes[best][None], boxes[order[1:]])[0] <= iou]
     return np.array(keep, dtype=np.int64)
 
 
