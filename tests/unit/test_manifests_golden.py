@@ -1,4 +1,4 @@
-"""Every manifest builder, rendered for every example, matches its reviewed golden YAML file.
+"""Every manifest builder, rendered for every example (and the variants below), matches its reviewed golden YAML file.
 
 Regenerate after an intended change, then review the diff like code:
 
@@ -11,8 +11,6 @@ Files are compared as parsed YAML, so only a change in the objects themselves fa
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import os
 import pathlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -36,11 +34,11 @@ from kestrel.manifests import (
     triton,
 )
 from kestrel.security import x25519
+from tests.unit import golden_support as golden
 from tests.unit.spec_support import UNMEASURED
 
 ROOT = pathlib.Path(__file__).parents[2]
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "manifests"
-UPDATE = os.environ.get("KESTREL_UPDATE_GOLDEN") == "1"
 
 # Fixed inputs: golden files must not change with the package version (which is part of real engine keys
 # and of the default image tags).
@@ -154,6 +152,10 @@ CASES = [
     _example("cloud-gpu-tensorrt-fp16", "s3://kestrel-engines/prod", load_seconds=90),
     _example("cpu-openvino-int8", "s3://kestrel-engines/prod", engine_size_bytes=14_500_000),
     _example("edge-jetson-onnx-int8", "pvc://engine-store/engines"),
+    _example("encrypted-mtls", "s3://kestrel-engines/prod"),
+    _example("onprem-gpu-canary", "pvc://engine-store/engines"),
+    _example("quickstart", "pvc://kestrel-engines/engines"),
+    _example("argocd", "s3://kestrel-engines/prod"),
     *(_variant(name) for name in VARIANTS),
 ]
 
@@ -233,26 +235,12 @@ def golden_path(case: Case, kind: str) -> pathlib.Path:
 
 @pytest.mark.parametrize(("case", "kind", "obj"), params())
 def test_rendered_object_matches_golden_file(case: Case, kind: str, obj: dict[str, Any]) -> None:
-    path = golden_path(case, kind)
-    text = dump(obj)
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing: run KESTREL_UPDATE_GOLDEN=1 pytest tests/unit/test_manifests_*.py"
-    expected = path.read_text()
-    if yaml.safe_load(expected) != obj:
-        diff = "\n".join(
-            difflib.unified_diff(expected.splitlines(), text.splitlines(), "golden", "rendered", lineterm="")
-        )
-        pytest.fail(f"{path} differs from the rendered object (regenerate with KESTREL_UPDATE_GOLDEN=1):\n{diff}")
+    golden.check(golden_path(case, kind), dump(obj), same=lambda expected: yaml.safe_load(expected) == obj)
 
 
 def test_no_golden_file_is_stale() -> None:
-    expected = {golden_path(case, kind) for case, kind, _ in rendered()}
-    if UPDATE:
-        for path in set(GOLDEN.rglob("*.yaml")) - expected:
-            path.unlink()
-    stale = sorted(str(p.relative_to(GOLDEN)) for p in set(GOLDEN.rglob("*.yaml")) - expected)
+    expected = [golden_path(case, kind) for case, kind, _ in rendered()]
+    stale = golden.stale(GOLDEN, "*.yaml", expected)
     assert not stale, f"golden files no builder renders any more: {stale}"
 
 
@@ -266,3 +254,18 @@ def test_no_sub_object_is_shared_between_two_places() -> None:
     # (adding a label to a Job) would silently change the other (its pod template).
     for case, kind, obj in rendered():
         assert "&id" not in yaml.safe_dump(obj), f"{case.name}/{kind} shares a sub-object"
+
+
+def test_every_example_is_a_case() -> None:
+    examples = {path.parent.name for path in (ROOT / "examples").glob("*/modeldeployment.yaml")}
+    assert examples <= {case.name for case in CASES}
+
+
+def test_a_golden_file_that_differs_fails(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(golden, "UPDATE", False)
+    (tmp_path / "a.yaml").write_text("kind: Service\n")
+    golden.check(tmp_path / "a.yaml", "kind: Service\n")
+    with pytest.raises(pytest.fail.Exception, match="differs"):
+        golden.check(tmp_path / "a.yaml", "kind: Deployment\n")
+    with pytest.raises(AssertionError, match="missing"):
+        golden.check(tmp_path / "b.yaml", "kind: Service\n")

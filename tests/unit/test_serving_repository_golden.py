@@ -7,7 +7,6 @@ Regenerate after an intended change, then review the diff:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,9 @@ from tritonclient.grpc import model_config_pb2
 
 from kestrel.serving import config, pbtxt, repository
 from kestrel.serving.backends import fused, postprocess, preprocess, runtime
+from tests.unit import golden_support as golden
 
 GOLDEN = Path(__file__).parent / "golden" / "engine"
-UPDATE = os.environ.get("KESTREL_UPDATE_GOLDEN") == "1"
 NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "cross"}
 BATCHING = config.Batching(max_batch=8, enabled=True, preferred=(8,), queue_delay_us=2500)
 PRE = preprocess.Preprocessing(imgsz=320)
@@ -30,12 +29,7 @@ def info(fmt: str, precision: str = "fp32") -> config.ModelInfo:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"missing golden file {path}; run with KESTREL_UPDATE_GOLDEN=1 and review it"
-    assert text == path.read_text(), f"{name} differs from its golden file"
+    golden.check(GOLDEN / name, text)
 
 
 def parse(text: str) -> model_config_pb2.ModelConfig:

@@ -8,7 +8,6 @@ Regenerate after an intended change, then review the diff like code:
 from __future__ import annotations
 
 import datetime
-import os
 import pathlib
 from typing import Any
 
@@ -18,10 +17,10 @@ import yaml
 from kestrel.api import spec as specs
 from kestrel.manifests import access, certificate, context, names, transport, triton
 from kestrel.security import certificates
+from tests.unit import golden_support as golden
 from tests.unit.spec_support import UNMEASURED
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "tls"
-UPDATE = os.environ.get("KESTREL_UPDATE_GOLDEN") == "1"
 OWNER = context.Owner(name="traffic", namespace="lab", uid="6f1c2a9e-0d4b-4c8e-9a57-3b2d1e0f4a6c", generation=3)
 SETTINGS = context.Settings(engine_store="s3://kestrel-engines/lab", loader_image="loader:golden")
 ENGINE_KEY = "5f3c9e0a" + "7d41b2c6" * 7
@@ -63,17 +62,12 @@ RENDERED: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("name", sorted(RENDERED))
 def test_rendered_object_matches_golden_file(name: str) -> None:
-    path = GOLDEN / f"{name}.yaml"
     text = yaml.safe_dump(RENDERED[name], sort_keys=False, width=120)
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} is missing: run with KESTREL_UPDATE_GOLDEN=1 and review it"
-    assert yaml.safe_load(path.read_text()) == RENDERED[name]
+    golden.check(GOLDEN / f"{name}.yaml", text, same=lambda expected: yaml.safe_load(expected) == RENDERED[name])
 
 
 def test_no_stale_golden_files() -> None:
-    assert {p.stem for p in GOLDEN.glob("*.yaml")} == set(RENDERED)
+    assert not golden.stale(GOLDEN, "*.yaml", [GOLDEN / f"{name}.yaml" for name in RENDERED])
 
 
 def test_the_server_certificate_issues_into_the_secret_the_pods_mount() -> None:
