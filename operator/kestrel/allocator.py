@@ -2,10 +2,10 @@
 
 glibc gives each thread that allocates under contention an arena of its own, up to eight per core, and memory freed
 in one arena is not reused by another. The operator's pass threads (`KESTREL_WORKERS`, 16 by default) each build,
-serialise and parse many small objects, so their arenas grow and fragment apart. Measured with `bench/scale.py` on
-2 cores: 300 models peaked at 175 MB RSS with glibc's default and at 138 MB with two arenas, in the same time (50.0
-vs 48.6 s to all Ready); at 1,000 models two arenas peaked at 199 MB (544 MB in the last default-arena run). The
-chart's operator container is limited to 256 MiB.
+serialise and parse many small objects, so their arenas grow and fragment apart. `bench/scale.py` measured two
+arenas against glibc's default: a lower peak RSS in the same time to all Ready, and the difference grows with the
+number of models (docs/benchmarks.md, "Scale", has the figures of its last run). The chart's operator container is
+limited to 256 MiB.
 
 Set at the start of `kestrel run`, before any thread exists, so it holds whichever way the process was launched (the
 image, plain manifests, the test bed, a developer's shell). A `MALLOC_ARENA_MAX` in the environment wins: glibc has

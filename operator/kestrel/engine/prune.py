@@ -28,8 +28,8 @@ from kestrel.engine import finetune, offline
 ROUND_TO = 16
 # The stem (YOLOv8's layers before its first stride-8 block: P1, P2 and its C2f, the convolution down to P3) keeps its
 # channels: it has few (16 to 64, which rounding to 16 would halve) and runs at high resolution, where its time is
-# memory traffic rather than channel count: pruning it too saved no measurable time (OpenVINO INT8 at 640, 22.1 vs
-# 22.2 ms) for halving layers that every later one depends on.
+# memory traffic rather than channel count: pruning it too saved no time measurable in bench/engine.py's OpenVINO INT8
+# rows, for halving layers that every later one depends on.
 STEM_LAYERS = 4
 
 

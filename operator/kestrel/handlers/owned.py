@@ -23,7 +23,7 @@ PASSES = owned.Passes(_owner_pass)
 
 def start_owned_passes() -> None:
     """A few threads of their own, not Kopf's pool: there a model whose pods became ready waited behind every queued
-    first pass (1,000 new models: half reported Ready at 227 s, though half had had their first pass at 97 s)."""
+    first pass, so with many new models at once most reported Ready long after their pods were (bench/scale.py)."""
     _pool["executor"] = concurrent.futures.ThreadPoolExecutor(config.side_threads(), thread_name_prefix="kestrel-owned")
 
 

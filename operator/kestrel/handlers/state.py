@@ -43,7 +43,7 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     settings.posting.level = logging.WARNING
     # After a handler, Kopf waits for the watch to deliver its own annotation patch before it handles the object
     # again; past this timeout it goes on with the older body and runs the create handler a second time. Its 5 s
-    # default was too short for a busy operator (N = 300 models: 503 create passes for 300 creates).
+    # default was too short for a busy operator: bench/scale.py counted far more create passes than creates.
     settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT_S
     # Passes block on API calls in Kopf's thread pool; its default (CPUs + 4) would idle the API server at scale.
     settings.execution.max_workers = config.executor_threads()

@@ -10,7 +10,7 @@ the pass that applies them.
 
 The decision is cheap and made on Kopf's event loop (`pass_needed`); the pass itself goes to a thread (`Passes`),
 at most one waiting per model. When a sync handler did both, every event of every Deployment waited for a free pass
-thread with its whole body, and at 1,000 models those waiting bodies were most of the operator's memory.
+thread with its whole body, and with many models those waiting bodies were most of the operator's memory.
 """
 
 from __future__ import annotations
