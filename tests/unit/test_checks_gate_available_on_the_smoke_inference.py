@@ -206,7 +206,7 @@ def test_mutual_tls_gets_a_client_certificate_from_the_models_own_client_ca(kube
 
 
 def test_missing_secrets_fail_the_smoke_with_their_names(kube: FakeKube) -> None:
-    kube.delete("v1", "Secret", "vision", names.api_key_secret("cams"))
+    kube.delete("v1", "Secret", "vision", names.api_key_secret("cams"), owner=None)
     check = Checker()
     ctx = _pass(kube, _object(), T0, check, Pages())
     assert check.targets == []

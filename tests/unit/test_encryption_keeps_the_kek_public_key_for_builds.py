@@ -83,7 +83,7 @@ def test_the_public_key_goes_with_the_kek_and_when_encryption_is_switched_off() 
     kube.put(encryption_support.kek_secret({"kek": KEK}))
     _pass(kube, obj)
     assert kube.secret("vision", PUBLIC) is not None
-    kube.delete("v1", "Secret", "vision", "cams-kek")
+    kube.delete("v1", "Secret", "vision", "cams-kek", owner=None)
     ctx = _pass(kube, obj)
     assert kube.secret("vision", PUBLIC) is None
     encrypted = ctx.condition(conditions.ENCRYPTED)

@@ -88,7 +88,7 @@ def test_a_deleted_policy_comes_back_on_a_pass_whose_engine_is_already_built(tmp
     built = ctx.condition(conditions.BUILT)
     assert built is not None and built.reason == engine.CACHED  # status now holds the engine
 
-    kube.delete(*POLICY)
+    kube.delete(*POLICY, owner=None)
     _pass(kube, obj, settings, storage.Access())
 
     assert POLICY in kube.objects

@@ -73,7 +73,7 @@ def test_keys_and_the_certificate_a_failed_first_pass_left_are_kept() -> None:
 def test_a_hand_deleted_key_of_a_running_model_is_made_again() -> None:
     kube, obj = CountingKube(), body({})
     _keys_pass(kube, obj)
-    kube.delete("v1", "Secret", "vision", names.api_key_secret("cams"))
+    kube.delete("v1", "Secret", "vision", names.api_key_secret("cams"), owner=None)
     ctx = _keys_pass(kube, obj)
     assert kube.secret("vision", names.api_key_secret("cams")) is not None
     assert "ApiKeyCreated" in {e[1] for e in ctx.events}

@@ -89,7 +89,7 @@ def test_client_certificates_renew_on_the_same_clock() -> None:
 def test_a_new_operator_ca_reissues_at_once() -> None:
     kube, obj = FakeKube(), body({"duration": "90m"})
     reconcile_tls(kube, obj, T0)
-    kube.delete("v1", "Secret", SETTINGS.operator_namespace, secrets.CA_SECRET)
+    kube.delete("v1", "Secret", SETTINGS.operator_namespace, secrets.CA_SECRET, owner=None)
     reconcile_tls(kube, obj, T0 + datetime.timedelta(minutes=5))
     assert _issuances(kube, SERVER) == 2
     assert kube.events[-1][1] == "CertificateReissued"

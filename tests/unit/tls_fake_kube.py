@@ -91,9 +91,7 @@ class FakeKube:
                 found.append(copy.deepcopy(body))
         return found
 
-    def delete(
-        self, api_version: str, kind: str, namespace: str | None, name: str, *, owner: str | None = None
-    ) -> bool:
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str, *, owner: str | None) -> bool:
         key = self.key(api_version, kind, namespace, name)
         found = self.objects.get(key)
         if owner is not None and found is not None and not ownership.owned_by(found, owner):
