@@ -107,7 +107,7 @@ dashboard: setup
 
 # docs/img/*.svg: the pictures of docs/benchmarks.md, from the numbers its tables hold (bench/engine.py draws them too).
 plots: setup
-	$(PY) bench/plots.py
+	$(PY) -m bench.plots
 
 docs-generated: crd reference deploy chart-readme dashboard plots
 

@@ -1,6 +1,6 @@
 """Decryption throughput of Kestrel's streaming AEAD against `openssl speed -evp aes-256-gcm` on the same machine.
 
-    .venv/bin/python bench/crypto.py [--size-mib 256] [--seconds 2] [--rounds 3] [--write-docs]
+    .venv/bin/python -m bench.crypto [--size-mib 256] [--seconds 2] [--rounds 3] [--write-docs]
 
 Both sides use one thread and wall-clock time (`openssl speed -elapsed`), run for the same number of seconds, and
 alternate over several rounds. Background load only ever slows a run down, so each row reports its best round and
@@ -33,11 +33,11 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from bench import doc_sections
 from kestrel.security import artifact, streaming, x25519
 from kestrel.security import manifest as manifests
 
 MIB = 1 << 20
-import doc_sections  # noqa: E402 - beside this script: bench/doc_sections.py
 
 DOCS = doc_sections.DOCS
 ROWS = {
@@ -153,7 +153,7 @@ def _cpu_name() -> str:
 
 def _write_docs(table: list[str], cpu: str, command: str, args: argparse.Namespace, ratio: float) -> None:
     reproduce = (
-        f".venv/bin/python bench/crypto.py --size-mib {args.size_mib} --seconds {args.seconds} "
+        f".venv/bin/python -m bench.crypto --size-mib {args.size_mib} --seconds {args.seconds} "
         f"--rounds {args.rounds} --write-docs"
     )
     section = "\n".join(

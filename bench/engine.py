@@ -20,8 +20,8 @@ threads slows down several times more than the runtimes do, and the speedups wou
 A reference row, PyTorch FP32 on one thread, shows what a baseline measured right after `import ultralytics` gets
 (it sets OMP_NUM_THREADS=1); it is not the baseline of the speedups. The last line is the summary the issue asks for:
 
-    nice -n 10 .venv/bin/python bench/engine.py --prepare-only
-    uptime; flock /tmp/kestrel-bench.lock .venv/bin/python bench/engine.py --threads 2 --rounds 24 \
+    nice -n 10 .venv/bin/python -m bench.engine --prepare-only
+    uptime; flock /tmp/kestrel-bench.lock .venv/bin/python -m bench.engine --threads 2 --rounds 24 \
         [--json FILE] [--write-docs]; uptime
 
 (the timed run not under `nice`: a lower priority hands the cores to the neighbours and leaves fewer quiet rounds).
@@ -44,10 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.fixtures
-
-import engine_docs  # beside this script: bench/engine_docs.py
-import plots  # bench/plots.py
+from bench import engine_docs, plots
 from kestrel.engine import (
     accuracy,
     datasets,
@@ -379,7 +376,7 @@ def main() -> None:
         }
         args.json.write_text(json.dumps(record, indent=2) + "\n")
     if args.write_docs:
-        command = " ".join([".venv/bin/python bench/engine.py", *sys.argv[1:]])
+        command = " ".join([".venv/bin/python -m bench.engine", *sys.argv[1:]])
         run_ = engine_docs.Run(
             rows=[dataclasses.asdict(r) for r in rows], loads=[dataclasses.asdict(x) for x in loads],
             layers=[dataclasses.asdict(x) for x in layers],

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import doc_sections
+from bench import doc_sections
 
 GOAL_SPEEDUP = 6.0
 GOAL_DROP = 0.02
@@ -280,7 +280,7 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         + "):",
         "",
         "```",
-        "nice -n 10 .venv/bin/python bench/engine.py --prepare-only",
+        "nice -n 10 .venv/bin/python -m bench.engine --prepare-only",
         f"uptime; flock /tmp/kestrel-bench.lock {run.command}; uptime",
         "```",
     ]

@@ -1,6 +1,6 @@
 """Pictures of docs/benchmarks.md, drawn from the numbers its tables hold (which the benchmark runs wrote).
 
-Usage: .venv/bin/python bench/plots.py   (bench/engine.py --write-docs runs it too; `make plots`)
+Usage: .venv/bin/python -m bench.plots   (bench/engine.py --write-docs runs it too; `make plots`)
 
 `engine-latency-vs-map.svg`: every engine variant of the "Engine" section at each image size, batch-1 p50 latency
 against mAP50-95, so a format's speed and its accuracy are read off one picture. The SVG is deterministic for one

@@ -1,6 +1,6 @@
 """Scale: N ModelDeployments whose engine is already in the store, on 100 kwok GPU nodes, until all are Ready.
 
-    .venv/bin/python bench/scale.py [--n 100 --n 300] [--nodes 100] [--write-docs]
+    .venv/bin/python -m bench.scale [--n 100 --n 300] [--nodes 100] [--write-docs]
 
 Needs the running test bed (`make testbed-up`; MinIO from the test bed if it runs one, else a private one). For each
 N, in a fresh namespace and a fresh store prefix:
@@ -34,7 +34,6 @@ import pathlib
 import platform
 import re
 import shutil
-import sys
 import tempfile
 import time
 import urllib.error
@@ -45,18 +44,17 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client import exceptions
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import doc_sections
+from kestrel.api import crd, keys, result, spec
+from kestrel.engine import publish
+from kestrel.manifests import names
+from kestrel.security import manifest
+from kestrel.storage import layout
+from testbed import cluster, minio, nodes
+from testbed import operator as operator_process
+from tests.cluster.storage_fixtures import model_repository
 
-import doc_sections  # noqa: E402 - beside this script: bench/doc_sections.py
-from kestrel.api import crd, keys, result, spec  # noqa: E402
-from kestrel.engine import publish  # noqa: E402
-from kestrel.manifests import names  # noqa: E402
-from kestrel.security import manifest  # noqa: E402
-from kestrel.storage import layout  # noqa: E402
-from testbed import cluster, minio, nodes  # noqa: E402
-from testbed import operator as operator_process  # noqa: E402
-from tests.cluster.storage_fixtures import model_repository  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 DOCS = doc_sections.DOCS
 BENCH_LABEL = "kestrel.dev/bench"
@@ -559,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(_KUBECONFIGS["path"].parent, ignore_errors=True)  # it holds a ServiceAccount token
         if private is not None:
             private.stop()
-    command = "nice -n 5 .venv/bin/python bench/scale.py " + " ".join(f"--n {n}" for n in sizes)
+    command = "nice -n 5 .venv/bin/python -m bench.scale " + " ".join(f"--n {n}" for n in sizes)
     command += " --floor" if args.floor else ""
     if args.write_docs:
         write_docs(rows, args, command + " --write-docs")

@@ -1,6 +1,6 @@
 """Serving overhead: one engine and pipeline in-process (bare ONNX Runtime) and through Triton (gRPC, TLS, API key).
 
-    .venv/bin/python bench/serving.py [--seconds 15] [--write-docs]
+    .venv/bin/python -m bench.serving [--seconds 15] [--write-docs]
 
 One run, one machine, same engine, same images: `kestrel build` builds the quickstart's engine (the fixture detector,
 ONNX FP32, Triton's Python-backend runtime) twice, with dynamic batching on and off, and then
@@ -29,7 +29,6 @@ import pathlib
 import platform
 import resource
 import statistics
-import sys
 import tempfile
 import textwrap
 import threading
@@ -41,17 +40,16 @@ import numpy as np
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import doc_sections
+from kestrel import infer
+from kestrel.api import spec as api
+from kestrel.engine import pipeline
+from kestrel.security import certificates
+from kestrel.serving.backends import fused, postprocess, preprocess, runtime
+from testbed import triton
+from tests.fixtures import detector
 
-import doc_sections  # noqa: E402 - beside this script: bench/doc_sections.py
-from kestrel import infer  # noqa: E402
-from kestrel.api import spec as api  # noqa: E402
-from kestrel.engine import pipeline  # noqa: E402
-from kestrel.security import certificates  # noqa: E402
-from kestrel.serving.backends import fused, postprocess, preprocess, runtime  # noqa: E402
-from testbed import triton  # noqa: E402
-from tests.fixtures import detector  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 DOCS = doc_sections.DOCS
 MODEL = "shapes"
@@ -430,7 +428,7 @@ def _write_docs(
             f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, {os.cpu_count()}",
             f"CPUs, 1-minute load average {load[0]:.1f} before and {load[1]:.1f} after (the benchmark's own load",
             "shows in the second figure; a first figure above 1 means other work shared the machine).",
-            f"Reproduce with `.venv/bin/python bench/serving.py --seconds {args.seconds:g} --write-docs`.",
+            f"Reproduce with `.venv/bin/python -m bench.serving --seconds {args.seconds:g} --write-docs`.",
             "",
         ]
     )

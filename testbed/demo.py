@@ -99,7 +99,6 @@ def prepare_claims(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
 
 def write_model_files(models: pathlib.Path) -> None:
     """What the model claim holds (made anew): the fixture checkpoint and its dataset, with a relative data.yaml."""
-    sys.path.insert(0, str(ROOT))
     from tests.fixtures import shapes  # noqa: PLC0415 - the fixture's generator, shared with the tests
 
     shutil.rmtree(models, ignore_errors=True)

@@ -3,25 +3,8 @@ the table, it is byte for byte the committed file, and it names every variant of
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-from types import ModuleType
-
 import pytest
-
-
-def _load_script(path: pathlib.Path) -> ModuleType:
-    """A bench/ script as a module, without putting bench/ on sys.path."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-plots = _load_script(pathlib.Path(__file__).parents[2] / "bench" / "plots.py")
+from bench import plots
 
 
 def test_the_engine_plot_is_the_one_drawn_from_the_table() -> None:
