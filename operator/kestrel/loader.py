@@ -28,13 +28,17 @@ failure (signature, hash, size, chunk, wrong KEK, a different engine than asked 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pathlib
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TextIO
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -84,7 +88,14 @@ def load(
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="kestrel-load-", dir=scratch_root))
     try:
         fetched = scratch / "artifact"
-        fetch(fetched)
+        started = time.monotonic()
+        with _download_progress(fetched, sys.stderr):
+            fetch(fetched)
+        print(
+            f"kestrel load: fetched {_megabytes(_bytes_under(fetched))} in {time.monotonic() - started:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
         return artifact.unpack(
             fetched,
             target_dir,
@@ -95,6 +106,47 @@ def load(
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+PROGRESS_INTERVAL_S = 2.0
+
+
+def _bytes_under(folder: pathlib.Path) -> int:
+    """What the download has written so far (files appear and grow while it runs; a vanished one counts 0)."""
+    total = 0
+    with contextlib.suppress(OSError):  # a folder the download removes (its failure) ends the count
+        for path in folder.rglob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file():
+                    total += path.stat().st_size
+    return total
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+@contextlib.contextmanager
+def _download_progress(folder: pathlib.Path, stream: TextIO, interval: float = PROGRESS_INTERVAL_S) -> Iterator[None]:
+    """While the engine downloads into `folder`, a line every `interval` seconds that the count moved: a multi-GB
+    engine's init container says how far it got, whichever store or grant it reads from."""
+    stop = threading.Event()
+
+    def report() -> None:
+        last = 0
+        while not stop.wait(interval):
+            size = _bytes_under(folder)
+            if size != last:
+                print(f"kestrel load: fetching, {_megabytes(size)} so far", file=stream, flush=True)
+                last = size
+
+    watcher = threading.Thread(target=report, name="kestrel-load-progress", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
 
 
 def _fetcher(
