@@ -111,3 +111,16 @@ def test_one_key_is_no_rotation_and_the_store_is_not_read(tmp_path: pathlib.Path
     encrypted = ctx.condition(conditions.ENCRYPTED)
     assert encrypted is not None and encrypted.reason == "KeySecret"
     assert encrypted.message.endswith("builds get its public key only")
+
+
+def test_a_single_key_under_another_name_is_the_current_one_not_an_older_one(tmp_path: pathlib.Path) -> None:
+    """The loader takes the only key of a Secret as the current one whatever its name: no rotation, no store read,
+    and never a message telling to remove it."""
+    kube, obj = FakeKube(), store_support.body(encrypted=True)
+    store_support.signing_secret(kube, obj)
+    kube.put(_kek_secret({"current": NEW}))
+    ctx = store_support.ctx_of(kube, obj)
+    encryption.reconcile(ctx, store_support.settings(tmp_path / "absent"), storage.Access())
+    encrypted = ctx.condition(conditions.ENCRYPTED)
+    assert encrypted is not None and encrypted.reason == "KeySecret", encrypted
+    assert "may be removed" not in encrypted.message

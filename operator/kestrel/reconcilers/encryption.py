@@ -86,7 +86,8 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         "KeySecret",
         f"Data keys are wrapped by KEK {public.key_id} from Secret {kek}; builds get its public key only",
     )
-    older = key_rotation.older_key_names(secret.get("data") or {})
+    # The Secret's other keys, named as the loader orders them (a single key not named `kek` is the current one).
+    older = keyfiles.current_first(secret.get("data") or {}, f"Secret {kek}")[1:]
     if older:
         verdict = key_rotation.reconcile(ctx, settings, access, secret_name=kek, older=older, keks=keks)
         reason, message = verdict.reason, f"{message}; {verdict.message}"

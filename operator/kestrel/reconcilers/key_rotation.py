@@ -22,8 +22,8 @@ from kestrel.engine import rewrap
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import context, storage
-from kestrel.security import keyfiles, x25519
 from kestrel.security import manifest as manifests
+from kestrel.security import x25519
 
 # Encrypted's reasons during a rotation (True either way: every stored engine loads with the keys in the Secret).
 OLDER_KEYS_IN_USE = "OlderKeysInUse"
@@ -35,11 +35,6 @@ REWRAPPED = "EnginesRewrapped"  # the Event of a pass that re-wrapped at least o
 class Verdict:
     reason: str
     message: str
-
-
-def older_key_names(data: dict[str, str]) -> list[str]:
-    """The names of a KEK Secret's keys other than the current one, as the loader orders them."""
-    return sorted(name for name in data if name != keyfiles.CURRENT_KEK)
 
 
 def reconcile(

@@ -51,7 +51,7 @@ def read_kek_dir(folder: pathlib.Path) -> list[x25519.PrivateKek]:
         names = [entry.name for entry in folder.iterdir() if not entry.name.startswith(".")]
     except OSError as error:
         raise KeyFileError(f"cannot read the key folder {folder}: {error.strerror}") from None
-    return [read_kek(folder / name) for name in _current_first(names, str(folder))]
+    return [read_kek(folder / name) for name in current_first(names, str(folder))]
 
 
 def read_kek_secret(data: Mapping[str, bytes], where: str) -> list[x25519.PrivateKek]:
@@ -60,14 +60,15 @@ def read_kek_secret(data: Mapping[str, bytes], where: str) -> list[x25519.Privat
     What the operator checks before it reports a model's engines encrypted: the loader must be able to read them.
     """
     keks = []
-    for name in _current_first(data, where):
+    for name in current_first(data, where):
         if len(data[name]) > MAX_KEY_FILE:
             raise KeyFileError(f"{where} key {name} is too large to be a key")
         keks.append(parse_kek(data[name], f"{where} key {name}"))
     return keks
 
 
-def _current_first(keys: Iterable[str], where: str) -> list[str]:
+def current_first(keys: Iterable[str], where: str) -> list[str]:
+    """A KEK Secret's key names as the loader orders them: the current one (`kek`, or the only key) first."""
     names = sorted(keys)
     if not names:
         raise KeyFileError(f"{where} holds no key: put the 32-byte key-encryption key under the key {CURRENT_KEK!r}")
