@@ -66,10 +66,10 @@ def _encrypted(kube: Cluster, namespace: str) -> dict[str, Any]:
     return condition(get_mdep(kube, namespace, NAME), "Encrypted") or {}
 
 
-def _ready_model(kube: Cluster, bed: StoreBed, *, encrypted: bool) -> tuple[dict[str, Any], str]:
-    """The model, its engine published (under OLD_KEK when encrypted), and the operator started; returns the
-    model's spec and the stored engine's key once the model's keys and certificate exist. (An engine of no revision
-    would be collected by the operator's garbage collection, racing the rotation.)"""
+def _ready_model(kube: Cluster, bed: StoreBed, *, encrypted: bool) -> None:
+    """The model, its engine published (under OLD_KEK when encrypted), and the operator started; returns once the
+    model's keys and certificate exist. (An engine of no revision would be collected by the operator's garbage
+    collection, racing the rotation.)"""
     namespace = bed.namespace
     raw = mdep_spec(namespace)
     if encrypted:
@@ -89,7 +89,6 @@ def _ready_model(kube: Cluster, bed: StoreBed, *, encrypted: bool) -> tuple[dict
         lambda: (condition(get_mdep(kube, namespace, NAME), "CertificateReady") or {}).get("status") == "True",
         timeout=60,
     )
-    return raw, key
 
 
 def _stored_kek_ids(kube: Cluster, bed: StoreBed) -> set[str]:
