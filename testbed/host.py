@@ -25,6 +25,8 @@ PACKAGES = {
     # The image builds: dockerd's classic builder (Debian has no buildx), and debootstrap for the base image.
     "docker.io": "/usr/sbin/dockerd",
     "debootstrap": "/usr/sbin/debootstrap",
+    # docs/runbooks.md reads a certificate's end with `openssl x509`; its test runs the command as written.
+    "openssl": "/usr/bin/openssl",
 }
 
 
