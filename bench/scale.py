@@ -38,7 +38,7 @@ import tempfile
 import time
 import urllib.error
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from kubernetes import client, config
@@ -109,7 +109,7 @@ def add_nodes(core: client.CoreV1Api, count: int) -> list[str]:
         body = nodes.node(f"bench-gpu-{index}", gpu_product=PRODUCT, gpus=GPUS_PER_NODE)
         body["metadata"]["labels"][BENCH_LABEL] = "scale"
         try:
-            core.create_node(body)
+            core.create_node(body)  # type: ignore[arg-type]  # the client accepts a dict body as JSON
         except client.ApiException as error:
             if error.status != 409:
                 raise
@@ -119,7 +119,7 @@ def add_nodes(core: client.CoreV1Api, count: int) -> list[str]:
         ready = [
             n
             for n in core.list_node(label_selector=f"{BENCH_LABEL}=scale").items
-            if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+            if n.status is not None and any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
         ]
         if len(ready) >= count:
             return created
@@ -155,6 +155,7 @@ def prepublish(
             "signing.pub": manifest.public_key_to_pem(signer.public_key()),
         }
         owned = secret(names.signing_secret(name), pair)
+        assert owned.metadata is not None
         owned.metadata.owner_references = [
             client.V1OwnerReference(
                 api_version=crd.API_VERSION,
@@ -221,7 +222,9 @@ def wait_metrics(running: operator_process.OperatorProcess, timeout: float = 60)
 
 def progress(custom: client.CustomObjectsApi, namespace: str) -> tuple[int, int]:
     """(models whose first pass wrote a status, models Ready)."""
-    listed = custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)
+    listed: dict[str, Any] = cast(
+        dict[str, Any], custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)
+    )
     statuses = [item.get("status") or {} for item in listed["items"]]
     ready = sum(
         1
@@ -255,7 +258,10 @@ def run_one(
         models = {}
         for index in range(n):
             body["metadata"] = {"name": f"m-{index:04d}"}
-            made = custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body)
+            made: dict[str, Any] = cast(
+                dict[str, Any],
+                custom.create_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body),
+            )
             models[made["metadata"]["name"]] = made["metadata"]["uid"]
         create_s = time.monotonic() - started
         publish_s = prepublish(core, connection, store_uri, namespace, models, work)
@@ -281,7 +287,7 @@ def run_one(
         assert running.process is not None
         idle_rss_mb = current_rss_mb(running.process.pid)
         deadline = started + args.timeout
-        ready, marks = 0, {}
+        ready, marks = 0, dict[str, float]()
         while ready < n:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {ready}/{n} Ready after {args.timeout}s\n" + running.log()[-3000:])
@@ -361,10 +367,10 @@ def control_plane_floor(api: client.ApiClient, n: int, timeout: float = 600) -> 
             template = {"metadata": {"labels": {"app": name}}, "spec": pod}
             spec = {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": template}
             body = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec}
-            apps.create_namespaced_deployment(namespace, body)
+            apps.create_namespaced_deployment(namespace, body)  # type: ignore[arg-type]  # a dict body, as JSON
         while time.monotonic() - started < timeout:
             items = apps.list_namespaced_deployment(namespace).items
-            if sum(1 for d in items if (d.status.available_replicas or 0) >= 1) >= n:
+            if sum(1 for d in items if d.status is not None and (d.status.available_replicas or 0) >= 1) >= n:
                 return time.monotonic() - started
             time.sleep(0.5)
         raise RuntimeError(f"the control plane did not make {n} plain Deployments available within {timeout:.0f}s")
@@ -375,7 +381,10 @@ def control_plane_floor(api: client.ApiClient, n: int, timeout: float = 600) -> 
 def release(custom: client.CustomObjectsApi, namespace: str) -> None:
     """Drop the finalizers of models the operator did not get to, so that the namespace (and its Services'
     cluster IPs, which the whole test bed shares) really goes away."""
-    for item in custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)["items"]:
+    listed: dict[str, Any] = cast(
+        dict[str, Any], custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)
+    )
+    for item in listed["items"]:
         name = item["metadata"]["name"]
         patch = {"metadata": {"finalizers": None}}
         custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name, patch)
@@ -406,7 +415,10 @@ def cleanup(custom: client.CustomObjectsApi, namespace: str, timeout: float = 30
             print(f"note: deleting {namespace}'s models timed out on the API server; asking again", flush=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)["items"]:
+        listed: dict[str, Any] = cast(
+            dict[str, Any], custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)
+        )
+        if not listed["items"]:
             return
         time.sleep(1)
     print(f"warning: {namespace}'s ModelDeployments were not all gone within {timeout:.0f}s", flush=True)

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -158,7 +158,12 @@ def match(detections: list[infer.Detection], truths: list[Truth]) -> list[int | 
     return matched
 
 
-def annotate(image: np.ndarray, detections: list[infer.Detection], truths: list[Truth], target: pathlib.Path) -> None:
+def annotate(
+    image: np.ndarray[Any, np.dtype[np.uint8]],
+    detections: list[infer.Detection],
+    truths: list[Truth],
+    target: pathlib.Path,
+) -> None:
     import cv2  # noqa: PLC0415
 
     canvas = np.ascontiguousarray(image[:, :, ::-1])  # RGB -> BGR for OpenCV
@@ -212,10 +217,8 @@ class Demo:
             raise DemoError(done.stderr.strip())
 
     def mdep(self) -> dict[str, Any]:
-        body: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            crd.GROUP, crd.VERSION, NAMESPACE, crd.PLURAL, self.name
-        )
-        return body
+        body = self.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, NAMESPACE, crd.PLURAL, self.name)
+        return cast(dict[str, Any], body)
 
     # Stages.
 

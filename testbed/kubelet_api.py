@@ -32,8 +32,7 @@ class Api:
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: str) -> Api:
-        # The client ships py.typed but leaves this loader unannotated.
-        return cls(config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
+        return cls(config.new_client_from_config(config_file=kubeconfig))
 
     def _call(
         self,

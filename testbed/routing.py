@@ -44,13 +44,19 @@ class ServiceRouter:
         for endpoint_slice in slices.items:
             for endpoint in endpoint_slice.endpoints or []:
                 ready = endpoint.conditions is not None and endpoint.conditions.ready
-                if ready and endpoint.target_ref is not None and endpoint.target_ref.kind == "Pod":
+                if (
+                    ready
+                    and endpoint.target_ref is not None
+                    and endpoint.target_ref.kind == "Pod"
+                    and endpoint.target_ref.name
+                ):
                     found.append(endpoint.target_ref.name)
         return sorted(found)
 
     def _client(self, pod_name: str) -> infer.Client:
         pod = self.core.read_namespaced_pod(pod_name, self.namespace)
-        ports = json.loads((pod.metadata.annotations or {})[kubelet_pods.PORTS_ANNOTATION])
+        annotations = (pod.metadata.annotations if pod.metadata is not None else None) or {}
+        ports = json.loads(annotations[kubelet_pods.PORTS_ANNOTATION])
         address = f"127.0.0.1:{ports[str(transport.GRPC_PORT)]}"
         key = (pod_name, address)
         with self._lock:
