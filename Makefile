@@ -34,16 +34,16 @@ testbed-down: setup
 	$(PY) -m testbed.cluster down
 
 lint: setup
-	$(VENV)/bin/ruff check operator tests testbed bench
-	$(VENV)/bin/ruff format --check operator tests testbed bench
-	$(VENV)/bin/mypy operator/kestrel testbed bench
+	$(VENV)/bin/ruff check operator tests testbed bench synthetic
+	$(VENV)/bin/ruff format --check operator tests testbed bench synthetic
+	$(VENV)/bin/mypy operator/kestrel testbed bench synthetic
 	$(VENV)/bin/lint-imports
 	$(PY) -m testbed.build actionlint
 	$(ACTIONLINT) -no-color .github/workflows/*.yaml
 
 format: setup
-	$(VENV)/bin/ruff check --fix operator tests testbed bench
-	$(VENV)/bin/ruff format operator tests testbed bench
+	$(VENV)/bin/ruff check --fix operator tests testbed bench synthetic
+	$(VENV)/bin/ruff format operator tests testbed bench synthetic
 
 # Regenerates crds/ (and the chart's copy) from the API models; unit tests fail when they drift.
 crd: setup

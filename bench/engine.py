@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from synthetic import detector, shapes
 
 from bench import engine_docs, plots
 from kestrel.engine import (
@@ -58,7 +59,6 @@ from kestrel.engine import (
     runners,
 )
 from kestrel.serving.backends import preprocess
-from tests.fixtures import detector, shapes
 
 BASELINE = "PyTorch FP32"
 REFERENCE = "PyTorch FP32, 1 thread (reference)"
@@ -149,7 +149,7 @@ def _cache_key(amount: float, recipe: finetune.Recipe, record: dict[str, object]
 def pruned_checkpoint(work: Path, fixture: detector.ShapesDetector, amount: float, epochs: int, threads: int) -> Pruned:
     """Prune and fine-tune the fixture detector as `kestrel build` does, or take the cached result of doing so.
 
-    The training data is the fixture's own recipe (tests/fixtures/models/shapes-yolov8n.json): the same generator,
+    The training data is the fixture's own recipe (synthetic/models/shapes-yolov8n.json): the same generator,
     seed and training split the detector was trained on, at the size it was trained at.
     """
     recipe = finetune.Recipe(epochs=epochs, threads=threads)

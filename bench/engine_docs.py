@@ -248,7 +248,7 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
     lines = [
         "## Engine",
         "",
-        "CPU inference of the committed test detector (`tests/fixtures/models/shapes-yolov8n.pt`, YOLOv8n trained "
+        "CPU inference of the committed test detector (`synthetic/models/shapes-yolov8n.pt`, YOLOv8n trained "
         "at imgsz 320 on the synthetic shapes set, 4 classes) in each runtime the engine builder produces: PyTorch "
         "FP32 (eager, BN fused, `inference_mode`, the source and the baseline), ONNX Runtime FP32, ONNX Runtime INT8 "
         "(static QDQ, per-channel, every operator but the detect head's decode, calibrated on the first 64 images of "

@@ -52,7 +52,7 @@ from kestrel.security import manifest
 from kestrel.storage import layout
 from testbed import cluster, minio, nodes
 from testbed import operator as operator_process
-from tests.cluster.storage_fixtures import model_repository
+from testbed.engines import model_repository
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

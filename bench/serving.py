@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import text_format
+from synthetic import detector
 from tritonclient.grpc import model_config_pb2
 
 from bench import doc_sections
@@ -47,7 +48,6 @@ from kestrel.engine import pipeline
 from kestrel.security import certificates
 from kestrel.serving.backends import fused, postprocess, preprocess, runtime
 from testbed import triton
-from tests.fixtures import detector
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

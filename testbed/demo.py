@@ -99,7 +99,7 @@ def prepare_claims(work: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
 
 def write_model_files(models: pathlib.Path) -> None:
     """What the model claim holds (made anew): the fixture checkpoint and its dataset, with a relative data.yaml."""
-    from tests.fixtures import shapes  # noqa: PLC0415 - the fixture's generator, shared with the tests
+    from synthetic import shapes  # noqa: PLC0415 - the fixture's generator, shared with the tests
 
     shutil.rmtree(models, ignore_errors=True)
     models.mkdir(parents=True)

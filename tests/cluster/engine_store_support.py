@@ -23,7 +23,7 @@ from kestrel.manifests import names
 from kestrel.security import manifest, x25519
 from kestrel.storage import layout, s3
 from testbed import minio
-from tests.cluster.storage_fixtures import model_repository
+from testbed.engines import model_repository
 from tests.cluster_fixtures import OPERATOR_NAMESPACE, Cluster, Operator
 
 

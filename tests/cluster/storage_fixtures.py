@@ -7,7 +7,6 @@ server starts once per session, on loopback, and is stopped with its data at the
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import secrets
 import uuid
@@ -20,9 +19,8 @@ from kestrel.security import artifact, kms
 from kestrel.security import manifest as manifests
 from kestrel.storage import layout, s3
 from testbed import minio
+from testbed.engines import model_repository
 
-# A byte string that occurs in the plaintext model repository and nowhere else: the scan for leaked plaintext.
-PLAINTEXT_MARKER = b"KESTREL-PLAINTEXT-MARKER-7f3a9c2e-weights-must-never-reach-the-store"
 REF = layout.EngineRef("vision", "cams", "0f" * 32)
 
 
@@ -63,18 +61,6 @@ class Keys:
             path.write_bytes(data)
             path.chmod(0o600)
         return {name: path for name, (_, path) in files.items()}
-
-
-def model_repository(root: pathlib.Path, *, weights_size: int = 3 << 20) -> pathlib.Path:
-    """A Triton model repository whose weights hold the marker at their start, in the middle and at the end."""
-    (root / "yolo" / "1").mkdir(parents=True)
-    (root / "yolo" / "config.pbtxt").write_bytes(b'name: "yolo"\nbackend: "onnxruntime"\n# ' + PLAINTEXT_MARKER)
-    filler = os.urandom(max(0, weights_size - 3 * len(PLAINTEXT_MARKER)) // 2)
-    (root / "yolo" / "1" / "model.onnx").write_bytes(
-        PLAINTEXT_MARKER + filler + PLAINTEXT_MARKER + filler + PLAINTEXT_MARKER
-    )
-    (root / "yolo" / "1" / "labels.txt").write_bytes(b"circle\nsquare\ntriangle\n")
-    return root
 
 
 def packed_engine(

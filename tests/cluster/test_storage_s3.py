@@ -12,8 +12,8 @@ import pytest
 from kestrel import storage
 from kestrel.storage import errors, layout, s3, store
 from testbed import minio
+from testbed.engines import PLAINTEXT_MARKER
 from tests.cluster.storage_fixtures import (
-    PLAINTEXT_MARKER,
     REF,
     Keys,
     keys,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from synthetic import detector
 
 from tests.engine import builds
-from tests.fixtures import detector
 
 pytestmark = pytest.mark.slow
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from synthetic import detector, shapes
 
 from kestrel.engine import fetch
 from tests.engine import builds
-from tests.fixtures import detector, shapes
 
 pytestmark = pytest.mark.slow
 

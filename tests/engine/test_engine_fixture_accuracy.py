@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic import detector
 
 from kestrel.engine import offline
-from tests.fixtures import detector
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic import detector
 
 from kestrel.engine import pipeline, progress
 from kestrel.serving.backends import preprocess
 from tests.engine import builds
-from tests.fixtures import detector
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic import detector
 
 from kestrel.engine import errors, pipeline
 from tests.engine import builds
-from tests.fixtures import detector
 
 pytestmark = pytest.mark.slow
 

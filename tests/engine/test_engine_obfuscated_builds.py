@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from synthetic import detector
 
 from kestrel.engine import pipeline
 from tests.engine import builds
-from tests.fixtures import detector
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from synthetic import detector, shapes
 
 from kestrel.engine import accuracy, command, datasets, export, finetune, pipeline, prune, runners
 from kestrel.serving.backends import preprocess
 from tests.engine import builds
-from tests.fixtures import detector, shapes
 
 pytestmark = pytest.mark.slow
 

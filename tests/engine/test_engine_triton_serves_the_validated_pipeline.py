@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from synthetic import detector
 
 from kestrel.engine import datasets, pipeline, runners
 from kestrel.serving.backends import postprocess, preprocess
 from testbed.ports import free_port
 from tests.engine import builds
-from tests.fixtures import detector
 
 pytestmark = pytest.mark.slow
 

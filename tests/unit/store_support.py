@@ -22,7 +22,7 @@ from kestrel.security import artifact, manifest, x25519
 from kestrel.storage import errors as storage_errors
 from kestrel.storage import grants as store_grants
 from kestrel.storage import layout
-from tests.cluster.storage_fixtures import model_repository
+from testbed.engines import model_repository
 from tests.unit.spec_support import UNMEASURED
 from tests.unit.tls_fake_kube import UID, FakeKube
 

@@ -24,7 +24,8 @@ from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, encryption, storage
 from kestrel.security import artifact, errors, keyfiles, kms, x25519
 from kestrel.storage import layout, pvc
-from tests.cluster.storage_fixtures import PLAINTEXT_MARKER, model_repository, tree
+from testbed.engines import PLAINTEXT_MARKER, model_repository
+from tests.cluster.storage_fixtures import tree
 from tests.unit.tls_fake_kube import FakeKube, body
 
 NOW = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)

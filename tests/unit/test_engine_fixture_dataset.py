@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.fixtures import shapes
+from synthetic import shapes
 
 
 def _digests(root: Path) -> dict[str, str]:

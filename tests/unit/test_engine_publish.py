@@ -16,7 +16,8 @@ from kestrel.engine import publish
 from kestrel.security import artifact, keyfiles, x25519
 from kestrel.security import errors as security_errors
 from kestrel.storage import layout, pvc
-from tests.cluster.storage_fixtures import PLAINTEXT_MARKER, REF, Keys, model_repository, tree
+from testbed.engines import PLAINTEXT_MARKER, model_repository
+from tests.cluster.storage_fixtures import REF, Keys, tree
 
 STORE_URI = "pvc://engines/kestrel"
 ENGINE_URI = f"{STORE_URI}/{REF.path}"

@@ -13,7 +13,8 @@ from kestrel.security import artifact, x25519
 from kestrel.security import errors as security_errors
 from kestrel.security import manifest as manifests
 from kestrel.storage import layout, pvc
-from tests.cluster.storage_fixtures import REF, Keys, model_repository, packed_engine, tree
+from testbed.engines import model_repository
+from tests.cluster.storage_fixtures import REF, Keys, packed_engine, tree
 
 STORE_URI = "pvc://engines/kestrel"
 WEIGHTS = 64 << 10
