@@ -63,7 +63,7 @@ def reconcile(
         ctx.status.serving = status.ServingChecksStatus(
             smoke=_keep(found.smoke, status.SmokeStatus(revision=revision, message=OFF)), metrics=None
         )
-        ctx.set(conditions.VERIFIED, "Unknown", conditions.NOT_CHECKED, f"The live check {OFF}")
+        ctx.set(conditions.VERIFIED, "Unknown", conditions.NOT_CHECKED, f"The live check was {OFF}")
         return
     ctx.status.serving = status.ServingChecksStatus(
         smoke=_smoke(ctx, settings, revision, found.smoke, check=check, recorded=recorded),

@@ -61,7 +61,7 @@ def ready(found: list[conditions.Condition]) -> tuple[conditions.ConditionStatus
         return "False", degraded.reason, degraded.message
     message = "The latest revision is validated and serving"
     if verified is not None and verified.reason == conditions.NOT_CHECKED:
-        message += f"; its live check was not run: {verified.message}"
+        message += f"; {LIVE_CHECK}: {verified.message}"
     return "True", "Serving", message
 
 
