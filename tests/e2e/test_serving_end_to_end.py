@@ -3,7 +3,8 @@ the process kubelet running the real build Job and the real Triton pod, and `kes
 
 One ModelDeployment (the quickstart example) lives through the module, revision by revision:
 1. the first engine serves boxes over TLS with the API key, and nothing without it;
-   the operator's own smoke inference passed before it reported Available, and Triton's metrics reach status;
+   the operator's live check sent the build's probe images through the Service and got the recorded detections back
+   (Verified=True, ParityPassed), and Triton's metrics reach status;
 2. a second revision (dynamic batching off) rolls out while a client loop runs through the Service: no request fails;
 3. a third revision whose engine Triton cannot load (the native ONNX backend, absent from this Triton) is rolled back,
    and the second keeps answering all along.
@@ -136,8 +137,11 @@ def served(
         "KESTREL_ENGINE_STORE": f"pvc://{demo.STORE_CLAIM}/engines",
         "KESTREL_RESYNC_SECONDS": "1",
         "KESTREL_WATCH_NAMESPACES": namespace,  # other suites run operators of their own
+        # The operator reads the store's claim where it lies, as a pod mounting it would: the live check reads the
+        # build's probes from it.
+        "KESTREL_PVC_ROOT": str(work / "claims"),
     }
-    # kube-proxy's part: the operator's smoke inference and metrics scrape reach the Service and pods through it.
+    # kube-proxy's part: the operator's live check and metrics scrape reach the Service and pods through it.
     network = service_proxy.ServiceProxy(with_crd.api, work / "address-map.json", [namespace])
     running = operator_process.OperatorProcess(operator_kubeconfig, work / "logs", env, network).start()
     model = Served(with_crd, namespace, work, running)
@@ -196,12 +200,17 @@ def test_quickstart_serves_boxes_over_tls_with_the_api_key_and_nothing_without(s
     assert total > 0 and matched / total >= 0.8, f"{matched}/{total} ground-truth boxes matched"
 
 
-def test_the_operator_smoke_tested_the_revision_and_reports_tritons_metrics(served: Served) -> None:
+def test_the_operator_verified_the_revision_with_the_builds_probes_and_reports_tritons_metrics(
+    served: Served,
+) -> None:
     status = served.get()["status"]
     smoke = status["serving"]["smoke"]
     assert smoke["revision"] == status["revision"]["current"] and smoke["passed"] is True, smoke
     assert 0 < smoke["latencyMs"] < 10_000 and smoke["checkedAt"], smoke
     assert "one 64x64 image answered" in smoke["message"]
+    assert (smoke["parity"], smoke["probes"]) == (True, 4), smoke
+    verified = next(c for c in status["conditions"] if c["type"] == "Verified")
+    assert (verified["status"], verified["reason"]) == ("True", "ParityPassed"), verified
 
     def requests() -> int:
         found: int = ((served.get()["status"].get("serving") or {}).get("metrics") or {}).get("requests") or 0
@@ -263,7 +272,7 @@ def test_a_new_revision_rolls_out_under_load_without_a_failed_request(served: Se
         key = served.patch_spec({"serving": {"triton": {"dynamicBatching": {"enabled": False}}}})
         served.wait("the unbatched revision to serve", lambda: served.serving(key))
         smoke = served.get()["status"]["serving"]["smoke"]
-        assert (smoke["revision"], smoke["passed"]) == (key, True), "Available for a new revision waits for its smoke"
+        assert (smoke["revision"], smoke["passed"]) == (key, True), "Serving a new revision waits for its live check"
         time.sleep(3)  # requests keep flowing to the new pod after the old one is gone
     finally:
         loop.stop()

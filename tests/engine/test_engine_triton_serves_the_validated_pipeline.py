@@ -29,7 +29,7 @@ TRITON_ROOT = Path(pytriton.__file__).parent / "tritonserver"
 
 
 @contextlib.contextmanager
-def triton(repository: Path, backends: Path) -> Iterator[int]:
+def triton(repository: Path, backends: Path, grpc_port: int | None = None) -> Iterator[int]:
     # The Python backend needs the stub built for this interpreter beside it, as pytriton arranges it.
     shutil.copytree(TRITON_ROOT / "backends" / "python", backends / "python")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -43,7 +43,7 @@ def triton(repository: Path, backends: Path) -> Iterator[int]:
         f"--model-repository={repository}",
         f"--backend-directory={backends}",
         f"--http-port={http_port}",
-        f"--grpc-port={free_port()}",
+        f"--grpc-port={grpc_port or free_port()}",
         "--allow-metrics=false",
         "--strict-model-config=true",
     ]

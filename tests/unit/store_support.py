@@ -91,6 +91,7 @@ def publish_engine(
     passed: bool = True,
     name: str = NAME,
     gate: result.Gate | None = None,
+    extra: dict[str, bytes] | None = None,
 ) -> result.BuildResult:
     """Publish a small engine under `key` exactly as `kestrel build` does (signed manifest carrying the result)."""
     folder = tmp / f"publish-{key[:8]}-{name}"
@@ -104,6 +105,8 @@ def publish_engine(
     uri = f"{STORE}/{NAMESPACE}/{name}/{key}"
     destination = publish.Destination(uri, key, signing, kek_public_key=kek_public, pvc_root=mount)
     repository = model_repository(folder / "repository", weights_size=64 << 10)
+    for relative, content in (extra or {}).items():  # files a build writes beside the models (its probes)
+        (repository / relative).write_bytes(content)
     return publish.publish(repository, build_result(key, passed=passed, gate=gate), destination, folder / "scratch")
 
 

@@ -26,7 +26,7 @@ import pytest
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, transport
 from kestrel.reconcilers import canary_metrics, checks, context
-from kestrel.serving import metrics, pod_http, smoke
+from kestrel.serving import metrics, pod_http, probes, smoke
 from tests.unit.tls_fake_kube import FakeKube, body
 
 T0 = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
@@ -110,7 +110,7 @@ def _pod(name: str, selector: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _never(target: smoke.Target, timeout: float) -> smoke.Outcome:
+def _never(target: smoke.Target, timeout: float, recorded: probes.Probes | None) -> smoke.Outcome:
     raise AssertionError("no rollout is complete: the smoke inference must not run")
 
 

@@ -51,6 +51,23 @@ def conds(**states: str) -> list[conditions.Condition]:
             "Ready",
             "False",
         ),
+        # The live check: a failure holds Ready while the revision keeps serving; pending or not run does not.
+        (
+            {"Built": "True", "Validated": "True", "Available": "True", "Verified": "False:ParityFailed"},
+            "Degraded",
+            "False",
+        ),
+        (
+            {"Built": "True", "Validated": "True", "Available": "True", "Verified": "Unknown:AwaitingRollout"},
+            "Ready",
+            "True",
+        ),
+        (
+            {"Built": "True", "Validated": "True", "Available": "True", "Verified": "Unknown:NotChecked"},
+            "Ready",
+            "True",
+        ),
+        ({"Built": "True", "Validated": "True", "Available": "True", "Verified": "True:ParityPassed"}, "Ready", "True"),
     ],
 )
 def test_phase_and_ready(states: dict[str, str], phase: str, ready: str) -> None:
@@ -63,3 +80,14 @@ def test_not_ready_reason_is_the_failing_conditions_reason() -> None:
     state, reason, message = summary.ready(conds(Built="True", Validated="False:AccuracyDrop"))
     assert (state, reason) == ("False", "AccuracyDrop")
     assert message.startswith("Validated")
+
+
+def test_a_failed_live_check_is_readys_reason_and_a_check_not_run_is_said() -> None:
+    state, reason, message = summary.ready(
+        conds(Built="True", Validated="True", Available="True", Verified="False:ParityFailed")
+    )
+    assert (state, reason, message) == ("False", "ParityFailed", "Verified: m")
+    state, reason, message = summary.ready(
+        conds(Built="True", Validated="True", Available="True", Verified="Unknown:NotChecked")
+    )
+    assert (state, reason) == ("True", "Serving") and message.endswith("; Verified: m")

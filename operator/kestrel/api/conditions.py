@@ -23,10 +23,22 @@ DEGRADED = "Degraded"
 CERTIFICATE_READY = "CertificateReady"
 ACCESS_CONFIGURED = "AccessConfigured"
 ENCRYPTED = "Encrypted"
+VERIFIED = "Verified"
 READY = "Ready"
 
 # Every condition a ModelDeployment reports, in display order; set on the first visit, even as Unknown.
-TYPES = (BUILT, VALIDATED, AVAILABLE, PROGRESSING, DEGRADED, CERTIFICATE_READY, ACCESS_CONFIGURED, ENCRYPTED, READY)
+TYPES = (
+    BUILT,
+    VALIDATED,
+    AVAILABLE,
+    PROGRESSING,
+    DEGRADED,
+    CERTIFICATE_READY,
+    ACCESS_CONFIGURED,
+    ENCRYPTED,
+    VERIFIED,
+    READY,
+)
 
 # Reasons the gate can give for Validated=False.
 ACCURACY_DROP = "AccuracyDrop"
@@ -35,6 +47,14 @@ LATENCY_BUDGET_EXCEEDED = "LatencyBudgetExceeded"
 PREPROCESSING_MISMATCH = "PreprocessingMismatch"
 # Validated=False when accuracy went unmeasured without spec.validation.skip; Validated=True when the spec skips it.
 NOT_MEASURED = "NotMeasured"
+
+# Verified: the live model answered the build's probe images as the build did (reconcilers/checks.py).
+PARITY_PASSED = "ParityPassed"  # True: every probe image answered with the recorded detections
+PARITY_FAILED = "ParityFailed"  # False: a probe image answered otherwise; the message names it
+SMOKE_PASSED = "SmokePassed"  # True: no probes to compare (the message says why), the grey image answered well
+SMOKE_FAILED = "SmokeFailed"  # False: the server, the model or the grey image's answer failed
+AWAITING_ROLLOUT = "AwaitingRollout"  # Unknown: the current revision's rollout is not complete yet
+NOT_CHECKED = "NotChecked"  # Unknown: the operator cannot or may not be a client of the model (the message says why)
 
 # A condition whose feature the spec turns off; it neither blocks nor counts toward Ready.
 DISABLED = "Disabled"

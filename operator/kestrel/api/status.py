@@ -101,11 +101,21 @@ class CanaryStatus(ApiModel):
 
 
 class SmokeStatus(ApiModel):
-    """The operator's own inference through the Service after a rollout; Available waits for it to pass."""
+    """The operator's own live check of a revision through the Service, once its rollout is complete: a grey image
+    answered well, then the build's probe images answered with the detections the build recorded (condition
+    Verified)."""
 
     revision: str | None = pydantic.Field(default=None, description="Engine key the check ran against.")
     passed: bool | None = pydantic.Field(default=None, description="Whether it passed; null when it was not run.")
-    latency_ms: float | None = pydantic.Field(default=None, ge=0, description="The request's round trip, ms.")
+    parity: bool | None = pydantic.Field(
+        default=None,
+        description="Whether the probe images were answered as the build recorded; null when none were compared "
+        "(the message says why).",
+    )
+    probes: int | None = pydantic.Field(
+        default=None, ge=0, description="Probe images answered as recorded (of those the build recorded)."
+    )
+    latency_ms: float | None = pydantic.Field(default=None, ge=0, description="The grey image's round trip, ms.")
     checked_at: datetime.datetime | None = pydantic.Field(default=None, description="When it ran.")
     message: str = pydantic.Field(default="", description="What was checked, or why it failed or was not run.")
 
@@ -133,7 +143,9 @@ class ServingMetricsStatus(ApiModel):
 class ServingChecksStatus(ApiModel):
     """What the operator observed as a client of the served model."""
 
-    smoke: SmokeStatus | None = pydantic.Field(default=None, description="The smoke inference of the revision.")
+    smoke: SmokeStatus | None = pydantic.Field(
+        default=None, description="The live check of the revision: smoke inference and probe parity."
+    )
     metrics: ServingMetricsStatus | None = pydantic.Field(default=None, description="Triton's metrics, summed.")
 
 
@@ -167,6 +179,8 @@ class ModelDeploymentStatus(ApiModel):
     revision: RevisionStatus | None = pydantic.Field(default=None, description="Serving revisions.")
     canary: CanaryStatus | None = pydantic.Field(default=None, description="The canary of a new revision.")
     endpoints: EndpointsStatus | None = pydantic.Field(default=None, description="Client endpoints.")
-    serving: ServingChecksStatus | None = pydantic.Field(default=None, description="Smoke inference and metrics.")
+    serving: ServingChecksStatus | None = pydantic.Field(
+        default=None, description="The live check (smoke inference, probe parity) and metrics."
+    )
     replicas: int | None = pydantic.Field(default=None, ge=0, description="Desired Triton replicas.")
     ready_replicas: int | None = pydantic.Field(default=None, ge=0, description="Ready Triton replicas.")

@@ -112,7 +112,10 @@ def _parts(spec: Mapping[str, Any], found: Mapping[str, Any]) -> Iterator[tuple[
     if smoke.get("passed") is not None:
         latency = f" in {smoke['latencyMs']:.1f} ms" if smoke.get("latencyMs") is not None else ""
         verdict = "passed" if smoke["passed"] else f"failed: {smoke.get('message', '')}"
-        yield "Smoke", f"engine {_short(smoke.get('revision'))} {verdict}{latency}"
+        if smoke["passed"]:
+            parity = smoke.get("parity")
+            verdict += f", {smoke.get('probes')} probe images as built" if parity else ", parity not checked"
+        yield "Live check", f"engine {_short(smoke.get('revision'))} {verdict}{latency}"
 
 
 def _engine(engine: Mapping[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """`kestrel build`: spec in; verified source, gated engine, Triton repository, result.json and manifest.json out.
 
 out/work/            scratch: the fetched checkpoint, every candidate's export
-out/repository/      the Triton model repository of the winning engine (only when the gate passed)
+out/repository/      the Triton model repository of the winning engine (only when the gate passed), with the
+                     build's probes beside its models (kestrel-probes.json, serving/probes.py)
 out/result.json      the termination message (<= 4 KiB)
 out/manifest.json    every repository file with size and sha256, spec hash, engine key, versions, all numbers
 """
@@ -33,12 +34,13 @@ from kestrel.engine import (
     gate,
     offline,
     plan,
+    probe_recording,
     progress,
     prune,
     report,
     runners,
 )
-from kestrel.serving import config, repository
+from kestrel.serving import config, probes, repository
 from kestrel.serving.backends import postprocess, preprocess
 
 _MAX_MESSAGE = 1024  # api.result.Gate.message
@@ -148,6 +150,7 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
             stride=stride,
             settings=settings,
             model_name=options.model_name,
+            dataset=dataset,
         )
     result = _result(spec, winner)
     manifest = {
@@ -293,6 +296,7 @@ def _write_repository(
     stride: int,
     settings: candidate.Settings,
     model_name: str,
+    dataset: datasets.Dataset | None,
 ) -> Path:
     assert winner.exported is not None
     triton = spec.serving.triton
@@ -336,6 +340,16 @@ def _write_repository(
     repo_dir = out / "repository"
     shutil.rmtree(repo_dir, ignore_errors=True)
     repository.write(layout, repo_dir)
+    # The probes are answered by the engine being published, through the repository's own pre- and postprocessing.
+    run = runners.for_engine(
+        winner.candidate.format,
+        winner.exported.path,
+        settings.threads,
+        spec.engine.batch.max,
+        winner.candidate.precision,
+    )
+    recorded = probe_recording.record(dataset, run, settings.serving_preprocessing, SERVING_POSTPROCESSING)
+    (repo_dir / probes.FILE).write_bytes(probes.encode(recorded, SERVING_POSTPROCESSING))
     return repo_dir
 
 

@@ -1,12 +1,15 @@
-"""Checks: the operator as a client of the served model; gates Available on a smoke inference, reports metrics.
+"""Checks: the operator as a client of the served model; owns Verified, and reports Triton's metrics.
 
-Runs after the serving reconciler. Once a revision's rollout is complete (Available=True, Progressing not True),
-one inference through the model's Service (serving/smoke.py) must pass before Available stays True; it runs once
-per revision, and a failure sets Available=False (SmokeTestFailed) with a Warning Event and is retried on the next
-pass. Every pass also reads Triton's /metrics from each ready pod (serving/pod_http.py: no redirects, capped size
-and time) and writes the sums to status.serving.metrics, only when the numbers changed: an idle model costs no
-status write, a busy one one write per resync interval.
-With `serving_checks` off (KESTREL_SERVING_CHECKS=false, for simulated nodes) neither runs and status says so.
+Runs after the serving reconciler. Once a revision's rollout is complete (Available=True, Progressing not True), the
+live check (serving/smoke.py) sends through the model's Service, as any client does, one grey image and then the
+probe images the build recorded (serving/probes.py, read by probe_cache.py), and compares the answers with the
+build's own detections. Verified says what it found: ParityPassed, ParityFailed (naming the image), SmokePassed
+(no probes to compare, and why), SmokeFailed, AwaitingRollout, NotChecked; the summary counts it for Ready. A check
+that passed is not run again for that revision; a failed one (with a Warning Event) is retried every pass.
+Every pass also reads Triton's /metrics from each ready pod (serving/pod_http.py: no redirects, capped size and
+time) and writes the sums to status.serving.metrics, only when the numbers changed: an idle model costs no status
+write, a busy one one write per resync interval.
+With `serving_checks` off (KESTREL_SERVING_CHECKS=false, for simulated nodes) neither runs and Verified says so.
 """
 
 from __future__ import annotations
@@ -19,24 +22,25 @@ from typing import Any
 from kestrel.api import conditions, status
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, secrets, service, transport
-from kestrel.reconcilers import context
+from kestrel.reconcilers import context, probe_cache
 from kestrel.security import certificates
 from kestrel.security import errors as security_errors
-from kestrel.serving import addresses, metrics, pod_http, smoke
+from kestrel.serving import addresses, metrics, pod_http, probes, smoke
 
 log = logging.getLogger("kestrel")
 
-SMOKE_FAILED = "SmokeTestFailed"
-SMOKE_PASSED = "SmokeTestPassed"
 SMOKE_TIMEOUT_SECONDS = 10.0
+PROBE_TIMEOUT_SECONDS = 5.0  # added per probe image to the check's one deadline
 SCRAPE_TIMEOUT_SECONDS = 2.0
 OFF = "not run: the operator's serving checks are off (KESTREL_SERVING_CHECKS=false, chart value servingChecks)"
-# A client certificate the operator issues itself for one smoke inference under mutual TLS.
+# A client certificate the operator issues itself for one live check under mutual TLS.
 CLIENT_NAME = "kestrel-operator"
 CLIENT_VALIDITY = datetime.timedelta(minutes=10)
 
-Check = Callable[[smoke.Target, float], smoke.Outcome]
+Check = Callable[[smoke.Target, float, probes.Probes | None], smoke.Outcome]
 Fetch = Callable[[str], str]
+# The probes of a revision, or why there are none (probe_cache.load).
+Recorded = Callable[[context.Context, manifest_context.Settings, str], probes.Probes | str]
 
 
 def fetch(url: str) -> str:
@@ -44,20 +48,26 @@ def fetch(url: str) -> str:
 
 
 def reconcile(
-    ctx: context.Context, settings: manifest_context.Settings, check: Check = smoke.check, get: Fetch = fetch
+    ctx: context.Context,
+    settings: manifest_context.Settings,
+    check: Check = smoke.check,
+    get: Fetch = fetch,
+    recorded: Recorded = probe_cache.load,
 ) -> None:
     revision = ctx.status.revision.current if ctx.status.revision else None
     if revision is None:
+        ctx.set(conditions.VERIFIED, "Unknown", conditions.AWAITING_ROLLOUT, "No revision is serving yet")
         return
     found = ctx.status.serving or status.ServingChecksStatus()
     if not settings.serving_checks:
         ctx.status.serving = status.ServingChecksStatus(
             smoke=_keep(found.smoke, status.SmokeStatus(revision=revision, message=OFF)), metrics=None
         )
-        _note(ctx, OFF)
+        ctx.set(conditions.VERIFIED, "Unknown", conditions.NOT_CHECKED, f"The live check was {OFF}")
         return
     ctx.status.serving = status.ServingChecksStatus(
-        smoke=_smoke(ctx, settings, revision, found.smoke, check), metrics=_metrics(ctx, settings, found.metrics, get)
+        smoke=_smoke(ctx, settings, revision, found.smoke, check=check, recorded=recorded),
+        metrics=_metrics(ctx, settings, found.metrics, get),
     )
 
 
@@ -72,60 +82,89 @@ def _rollout_complete(ctx: context.Context) -> bool:
     )
 
 
+def verdict(record: status.SmokeStatus) -> tuple[conditions.ConditionStatus, str, str]:
+    """Verified's status, reason and message for the check recorded for the current revision."""
+    message = f"Engine {(record.revision or '')[:8]}: {record.message}"
+    if record.passed is None:
+        return "Unknown", conditions.NOT_CHECKED, message
+    if record.passed:
+        return "True", conditions.PARITY_PASSED if record.parity else conditions.SMOKE_PASSED, message
+    return "False", conditions.PARITY_FAILED if record.parity is False else conditions.SMOKE_FAILED, message
+
+
 def _smoke(
     ctx: context.Context,
     settings: manifest_context.Settings,
     revision: str,
     before: status.SmokeStatus | None,
+    *,
     check: Check,
+    recorded: Recorded,
 ) -> status.SmokeStatus | None:
-    if before is not None and before.revision == revision and before.passed:
-        return before  # once per revision
-    if not _rollout_complete(ctx):
+    current = before if before is not None and before.revision == revision else None
+    if (current is not None and current.passed) or not _rollout_complete(ctx):
+        if current is not None and current.checked_at is not None:
+            ctx.set(conditions.VERIFIED, *verdict(current))  # once per revision; or its last failure, until retried
+        else:
+            ctx.set(
+                conditions.VERIFIED,
+                "Unknown",
+                conditions.AWAITING_ROLLOUT,
+                f"Engine {revision[:8]} is rolling out; its live check runs once the rollout is complete",
+            )
         return before
     try:
         target = _target(ctx, settings)
     except (addresses.AddressMapError, security_errors.CertificateError, ValueError) as error:
         outcome = smoke.Outcome(False, f"could not prepare the request: {error}")
     else:
-        outcome = check(target, SMOKE_TIMEOUT_SECONDS) if isinstance(target, smoke.Target) else target
+        outcome = (
+            target
+            if isinstance(target, smoke.Outcome)
+            else _run(ctx, settings, revision, target, check=check, recorded=recorded)
+        )
     latency = round(outcome.latency_ms, 3) if outcome.latency_ms is not None else None
     record = status.SmokeStatus(
-        revision=revision, passed=outcome.passed, latency_ms=latency, checked_at=ctx.now, message=outcome.message
+        revision=revision,
+        passed=outcome.passed,
+        parity=outcome.parity,
+        probes=outcome.probes if outcome.parity is not None else None,
+        latency_ms=latency,
+        checked_at=ctx.now,
+        message=outcome.message,
     )
-    short = revision[:8]
-    if outcome.passed:
-        ctx.event("Normal", SMOKE_PASSED, f"Smoke inference of engine {short} passed: {outcome.message}", "Check")
-        return record
     if outcome.passed is None:  # not run (a configuration the operator cannot be a client of): said, not gated
-        _note(ctx, outcome.message)
-        return _keep(before, record.model_copy(update={"checked_at": None}))
-    message = f"Smoke inference of engine {short} failed: {outcome.message}"
-    _set_held(ctx, conditions.AVAILABLE, "False", SMOKE_FAILED, message)
-    if before is None or before.revision != revision or before.message != outcome.message:
-        ctx.event("Warning", SMOKE_FAILED, message, "Check")
+        record = _keep(before, record.model_copy(update={"checked_at": None}))
+        ctx.set(conditions.VERIFIED, "Unknown", conditions.NOT_CHECKED, f"Engine {revision[:8]}: {record.message}")
+        return record
+    state, reason, message = verdict(record)
+    ctx.set(conditions.VERIFIED, state, reason, message)
+    if outcome.passed:
+        probe_cache.forget(ctx, revision)
+        ctx.event("Normal", reason, f"Live check of engine {revision[:8]} passed: {outcome.message}", "Check")
+    elif before is None or before.revision != revision or before.message != outcome.message:
+        ctx.event("Warning", reason, f"Live check of engine {revision[:8]} failed: {outcome.message}", "Check")
     return record
 
 
-def _note(ctx: context.Context, why: str) -> None:
-    """Say in Available's message that the smoke inference was not run, and why."""
-    available = ctx.condition(conditions.AVAILABLE)
-    if available is not None and available.status == "True" and why not in available.message:
-        ctx.set(conditions.AVAILABLE, "True", available.reason, f"{available.message}; smoke inference {why}")
-
-
-def _set_held(ctx: context.Context, kind: str, state: conditions.ConditionStatus, reason: str, message: str) -> None:
-    """Set a condition that the serving reconciler set otherwise earlier in this pass, keeping the transition time
-    that was stored: a smoke test failing on every pass is one transition, not one per pass."""
-    ctx.set(kind, state, reason, message)
-    stored = conditions.find(
-        status.ModelDeploymentStatus.model_validate(ctx.body.get("status") or {}).conditions or [], kind
-    )
-    if stored is not None and stored.status == state:
-        ctx.status.conditions = [
-            c.model_copy(update={"last_transition_time": stored.last_transition_time}) if c.type == kind else c
-            for c in ctx.status.conditions or []
-        ]
+def _run(
+    ctx: context.Context,
+    settings: manifest_context.Settings,
+    revision: str,
+    target: smoke.Target,
+    *,
+    check: Check,
+    recorded: Recorded,
+) -> smoke.Outcome:
+    """The check with the revision's probes; without any, the smoke check alone, and its message says why."""
+    found = recorded(ctx, settings, revision)
+    if isinstance(found, probes.Probes) and found.images:
+        return check(target, SMOKE_TIMEOUT_SECONDS + PROBE_TIMEOUT_SECONDS * len(found.images), found)
+    why = found if isinstance(found, str) else found.why or "the build recorded no probe images"
+    outcome = check(target, SMOKE_TIMEOUT_SECONDS, None)
+    if outcome.passed is None:
+        return outcome
+    return smoke.Outcome(outcome.passed, f"{outcome.message}; parity not checked: {why}", outcome.latency_ms)
 
 
 def _target(ctx: context.Context, settings: manifest_context.Settings) -> smoke.Target | smoke.Outcome:

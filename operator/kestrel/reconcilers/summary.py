@@ -1,4 +1,4 @@
-"""Summary: derives `Ready` and the display phase from the conditions the other reconcilers own."""
+"""Summary: derives `Ready` and the display phase from the conditions the other reconcilers own; owns Ready."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from kestrel.reconcilers import context
 # Conditions that must be True for Ready; others count only where a reconciler has reported them.
 REQUIRED = (conditions.BUILT, conditions.VALIDATED, conditions.AVAILABLE)
 OPTIONAL = (conditions.CERTIFICATE_READY, conditions.ACCESS_CONFIGURED, conditions.ENCRYPTED)
+# The live check (checks.py): False holds Ready; Unknown (its rollout not complete, or the check not run) does not,
+# and a check that was not run is said in Ready's message.
+LIVE_CHECK = conditions.VERIFIED
 
 
 def _state(found: list[conditions.Condition], kind: str) -> conditions.Condition | None:
@@ -16,12 +19,15 @@ def _state(found: list[conditions.Condition], kind: str) -> conditions.Condition
 
 def phase(found: list[conditions.Condition]) -> status.Phase:
     """One word for `kubectl get`: where the latest spec is on its way to serving."""
-    built, validated, available, degraded = (
-        _state(found, t) for t in (conditions.BUILT, conditions.VALIDATED, conditions.AVAILABLE, conditions.DEGRADED)
+    built, validated, available, degraded, verified = (
+        _state(found, t)
+        for t in (conditions.BUILT, conditions.VALIDATED, conditions.AVAILABLE, conditions.DEGRADED, LIVE_CHECK)
     )
     serving = available is not None and available.status == "True"
-    failed = (built is not None and built.status == "False" and built.reason == "BuildFailed") or (
-        validated is not None and validated.status == "False"
+    failed = (
+        (built is not None and built.status == "False" and built.reason == "BuildFailed")
+        or (validated is not None and validated.status == "False")
+        or (verified is not None and verified.status == "False")
     )
     if failed or (degraded is not None and degraded.status == "True"):
         # An older revision that keeps serving makes this Degraded, not Failed.
@@ -47,10 +53,16 @@ def ready(found: list[conditions.Condition]) -> tuple[conditions.ConditionStatus
         condition = _state(found, kind)
         if condition is not None and condition.status != "True" and condition.reason != conditions.DISABLED:
             return "False", condition.reason, f"{kind}: {condition.message}".rstrip(": ")
+    verified = _state(found, LIVE_CHECK)
+    if verified is not None and verified.status == "False":
+        return "False", verified.reason, f"{LIVE_CHECK}: {verified.message}".rstrip(": ")
     degraded = _state(found, conditions.DEGRADED)
     if degraded is not None and degraded.status == "True":
         return "False", degraded.reason, degraded.message
-    return "True", "Serving", "The latest revision is validated and serving"
+    message = "The latest revision is validated and serving"
+    if verified is not None and verified.reason == conditions.NOT_CHECKED:
+        message += f"; {LIVE_CHECK}: {verified.message}"
+    return "True", "Serving", message
 
 
 def reconcile(ctx: context.Context) -> None:

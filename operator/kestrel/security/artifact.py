@@ -249,6 +249,46 @@ def unpack(
     return result
 
 
+def open_file(
+    document: bytes,
+    path: str,
+    read: Callable[[str, int], bytes],
+    *,
+    kek: kms.KeyEncryptionKey | kms.KeyRing | None,
+    verify_key: ed25519.Ed25519PublicKey,
+    require_encryption: bool = False,
+    expected_artifact_id: str | None = None,
+    limit: int,
+) -> bytes | None:
+    """One file of a stored artifact, verified and decrypted in memory; None when the manifest lists no such file.
+
+    For small files the operator reads without downloading the engine (the build's probes): `document` is the stored
+    manifest, `read(relative, limit)` returns the stored bytes of `files/<path>`. The same checks as `unpack`: the
+    signature, the artifact id, encryption where required, every chunk's tag, and the signed size and SHA-256 of the
+    plaintext.
+    """
+    result = manifests.verify(document, verify_key)
+    _check_encryption(result, require_encryption=require_encryption)
+    if expected_artifact_id is not None and result.artifact_id != expected_artifact_id:
+        raise errors.ManifestMismatchError(
+            MANIFEST_NAME, f"artifact id {result.artifact_id!r} is not the expected {expected_artifact_id!r}"
+        )
+    entry = next((e for e in result.files if e.path == path), None)
+    if entry is None:
+        return None
+    if entry.size > limit:
+        raise errors.ManifestMismatchError(path, f"is {entry.size} bytes, more than the {limit} read")
+    stored = read(f"{FILES_DIR}/{path}", entry.stored_size)
+    if len(stored) != entry.stored_size:
+        raise errors.ManifestMismatchError(path, "stored size differs from the manifest's")
+    out = io.BytesIO()
+    writer = _HashingWriter(out)
+    _filler(result, kek)(entry, io.BufferedReader(io.BytesIO(stored)), writer)
+    if writer.size != entry.size or writer.sha256.hexdigest() != entry.sha256:
+        raise errors.ManifestMismatchError(path, "plaintext size or SHA-256 differs from the manifest's")
+    return out.getvalue()
+
+
 def rewrap(
     artifact: pathlib.Path,
     *,

@@ -1,10 +1,12 @@
-"""The smoke inference that gates Available: the server is live, the model ready, one request answered well.
+"""The live check of a served revision: the server is live, the model ready, requests answered as the build answered.
 
 One gRPC client, the way any client of the model connects: TLS against the model's CA (with a client certificate
 under mutual TLS) and the API key header. One small synthetic image goes through the served ensemble (`IMAGE`
-uint8 HxWx3 in, `DETECTIONS` n x 6 float out; serving/config.py); the check passes when the answer has that
-shape and holds only finite numbers. What the detections say is not judged: a grey image has no objects, and
-the validation gate already measured accuracy. One deadline bounds the whole check.
+uint8 HxWx3 in, `DETECTIONS` n x 6 float out; serving/config.py) and its answer must have that shape and hold only
+finite numbers. Then, where the build recorded probes (serving/probes.py), each probe image goes through the same
+way and its detections must match the ones the build's own run of the served pipeline gave (`probes.compare`):
+parity through the real server. Without probes only the grey image is sent, and the outcome says that parity was
+not checked. One deadline bounds the whole check.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from kestrel.serving import probes as probe_images
 
 INPUT, OUTPUT = "IMAGE", "DETECTIONS"
 # Triton reads restricted-protocol headers on gRPC with this prefix (transport.API_KEY_HEADER follows it).
@@ -43,7 +47,9 @@ class Target:
 class Outcome:
     passed: bool | None  # None: not run, and the message says why
     message: str
-    latency_ms: float | None = None  # the inference request's round trip, when one was answered
+    latency_ms: float | None = None  # the grey image's round trip, when one was answered
+    parity: bool | None = None  # None: no probe was compared (none given, or an earlier step failed)
+    probes: int = 0  # probe images answered as recorded
 
 
 def image() -> np.ndarray[Any, np.dtype[np.uint8]]:
@@ -90,8 +96,9 @@ def _client(target: Target) -> Any:
     return grpcclient.InferenceServerClient(target.address, **options)
 
 
-def check(target: Target, timeout: float = 10.0) -> Outcome:
-    """Health, readiness, one request; a failure is an Outcome that says which step failed and why."""
+def check(target: Target, timeout: float = 10.0, recorded: probe_images.Probes | None = None) -> Outcome:
+    """Health, readiness, one request, then each probe of `recorded`; a failure is an Outcome that says which step
+    (or which image) failed and why."""
     import tritonclient.grpc as grpcclient  # noqa: PLC0415
 
     deadline = time.monotonic() + timeout
@@ -110,24 +117,44 @@ def check(target: Target, timeout: float = 10.0) -> Outcome:
         if not client.is_model_ready(target.model, headers=headers, client_timeout=left()):
             return Outcome(False, f"{where}: model {target.model} is not ready")
         step = "inference"
-        batch = image()[np.newaxis]
-        request = grpcclient.InferInput(INPUT, list(batch.shape), "UINT8")
-        request.set_data_from_numpy(batch)
+
+        def infer(pixels: np.ndarray[Any, np.dtype[np.uint8]]) -> np.ndarray[Any, Any] | None:
+            batch = pixels[np.newaxis]
+            request = grpcclient.InferInput(INPUT, list(batch.shape), "UINT8")
+            request.set_data_from_numpy(batch)
+            response = client.infer(
+                target.model,
+                [request],
+                outputs=[grpcclient.InferRequestedOutput(OUTPUT)],
+                headers=headers,
+                client_timeout=left(),
+            )
+            answer: np.ndarray[Any, Any] | None = response.as_numpy(OUTPUT)
+            return answer
+
         started = time.perf_counter()
-        response = client.infer(
-            target.model,
-            [request],
-            outputs=[grpcclient.InferRequestedOutput(OUTPUT)],
-            headers=headers,
-            client_timeout=left(),
-        )
+        output = infer(image())
         latency = (time.perf_counter() - started) * 1000
-        problem = well_formed(response.as_numpy(OUTPUT))
+        problem = well_formed(output)
         if problem:
             return Outcome(False, f"{where}: {problem}", latency)
+        answered = f"one {IMAGE_SIDE}x{IMAGE_SIDE} image answered in {latency:.1f} ms"
+        images, conf = (recorded.images, recorded.conf) if recorded is not None else ((), 0.0)
+        for matched, probe in enumerate(images):
+            step = f"inference of probe image {probe.name!r}"
+            output = infer(probe.image)
+            problem = well_formed(output)
+            if problem is None and output is not None:
+                problem = probe_images.compare(probe.detections, output[0], conf)
+            if problem:
+                text = _redact(f"{where}: probe image {probe.name!r}: {problem}", target)
+                return Outcome(False, text, latency, parity=False, probes=matched)
+        if images:
+            boxes = sum(len(p.detections) for p in images)
+            answered += f"; {len(images)} probe images ({boxes} detections) answered as the build recorded"
         took = (time.monotonic() - deadline + timeout) * 1000
-        answered = f"one {IMAGE_SIDE}x{IMAGE_SIDE} image answered in {latency:.1f} ms (the whole check {took:.1f} ms)"
-        return Outcome(True, f"{where}: {answered}", latency)
+        message = f"{where}: {answered} (the whole check {took:.1f} ms)"
+        return Outcome(True, message, latency, parity=True if images else None, probes=len(images))
     except Exception as error:  # tritonclient raises InferenceServerException for every failure, gRPC its own
         return Outcome(False, _redact(f"{where}: {step} failed: {error}", target))
     finally:

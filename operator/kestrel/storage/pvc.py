@@ -132,6 +132,22 @@ class PvcStore:
             raise errors.StorageError(f"The manifest at {self._location.engine_uri(ref)} is too large")
         return manifest.read_bytes()
 
+    def read_file(self, ref: layout.EngineRef, relative: str, limit: int) -> bytes:
+        layout.check_relative(relative)
+        path = self._engine(ref).joinpath(*relative.split("/"))
+        where = f"{self._location.engine_uri(ref)}/{relative}"
+        try:
+            # O_NOFOLLOW: a link planted in the claim is not followed out of it.
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as reader:
+                content = reader.read(limit + 1)
+        except FileNotFoundError:
+            raise errors.EngineNotFoundError(f"No file {where}") from None
+        except OSError as error:
+            raise errors.StorageError(f"Reading {where} failed: {error.strerror}") from None
+        if len(content) > limit:
+            raise errors.StorageError(f"{where} is larger than {limit} bytes")
+        return content
+
     def replace_manifest(self, ref: layout.EngineRef, document: bytes) -> None:
         if not self.exists(ref):
             raise errors.EngineNotFoundError(f"No engine at {self._location.engine_uri(ref)}")

@@ -242,6 +242,23 @@ class S3Store:
 
         return self._call(f"Read {self._describe(key)}", read)
 
+    def read_file(self, ref: layout.EngineRef, relative: str, limit: int) -> bytes:
+        layout.check_relative(relative)
+        key = self._key(ref, relative)
+
+        def read() -> bytes:
+            response = self._client.get_object(self._bucket, key)
+            try:
+                content = response.read(limit + 1)
+            finally:
+                response.close()
+                response.release_conn()
+            if len(content) > limit:
+                raise errors.StorageError(f"{self._describe(key)} is larger than {limit} bytes")
+            return bytes(content)
+
+        return self._call(f"Read {self._describe(key)}", read)
+
     def replace_manifest(self, ref: layout.EngineRef, document: bytes) -> None:
         if not self.exists(ref):
             raise errors.EngineNotFoundError(f"No engine at {self._location.engine_uri(ref)}")

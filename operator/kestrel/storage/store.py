@@ -65,6 +65,10 @@ class Store(Protocol):
     def read_manifest(self, ref: layout.EngineRef) -> bytes:
         """The stored `manifest.json` (as is, unverified); `EngineNotFoundError` if absent."""
 
+    def read_file(self, ref: layout.EngineRef, relative: str, limit: int) -> bytes:
+        """One stored file of the engine (`files/<path>`, as is), at most `limit` bytes: the operator's read of a
+        small file (the build's probes) without the multi-GB download of the rest; StorageError if larger."""
+
     def replace_manifest(self, ref: layout.EngineRef, document: bytes) -> None:
         """Overwrite the manifest of a complete engine in one atomic write (key rotation)."""
 

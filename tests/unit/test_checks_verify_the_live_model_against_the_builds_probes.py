@@ -1,7 +1,9 @@
-"""The checks reconciler's decisions, pass by pass against an in-memory API with a fake smoke check and fake
-/metrics pages: when the smoke inference runs, what a failure does to Available, and when status changes.
+"""The checks reconciler's decisions, pass by pass against an in-memory API with a fake live check, fake probes and
+fake /metrics pages: when the live check runs, with which probes, what Verified and Ready say, and when status
+changes. Available is the serving reconciler's alone: no check here changes it.
 
-The smoke check itself (gRPC, TLS, Triton) runs for real in tests/e2e/test_serving_end_to_end.py.
+The check itself (gRPC, TLS, Triton) runs for real in tests/e2e/test_serving_end_to_end.py, and against a real
+Triton serving a built engine in tests/engine/test_engine_live_parity_on_a_real_triton.py.
 """
 
 from __future__ import annotations
@@ -11,33 +13,56 @@ import datetime
 import pathlib
 from typing import Any
 
+import numpy as np
 import pytest
 from cryptography.exceptions import InvalidSignature
 
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, secrets, transport
-from kestrel.reconcilers import checks, context
+from kestrel.reconcilers import checks, context, summary
 from kestrel.security import certificates
-from kestrel.serving import smoke
+from kestrel.serving import probes, smoke
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body
 
 T0 = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 KEY = "ab" * 32
 PAGE = (pathlib.Path(__file__).parents[1] / "fixtures" / "triton-metrics" / "summary-latencies.txt").read_text()
+IMAGE = np.full((8, 8, 3), 7, dtype=np.uint8)
+ROW = np.array([[1, 1, 6, 6, 0.9, 0]], dtype=np.float32)
+RECORDED = probes.Probes((probes.Probe("a.png", IMAGE, ROW), probes.Probe("b.png", IMAGE, ROW[:0])), conf=0.25)
 
 
 class Checker:
-    """Records each smoke request; answers with `outcome`."""
+    """Records each live check and the probes it was given; answers with `outcome`, or, with probes and no outcome
+    set, as a server that answered them as recorded."""
 
     def __init__(self) -> None:
-        self.outcome = smoke.Outcome(True, "answered", 4.2)
+        self.outcome: smoke.Outcome | None = None
         self.targets: list[smoke.Target] = []
+        self.given: list[probes.Probes | None] = []
 
-    def __call__(self, target: smoke.Target, timeout: float) -> smoke.Outcome:
-        assert 0 < timeout <= 30
+    def __call__(self, target: smoke.Target, timeout: float, recorded: probes.Probes | None) -> smoke.Outcome:
+        assert 0 < timeout <= 60
         self.targets.append(target)
-        return self.outcome
+        self.given.append(recorded)
+        if self.outcome is not None:
+            return self.outcome
+        if recorded is None:
+            return smoke.Outcome(True, "answered", 4.2)
+        return smoke.Outcome(True, "answered; 2 probe images answered as recorded", 4.2, True, len(recorded.images))
+
+
+class Store:
+    """The probes the store holds per revision, or why none; counts the reads."""
+
+    def __init__(self, found: probes.Probes | str = RECORDED) -> None:
+        self.found = found
+        self.reads: list[str] = []
+
+    def __call__(self, ctx: context.Context, settings: manifest_context.Settings, revision: str) -> probes.Probes | str:
+        self.reads.append(revision)
+        return self.found
 
 
 class Pages:
@@ -109,29 +134,49 @@ def _pass(
     pages: Pages,
     settings: manifest_context.Settings = SETTINGS,
     available: str = "True",
+    store: Store | None = None,
 ) -> context.Context:
-    """One pass: serving (played here) sets Available as it would, then the checks; status carries over."""
+    """One pass: serving (played here) sets Available as it would, then the checks and the summary; status carries
+    over."""
     ctx = context.Context.load(kube, obj, now)  # type: ignore[arg-type]
     ctx.set(conditions.AVAILABLE, available, "Serving", "Engine abababab: up")
-    checks.reconcile(ctx, settings, check, pages)
+    for kind in (conditions.BUILT, conditions.VALIDATED):
+        ctx.set(kind, "True", "Passed", "")
+    checks.reconcile(ctx, settings, check, pages, store or Store())
+    assert _condition(ctx, conditions.AVAILABLE).status == available, "Available is the serving reconciler's"
+    summary.reconcile(ctx)
     obj["status"] = ctx.status.to_wire()
     return ctx
 
 
-def _available(ctx: context.Context) -> conditions.Condition:
-    found = ctx.condition(conditions.AVAILABLE)
+def _condition(ctx: context.Context, kind: str) -> conditions.Condition:
+    found = ctx.condition(kind)
     assert found is not None
     return found
 
 
-def test_a_passing_smoke_runs_once_per_revision_and_keeps_available(kube: FakeKube) -> None:
-    check, pages, obj = Checker(), Pages(), _object()
-    ctx = _pass(kube, obj, T0, check, pages)
-    assert _available(ctx).status == "True"
+def _verified(ctx: context.Context) -> tuple[str, str, str]:
+    found = _condition(ctx, conditions.VERIFIED)
+    return found.status, found.reason, found.message
+
+
+def _ready(ctx: context.Context) -> tuple[str, str, str]:
+    found = _condition(ctx, conditions.READY)
+    return found.status, found.reason, found.message
+
+
+def test_probes_answered_as_recorded_verify_the_revision_once(kube: FakeKube) -> None:
+    check, pages, obj, store = Checker(), Pages(), _object(), Store()
+    ctx = _pass(kube, obj, T0, check, pages, store=store)
+    assert _verified(ctx)[:2] == ("True", conditions.PARITY_PASSED)
+    assert "Engine abababab: answered; 2 probe images answered as recorded" in _verified(ctx)[2]
+    assert _ready(ctx)[:2] == ("True", "Serving")
     smoke_status = ctx.status.serving and ctx.status.serving.smoke
     assert smoke_status and smoke_status.passed is True and smoke_status.revision == KEY
+    assert (smoke_status.parity, smoke_status.probes) == (True, 2)
     assert smoke_status.latency_ms == 4.2 and smoke_status.checked_at == T0
-    assert ("Normal", checks.SMOKE_PASSED) in [(kind, reason) for kind, reason, _ in ctx.events]
+    assert ("Normal", conditions.PARITY_PASSED) in [(kind, reason) for kind, reason, _ in ctx.events]
+    assert check.given == [RECORDED] and store.reads == [KEY]
     (target,) = check.targets
     # The Service's DNS name, TLS against the model's CA, the API key in Triton's gRPC header; never logged.
     assert target.address == f"{names.service('cams')}.vision.svc:{transport.GRPC_PORT}"
@@ -139,41 +184,100 @@ def test_a_passing_smoke_runs_once_per_revision_and_keeps_available(kube: FakeKu
     assert target.ca_pem == b"CA PEM" and target.client_cert_pem is None
     assert target.headers == {"triton-grpc-protocol-kestrel-api-key": "s3cret-key"}
     assert "s3cret-key" not in repr(target)
-    _pass(kube, obj, T0 + datetime.timedelta(seconds=30), check, pages)
-    assert len(check.targets) == 1, "a revision that passed is not checked again"
+    later = _pass(kube, obj, T0 + datetime.timedelta(seconds=30), check, pages, store=store)
+    assert len(check.targets) == 1 and store.reads == [KEY], "a revision that passed is not checked again"
+    assert _verified(later) == _verified(ctx) and later.events == []
 
 
-def test_no_smoke_while_the_rollout_is_in_progress_or_nothing_is_available(kube: FakeKube) -> None:
+@pytest.mark.parametrize(
+    ("found", "why"),
+    [
+        (
+            probes.Probes((), 0.25, "the build had no spec.validation.dataset"),
+            "the build had no spec.validation.dataset",
+        ),
+        ("the operator cannot read the engine store: no claim", "the operator cannot read the engine store: no claim"),
+    ],
+)
+def test_without_probes_the_smoke_check_alone_runs_and_verified_says_parity_was_not_checked(
+    kube: FakeKube, found: probes.Probes | str, why: str
+) -> None:
+    check, obj = Checker(), _object()
+    ctx = _pass(kube, obj, T0, check, Pages(), store=Store(found))
+    assert check.given == [None], "the grey image alone"
+    state, reason, message = _verified(ctx)
+    assert (state, reason) == ("True", conditions.SMOKE_PASSED)
+    assert message == f"Engine abababab: answered; parity not checked: {why}"
+    assert obj["status"]["serving"]["smoke"]["passed"] is True and "parity" not in obj["status"]["serving"]["smoke"]
+    assert ("Normal", conditions.SMOKE_PASSED) in [(kind, reason) for kind, reason, _ in ctx.events]
+
+
+def test_no_check_while_the_rollout_is_in_progress_or_nothing_is_available(kube: FakeKube) -> None:
     check, pages = Checker(), Pages()
-    _pass(kube, _object(progressing="True"), T0, check, pages)
+    rolling = _pass(kube, _object(progressing="True"), T0, check, pages)
+    assert _verified(rolling)[:2] == ("Unknown", conditions.AWAITING_ROLLOUT)
+    assert "Engine abababab is rolling out" in _verified(rolling)[2]
     _pass(kube, _object(), T0, check, pages, available="False")
     assert check.targets == []
 
 
-def test_a_failing_smoke_makes_available_false_once_and_is_retried_each_pass(kube: FakeKube) -> None:
+def test_a_probe_answered_otherwise_fails_verified_and_ready_once_and_is_retried_each_pass(kube: FakeKube) -> None:
     check, pages, obj = Checker(), Pages(), _object()
-    check.outcome = smoke.Outcome(False, "cams at x: inference failed: StatusCode.UNAVAILABLE")
+    failed = "cams at x: probe image 'a.png': expected class 0 score 0.900 at [1, 1, 6, 6], no detection of that class"
+    check.outcome = smoke.Outcome(False, failed, 4.0, parity=False, probes=0)
     first = _pass(kube, obj, T0, check, pages)
-    found = _available(first)
-    assert (found.status, found.reason) == ("False", checks.SMOKE_FAILED)
-    assert "Smoke inference of engine abababab failed: cams at x: inference failed" in found.message
-    assert [(k, r) for k, r, _ in first.events] == [("Warning", checks.SMOKE_FAILED)]
+    state, reason, message = _verified(first)
+    assert (state, reason) == ("False", conditions.PARITY_FAILED)
+    assert message == f"Engine abababab: {failed}"
+    assert _ready(first) == ("False", conditions.PARITY_FAILED, f"Verified: {message}")
+    assert first.status.phase == "Degraded", "an older answer keeps serving, the check says it is wrong"
+    assert [(k, r) for k, r, _ in first.events] == [("Warning", conditions.PARITY_FAILED)]
+    assert "Live check of engine abababab failed: cams at x: probe image 'a.png'" in first.events[0][2]
+    assert obj["status"]["serving"]["smoke"] | {"checkedAt": None} == {
+        "revision": KEY,
+        "passed": False,
+        "parity": False,
+        "probes": 0,
+        "latencyMs": 4.0,
+        "checkedAt": None,
+        "message": failed,
+    }
     second = _pass(kube, obj, T0 + datetime.timedelta(seconds=30), check, pages)
-    assert len(check.targets) == 2, "a failed smoke is retried on the next pass"
-    assert _available(second).last_transition_time == found.last_transition_time, "one transition, not one a pass"
+    assert len(check.targets) == 2, "a failed check is retried on the next pass"
+    transition = _condition(first, conditions.VERIFIED).last_transition_time
+    assert _condition(second, conditions.VERIFIED).last_transition_time == transition, "one transition, not one a pass"
     assert second.events == [], "the same failure again is not a new Warning"
-    check.outcome = smoke.Outcome(True, "answered", 3.0)
+    check.outcome = None
     third = _pass(kube, obj, T0 + datetime.timedelta(seconds=60), check, pages)
-    assert (_available(third).status, _available(third).reason) == ("True", "Serving")
+    assert _verified(third)[:2] == ("True", conditions.PARITY_PASSED)
+    assert _ready(third)[:2] == ("True", "Serving") and third.status.phase == "Ready"
     assert obj["status"]["serving"]["smoke"]["passed"] is True
 
 
-def test_a_new_revision_is_checked_again(kube: FakeKube) -> None:
+def test_a_server_that_fails_before_any_probe_is_a_smoke_failure(kube: FakeKube) -> None:
+    check = Checker()
+    check.outcome = smoke.Outcome(False, "cams at x: inference failed: StatusCode.UNAVAILABLE")
+    ctx = _pass(kube, _object(), T0, check, Pages())
+    assert _verified(ctx)[:2] == ("False", conditions.SMOKE_FAILED)
+    assert _ready(ctx)[:2] == ("False", conditions.SMOKE_FAILED)
+    assert [(k, r) for k, r, _ in ctx.events] == [("Warning", conditions.SMOKE_FAILED)]
+
+
+def test_a_new_revision_is_checked_again_after_its_rollout(kube: FakeKube) -> None:
     check, pages, obj = Checker(), Pages(), _object()
     _pass(kube, obj, T0, check, pages)
     obj["status"]["revision"]["current"] = "cd" * 32
-    _pass(kube, obj, T0, check, pages)
-    assert len(check.targets) == 2
+    obj["status"]["conditions"] = [
+        c | {"status": "True"} if c["type"] == "Progressing" else c for c in obj["status"]["conditions"]
+    ]
+    rolling = _pass(kube, obj, T0, check, pages)
+    assert _verified(rolling)[:2] == ("Unknown", conditions.AWAITING_ROLLOUT), "the old revision's verdict is not kept"
+    assert "Engine cdcdcdcd is rolling out" in _verified(rolling)[2]
+    obj["status"]["conditions"] = [
+        c | {"status": "False"} if c["type"] == "Progressing" else c for c in obj["status"]["conditions"]
+    ]
+    done = _pass(kube, obj, T0, check, pages)
+    assert len(check.targets) == 2 and _verified(done)[:2] == ("True", conditions.PARITY_PASSED)
     assert obj["status"]["serving"]["smoke"]["revision"] == "cd" * 32
 
 
@@ -205,22 +309,24 @@ def test_mutual_tls_gets_a_client_certificate_from_the_models_own_client_ca(kube
         issued.certificate.verify_directly_issued_by(operator_ca.certificate)
 
 
-def test_missing_secrets_fail_the_smoke_with_their_names(kube: FakeKube) -> None:
+def test_missing_secrets_fail_the_check_with_their_names(kube: FakeKube) -> None:
     kube.delete("v1", "Secret", "vision", names.api_key_secret("cams"), owner=None)
     check = Checker()
     ctx = _pass(kube, _object(), T0, check, Pages())
     assert check.targets == []
-    assert _available(ctx).reason == checks.SMOKE_FAILED
-    assert f"Secret vision/{names.api_key_secret('cams')} has no 'api-key'" in _available(ctx).message
+    assert _verified(ctx)[:2] == ("False", conditions.SMOKE_FAILED)
+    assert f"Secret vision/{names.api_key_secret('cams')} has no 'api-key'" in _verified(ctx)[2]
 
 
-def test_checks_off_say_so_in_status_and_in_available(kube: FakeKube) -> None:
-    check, pages, obj = Checker(), Pages(), _object()
+def test_checks_off_say_so_in_status_verified_and_ready(kube: FakeKube) -> None:
+    check, pages, obj, store = Checker(), Pages(), _object(), Store()
     off = manifest_context.Settings(engine_store=SETTINGS.engine_store, serving_checks=False)
-    ctx = _pass(kube, obj, T0, check, pages, settings=off)
-    assert check.targets == [] and pages.reads == 0
-    assert _available(ctx).status == "True"
-    assert "not run: the operator's serving checks are off" in _available(ctx).message
+    ctx = _pass(kube, obj, T0, check, pages, settings=off, store=store)
+    assert check.targets == [] and pages.reads == 0 and store.reads == []
+    assert _verified(ctx) == ("Unknown", conditions.NOT_CHECKED, f"The live check was {checks.OFF}")
+    state, reason, message = _ready(ctx)
+    assert (state, reason) == ("True", "Serving"), "a check that is off does not hold Ready"
+    assert message.endswith(f"; Verified: The live check was {checks.OFF}")
     assert obj["status"]["serving"]["smoke"] == {"revision": KEY, "message": checks.OFF}
 
 
@@ -254,7 +360,7 @@ def test_an_unreachable_pod_keeps_the_last_numbers_and_says_why(kube: FakeKube) 
     found = ctx.status.serving and ctx.status.serving.metrics
     assert found and found.requests == 4 and found.scraped_at == T0
     assert found.error and "pod cams-triton-1 (http://10.0.0.1:8002/metrics): connection refused" in found.error
-    assert _available(ctx).status == "True", "metrics that cannot be read do not make the model unavailable"
+    assert _verified(ctx)[0] == "True", "metrics that cannot be read do not fail the live check"
 
 
 def test_the_address_map_routes_the_dial_but_not_the_name_the_certificate_must_carry(
@@ -272,14 +378,18 @@ def test_the_address_map_routes_the_dial_but_not_the_name_the_certificate_must_c
     assert ctx.status.serving and ctx.status.serving.metrics and ctx.status.serving.metrics.requests == 4
     mapping.write_text("[1, 2]")
     ctx = _pass(kube, _object(), T0, Checker(), Pages(), settings=routed)
-    assert "expected a JSON object" in _available(ctx).message
+    assert "expected a JSON object" in _verified(ctx)[2]
 
 
-def test_a_smoke_the_operator_cannot_send_is_said_in_status_and_available_not_gated(kube: FakeKube) -> None:
+def test_a_check_the_operator_cannot_send_is_said_in_verified_and_does_not_hold_ready(kube: FakeKube) -> None:
     check, obj = Checker(), _object()
     obj["spec"]["serving"] = {"protocols": ["http"]}
     ctx = _pass(kube, obj, T0, check, Pages())
     assert check.targets == []
-    assert _available(ctx).status == "True"
-    assert "smoke inference not run: the model serves no gRPC" in _available(ctx).message
+    assert _verified(ctx) == (
+        "Unknown",
+        conditions.NOT_CHECKED,
+        "Engine abababab: not run: the model serves no gRPC (spec.serving.protocols)",
+    )
+    assert _ready(ctx)[0] == "True" and "not run: the model serves no gRPC" in _ready(ctx)[2]
     assert "passed" not in obj["status"]["serving"]["smoke"], "null: not run"
