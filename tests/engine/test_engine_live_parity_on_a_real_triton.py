@@ -17,7 +17,7 @@ from kestrel.serving import probes, smoke
 from testbed.ports import free_port
 from tests.engine import builds
 from tests.engine.test_engine_triton_serves_the_validated_pipeline import triton
-from tests.fixtures import detector
+from synthetic import detector
 
 pytestmark = pytest.mark.slow
 
