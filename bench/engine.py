@@ -43,7 +43,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from synthetic import detector, shapes
 
 from bench import engine_docs, plots
 from kestrel.engine import (
@@ -59,6 +58,7 @@ from kestrel.engine import (
     runners,
 )
 from kestrel.serving.backends import preprocess
+from synthetic import detector, shapes
 
 BASELINE = "PyTorch FP32"
 REFERENCE = "PyTorch FP32, 1 thread (reference)"

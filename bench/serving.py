@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import text_format
-from synthetic import detector
 from tritonclient.grpc import model_config_pb2
 
 from bench import doc_sections
@@ -47,6 +46,7 @@ from kestrel.api import spec as api
 from kestrel.engine import pipeline
 from kestrel.security import certificates
 from kestrel.serving.backends import fused, postprocess, preprocess, runtime
+from synthetic import detector
 from testbed import triton
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import text_format
-from synthetic.detector import ShapesDetector
 from tritonclient.grpc import model_config_pb2
 
 from kestrel.api import result as api_result
 from kestrel.api import spec as api
+from synthetic.detector import ShapesDetector
 
 
 def spec(shapes: ShapesDetector, engine: dict[str, Any], validation: dict[str, Any] | None = None) -> dict[str, Any]:

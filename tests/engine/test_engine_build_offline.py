@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic import detector
 
+from synthetic import detector
 from tests.engine import builds
 
 pytestmark = pytest.mark.slow

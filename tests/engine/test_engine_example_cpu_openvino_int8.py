@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from synthetic import detector, shapes
 
 from kestrel.engine import fetch
+from synthetic import detector, shapes
 from tests.engine import builds
 
 pytestmark = pytest.mark.slow

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synthetic import detector
 
 from kestrel.engine import offline
+from synthetic import detector
 
 pytestmark = pytest.mark.slow
 

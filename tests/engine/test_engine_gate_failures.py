@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synthetic import detector
 
 from kestrel.engine import pipeline, progress
 from kestrel.serving.backends import preprocess
+from synthetic import detector
 from tests.engine import builds
 
 pytestmark = pytest.mark.slow

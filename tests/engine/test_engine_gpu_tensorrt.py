@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from synthetic import detector
 
 from kestrel.engine import errors, pipeline
+from synthetic import detector
 from tests.engine import builds
 
 pytestmark = pytest.mark.slow

@@ -14,10 +14,10 @@ import pytest
 
 from kestrel.engine import pipeline
 from kestrel.serving import probes, smoke
+from synthetic import detector
 from testbed.ports import free_port
 from tests.engine import builds
 from tests.engine.test_engine_triton_serves_the_validated_pipeline import triton
-from synthetic import detector
 
 pytestmark = pytest.mark.slow
 

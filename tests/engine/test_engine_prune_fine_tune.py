@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from synthetic import detector, shapes
 
 from kestrel.engine import accuracy, command, datasets, export, finetune, pipeline, prune, runners
 from kestrel.serving.backends import preprocess
+from synthetic import detector, shapes
 from tests.engine import builds
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import detector
 
 from kestrel.engine import prune, runners
+from synthetic import detector
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synthetic import detector
 
 from kestrel.api import errors as api_errors
 from kestrel.engine import errors, fetch, pipeline
 from kestrel.storage import s3
+from synthetic import detector
 from tests.engine import builds
 from tests.engine.minio_support import PASSWORD, USER, minio, put
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from synthetic import detector
 
 from kestrel.engine import datasets, pipeline, runners
 from kestrel.serving.backends import postprocess, preprocess
+from synthetic import detector
 from testbed.ports import free_port
 from tests.engine import builds
 

@@ -4,6 +4,7 @@ the table, it is byte for byte the committed file, and it names every variant of
 from __future__ import annotations
 
 import pytest
+
 from bench import plots
 
 
