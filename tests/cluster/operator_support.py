@@ -102,7 +102,7 @@ def report(
         digest="sha256:" + "d" * 64,
         size_bytes=12_345_678,
         uri="pvc://engines/kestrel/x/",
-        gate=result.Gate(passed=passed, reason=reason, message=message),  # type: ignore[arg-type]
+        gate=result.Gate(passed=passed, reason=reason, message=message),
         validation=status.ValidationStatus(map_source=0.81, map_engine=0.74 if not passed else 0.805, p50_ms=21.5),
     ).to_termination_message()
 

@@ -53,7 +53,7 @@ def key_of(obj: dict[str, Any]) -> str:
 
 
 def ctx_of(kube: FakeKube, obj: dict[str, Any]) -> context.Context:
-    return context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+    return context.Context.load(kube, obj, NOW)
 
 
 def settings(mount: pathlib.Path | None, store: str = STORE, **more: Any) -> manifest_context.Settings:

@@ -28,7 +28,7 @@ def _spec_change(caplog: pytest.LogCaptureFixture, managers: list[str]) -> tuple
         {"manager": name, "operation": "Apply", "fieldsV1": {"f:spec": {}}} for name in managers
     ]
     kube = FakeKube()
-    ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, NOW)
     with caplog.at_level(logging.INFO, logger="kestrel.audit"):
         audit.reconcile(ctx, {"observedGeneration": 1})
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "kestrel.audit" and "{" in r.msg]

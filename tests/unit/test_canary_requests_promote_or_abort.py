@@ -176,13 +176,13 @@ class PassKube(FakeKube):
         super().__init__()
         self.calls: list[tuple[str, Any]] = []
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("status", patch))
-        return {"status": patch}
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("status", status))
+        return super().patch_status(namespace, name, status)
 
     def remove_model_deployment_annotation(self, namespace: str, name: str, key: str, value: str) -> bool:
         self.calls.append(("remove", (key, value)))
-        return True
+        return super().remove_model_deployment_annotation(namespace, name, key, value)
 
 
 @pytest.fixture
@@ -213,9 +213,9 @@ def test_the_annotation_goes_after_the_status_write_and_stays_when_the_pass_fail
 
     serving_only.append(errors.TransientError("the store did not answer"))
     with pytest.raises(errors.TransientError):
-        run.reconcile(kube, obj, SETTINGS, datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC))  # type: ignore[arg-type]
+        run.reconcile(kube, obj, SETTINGS, datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC))
     assert kube.calls == []  # the next pass answers it again
 
-    run.reconcile(kube, obj, SETTINGS, datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC))  # type: ignore[arg-type]
+    run.reconcile(kube, obj, SETTINGS, datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC))
     assert [call for call, _ in kube.calls] == ["status", "remove"]
     assert kube.calls[1] == ("remove", (actions.CANARY_ACTION, "abort"))

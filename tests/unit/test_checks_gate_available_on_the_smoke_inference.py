@@ -111,7 +111,7 @@ def _pass(
     available: str = "True",
 ) -> context.Context:
     """One pass: serving (played here) sets Available as it would, then the checks; status carries over."""
-    ctx = context.Context.load(kube, obj, now)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, now)
     ctx.set(conditions.AVAILABLE, available, "Serving", "Engine abababab: up")
     checks.reconcile(ctx, settings, check, pages)
     obj["status"] = ctx.status.to_wire()

@@ -24,7 +24,7 @@ def conds(**states: str) -> list[conditions.Condition]:
             reason=reason or "Reason",
             message="m",
             generation=1,
-            now=NOW,  # type: ignore[arg-type]
+            now=NOW,
         )
     return found
 
