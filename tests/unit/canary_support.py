@@ -84,7 +84,7 @@ def validated(obj: dict[str, Any]) -> str:
 
 def serving_object(kube: FakeKube, steps: list[int], **analysis: Any) -> tuple[dict[str, Any], str]:
     """A ModelDeployment that serves OLD and has a new validated engine waiting; the Secrets its pods need exist."""
-    obj = {
+    obj: dict[str, Any] = {
         "apiVersion": crd.API_VERSION,
         "kind": crd.KIND,
         "metadata": {"name": "cams", "namespace": "vision", "uid": UID, "generation": 1},

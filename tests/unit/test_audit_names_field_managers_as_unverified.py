@@ -8,6 +8,7 @@ import datetime
 import json
 import logging
 import secrets
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ KEY = secrets.token_bytes(32)
 KEY_LIKE = base64.b64encode(KEY).decode()
 
 
-def _spec_change(caplog: pytest.LogCaptureFixture, managers: list[str]) -> tuple[list[dict], list[str]]:
+def _spec_change(caplog: pytest.LogCaptureFixture, managers: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """One pass over a model whose spec went from generation 1 to 2, written by `managers`."""
     obj = body({})
     obj["metadata"]["generation"] = 2

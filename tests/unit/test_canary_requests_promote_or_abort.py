@@ -13,7 +13,20 @@ from typing import Any
 import pytest
 
 from kestrel.api import actions, errors
-from kestrel.reconcilers import canary, run
+from kestrel.reconcilers import (
+    access,
+    audit,
+    canary,
+    checks,
+    encryption,
+    engine,
+    garbage,
+    run,
+    serving,
+    storage,
+    summary,
+    tls,
+)
 from tests.unit.canary_support import (
     CANARY,
     OLD,
@@ -189,17 +202,17 @@ class PassKube(FakeKube):
 def serving_only(monkeypatch: pytest.MonkeyPatch) -> list[Exception]:
     """run.reconcile with every reconciler but serving's a no-op; raise the listed error after serving, once."""
     failures: list[Exception] = []
-    for module in (run.encryption, run.tls, run.access, run.checks, run.summary, run.audit):
+    for module in (encryption, tls, access, checks, summary, audit):
         monkeypatch.setattr(module, "reconcile", lambda *args, **kwargs: None)
-    monkeypatch.setattr(run.storage, "reconcile", lambda *args, **kwargs: None)
-    monkeypatch.setattr(run.engine, "reconcile", lambda *args, **kwargs: None)
+    monkeypatch.setattr(storage, "reconcile", lambda *args, **kwargs: None)
+    monkeypatch.setattr(engine, "reconcile", lambda *args, **kwargs: None)
 
-    def garbage(*args: Any, **kwargs: Any) -> None:
+    def collect(*args: Any, **kwargs: Any) -> None:
         if failures:
             raise failures.pop()
 
-    monkeypatch.setattr(run.garbage, "reconcile", garbage)
-    monkeypatch.setattr(run.serving, "reconcile", lambda ctx, settings: canary.refuse_request(ctx))
+    monkeypatch.setattr(garbage, "reconcile", collect)
+    monkeypatch.setattr(serving, "reconcile", lambda ctx, settings: canary.refuse_request(ctx))
     return failures
 
 

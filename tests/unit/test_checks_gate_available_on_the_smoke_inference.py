@@ -108,7 +108,7 @@ def _pass(
     check: Checker,
     pages: Pages,
     settings: manifest_context.Settings = SETTINGS,
-    available: str = "True",
+    available: conditions.ConditionStatus = "True",
 ) -> context.Context:
     """One pass: serving (played here) sets Available as it would, then the checks; status carries over."""
     ctx = context.Context.load(kube, obj, now)
