@@ -22,7 +22,16 @@ from kestrel import cli
 from kestrel.api import actions
 from kestrel.manifests import labels, names
 from kestrel.reconcilers import argo_rollout, canary
-from tests.cluster.operator_support import build, condition, get_mdep, make_pods_ready, mdep_spec, wait_for
+from tests.cluster.operator_support import (
+    build,
+    condition,
+    get_mdep,
+    make_pods_ready,
+    mdep_spec,
+    required_condition,
+    wait_for,
+)
+from tests.cluster_fixtures import Cluster, Operator
 
 pytestmark = pytest.mark.cluster
 
@@ -89,7 +98,7 @@ def _time(text: str) -> datetime.datetime:
 
 
 def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
-    without_argo, kube, operator, namespace, manual_node
+    without_argo: None, kube: Cluster, operator: Operator, namespace: str, manual_node
 ) -> None:
     raw = {
         **mdep_spec(namespace),
@@ -116,7 +125,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     second = build(kube, namespace, raw, manual_node)
     assert second != first
     stepping = wait_for("the canary's first step", lambda: _progressing(kube, namespace, canary.STEP), timeout=60)
-    assert "step 1/2, 50%: waiting for 1 canary pods" in condition(stepping, "Progressing")["message"]
+    assert "step 1/2, 50%: waiting for 1 canary pods" in required_condition(stepping, "Progressing")["message"]
     found = stepping["status"]["canary"]
     assert {k: found[k] for k in ("revision", "state", "step", "weight", "replicas")} == {
         "revision": second,
@@ -127,7 +136,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     }
     assert "stepStartedAt" not in found  # the window waits for the canary's pods
     assert stepping["status"]["revision"]["current"] == first
-    assert condition(stepping, "Available")["status"] == "True"
+    assert required_condition(stepping, "Available")["status"] == "True"
     (on_canary,) = _canary_deployments(kube, namespace)
     assert on_canary.metadata.name == names.canary("cams")
     assert (_engine_of(on_canary), on_canary.spec.replicas) == (second, 1)
@@ -142,7 +151,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
         timeout=60,
     )
     started = windowed["status"]["canary"]["stepStartedAt"]
-    assert "step 1/2, 50%, analysis until" in condition(windowed, "Progressing")["message"]
+    assert "step 1/2, 50%, analysis until" in required_condition(windowed, "Progressing")["message"]
 
     # Killed mid-window, the operator's successor resumes the same step and window from the status alone.
     operator.kill()
@@ -166,9 +175,9 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
         lambda: make_pods_ready(kube, namespace, second) and _progressing(kube, namespace, canary.PROMOTED),
         timeout=90,
     )
-    assert condition(promoted, "Progressing")["status"] == "False"
-    assert condition(promoted, "Degraded")["status"] == "False"
-    assert condition(promoted, "Available")["status"] == "True"
+    assert required_condition(promoted, "Progressing")["status"] == "False"
+    assert required_condition(promoted, "Degraded")["status"] == "False"
+    assert required_condition(promoted, "Available")["status"] == "True"
     assert promoted["status"]["revision"] == {"current": second, "previous": first}
     assert promoted["status"]["canary"]["state"] == "Promoted"
     wait_for("the canary Deployment to go", lambda: _deployment(kube, namespace, names.canary("cams")) is None)
@@ -198,7 +207,12 @@ def _annotation(kube: Any, namespace: str) -> str | None:
 
 
 def test_kestrel_canary_abort_and_promote_reach_the_operator_through_the_api_server(
-    without_argo, kube, operator, namespace, manual_node, capsys: pytest.CaptureFixture[str]
+    without_argo: None,
+    kube: Cluster,
+    operator: Operator,
+    namespace: str,
+    manual_node: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # A window no test waits out: only a person's request ends these canaries.
     raw = {

@@ -12,14 +12,15 @@ from kestrel.api import keys, spec
 from kestrel.manifests import names
 from kestrel.reconcilers import cache, engine, storage
 from kestrel.security import manifest
-from tests.cluster.engine_store_support import credentials_secret, events, signing_pair, store_bed
-from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, wait_for
+from tests.cluster.engine_store_support import StoreBed, credentials_secret, events, signing_pair, store_bed
+from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, required_condition, wait_for
 from tests.cluster.storage_fixtures import minio_connection
+from tests.cluster_fixtures import Cluster
 
 __all__ = ["minio_connection", "store_bed"]  # fixtures, imported for pytest to find
 
 
-def test_a_stored_engine_is_reused_without_a_build(kube, store_bed) -> None:
+def test_a_stored_engine_is_reused_without_a_build(kube: Cluster, store_bed: StoreBed) -> None:
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     key = keys.engine_key(spec.parse(raw))
@@ -35,8 +36,8 @@ def test_a_stored_engine_is_reused_without_a_build(kube, store_bed) -> None:
         ),
     )
 
-    assert condition(done, "Built")["reason"] == engine.CACHED
-    assert condition(done, "Validated")["status"] == "True"
+    assert required_condition(done, "Built")["reason"] == engine.CACHED
+    assert required_condition(done, "Validated")["status"] == "True"
     assert done["status"]["engine"]["key"] == key and done["status"]["engine"]["uri"] == uri
     assert done["status"]["engine"]["digest"].startswith("sha256:")
     assert done["status"]["revision"]["current"] == key
@@ -55,7 +56,7 @@ def test_a_stored_engine_is_reused_without_a_build(kube, store_bed) -> None:
     assert store_bed.connection.secret_key not in store_bed.operator.log()
 
 
-def test_an_engine_signed_by_another_key_is_built_again(kube, store_bed) -> None:
+def test_an_engine_signed_by_another_key_is_built_again(kube: Cluster, store_bed: StoreBed) -> None:
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     key = keys.engine_key(spec.parse(raw))
@@ -71,7 +72,7 @@ def test_an_engine_signed_by_another_key_is_built_again(kube, store_bed) -> None
     assert rejected.type == "Warning" and "not by the trusted key" in rejected.message
 
 
-def test_a_missing_credentials_secret_holds_the_build_until_it_exists(kube, store_bed) -> None:
+def test_a_missing_credentials_secret_holds_the_build_until_it_exists(kube: Cluster, store_bed: StoreBed) -> None:
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     store_bed.operator.start()
@@ -86,9 +87,9 @@ def test_a_missing_credentials_secret_holds_the_build_until_it_exists(kube, stor
             and b
         ),
     )
-    message = condition(blocked, "Built")["message"]
+    message = required_condition(blocked, "Built")["message"]
     assert f"kestrel-system/{store_bed.secret}" in message and "create secret generic" in message
-    assert condition(blocked, "Ready")["reason"] == storage.MISSING
+    assert required_condition(blocked, "Ready")["reason"] == storage.MISSING
     time.sleep(3)
     assert jobs(kube, namespace) == []
     assert len(events(kube, namespace, storage.MISSING)) == 1

@@ -17,6 +17,7 @@ from kubernetes.client import exceptions
 from kestrel.api import crd
 from kestrel.manifests import access, labels, names
 from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, wait_for
+from tests.cluster_fixtures import Cluster, Operator
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
@@ -63,7 +64,9 @@ def _owned_by(obj: Any, uid: str) -> bool:
     return any(ref.uid == uid for ref in obj.metadata.owner_references or [])
 
 
-def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(kube, operator, namespace) -> None:
+def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(
+    kube: Cluster, operator: Operator, namespace: str
+) -> None:
     tls_secret = _team_secret(kube, namespace, names.tls_secret("web"))
     api_key = _team_secret(kube, namespace, names.api_key_secret("web"))
     kube.create_mdep(namespace, "web", mdep_spec(namespace))
@@ -103,7 +106,9 @@ def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(ku
     assert 'forbidden: User "system:serviceaccount:' not in operator.log()
 
 
-def test_a_labelled_role_named_after_a_secret_deletes_nothing(kube, operator, namespace) -> None:
+def test_a_labelled_role_named_after_a_secret_deletes_nothing(
+    kube: Cluster, operator: Operator, namespace: str
+) -> None:
     rbac = client.RbacAuthorizationV1Api(kube.api)
     victim = "database-password"
     secret = _team_secret(kube, namespace, victim)
@@ -156,7 +161,9 @@ def test_a_labelled_role_named_after_a_secret_deletes_nothing(kube, operator, na
     assert 'forbidden: User "system:serviceaccount:' not in operator.log()
 
 
-def test_a_model_without_conflicts_gets_its_children_owned_by_it(kube, operator, namespace) -> None:
+def test_a_model_without_conflicts_gets_its_children_owned_by_it(
+    kube: Cluster, operator: Operator, namespace: str
+) -> None:
     kube.create_mdep(namespace, "web", mdep_spec(namespace))
     wait_for("the build Job", lambda: jobs(kube, namespace))
     uid = get_mdep(kube, namespace, "web")["metadata"]["uid"]

@@ -22,11 +22,13 @@ from tests.cluster.operator_support import (
     make_pods_ready,
     mdep_spec,
     report,
+    required_condition,
     wait_for,
 )
+from tests.cluster_fixtures import Cluster, Operator
 
 
-def _when(kube, namespace: str, kind: str, **wanted: str) -> dict:
+def _when(kube: Cluster, namespace: str, kind: str, **wanted: str) -> dict:
     """The model once its condition `kind` has every field in `wanted`."""
     return wait_for(
         f"{kind} with {wanted}",
@@ -40,7 +42,7 @@ def _when(kube, namespace: str, kind: str, **wanted: str) -> dict:
     )
 
 
-def _events(kube, namespace: str, reason: str) -> list:
+def _events(kube: Cluster, namespace: str, reason: str) -> list:
     """The model's Events of `reason`, once there is one."""
     return wait_for(
         f"the {reason} Event",
@@ -53,7 +55,7 @@ def _events(kube, namespace: str, reason: str) -> list:
 
 
 def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
-    kube, operator, namespace, manual_node
+    kube: Cluster, operator: Operator, namespace: str, manual_node
 ) -> None:
     raw = mdep_spec(namespace)
     kube.create_mdep(namespace, "cams", raw)
@@ -74,7 +76,7 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
         ),
     )
     assert building["status"]["phase"] == "Building"
-    assert condition(building, "Ready")["status"] == "False"
+    assert required_condition(building, "Ready")["status"] == "False"
 
     # Crash the operator mid-build and start it again: it finds its Job instead of making another.
     operator.kill()
@@ -92,7 +94,7 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
             and b
         ),
     )
-    assert condition(done, "Built")["status"] == "True"
+    assert required_condition(done, "Built")["status"] == "True"
     assert done["status"]["engine"]["key"] == keys.engine_key(parsed)
     assert done["status"]["engine"]["format"] == "onnx"
     assert done["status"]["validation"]["mapEngine"] == 0.805
@@ -108,7 +110,9 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
     assert 'forbidden: User "system:serviceaccount:' not in operator.log()
 
 
-def test_failed_gate_is_reported_with_its_reason_and_an_event(kube, operator, namespace, manual_node) -> None:
+def test_failed_gate_is_reported_with_its_reason_and_an_event(
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
+) -> None:
     raw = mdep_spec(namespace)
     kube.create_mdep(namespace, "cams", raw)
     parsed = spec.parse(raw)
@@ -126,7 +130,7 @@ def test_failed_gate_is_reported_with_its_reason_and_an_event(kube, operator, na
     assert validated["reason"] == "AccuracyDrop"
     assert "0.070" in validated["message"]
     assert failed["status"]["phase"] == "Failed"
-    assert condition(failed, "Ready")["reason"] == "AccuracyDrop"
+    assert required_condition(failed, "Ready")["reason"] == "AccuracyDrop"
     events = _events(kube, namespace, "AccuracyDrop")
     assert events[0].type == "Warning"
     # A model whose only engine failed its gate serves nothing: no Deployment, no Service, through several resyncs.
@@ -136,7 +140,9 @@ def test_failed_gate_is_reported_with_its_reason_and_an_event(kube, operator, na
     assert [s.metadata.name for s in kube.core.list_namespaced_service(namespace).items] == []
 
 
-def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(kube, operator, namespace, manual_node) -> None:
+def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
+) -> None:
     raw = mdep_spec(namespace)
     kube.create_mdep(namespace, "cams", raw)
     first = build(kube, namespace, raw, manual_node)
@@ -177,28 +183,32 @@ def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(kube, op
     assert kept.metadata.uid == deployment.metadata.uid
     assert kube.core.read_namespaced_service(names.service("cams"), namespace).metadata.uid == service.metadata.uid
     assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [deployment.metadata.name]
-    assert condition(failed, "Available")["status"] == "True"
+    assert required_condition(failed, "Available")["status"] == "True"
 
 
-def test_a_build_pod_no_node_can_take_is_reported_unschedulable_within_a_resync(kube, operator, namespace) -> None:
+def test_a_build_pod_no_node_can_take_is_reported_unschedulable_within_a_resync(
+    kube: Cluster, operator: Operator, namespace: str
+) -> None:
     """The real scheduler finds no node for the build pod: Built says so with the scheduler's own words, instead of
     "Build Job ... is running" until the build's deadline."""
     raw = {**mdep_spec(namespace), "target": {"nodeSelector": {"kestrel.dev/test-no-such-pool": namespace}}}
     kube.create_mdep(namespace, "cams", raw)
     held = _when(kube, namespace, "Built", reason="Unschedulable")
-    message = condition(held, "Built")["message"]
+    message = required_condition(held, "Built")["message"]
     assert "is held up: pod " in message and "cannot be scheduled: 0/" in message, message
     assert "node affinity/selector" in message or "didn't match" in message, message
     events = _events(kube, namespace, "Unschedulable")
     assert events[0].type == "Warning"
 
 
-def test_a_crashed_build_is_reported_as_build_failed(kube, operator, namespace, manual_node) -> None:
+def test_a_crashed_build_is_reported_as_build_failed(
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
+) -> None:
     raw = mdep_spec(namespace, build={"backoffLimit": 0})
     kube.create_mdep(namespace, "cams", raw)
     job_name = names.build_job("cams", keys.engine_key(spec.parse(raw)))
     wait_for("the build Job", lambda: jobs(kube, namespace))
     finish_build_pod(kube, namespace, job_name, manual_node, "spec.model.source.sha256 mismatch", exit_code=1)
     failed = _when(kube, namespace, "Built", reason="BuildFailed")
-    assert "sha256 mismatch" in condition(failed, "Built")["message"]
+    assert "sha256 mismatch" in required_condition(failed, "Built")["message"]
     assert failed["status"]["phase"] == "Failed"

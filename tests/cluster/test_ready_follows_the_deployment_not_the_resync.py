@@ -12,16 +12,17 @@ import time
 from kubernetes import client
 
 from kestrel.api import keys, spec
-from tests.cluster.engine_store_support import credentials_secret, signing_pair, store_bed
-from tests.cluster.operator_support import condition, get_mdep, make_pods_ready, mdep_spec, wait_for
+from tests.cluster.engine_store_support import StoreBed, credentials_secret, signing_pair, store_bed
+from tests.cluster.operator_support import condition, get_mdep, make_pods_ready, mdep_spec, required_condition, wait_for
 from tests.cluster.storage_fixtures import minio_connection
+from tests.cluster_fixtures import Cluster
 
 __all__ = ["minio_connection", "store_bed"]  # fixtures, imported for pytest to find
 
 PROMPT_S = 10.0  # far below the resync below: only the Deployment watch can explain a report this fast
 
 
-def test_ready_and_drift_follow_the_deployment_at_once(kube, store_bed, manual_node) -> None:
+def test_ready_and_drift_follow_the_deployment_at_once(kube: Cluster, store_bed: StoreBed, manual_node: str) -> None:
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     key = keys.engine_key(spec.parse(raw))
@@ -40,8 +41,8 @@ def test_ready_and_drift_follow_the_deployment_at_once(kube, store_bed, manual_n
     )
     time.sleep(3)  # past the timer's first tick (1 s after the create): only a watch event is left to act on
     before = get_mdep(kube, namespace, "cams")
-    assert condition(before, "Available")["status"] == "False"
-    assert condition(before, "Ready")["status"] == "False"
+    assert required_condition(before, "Available")["status"] == "False"
+    assert required_condition(before, "Ready")["status"] == "False"
 
     started = time.monotonic()
     wait_for("the pod Ready", lambda: make_pods_ready(kube, namespace, key))

@@ -8,22 +8,23 @@ import time
 from kubernetes import client
 
 from testbed import components, nodes
+from tests.cluster_fixtures import Cluster
 
 
-def test_version_is_the_pinned_release(kube) -> None:
+def test_version_is_the_pinned_release(kube: Cluster) -> None:
     version = client.VersionApi(kube.api).get_code()
     assert version.git_version == components.KUBERNETES
     assert (version.major, version.minor) == ("1", "34")
 
 
-def test_rbac_is_enforced(kube) -> None:
+def test_rbac_is_enforced(kube: Cluster) -> None:
     denied = kube.kubectl("auth", "can-i", "list", "secrets", "--as=system:serviceaccount:default:default", check=False)
     assert denied.stdout.strip() == "no"
     allowed = kube.kubectl("auth", "can-i", "list", "secrets", check=False)
     assert allowed.stdout.strip() == "yes"
 
 
-def test_fake_gpu_nodes_of_two_products_and_cpu_nodes(kube) -> None:
+def test_fake_gpu_nodes_of_two_products_and_cpu_nodes(kube: Cluster) -> None:
     items = kube.core.list_node().items
     products = {n.metadata.labels.get("nvidia.com/gpu.product") for n in items}
     assert set(nodes.GPU_PRODUCTS) <= products
@@ -32,7 +33,7 @@ def test_fake_gpu_nodes_of_two_products_and_cpu_nodes(kube) -> None:
     assert gpu_node.status.allocatable["nvidia.com/gpu"] == "4"
 
 
-def test_deployment_becomes_available_on_a_fake_gpu_node(kube, pod_namespace) -> None:
+def test_deployment_becomes_available_on_a_fake_gpu_node(kube: Cluster, pod_namespace: str) -> None:
     namespace = pod_namespace
     manifest = {
         "apiVersion": "apps/v1",
