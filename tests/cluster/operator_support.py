@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from kubernetes import client
 
@@ -42,6 +42,23 @@ def mdep_spec(namespace: str, **engine: Any) -> dict[str, Any]:
 def get_mdep(kube: Cluster, namespace: str, name: str) -> dict[str, Any]:
     found = kube.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
     return cast(dict[str, Any], found)  # the custom objects API types what it returns as object
+
+
+class _Object(Protocol):
+    @property
+    def metadata(self) -> client.V1ObjectMeta | None: ...
+
+
+def meta(obj: _Object) -> client.V1ObjectMeta:
+    """An object's metadata, which the API server always returns and the typed client declares optional."""
+    assert obj.metadata is not None, f"{type(obj).__name__} without metadata"
+    return obj.metadata
+
+
+def name_of(obj: _Object) -> str:
+    name = meta(obj).name
+    assert name is not None, f"{type(obj).__name__} without a name"
+    return name
 
 
 def condition(body: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -84,7 +101,7 @@ def finish_build_pod(kube: Cluster, namespace: str, job_name: str, node: str, me
         "finishedAt": now,
     }
     kube.core.patch_namespaced_pod_status(
-        pod.metadata.name,
+        name_of(pod),
         namespace,
         _content_type="application/merge-patch+json",
         body={
@@ -127,11 +144,11 @@ def make_pods_ready(kube: Cluster, namespace: str, engine_key: str) -> int:
     selector = f"app.kubernetes.io/component=triton,kestrel.dev/engine-key={names.short_key(engine_key)}"
     for pod in kube.core.list_namespaced_pod(namespace, label_selector=selector).items:
         assert pod.metadata is not None and pod.spec is not None, "a pod without metadata or spec"
-        if not pod.spec.node_name or pod.metadata.deletion_timestamp:
+        if not pod.spec.node_name or meta(pod).deletion_timestamp:
             continue
         if pod.status is None or pod.status.phase != "Running":
             kube.core.patch_namespaced_pod_status(
-                pod.metadata.name,
+                name_of(pod),
                 namespace,
                 _content_type="application/merge-patch+json",
                 body={

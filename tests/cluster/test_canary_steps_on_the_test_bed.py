@@ -28,6 +28,7 @@ from tests.cluster.operator_support import (
     get_mdep,
     make_pods_ready,
     mdep_spec,
+    meta,
     required_condition,
     wait_for,
 )
@@ -162,7 +163,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
         "the restart outlasted the window: nothing left to show about resuming it"
     )
     assert (resumed["status"]["canary"]["step"], resumed["status"]["canary"]["stepStartedAt"]) == (0, started)
-    assert [d.metadata.uid for d in _canary_deployments(kube, namespace)] == [on_canary.metadata.uid]
+    assert [meta(d).uid for d in _canary_deployments(kube, namespace)] == [meta(on_canary).uid]
 
     # The window over, the last step promotes: the stable Deployment moves to the new engine, the canary goes.
     promoting = wait_for(

@@ -18,7 +18,7 @@ from kubernetes.client import exceptions
 
 from kestrel.manifests import labels, names
 from tests.cluster import crd_support
-from tests.cluster.operator_support import build, condition, get_mdep, mdep_spec, required_condition, wait_for
+from tests.cluster.operator_support import build, condition, get_mdep, mdep_spec, name_of, required_condition, wait_for
 
 CRDS = ("rollouts.argoproj.io", "analysistemplates.argoproj.io")
 ARGO = ("argoproj.io", "v1alpha1")
@@ -84,7 +84,7 @@ def test_the_canary_is_an_argo_rollout_whose_status_drives_the_conditions(
     template = kube.custom.get_namespaced_custom_object(*ARGO, namespace, "analysistemplates", names.triton("cams"))
     assert {m["name"] for m in template["spec"]["metrics"]} == {"error-rate", "p95-latency-ms"}
     apps = client.AppsV1Api(kube.api)
-    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == []
+    assert [name_of(d) for d in apps.list_namespaced_deployment(namespace).items] == []
 
     _play_argo(kube, namespace, rollout, phase="Healthy", replicas=2, readyReplicas=2, availableReplicas=2)
     ready = wait_for("RolloutComplete", lambda: _mdep_condition(kube, namespace, "Progressing", "RolloutComplete"))

@@ -13,7 +13,16 @@ from kestrel.manifests import names
 from kestrel.reconcilers import cache, engine, storage
 from kestrel.security import manifest
 from tests.cluster.engine_store_support import StoreBed, credentials_secret, events, signing_pair, store_bed
-from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, required_condition, wait_for
+from tests.cluster.operator_support import (
+    condition,
+    get_mdep,
+    jobs,
+    mdep_spec,
+    meta,
+    name_of,
+    required_condition,
+    wait_for,
+)
 from tests.cluster.storage_fixtures import minio_connection
 from tests.cluster_fixtures import Cluster
 
@@ -43,13 +52,13 @@ def test_a_stored_engine_is_reused_without_a_build(kube: Cluster, store_bed: Sto
     assert done["status"]["revision"]["current"] == key
     # The Triton pods' grant for this engine, owned by the model; no Secret of the namespace holds a credential.
     grant = kube.core.read_namespaced_secret(names.download_grant("cams", key), namespace)
-    assert grant.metadata.owner_references[0].name == "cams"
+    assert meta(grant).owner_references[0].name == "cams"
     document = json.loads(base64.b64decode(grant.data["grant.json"]))
     assert document["kind"] == "download" and document["engine"] == f"{namespace}/cams/{key}"
     assert "manifest.json" in document["objects"]
     for secret in kube.core.list_namespaced_secret(namespace).items:
         values = [base64.b64decode(value) for value in (secret.data or {}).values()]
-        assert not any(store_bed.connection.secret_key.encode() in value for value in values), secret.metadata.name
+        assert not any(store_bed.connection.secret_key.encode() in value for value in values), name_of(secret)
     time.sleep(3)  # several resync periods: still no Job
     assert jobs(kube, namespace) == []
     assert len(events(kube, namespace, engine.CACHED)) == 1
@@ -97,6 +106,6 @@ def test_a_missing_credentials_secret_holds_the_build_until_it_exists(kube: Clus
     credentials_secret(kube, store_bed.secret, store_bed.connection)
     (job,) = wait_for("the build Job", lambda: jobs(kube, namespace))
     grant = kube.core.read_namespaced_secret(
-        names.upload_grant("cams", job.metadata.annotations["kestrel.dev/engine-key"]), namespace
+        names.upload_grant("cams", meta(job).annotations["kestrel.dev/engine-key"]), namespace
     )
     assert json.loads(base64.b64decode(grant.data["grant.json"]))["kind"] == "upload"

@@ -16,7 +16,7 @@ from kubernetes.client import exceptions
 
 from kestrel.api import crd
 from kestrel.manifests import access, labels, names
-from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, wait_for
+from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, meta, name_of, wait_for
 from tests.cluster_fixtures import Cluster, Operator
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -40,12 +40,12 @@ def _team_secret(kube: Any, namespace: str, name: str) -> client.V1Secret:
 
 
 def _unchanged(kube: Any, namespace: str, before: client.V1Secret) -> bool:
-    now = _secret(kube, namespace, before.metadata.name)
+    now = _secret(kube, namespace, name_of(before))
     return (
         now is not None
-        and now.metadata.resource_version == before.metadata.resource_version
+        and meta(now).resource_version == meta(before).resource_version
         and now.data == before.data
-        and not now.metadata.owner_references
+        and not meta(now).owner_references
     )
 
 
@@ -61,7 +61,7 @@ def _conflict_naming(kube: Any, namespace: str, model: str, secret: str) -> dict
 
 
 def _owned_by(obj: Any, uid: str) -> bool:
-    return any(ref.uid == uid for ref in obj.metadata.owner_references or [])
+    return any(ref.uid == uid for ref in meta(obj).owner_references or [])
 
 
 def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(
@@ -86,7 +86,7 @@ def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(
     assert jobs(kube, namespace) == []  # the pass stopped: no build started for a model that cannot serve
 
     # The fix the message names: the team renames its Secret (here: deletes it). The model goes on to the next name.
-    kube.core.delete_namespaced_secret(tls_secret.metadata.name, namespace)
+    kube.core.delete_namespaced_secret(name_of(tls_secret), namespace)
     wait_for(
         "Ready=False NameConflict naming web-api-key", lambda: _conflict_naming(kube, namespace, "web", "web-api-key")
     )
@@ -138,9 +138,9 @@ def test_a_labelled_role_named_after_a_secret_deletes_nothing(
         lambda: (c := condition(get_mdep(kube, namespace, "cams"), "CertificateReady")) and c["status"] == "True",
     )
     (own_role,) = [
-        r.metadata.name
+        name_of(r)
         for r in rbac.list_namespaced_role(namespace, label_selector=access.CLIENT_LABEL).items
-        if r.metadata.name != victim
+        if name_of(r) != victim
     ]
 
     # Dropping the subject prunes the model's own client objects, and only those.
@@ -156,8 +156,8 @@ def test_a_labelled_role_named_after_a_secret_deletes_nothing(
     assert _unchanged(kube, namespace, secret)
     role_now = rbac.read_namespaced_role(victim, namespace)
     binding_now = rbac.read_namespaced_role_binding(victim, namespace)
-    assert role_now.metadata.resource_version == their_role.metadata.resource_version
-    assert binding_now.metadata.resource_version == their_binding.metadata.resource_version
+    assert meta(role_now).resource_version == meta(their_role).resource_version
+    assert meta(binding_now).resource_version == meta(their_binding).resource_version
     assert 'forbidden: User "system:serviceaccount:' not in operator.log()
 
 

@@ -21,6 +21,8 @@ from tests.cluster.operator_support import (
     jobs,
     make_pods_ready,
     mdep_spec,
+    meta,
+    name_of,
     report,
     required_condition,
     wait_for,
@@ -65,7 +67,7 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
     job = wait_for(
         "the build Job", lambda: next((j for j in jobs(kube, namespace) if j.metadata.name == job_name), None)
     )
-    assert job.metadata.owner_references[0].kind == "ModelDeployment"
+    assert meta(job).owner_references[0].kind == "ModelDeployment"
     assert job.spec.template.spec.automount_service_account_token is False
     building = wait_for(
         "Built=False/Building",
@@ -82,7 +84,7 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
     operator.kill()
     operator.start()
     time.sleep(4)  # several resync periods of the new operator
-    assert [j.metadata.name for j in jobs(kube, namespace)] == [job_name]
+    assert [name_of(j) for j in jobs(kube, namespace)] == [job_name]
 
     finish_build_pod(kube, namespace, job_name, manual_node, report(parsed, passed=True, message="mAP50-95 0.805"))
     done = wait_for(
@@ -101,7 +103,7 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
     assert done["status"]["validation"]["passed"] is True
     assert done["status"]["observedGeneration"] == done["metadata"]["generation"]
     assert done["status"]["revision"]["current"] == keys.engine_key(parsed)
-    assert [j.metadata.name for j in jobs(kube, namespace)] == [job_name]
+    assert [name_of(j) for j in jobs(kube, namespace)] == [job_name]
     exported = operator.metrics()  # of the restarted operator, which saw the build finish
     assert 'kestrel_events_total{reason="Passed",type="Normal"} 1.0' in exported
     assert 'kestrel_reconciles_total{result="ok"}' in exported
@@ -136,8 +138,8 @@ def test_failed_gate_is_reported_with_its_reason_and_an_event(
     # A model whose only engine failed its gate serves nothing: no Deployment, no Service, through several resyncs.
     time.sleep(3)
     apps = client.AppsV1Api(kube.api)
-    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == []
-    assert [s.metadata.name for s in kube.core.list_namespaced_service(namespace).items] == []
+    assert [name_of(d) for d in apps.list_namespaced_deployment(namespace).items] == []
+    assert [name_of(s) for s in kube.core.list_namespaced_service(namespace).items] == []
 
 
 def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(
@@ -180,9 +182,9 @@ def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(
     (kept,) = apps.list_namespaced_deployment(namespace).items
     template = kept.spec.template.metadata.annotations
     assert template[labels.ENGINE_KEY_ANNOTATION] == first
-    assert kept.metadata.uid == deployment.metadata.uid
-    assert kube.core.read_namespaced_service(names.service("cams"), namespace).metadata.uid == service.metadata.uid
-    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [deployment.metadata.name]
+    assert meta(kept).uid == meta(deployment).uid
+    assert kube.core.read_namespaced_service(names.service("cams"), namespace).metadata.uid == meta(service).uid
+    assert [name_of(d) for d in apps.list_namespaced_deployment(namespace).items] == [name_of(deployment)]
     assert required_condition(failed, "Available")["status"] == "True"
 
 

@@ -16,6 +16,7 @@ from tests.cluster.operator_support import (
     get_mdep,
     make_pods_ready,
     mdep_spec,
+    name_of,
     required_condition,
     wait_for,
 )
@@ -34,7 +35,7 @@ def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(
     first = build(kube, namespace, raw, manual_node)
 
     # The operator made the keys and certificate the pods need, then the workload.
-    secrets = {s.metadata.name for s in kube.core.list_namespaced_secret(namespace).items}
+    secrets = {name_of(s) for s in kube.core.list_namespaced_secret(namespace).items}
     assert {names.signing_secret("cams"), names.tls_secret("cams"), names.api_key_secret("cams")} <= secrets
     wait_for("the first revision's pods", lambda: make_pods_ready(kube, namespace, first))
     ready = wait_for(

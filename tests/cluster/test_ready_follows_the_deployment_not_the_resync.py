@@ -13,7 +13,15 @@ from kubernetes import client
 
 from kestrel.api import keys, spec
 from tests.cluster.engine_store_support import StoreBed, credentials_secret, signing_pair, store_bed
-from tests.cluster.operator_support import condition, get_mdep, make_pods_ready, mdep_spec, required_condition, wait_for
+from tests.cluster.operator_support import (
+    condition,
+    get_mdep,
+    make_pods_ready,
+    mdep_spec,
+    name_of,
+    required_condition,
+    wait_for,
+)
 from tests.cluster.storage_fixtures import minio_connection
 from tests.cluster_fixtures import Cluster
 
@@ -59,7 +67,7 @@ def test_ready_and_drift_follow_the_deployment_at_once(kube: Cluster, store_bed:
     # Someone scales the Deployment by hand: the watch sees the new generation, the owner's pass applies it back.
     apps = client.AppsV1Api(kube.api)
     (found,) = apps.list_namespaced_deployment(namespace, label_selector="kestrel.dev/model=cams").items
-    deployment = found.metadata.name
+    deployment = name_of(found)
     apps.patch_namespaced_deployment(deployment, namespace, {"spec": {"replicas": 3}})
     wait_for(
         "the Deployment back at 1 replica",

@@ -8,6 +8,7 @@ import time
 from kubernetes import client
 
 from testbed import components, nodes
+from tests.cluster.operator_support import meta
 from tests.cluster_fixtures import Cluster
 
 
@@ -26,10 +27,10 @@ def test_rbac_is_enforced(kube: Cluster) -> None:
 
 def test_fake_gpu_nodes_of_two_products_and_cpu_nodes(kube: Cluster) -> None:
     items = kube.core.list_node().items
-    products = {n.metadata.labels.get("nvidia.com/gpu.product") for n in items}
+    products = {meta(n).labels.get("nvidia.com/gpu.product") for n in items}
     assert set(nodes.GPU_PRODUCTS) <= products
     assert None in products  # CPU nodes
-    gpu_node = next(n for n in items if n.metadata.labels.get("nvidia.com/gpu.product") == "NVIDIA-L4")
+    gpu_node = next(n for n in items if meta(n).labels.get("nvidia.com/gpu.product") == "NVIDIA-L4")
     assert gpu_node.status.allocatable["nvidia.com/gpu"] == "4"
 
 
