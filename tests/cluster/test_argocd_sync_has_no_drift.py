@@ -25,7 +25,7 @@ import pytest
 from kestrel.api import crd
 from kestrel.manifests import names
 from tests.cluster import install_support
-from tests.cluster.operator_support import wait_for
+from tests.cluster.operator_support import get_mdep, wait_for
 from tests.cluster_fixtures import Cluster, Operator
 
 pytestmark = pytest.mark.cluster
@@ -53,7 +53,7 @@ def _server_side_diff(kube: Cluster, objects: list[dict[str, Any]]) -> Any:
 
 
 def _reconciled(kube: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
-    body = kube.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+    body = get_mdep(kube, namespace, name)
     status = body.get("status") or {}
     # Status from the reconcilers, then Kopf's finalizer and its record of the handled spec.
     done = (

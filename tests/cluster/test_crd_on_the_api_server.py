@@ -13,6 +13,7 @@ from kubernetes.client import exceptions
 
 from kestrel.api import crd, spec
 from tests import invalid_specs
+from tests.cluster.operator_support import get_mdep
 from tests.cluster_fixtures import Cluster
 
 EXAMPLES = sorted(pathlib.Path(__file__).parents[2].joinpath("examples").glob("*/modeldeployment.yaml"))
@@ -30,7 +31,7 @@ def test_example_is_accepted(with_crd: Cluster, namespace: str, path: pathlib.Pa
     applied = with_crd.kubectl("apply", "--server-side", f"--namespace={namespace}", "-f", str(path), check=False)
     assert applied.returncode == 0, applied.stderr
     name = yaml.safe_load(path.read_text())["metadata"]["name"]
-    stored = with_crd.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+    stored = get_mdep(with_crd, namespace, name)
     # The API server's defaults and the models' defaults agree field for field.
     assert stored["spec"] == spec.parse(stored["spec"]).to_wire()
 
@@ -48,6 +49,7 @@ def test_invalid_spec_is_rejected_by_the_api_server(
     with pytest.raises(exceptions.ApiException) as caught:
         with_crd.create_mdep(shared_namespace, "invalid", case.spec())
     assert caught.value.status in (400, 422)
+    assert caught.value.body is not None, "a refusal without a body"
     message = json.loads(caught.value.body)["message"]
     assert case.field in message, message
 

@@ -15,6 +15,7 @@ from kubernetes.client import exceptions
 
 from kestrel.api import crd
 from tests import invalid_specs
+from tests.cluster.operator_support import get_mdep
 from tests.cluster_fixtures import Cluster
 
 FIELD = "spec.security.encryption.kms"
@@ -28,6 +29,7 @@ def _body(name: str, encryption: dict[str, Any]) -> dict[str, Any]:
 
 def _refusal(caught: pytest.ExceptionInfo[exceptions.ApiException]) -> str:
     assert caught.value.status == 422, caught.value.body
+    assert caught.value.body is not None, "a refusal without a body"
     message: str = json.loads(caught.value.body)["message"]
     return message
 
@@ -37,10 +39,14 @@ def _refusal(caught: pytest.ExceptionInfo[exceptions.ApiException]) -> str:
 def test_a_kms_spec_is_refused_at_create_naming_the_field(
     with_crd: Cluster, shared_namespace: str, validation: str | None
 ) -> None:
-    options = {"field_validation": validation} if validation else {}
     with pytest.raises(exceptions.ApiException) as caught:
         with_crd.custom.create_namespaced_custom_object(
-            crd.GROUP, crd.VERSION, shared_namespace, crd.PLURAL, _body("asks-for-kms", ASKS_FOR_KMS), **options
+            crd.GROUP,
+            crd.VERSION,
+            shared_namespace,
+            crd.PLURAL,
+            _body("asks-for-kms", ASKS_FOR_KMS),
+            field_validation=validation,  # None: the client leaves the parameter out
         )
     message = _refusal(caught)
     assert f"{FIELD}: Forbidden" in message, message
@@ -69,6 +75,6 @@ def test_adding_kms_to_a_stored_model_is_refused_and_changes_nothing(with_crd: C
             crd.GROUP, crd.VERSION, namespace, crd.PLURAL, "cams", {"spec": {"security": {"encryption": ASKS_FOR_KMS}}}
         )
     assert FIELD in _refusal(caught)
-    after = with_crd.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, "cams")
+    after = get_mdep(with_crd, namespace, "cams")
     assert after["metadata"]["generation"] == stored["metadata"]["generation"]
     assert after["spec"]["security"]["encryption"] == {"enabled": False}

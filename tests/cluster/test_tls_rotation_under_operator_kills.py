@@ -61,7 +61,8 @@ class SecretHistory:
         listed = self.core.list_namespaced_secret(self.namespace)
         for secret in listed.items:
             self._record(secret)
-        return str(meta(listed).resource_version)
+        assert listed.metadata is not None and listed.metadata.resource_version, "a list without a resourceVersion"
+        return listed.metadata.resource_version
 
     def _run(self) -> None:
         try:
@@ -76,7 +77,9 @@ class SecretHistory:
                         version = self._list()
                         break
                     secret = event["object"]
-                    version = meta(secret).resource_version
+                    found_version = meta(secret).resource_version
+                    assert found_version is not None, "a watch event of an object without a resourceVersion"
+                    version = found_version
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self._record(secret)
         except BaseException as error:  # reported by the test, not lost in a thread
