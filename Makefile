@@ -36,7 +36,7 @@ testbed-down: setup
 lint: setup
 	$(VENV)/bin/ruff check operator tests testbed bench
 	$(VENV)/bin/ruff format --check operator tests testbed bench
-	$(VENV)/bin/mypy operator/kestrel testbed bench
+	$(VENV)/bin/mypy operator/kestrel testbed bench tests
 	$(VENV)/bin/lint-imports
 	$(PY) -m testbed.build actionlint
 	$(ACTIONLINT) -no-color .github/workflows/*.yaml

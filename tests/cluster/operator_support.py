@@ -184,7 +184,7 @@ def build(kube: Cluster, namespace: str, raw: dict[str, Any], node: str) -> str:
     job_name = names.build_job("cams", key)
     wait_for(
         f"build Job {job_name}",
-        lambda: any(j.metadata is not None and j.metadata.name == job_name for j in jobs(kube, namespace)),
+        lambda: any(name_of(j) == job_name for j in jobs(kube, namespace)),
     )
     finish_build_pod(kube, namespace, job_name, node, report(parsed, passed=True))
     return key

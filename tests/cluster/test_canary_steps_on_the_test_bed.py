@@ -29,6 +29,7 @@ from tests.cluster.operator_support import (
     make_pods_ready,
     mdep_spec,
     meta,
+    name_of,
     required_condition,
     wait_for,
 )
@@ -66,8 +67,12 @@ def _deployment(kube: Any, namespace: str, name: str) -> client.V1Deployment | N
         raise
 
 
-def _engine_of(deployment: client.V1Deployment) -> str:
-    return str(deployment.spec.template.metadata.annotations[labels.ENGINE_KEY_ANNOTATION])
+def _engine_of(deployment: client.V1Deployment | None) -> str:
+    assert deployment is not None, "the Deployment is gone"
+    assert deployment.spec is not None and deployment.spec.template.metadata is not None, (
+        "a Deployment without a pod template"
+    )
+    return str((deployment.spec.template.metadata.annotations or {})[labels.ENGINE_KEY_ANNOTATION])
 
 
 def _canary_deployments(kube: Any, namespace: str) -> list[client.V1Deployment]:
@@ -99,7 +104,7 @@ def _time(text: str) -> datetime.datetime:
 
 
 def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
-    without_argo: None, kube: Cluster, operator: Operator, namespace: str, manual_node
+    without_argo: None, kube: Cluster, operator: Operator, namespace: str, manual_node: str
 ) -> None:
     raw = {
         **mdep_spec(namespace),
@@ -139,10 +144,10 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     assert stepping["status"]["revision"]["current"] == first
     assert required_condition(stepping, "Available")["status"] == "True"
     (on_canary,) = _canary_deployments(kube, namespace)
-    assert on_canary.metadata.name == names.canary("cams")
-    assert (_engine_of(on_canary), on_canary.spec.replicas) == (second, 1)
+    assert name_of(on_canary) == names.canary("cams")
+    assert on_canary.spec is not None and (_engine_of(on_canary), on_canary.spec.replicas) == (second, 1)
     stable = _deployment(kube, namespace, names.triton("cams"))
-    assert (_engine_of(stable), stable.spec.replicas) == (first, 2)
+    assert stable is not None and stable.spec is not None and (_engine_of(stable), stable.spec.replicas) == (first, 2)
 
     # Its pod ready, the step's window starts.
     wait_for("the canary's pod", lambda: make_pods_ready(kube, namespace, second) == 1)
@@ -183,7 +188,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     assert promoted["status"]["canary"]["state"] == "Promoted"
     wait_for("the canary Deployment to go", lambda: _deployment(kube, namespace, names.canary("cams")) is None)
     stable = _deployment(kube, namespace, names.triton("cams"))
-    assert (_engine_of(stable), stable.spec.replicas) == (second, 2)
+    assert stable is not None and stable.spec is not None and (_engine_of(stable), stable.spec.replicas) == (second, 2)
 
     events = _events(kube, namespace)
     reasons = [e.reason for e in events]
@@ -191,6 +196,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     (passed,) = [e for e in events if e.reason == canary.STEP_PASSED]
     assert passed.message == f"Canary of engine {second[:8]} passed step 1/2, 50%: {canary.NOT_RUN}"
     # The window was measured from its start before the kill, and waited out in full.
+    assert passed.first_timestamp is not None
     assert passed.first_timestamp >= _time(started) + datetime.timedelta(seconds=WINDOW_S - 1)
     assert {canary.PROMOTING, canary.PROMOTED} <= set(reasons)
     assert canary.ABORTED not in reasons and canary.RESTARTED not in reasons

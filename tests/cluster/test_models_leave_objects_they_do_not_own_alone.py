@@ -22,7 +22,7 @@ from tests.cluster_fixtures import Cluster, Operator
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
-def _secret(kube: Any, namespace: str, name: str) -> client.V1Secret | None:
+def _secret(kube: Cluster, namespace: str, name: str) -> client.V1Secret | None:
     try:
         return kube.core.read_namespaced_secret(name, namespace)
     except exceptions.ApiException as error:
@@ -31,15 +31,18 @@ def _secret(kube: Any, namespace: str, name: str) -> client.V1Secret | None:
         raise
 
 
-def _team_secret(kube: Any, namespace: str, name: str) -> client.V1Secret:
+def _team_secret(kube: Cluster, namespace: str, name: str) -> client.V1Secret:
     """A Secret a team made before any model existed."""
     return kube.core.create_namespaced_secret(
         namespace,
-        {"metadata": {"name": name}, "data": {"password": base64.b64encode(f"{name} of the team".encode()).decode()}},
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name),
+            data={"password": base64.b64encode(f"{name} of the team".encode()).decode()},
+        ),
     )
 
 
-def _unchanged(kube: Any, namespace: str, before: client.V1Secret) -> bool:
+def _unchanged(kube: Cluster, namespace: str, before: client.V1Secret) -> bool:
     now = _secret(kube, namespace, name_of(before))
     return (
         now is not None
@@ -81,7 +84,7 @@ def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(
         for e in kube.core.list_namespaced_event(namespace).items
         if e.reason == "NameConflict" and e.involved_object.name == "web" and e.type == "Warning"
     ]
-    assert warnings and f"Secret {namespace}/web-tls" in warnings[0].message
+    assert warnings and f"Secret {namespace}/web-tls" in (warnings[0].message or "")
     assert _unchanged(kube, namespace, tls_secret) and _unchanged(kube, namespace, api_key)
     assert jobs(kube, namespace) == []  # the pass stopped: no build started for a model that cannot serve
 
@@ -114,19 +117,19 @@ def test_a_labelled_role_named_after_a_secret_deletes_nothing(
     secret = _team_secret(kube, namespace, victim)
     their_role = rbac.create_namespaced_role(
         namespace,
-        {
+        client.V1Role(
             # The labels of a client certificate of the model `cams`: anyone who may create a Role can set them.
-            "metadata": {"name": victim, "labels": {labels.MODEL: "cams", access.CLIENT_LABEL: "forged"}},
-            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [victim], "verbs": ["get"]}],
-        },
+            metadata=client.V1ObjectMeta(name=victim, labels={labels.MODEL: "cams", access.CLIENT_LABEL: "forged"}),
+            rules=[client.V1PolicyRule(api_groups=[""], resources=["secrets"], resource_names=[victim], verbs=["get"])],
+        ),
     )
     their_binding = rbac.create_namespaced_role_binding(
         namespace,
-        {
-            "metadata": {"name": victim},
-            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": victim},
-            "subjects": [{"kind": "ServiceAccount", "name": "billing", "namespace": namespace}],
-        },
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name=victim),
+            role_ref=client.V1RoleRef(api_group=RBAC_GROUP, kind="Role", name=victim),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="billing", namespace=namespace)],
+        ),
     )
     raw = {
         **mdep_spec(namespace),

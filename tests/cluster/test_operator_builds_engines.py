@@ -8,6 +8,7 @@ kubelet does, through the pod status, so everything else (scheduler, Job control
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kubernetes import client
 
@@ -30,9 +31,9 @@ from tests.cluster.operator_support import (
 from tests.cluster_fixtures import Cluster, Operator
 
 
-def _when(kube: Cluster, namespace: str, kind: str, **wanted: str) -> dict:
+def _when(kube: Cluster, namespace: str, kind: str, **wanted: str) -> dict[str, Any]:
     """The model once its condition `kind` has every field in `wanted`."""
-    return wait_for(
+    found: dict[str, Any] = wait_for(
         f"{kind} with {wanted}",
         lambda: (
             (b := get_mdep(kube, namespace, "cams"))
@@ -42,11 +43,12 @@ def _when(kube: Cluster, namespace: str, kind: str, **wanted: str) -> dict:
         ),
         timeout=60,
     )
+    return found
 
 
-def _events(kube: Cluster, namespace: str, reason: str) -> list:
+def _events(kube: Cluster, namespace: str, reason: str) -> list[client.CoreV1Event]:
     """The model's Events of `reason`, once there is one."""
-    return wait_for(
+    found: list[client.CoreV1Event] = wait_for(
         f"the {reason} Event",
         lambda: [
             e
@@ -54,20 +56,19 @@ def _events(kube: Cluster, namespace: str, reason: str) -> list:
             if e.reason == reason and e.involved_object.name == "cams"
         ],
     )
+    return found
 
 
 def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
-    kube: Cluster, operator: Operator, namespace: str, manual_node
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
 ) -> None:
     raw = mdep_spec(namespace)
     kube.create_mdep(namespace, "cams", raw)
     parsed = spec.parse(raw)
     job_name = names.build_job("cams", keys.engine_key(parsed))
 
-    job = wait_for(
-        "the build Job", lambda: next((j for j in jobs(kube, namespace) if j.metadata.name == job_name), None)
-    )
-    assert meta(job).owner_references[0].kind == "ModelDeployment"
+    job = wait_for("the build Job", lambda: next((j for j in jobs(kube, namespace) if name_of(j) == job_name), None))
+    assert (meta(job).owner_references or [])[0].kind == "ModelDeployment"
     assert job.spec.template.spec.automount_service_account_token is False
     building = wait_for(
         "Built=False/Building",
@@ -128,7 +129,7 @@ def test_failed_gate_is_reported_with_its_reason_and_an_event(
         report(parsed, passed=False, reason="AccuracyDrop", message="mAP50-95 dropped 0.070 > maxMapDrop 0.020"),
     )
     failed = _when(kube, namespace, "Validated", status="False")
-    validated = condition(failed, "Validated")
+    validated = required_condition(failed, "Validated")
     assert validated["reason"] == "AccuracyDrop"
     assert "0.070" in validated["message"]
     assert failed["status"]["phase"] == "Failed"
@@ -163,7 +164,7 @@ def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(
     parsed = spec.parse(changed)
     second = keys.engine_key(parsed)
     job_name = names.build_job("cams", second)
-    wait_for("the second build Job", lambda: any(j.metadata.name == job_name for j in jobs(kube, namespace)))
+    wait_for("the second build Job", lambda: any(name_of(j) == job_name for j in jobs(kube, namespace)))
     failing = report(parsed, passed=False, reason="AccuracyDrop", message="mAP50-95 dropped 0.070 > maxMapDrop 0.010")
     finish_build_pod(kube, namespace, job_name, manual_node, failing)
     failed = wait_for(
@@ -180,10 +181,10 @@ def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(
     failed = get_mdep(kube, namespace, "cams")
     assert failed["status"]["revision"]["current"] == first
     (kept,) = apps.list_namespaced_deployment(namespace).items
-    template = kept.spec.template.metadata.annotations
-    assert template[labels.ENGINE_KEY_ANNOTATION] == first
+    assert kept.spec is not None and kept.spec.template.metadata is not None, "a Deployment without a pod template"
+    assert (kept.spec.template.metadata.annotations or {})[labels.ENGINE_KEY_ANNOTATION] == first
     assert meta(kept).uid == meta(deployment).uid
-    assert kube.core.read_namespaced_service(names.service("cams"), namespace).metadata.uid == meta(service).uid
+    assert meta(kube.core.read_namespaced_service(names.service("cams"), namespace)).uid == meta(service).uid
     assert [name_of(d) for d in apps.list_namespaced_deployment(namespace).items] == [name_of(deployment)]
     assert required_condition(failed, "Available")["status"] == "True"
 

@@ -43,7 +43,7 @@ def test_ready_and_drift_follow_the_deployment_at_once(kube: Cluster, store_bed:
     wait_for(
         "the Triton pod on the test's node",
         lambda: any(
-            p.spec.node_name == manual_node
+            p.spec is not None and p.spec.node_name == manual_node
             for p in kube.core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=triton").items
         ),
     )

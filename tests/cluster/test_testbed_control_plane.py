@@ -27,11 +27,11 @@ def test_rbac_is_enforced(kube: Cluster) -> None:
 
 def test_fake_gpu_nodes_of_two_products_and_cpu_nodes(kube: Cluster) -> None:
     items = kube.core.list_node().items
-    products = {meta(n).labels.get("nvidia.com/gpu.product") for n in items}
+    products = {(meta(n).labels or {}).get("nvidia.com/gpu.product") for n in items}
     assert set(nodes.GPU_PRODUCTS) <= products
     assert None in products  # CPU nodes
-    gpu_node = next(n for n in items if meta(n).labels.get("nvidia.com/gpu.product") == "NVIDIA-L4")
-    assert gpu_node.status.allocatable["nvidia.com/gpu"] == "4"
+    gpu_node = next(n for n in items if (meta(n).labels or {}).get("nvidia.com/gpu.product") == "NVIDIA-L4")
+    assert gpu_node.status is not None and (gpu_node.status.allocatable or {})["nvidia.com/gpu"] == "4"
 
 
 def test_deployment_becomes_available_on_a_fake_gpu_node(kube: Cluster, pod_namespace: str) -> None:
@@ -63,10 +63,10 @@ def test_deployment_becomes_available_on_a_fake_gpu_node(kube: Cluster, pod_name
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = apps.read_namespaced_deployment_status("gpu-app", namespace).status
-        if status.available_replicas == 2:
+        if status is not None and status.available_replicas == 2:
             break
         time.sleep(0.5)
-    assert status.available_replicas == 2
+    assert status is not None and status.available_replicas == 2
     pods = kube.core.list_namespaced_pod(namespace, label_selector="app=gpu-app").items
-    assert {p.spec.node_name.startswith("gpu-a10g-") for p in pods} == {True}
-    assert all(p.status.phase == "Running" for p in pods)
+    assert {p.spec is not None and (p.spec.node_name or "").startswith("gpu-a10g-") for p in pods} == {True}
+    assert all(p.status is not None and p.status.phase == "Running" for p in pods)
