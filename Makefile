@@ -36,7 +36,7 @@ testbed-down: setup
 lint: setup
 	$(VENV)/bin/ruff check operator tests testbed bench synthetic
 	$(VENV)/bin/ruff format --check operator tests testbed bench synthetic
-	$(VENV)/bin/mypy operator/kestrel testbed bench synthetic
+	$(VENV)/bin/mypy operator/kestrel testbed bench synthetic tests
 	$(VENV)/bin/lint-imports
 	$(PY) -m testbed.build actionlint
 	$(ACTIONLINT) -no-color .github/workflows/*.yaml

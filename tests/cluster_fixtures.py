@@ -11,7 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client, config
@@ -60,7 +60,8 @@ class Cluster:
         extensions = client.ApiextensionsV1Api(self.api)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = extensions.read_custom_resource_definition(name).status.conditions or []
+            status = extensions.read_custom_resource_definition(name).status
+            found = (status.conditions if status is not None else None) or []
             if any(c.type == "Established" and c.status == "True" for c in found):
                 return
             time.sleep(0.2)
@@ -68,10 +69,10 @@ class Cluster:
 
     def create_mdep(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         body = {"apiVersion": crd.API_VERSION, "kind": crd.KIND, "metadata": {"name": name}, "spec": spec}
-        created: dict[str, Any] = self.custom.create_namespaced_custom_object(
+        created = self.custom.create_namespaced_custom_object(
             crd.GROUP, crd.VERSION, namespace, crd.PLURAL, body, field_validation="Strict"
         )
-        return created
+        return cast(dict[str, Any], created)  # the custom objects API types what it returns as object
 
 
 @pytest.fixture(scope="session")
@@ -172,26 +173,26 @@ def operator(
 def manual_node(kube: Cluster, namespace: str) -> Iterator[str]:
     """A Ready node without kwok: its pods stay where the test puts them."""
     name = f"manual-{namespace}"
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     capacity = {"cpu": "16", "memory": "64Gi", "pods": "10"}
     kube.core.create_node(
-        {
-            "metadata": {"name": name, "labels": {NODE_LABEL: namespace, "kubernetes.io/arch": "amd64"}},
-            "status": {
-                "capacity": capacity,
-                "allocatable": capacity,
-                "conditions": [
-                    {
-                        "type": "Ready",
-                        "status": "True",
-                        "reason": "KubeletReady",
-                        "message": "test kubelet",
-                        "lastHeartbeatTime": now,
-                        "lastTransitionTime": now,
-                    }
+        client.V1Node(
+            metadata=client.V1ObjectMeta(name=name, labels={NODE_LABEL: namespace, "kubernetes.io/arch": "amd64"}),
+            status=client.V1NodeStatus(
+                capacity=capacity,
+                allocatable=capacity,
+                conditions=[
+                    client.V1NodeCondition(
+                        type="Ready",
+                        status="True",
+                        reason="KubeletReady",
+                        message="test kubelet",
+                        last_heartbeat_time=now,
+                        last_transition_time=now,
+                    )
                 ],
-            },
-        }
+            ),
+        )
     )
     yield name
     kube.core.delete_node(name)

@@ -38,7 +38,7 @@ def remove(kube: Any, names: Iterable[str]) -> None:
             for name in wanted:
                 extensions.read_custom_resource_definition(name)
         except exceptions.ApiException as error:
-            return error.status == 404
+            return bool(error.status == 404)
         return False
 
     wait_for(f"the CRDs {', '.join(wanted)} to go", gone, timeout=60)

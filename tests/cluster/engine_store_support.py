@@ -11,7 +11,7 @@ import base64
 import dataclasses
 import pathlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -71,6 +71,11 @@ class StoreBed:
         return uri
 
 
+def _models(kube: Cluster, namespace: str) -> list[dict[str, Any]]:
+    found = kube.custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)
+    return cast(list[dict[str, Any]], cast(dict[str, Any], found)["items"])  # the custom objects API types it as object
+
+
 def signing_pair(kube: Cluster, namespace: str, name: str) -> ed25519.Ed25519PrivateKey:
     """The model's signing Secret as the operator's first pass makes it, made by the test so that it can sign engines
     with it: create the ModelDeployment `name` first (the operator not yet running), since the operator keeps a pair
@@ -84,7 +89,7 @@ def signing_pair(kube: Cluster, namespace: str, name: str) -> ed25519.Ed25519Pri
         client.V1OwnerReference(
             api_version=crd.API_VERSION, kind=crd.KIND, name=name, uid=model["metadata"]["uid"], controller=True
         )
-        for model in kube.custom.list_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL)["items"]
+        for model in _models(kube, namespace)
         if model["metadata"]["name"] == name
     ]
     kube.core.create_namespaced_secret(

@@ -25,7 +25,8 @@ import pytest
 from kestrel.api import crd
 from kestrel.manifests import names
 from tests.cluster import install_support
-from tests.cluster.operator_support import wait_for
+from tests.cluster.operator_support import get_mdep, wait_for
+from tests.cluster_fixtures import Cluster, Operator
 
 pytestmark = pytest.mark.cluster
 
@@ -39,7 +40,7 @@ def _wave(obj: dict[str, Any]) -> int:
     return int((obj["metadata"].get("annotations") or {}).get(WAVE, "0"))
 
 
-def _server_side_diff(kube, objects: list[dict[str, Any]]) -> Any:
+def _server_side_diff(kube: Cluster, objects: list[dict[str, Any]]) -> Any:
     return kube.kubectl(
         "diff",
         "--server-side",
@@ -51,8 +52,8 @@ def _server_side_diff(kube, objects: list[dict[str, Any]]) -> Any:
     )
 
 
-def _reconciled(kube, namespace: str, name: str) -> dict[str, Any] | None:
-    body = kube.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, name)
+def _reconciled(kube: Cluster, namespace: str, name: str) -> dict[str, Any] | None:
+    body = get_mdep(kube, namespace, name)
     status = body.get("status") or {}
     # Status from the reconcilers, then Kopf's finalizer and its record of the handled spec.
     done = (
@@ -64,7 +65,7 @@ def _reconciled(kube, namespace: str, name: str) -> dict[str, Any] | None:
     return body if done else None
 
 
-def test_sync_then_reconcile_then_resync_shows_no_diff(operator) -> None:
+def test_sync_then_reconcile_then_resync_shows_no_diff(operator: Operator) -> None:
     kube = operator.kube
     # The folder as Argo CD renders it, moved aside from the operator suites' own install (install_support).
     model_namespace = f"gitops-{uuid.uuid4().hex[:8]}"

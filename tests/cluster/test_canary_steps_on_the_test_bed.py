@@ -22,7 +22,18 @@ from kestrel import cli
 from kestrel.api import actions
 from kestrel.manifests import labels, names
 from kestrel.reconcilers import argo_rollout, canary
-from tests.cluster.operator_support import build, condition, get_mdep, make_pods_ready, mdep_spec, wait_for
+from tests.cluster.operator_support import (
+    build,
+    condition,
+    get_mdep,
+    make_pods_ready,
+    mdep_spec,
+    meta,
+    name_of,
+    required_condition,
+    wait_for,
+)
+from tests.cluster_fixtures import Cluster, Operator
 
 pytestmark = pytest.mark.cluster
 
@@ -56,8 +67,12 @@ def _deployment(kube: Any, namespace: str, name: str) -> client.V1Deployment | N
         raise
 
 
-def _engine_of(deployment: client.V1Deployment) -> str:
-    return str(deployment.spec.template.metadata.annotations[labels.ENGINE_KEY_ANNOTATION])
+def _engine_of(deployment: client.V1Deployment | None) -> str:
+    assert deployment is not None, "the Deployment is gone"
+    assert deployment.spec is not None and deployment.spec.template.metadata is not None, (
+        "a Deployment without a pod template"
+    )
+    return str((deployment.spec.template.metadata.annotations or {})[labels.ENGINE_KEY_ANNOTATION])
 
 
 def _canary_deployments(kube: Any, namespace: str) -> list[client.V1Deployment]:
@@ -89,7 +104,7 @@ def _time(text: str) -> datetime.datetime:
 
 
 def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
-    without_argo, kube, operator, namespace, manual_node
+    without_argo: None, kube: Cluster, operator: Operator, namespace: str, manual_node: str
 ) -> None:
     raw = {
         **mdep_spec(namespace),
@@ -116,7 +131,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     second = build(kube, namespace, raw, manual_node)
     assert second != first
     stepping = wait_for("the canary's first step", lambda: _progressing(kube, namespace, canary.STEP), timeout=60)
-    assert "step 1/2, 50%: waiting for 1 canary pods" in condition(stepping, "Progressing")["message"]
+    assert "step 1/2, 50%: waiting for 1 canary pods" in required_condition(stepping, "Progressing")["message"]
     found = stepping["status"]["canary"]
     assert {k: found[k] for k in ("revision", "state", "step", "weight", "replicas")} == {
         "revision": second,
@@ -127,12 +142,12 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     }
     assert "stepStartedAt" not in found  # the window waits for the canary's pods
     assert stepping["status"]["revision"]["current"] == first
-    assert condition(stepping, "Available")["status"] == "True"
+    assert required_condition(stepping, "Available")["status"] == "True"
     (on_canary,) = _canary_deployments(kube, namespace)
-    assert on_canary.metadata.name == names.canary("cams")
-    assert (_engine_of(on_canary), on_canary.spec.replicas) == (second, 1)
+    assert name_of(on_canary) == names.canary("cams")
+    assert on_canary.spec is not None and (_engine_of(on_canary), on_canary.spec.replicas) == (second, 1)
     stable = _deployment(kube, namespace, names.triton("cams"))
-    assert (_engine_of(stable), stable.spec.replicas) == (first, 2)
+    assert stable is not None and stable.spec is not None and (_engine_of(stable), stable.spec.replicas) == (first, 2)
 
     # Its pod ready, the step's window starts.
     wait_for("the canary's pod", lambda: make_pods_ready(kube, namespace, second) == 1)
@@ -142,7 +157,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
         timeout=60,
     )
     started = windowed["status"]["canary"]["stepStartedAt"]
-    assert "step 1/2, 50%, analysis until" in condition(windowed, "Progressing")["message"]
+    assert "step 1/2, 50%, analysis until" in required_condition(windowed, "Progressing")["message"]
 
     # Killed mid-window, the operator's successor resumes the same step and window from the status alone.
     operator.kill()
@@ -153,7 +168,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
         "the restart outlasted the window: nothing left to show about resuming it"
     )
     assert (resumed["status"]["canary"]["step"], resumed["status"]["canary"]["stepStartedAt"]) == (0, started)
-    assert [d.metadata.uid for d in _canary_deployments(kube, namespace)] == [on_canary.metadata.uid]
+    assert [meta(d).uid for d in _canary_deployments(kube, namespace)] == [meta(on_canary).uid]
 
     # The window over, the last step promotes: the stable Deployment moves to the new engine, the canary goes.
     promoting = wait_for(
@@ -166,14 +181,14 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
         lambda: make_pods_ready(kube, namespace, second) and _progressing(kube, namespace, canary.PROMOTED),
         timeout=90,
     )
-    assert condition(promoted, "Progressing")["status"] == "False"
-    assert condition(promoted, "Degraded")["status"] == "False"
-    assert condition(promoted, "Available")["status"] == "True"
+    assert required_condition(promoted, "Progressing")["status"] == "False"
+    assert required_condition(promoted, "Degraded")["status"] == "False"
+    assert required_condition(promoted, "Available")["status"] == "True"
     assert promoted["status"]["revision"] == {"current": second, "previous": first}
     assert promoted["status"]["canary"]["state"] == "Promoted"
     wait_for("the canary Deployment to go", lambda: _deployment(kube, namespace, names.canary("cams")) is None)
     stable = _deployment(kube, namespace, names.triton("cams"))
-    assert (_engine_of(stable), stable.spec.replicas) == (second, 2)
+    assert stable is not None and stable.spec is not None and (_engine_of(stable), stable.spec.replicas) == (second, 2)
 
     events = _events(kube, namespace)
     reasons = [e.reason for e in events]
@@ -181,6 +196,7 @@ def test_a_new_engine_steps_in_beside_the_stable_one_and_is_promoted(
     (passed,) = [e for e in events if e.reason == canary.STEP_PASSED]
     assert passed.message == f"Canary of engine {second[:8]} passed step 1/2, 50%: {canary.NOT_RUN}"
     # The window was measured from its start before the kill, and waited out in full.
+    assert passed.first_timestamp is not None
     assert passed.first_timestamp >= _time(started) + datetime.timedelta(seconds=WINDOW_S - 1)
     assert {canary.PROMOTING, canary.PROMOTED} <= set(reasons)
     assert canary.ABORTED not in reasons and canary.RESTARTED not in reasons
@@ -198,7 +214,12 @@ def _annotation(kube: Any, namespace: str) -> str | None:
 
 
 def test_kestrel_canary_abort_and_promote_reach_the_operator_through_the_api_server(
-    without_argo, kube, operator, namespace, manual_node, capsys: pytest.CaptureFixture[str]
+    without_argo: None,
+    kube: Cluster,
+    operator: Operator,
+    namespace: str,
+    manual_node: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # A window no test waits out: only a person's request ends these canaries.
     raw = {

@@ -18,7 +18,7 @@ from kubernetes.client import exceptions
 
 from kestrel.manifests import labels, names
 from tests.cluster import crd_support
-from tests.cluster.operator_support import build, condition, get_mdep, mdep_spec, wait_for
+from tests.cluster.operator_support import build, condition, get_mdep, mdep_spec, name_of, required_condition, wait_for
 
 CRDS = ("rollouts.argoproj.io", "analysistemplates.argoproj.io")
 ARGO = ("argoproj.io", "v1alpha1")
@@ -84,11 +84,11 @@ def test_the_canary_is_an_argo_rollout_whose_status_drives_the_conditions(
     template = kube.custom.get_namespaced_custom_object(*ARGO, namespace, "analysistemplates", names.triton("cams"))
     assert {m["name"] for m in template["spec"]["metrics"]} == {"error-rate", "p95-latency-ms"}
     apps = client.AppsV1Api(kube.api)
-    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == []
+    assert [name_of(d) for d in apps.list_namespaced_deployment(namespace).items] == []
 
     _play_argo(kube, namespace, rollout, phase="Healthy", replicas=2, readyReplicas=2, availableReplicas=2)
     ready = wait_for("RolloutComplete", lambda: _mdep_condition(kube, namespace, "Progressing", "RolloutComplete"))
-    assert condition(ready, "Available")["status"] == "True"
+    assert required_condition(ready, "Available")["status"] == "True"
     assert ready["status"]["revision"]["current"] == first
 
     # A second engine: Argo starts stepping; then its analysis fails and it aborts.
@@ -106,7 +106,7 @@ def test_the_canary_is_an_argo_rollout_whose_status_drives_the_conditions(
         kube, namespace, rollout, phase="Paused", currentStepIndex=1, message="CanaryPauseStep", availableReplicas=2
     )
     stepping = wait_for("CanaryStep", lambda: _mdep_condition(kube, namespace, "Progressing", "CanaryStep"))
-    assert "step 1/3, 10%" in condition(stepping, "Progressing")["message"]
+    assert "step 1/3, 10%" in required_condition(stepping, "Progressing")["message"]
 
     _play_argo(
         kube,
@@ -120,8 +120,8 @@ def test_the_canary_is_an_argo_rollout_whose_status_drives_the_conditions(
     failed = wait_for(
         "CanaryAnalysisFailed", lambda: _mdep_condition(kube, namespace, "Degraded", "CanaryAnalysisFailed")
     )
-    assert condition(failed, "Degraded")["status"] == "True"
-    assert "p95-latency-ms" in condition(failed, "Degraded")["message"]
+    assert required_condition(failed, "Degraded")["status"] == "True"
+    assert "p95-latency-ms" in required_condition(failed, "Degraded")["message"]
     assert failed["status"]["revision"] == {"current": first, "failed": second}
     back = wait_for(
         "the Rollout's template back at the first engine",

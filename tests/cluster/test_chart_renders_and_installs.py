@@ -8,22 +8,24 @@ import subprocess
 import pytest
 import yaml
 
+from tests.cluster_fixtures import Cluster
+
 pytestmark = pytest.mark.cluster
 
 CHART = pathlib.Path(__file__).parents[2] / "charts" / "kestrel"
 
 
-def helm(kube, *args: str) -> subprocess.CompletedProcess[str]:
+def helm(kube: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(kube.bed.bin_dir / "helm"), *args], capture_output=True, text=True, check=False)
 
 
-def test_helm_lint_is_clean(kube) -> None:
+def test_helm_lint_is_clean(kube: Cluster) -> None:
     linted = helm(kube, "lint", "--strict", str(CHART))
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
 @pytest.mark.parametrize("mode", ["cluster-wide", "namespaced"])
-def test_rendered_chart_passes_server_side_dry_run(kube, namespace, mode: str) -> None:
+def test_rendered_chart_passes_server_side_dry_run(kube: Cluster, namespace: str, mode: str) -> None:
     sets = [f"--set=watchNamespaces={{{namespace}}}"] if mode == "namespaced" else []
     rendered = helm(kube, "template", "dry", str(CHART), f"--namespace={namespace}", *sets)
     assert rendered.returncode == 0, rendered.stderr
@@ -48,7 +50,7 @@ def test_rendered_chart_passes_server_side_dry_run(kube, namespace, mode: str) -
         assert kind in applied.stdout
 
 
-def test_operator_role_has_no_wildcards(kube) -> None:
+def test_operator_role_has_no_wildcards(kube: Cluster) -> None:
     rendered = helm(kube, "template", "kestrel", str(CHART), "--show-only=templates/rbac.yaml")
     assert rendered.returncode == 0, rendered.stderr
     for doc in yaml.safe_load_all(rendered.stdout):

@@ -9,16 +9,17 @@ import time
 
 from kestrel.api import crd, keys, spec
 from kestrel.reconcilers import garbage
-from tests.cluster.engine_store_support import credentials_secret, events, signing_pair, store_bed
+from tests.cluster.engine_store_support import StoreBed, credentials_secret, events, signing_pair, store_bed
 from tests.cluster.operator_support import get_mdep, mdep_spec, wait_for
 from tests.cluster.storage_fixtures import minio_connection
+from tests.cluster_fixtures import Cluster
 
 __all__ = ["minio_connection", "store_bed"]  # fixtures, imported for pytest to find
 
 OLD = "0" * 64
 
 
-def _gone(kube, namespace: str, name: str) -> bool:
+def _gone(kube: Cluster, namespace: str, name: str) -> bool:
     try:
         get_mdep(kube, namespace, name)
     except Exception as error:  # the client raises ApiException(404)
@@ -26,7 +27,7 @@ def _gone(kube, namespace: str, name: str) -> bool:
     return False
 
 
-def test_rollout_keeps_the_revisions_and_deletion_removes_the_rest(kube, store_bed) -> None:
+def test_rollout_keeps_the_revisions_and_deletion_removes_the_rest(kube: Cluster, store_bed: StoreBed) -> None:
     namespace = store_bed.namespace
     raw = mdep_spec(namespace)
     key = keys.engine_key(spec.parse(raw))
@@ -49,7 +50,7 @@ def test_rollout_keeps_the_revisions_and_deletion_removes_the_rest(kube, store_b
     assert store_bed.keys("other") == {key}
 
 
-def test_an_unreachable_store_delays_deletion_but_never_blocks_it(kube, store_bed) -> None:
+def test_an_unreachable_store_delays_deletion_but_never_blocks_it(kube: Cluster, store_bed: StoreBed) -> None:
     namespace = store_bed.namespace
     with socket.socket() as probe:  # a port nothing listens on: every store request is refused
         probe.bind(("127.0.0.1", 0))

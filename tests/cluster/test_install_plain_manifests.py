@@ -15,13 +15,14 @@ import pathlib
 import pytest
 
 from tests.cluster import install_support
+from tests.cluster_fixtures import Cluster
 
 pytestmark = pytest.mark.cluster
 
 PLAIN = pathlib.Path(__file__).parents[2] / "deploy" / "kestrel.yaml"
 
 
-def test_kubectl_apply_installs_the_operator_deployment_and_applying_again_changes_nothing(with_crd) -> None:
+def test_kubectl_apply_installs_the_operator_deployment_and_applying_again_changes_nothing(with_crd: Cluster) -> None:
     kube = with_crd
     text, namespace, prefix = install_support.isolated(PLAIN.read_text())
     crds, objects = install_support.split(text)

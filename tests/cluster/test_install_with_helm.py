@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from kestrel.api import crd
+from tests.cluster_fixtures import Cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -25,7 +26,7 @@ CHART = pathlib.Path(__file__).parents[2] / "charts" / "kestrel"
 NAMESPACED_KINDS = "deployments,services,serviceaccounts,roles,rolebindings,networkpolicies,secrets,configmaps"
 
 
-def helm(kube, *args: str) -> subprocess.CompletedProcess[str]:
+def helm(kube: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(kube.bed.bin_dir / "helm"), f"--kubeconfig={kube.bed.kubeconfig}", *args],
         capture_output=True,
@@ -34,23 +35,23 @@ def helm(kube, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _get(kube, *args: str) -> dict[str, Any]:
+def _get(kube: Cluster, *args: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads(kube.kubectl("get", *args, "-o", "json").stdout)
     return loaded
 
 
-def _env(kube, namespace: str, release: str) -> dict[str, str]:
+def _env(kube: Cluster, namespace: str, release: str) -> dict[str, str]:
     deployment = _get(kube, "deployment", f"{release}-operator", f"--namespace={namespace}")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e["value"] for e in container["env"]}
 
 
-def _available(kube, namespace: str, release: str) -> bool:
+def _available(kube: Cluster, namespace: str, release: str) -> bool:
     status = _get(kube, "deployment", f"{release}-operator", f"--namespace={namespace}")["status"]
     return any(c["type"] == "Available" and c["status"] == "True" for c in status.get("conditions", []))
 
 
-def _labelled(kube, kinds: str, release: str, *scope: str) -> list[str]:
+def _labelled(kube: Cluster, kinds: str, release: str, *scope: str) -> list[str]:
     found = kube.kubectl("get", kinds, *scope, f"--selector=app.kubernetes.io/instance={release}", "-o", "name")
     return found.stdout.split()
 
@@ -74,7 +75,7 @@ logFormat: json
 """
 
 
-def test_install_upgrade_uninstall(with_crd, pod_namespace: str, release: str, tmp_path: pathlib.Path) -> None:
+def test_install_upgrade_uninstall(with_crd: Cluster, pod_namespace: str, release: str, tmp_path: pathlib.Path) -> None:
     kube, namespace = with_crd, pod_namespace
     platform = tmp_path / "platform.yaml"
     platform.write_text(PLATFORM_VALUES)
@@ -138,7 +139,7 @@ def test_install_upgrade_uninstall(with_crd, pod_namespace: str, release: str, t
     assert kube.kubectl("get", "crd", crd.CRD_NAME, check=False).returncode == 0
 
 
-def test_bad_values_fail_the_install_and_install_nothing(with_crd, namespace: str, release: str) -> None:
+def test_bad_values_fail_the_install_and_install_nothing(with_crd: Cluster, namespace: str, release: str) -> None:
     refused = helm(
         with_crd, "install", release, str(CHART), f"--namespace={namespace}", "--set=engineStore=ftp://engines"
     )
@@ -151,7 +152,7 @@ def test_bad_values_fail_the_install_and_install_nothing(with_crd, namespace: st
 CHART_README = CHART / "README.md"
 
 
-def test_the_readmes_crd_upgrade_takes_over_the_fields_helm_wrote(with_crd) -> None:
+def test_the_readmes_crd_upgrade_takes_over_the_fields_helm_wrote(with_crd: Cluster) -> None:
     """charts/kestrel/README.md's CRD command, as written, updates a CRD whose fields Helm's manager owns (as after
     `helm install`): without --force-conflicts the same apply is refused with a conflict."""
     kube = with_crd

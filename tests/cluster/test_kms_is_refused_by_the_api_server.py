@@ -15,6 +15,8 @@ from kubernetes.client import exceptions
 
 from kestrel.api import crd
 from tests import invalid_specs
+from tests.cluster.operator_support import get_mdep
+from tests.cluster_fixtures import Cluster
 
 FIELD = "spec.security.encryption.kms"
 ASKS_FOR_KMS = {"enabled": True, "kms": invalid_specs.KMS}
@@ -27,17 +29,24 @@ def _body(name: str, encryption: dict[str, Any]) -> dict[str, Any]:
 
 def _refusal(caught: pytest.ExceptionInfo[exceptions.ApiException]) -> str:
     assert caught.value.status == 422, caught.value.body
+    assert caught.value.body is not None, "a refusal without a body"
     message: str = json.loads(caught.value.body)["message"]
     return message
 
 
 # None: the client sends no fieldValidation, as client-go, Argo CD and this Python client do by default.
 @pytest.mark.parametrize("validation", [None, "Ignore", "Warn", "Strict"], ids=lambda v: v or "default")
-def test_a_kms_spec_is_refused_at_create_naming_the_field(with_crd, shared_namespace, validation: str | None) -> None:
-    options = {"field_validation": validation} if validation else {}
+def test_a_kms_spec_is_refused_at_create_naming_the_field(
+    with_crd: Cluster, shared_namespace: str, validation: str | None
+) -> None:
     with pytest.raises(exceptions.ApiException) as caught:
         with_crd.custom.create_namespaced_custom_object(
-            crd.GROUP, crd.VERSION, shared_namespace, crd.PLURAL, _body("asks-for-kms", ASKS_FOR_KMS), **options
+            crd.GROUP,
+            crd.VERSION,
+            shared_namespace,
+            crd.PLURAL,
+            _body("asks-for-kms", ASKS_FOR_KMS),
+            field_validation=validation,  # None: the client leaves the parameter out
         )
     message = _refusal(caught)
     assert f"{FIELD}: Forbidden" in message, message
@@ -45,7 +54,7 @@ def test_a_kms_spec_is_refused_at_create_naming_the_field(with_crd, shared_names
     assert "keySecret" in message  # and says what to use instead
 
 
-def test_kubectl_apply_of_a_kms_manifest_is_refused(with_crd, shared_namespace) -> None:
+def test_kubectl_apply_of_a_kms_manifest_is_refused(with_crd: Cluster, shared_namespace: str) -> None:
     applied = with_crd.kubectl(
         "apply",
         "--server-side",
@@ -59,13 +68,13 @@ def test_kubectl_apply_of_a_kms_manifest_is_refused(with_crd, shared_namespace) 
     assert FIELD in applied.stderr and "not supported yet" in applied.stderr, applied.stderr
 
 
-def test_adding_kms_to_a_stored_model_is_refused_and_changes_nothing(with_crd, namespace) -> None:
+def test_adding_kms_to_a_stored_model_is_refused_and_changes_nothing(with_crd: Cluster, namespace: str) -> None:
     stored = with_crd.create_mdep(namespace, "cams", invalid_specs.valid_spec())
     with pytest.raises(exceptions.ApiException) as caught:
         with_crd.custom.patch_namespaced_custom_object(
             crd.GROUP, crd.VERSION, namespace, crd.PLURAL, "cams", {"spec": {"security": {"encryption": ASKS_FOR_KMS}}}
         )
     assert FIELD in _refusal(caught)
-    after = with_crd.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, "cams")
+    after = get_mdep(with_crd, namespace, "cams")
     assert after["metadata"]["generation"] == stored["metadata"]["generation"]
     assert after["spec"]["security"]["encryption"] == {"enabled": False}

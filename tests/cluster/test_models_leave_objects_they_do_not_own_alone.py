@@ -16,12 +16,13 @@ from kubernetes.client import exceptions
 
 from kestrel.api import crd
 from kestrel.manifests import access, labels, names
-from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, wait_for
+from tests.cluster.operator_support import condition, get_mdep, jobs, mdep_spec, meta, name_of, wait_for
+from tests.cluster_fixtures import Cluster, Operator
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
-def _secret(kube: Any, namespace: str, name: str) -> client.V1Secret | None:
+def _secret(kube: Cluster, namespace: str, name: str) -> client.V1Secret | None:
     try:
         return kube.core.read_namespaced_secret(name, namespace)
     except exceptions.ApiException as error:
@@ -30,21 +31,24 @@ def _secret(kube: Any, namespace: str, name: str) -> client.V1Secret | None:
         raise
 
 
-def _team_secret(kube: Any, namespace: str, name: str) -> client.V1Secret:
+def _team_secret(kube: Cluster, namespace: str, name: str) -> client.V1Secret:
     """A Secret a team made before any model existed."""
     return kube.core.create_namespaced_secret(
         namespace,
-        {"metadata": {"name": name}, "data": {"password": base64.b64encode(f"{name} of the team".encode()).decode()}},
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name),
+            data={"password": base64.b64encode(f"{name} of the team".encode()).decode()},
+        ),
     )
 
 
-def _unchanged(kube: Any, namespace: str, before: client.V1Secret) -> bool:
-    now = _secret(kube, namespace, before.metadata.name)
+def _unchanged(kube: Cluster, namespace: str, before: client.V1Secret) -> bool:
+    now = _secret(kube, namespace, name_of(before))
     return (
         now is not None
-        and now.metadata.resource_version == before.metadata.resource_version
+        and meta(now).resource_version == meta(before).resource_version
         and now.data == before.data
-        and not now.metadata.owner_references
+        and not meta(now).owner_references
     )
 
 
@@ -60,10 +64,12 @@ def _conflict_naming(kube: Any, namespace: str, model: str, secret: str) -> dict
 
 
 def _owned_by(obj: Any, uid: str) -> bool:
-    return any(ref.uid == uid for ref in obj.metadata.owner_references or [])
+    return any(ref.uid == uid for ref in meta(obj).owner_references or [])
 
 
-def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(kube, operator, namespace) -> None:
+def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(
+    kube: Cluster, operator: Operator, namespace: str
+) -> None:
     tls_secret = _team_secret(kube, namespace, names.tls_secret("web"))
     api_key = _team_secret(kube, namespace, names.api_key_secret("web"))
     kube.create_mdep(namespace, "web", mdep_spec(namespace))
@@ -78,12 +84,12 @@ def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(ku
         for e in kube.core.list_namespaced_event(namespace).items
         if e.reason == "NameConflict" and e.involved_object.name == "web" and e.type == "Warning"
     ]
-    assert warnings and f"Secret {namespace}/web-tls" in warnings[0].message
+    assert warnings and f"Secret {namespace}/web-tls" in (warnings[0].message or "")
     assert _unchanged(kube, namespace, tls_secret) and _unchanged(kube, namespace, api_key)
     assert jobs(kube, namespace) == []  # the pass stopped: no build started for a model that cannot serve
 
     # The fix the message names: the team renames its Secret (here: deletes it). The model goes on to the next name.
-    kube.core.delete_namespaced_secret(tls_secret.metadata.name, namespace)
+    kube.core.delete_namespaced_secret(name_of(tls_secret), namespace)
     wait_for(
         "Ready=False NameConflict naming web-api-key", lambda: _conflict_naming(kube, namespace, "web", "web-api-key")
     )
@@ -103,25 +109,27 @@ def test_existing_secrets_of_a_models_child_names_survive_the_model_unchanged(ku
     assert 'forbidden: User "system:serviceaccount:' not in operator.log()
 
 
-def test_a_labelled_role_named_after_a_secret_deletes_nothing(kube, operator, namespace) -> None:
+def test_a_labelled_role_named_after_a_secret_deletes_nothing(
+    kube: Cluster, operator: Operator, namespace: str
+) -> None:
     rbac = client.RbacAuthorizationV1Api(kube.api)
     victim = "database-password"
     secret = _team_secret(kube, namespace, victim)
     their_role = rbac.create_namespaced_role(
         namespace,
-        {
+        client.V1Role(
             # The labels of a client certificate of the model `cams`: anyone who may create a Role can set them.
-            "metadata": {"name": victim, "labels": {labels.MODEL: "cams", access.CLIENT_LABEL: "forged"}},
-            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [victim], "verbs": ["get"]}],
-        },
+            metadata=client.V1ObjectMeta(name=victim, labels={labels.MODEL: "cams", access.CLIENT_LABEL: "forged"}),
+            rules=[client.V1PolicyRule(api_groups=[""], resources=["secrets"], resource_names=[victim], verbs=["get"])],
+        ),
     )
     their_binding = rbac.create_namespaced_role_binding(
         namespace,
-        {
-            "metadata": {"name": victim},
-            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": victim},
-            "subjects": [{"kind": "ServiceAccount", "name": "billing", "namespace": namespace}],
-        },
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name=victim),
+            role_ref=client.V1RoleRef(api_group=RBAC_GROUP, kind="Role", name=victim),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="billing", namespace=namespace)],
+        ),
     )
     raw = {
         **mdep_spec(namespace),
@@ -133,9 +141,9 @@ def test_a_labelled_role_named_after_a_secret_deletes_nothing(kube, operator, na
         lambda: (c := condition(get_mdep(kube, namespace, "cams"), "CertificateReady")) and c["status"] == "True",
     )
     (own_role,) = [
-        r.metadata.name
+        name_of(r)
         for r in rbac.list_namespaced_role(namespace, label_selector=access.CLIENT_LABEL).items
-        if r.metadata.name != victim
+        if name_of(r) != victim
     ]
 
     # Dropping the subject prunes the model's own client objects, and only those.
@@ -151,12 +159,14 @@ def test_a_labelled_role_named_after_a_secret_deletes_nothing(kube, operator, na
     assert _unchanged(kube, namespace, secret)
     role_now = rbac.read_namespaced_role(victim, namespace)
     binding_now = rbac.read_namespaced_role_binding(victim, namespace)
-    assert role_now.metadata.resource_version == their_role.metadata.resource_version
-    assert binding_now.metadata.resource_version == their_binding.metadata.resource_version
+    assert meta(role_now).resource_version == meta(their_role).resource_version
+    assert meta(binding_now).resource_version == meta(their_binding).resource_version
     assert 'forbidden: User "system:serviceaccount:' not in operator.log()
 
 
-def test_a_model_without_conflicts_gets_its_children_owned_by_it(kube, operator, namespace) -> None:
+def test_a_model_without_conflicts_gets_its_children_owned_by_it(
+    kube: Cluster, operator: Operator, namespace: str
+) -> None:
     kube.create_mdep(namespace, "web", mdep_spec(namespace))
     wait_for("the build Job", lambda: jobs(kube, namespace))
     uid = get_mdep(kube, namespace, "web")["metadata"]["uid"]

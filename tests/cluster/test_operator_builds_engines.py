@@ -8,6 +8,7 @@ kubelet does, through the pod status, so everything else (scheduler, Job control
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kubernetes import client
 
@@ -21,14 +22,18 @@ from tests.cluster.operator_support import (
     jobs,
     make_pods_ready,
     mdep_spec,
+    meta,
+    name_of,
     report,
+    required_condition,
     wait_for,
 )
+from tests.cluster_fixtures import Cluster, Operator
 
 
-def _when(kube, namespace: str, kind: str, **wanted: str) -> dict:
+def _when(kube: Cluster, namespace: str, kind: str, **wanted: str) -> dict[str, Any]:
     """The model once its condition `kind` has every field in `wanted`."""
-    return wait_for(
+    found: dict[str, Any] = wait_for(
         f"{kind} with {wanted}",
         lambda: (
             (b := get_mdep(kube, namespace, "cams"))
@@ -38,11 +43,12 @@ def _when(kube, namespace: str, kind: str, **wanted: str) -> dict:
         ),
         timeout=60,
     )
+    return found
 
 
-def _events(kube, namespace: str, reason: str) -> list:
+def _events(kube: Cluster, namespace: str, reason: str) -> list[client.CoreV1Event]:
     """The model's Events of `reason`, once there is one."""
-    return wait_for(
+    found: list[client.CoreV1Event] = wait_for(
         f"the {reason} Event",
         lambda: [
             e
@@ -50,20 +56,19 @@ def _events(kube, namespace: str, reason: str) -> list:
             if e.reason == reason and e.involved_object.name == "cams"
         ],
     )
+    return found
 
 
 def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
-    kube, operator, namespace, manual_node
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
 ) -> None:
     raw = mdep_spec(namespace)
     kube.create_mdep(namespace, "cams", raw)
     parsed = spec.parse(raw)
     job_name = names.build_job("cams", keys.engine_key(parsed))
 
-    job = wait_for(
-        "the build Job", lambda: next((j for j in jobs(kube, namespace) if j.metadata.name == job_name), None)
-    )
-    assert job.metadata.owner_references[0].kind == "ModelDeployment"
+    job = wait_for("the build Job", lambda: next((j for j in jobs(kube, namespace) if name_of(j) == job_name), None))
+    assert (meta(job).owner_references or [])[0].kind == "ModelDeployment"
     assert job.spec.template.spec.automount_service_account_token is False
     building = wait_for(
         "Built=False/Building",
@@ -74,13 +79,13 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
         ),
     )
     assert building["status"]["phase"] == "Building"
-    assert condition(building, "Ready")["status"] == "False"
+    assert required_condition(building, "Ready")["status"] == "False"
 
     # Crash the operator mid-build and start it again: it finds its Job instead of making another.
     operator.kill()
     operator.start()
     time.sleep(4)  # several resync periods of the new operator
-    assert [j.metadata.name for j in jobs(kube, namespace)] == [job_name]
+    assert [name_of(j) for j in jobs(kube, namespace)] == [job_name]
 
     finish_build_pod(kube, namespace, job_name, manual_node, report(parsed, passed=True, message="mAP50-95 0.805"))
     done = wait_for(
@@ -92,14 +97,14 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
             and b
         ),
     )
-    assert condition(done, "Built")["status"] == "True"
+    assert required_condition(done, "Built")["status"] == "True"
     assert done["status"]["engine"]["key"] == keys.engine_key(parsed)
     assert done["status"]["engine"]["format"] == "onnx"
     assert done["status"]["validation"]["mapEngine"] == 0.805
     assert done["status"]["validation"]["passed"] is True
     assert done["status"]["observedGeneration"] == done["metadata"]["generation"]
     assert done["status"]["revision"]["current"] == keys.engine_key(parsed)
-    assert [j.metadata.name for j in jobs(kube, namespace)] == [job_name]
+    assert [name_of(j) for j in jobs(kube, namespace)] == [job_name]
     exported = operator.metrics()  # of the restarted operator, which saw the build finish
     assert 'kestrel_events_total{reason="Passed",type="Normal"} 1.0' in exported
     assert 'kestrel_reconciles_total{result="ok"}' in exported
@@ -108,7 +113,9 @@ def test_one_job_per_key_across_an_operator_crash_and_a_validated_engine(
     assert 'forbidden: User "system:serviceaccount:' not in operator.log()
 
 
-def test_failed_gate_is_reported_with_its_reason_and_an_event(kube, operator, namespace, manual_node) -> None:
+def test_failed_gate_is_reported_with_its_reason_and_an_event(
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
+) -> None:
     raw = mdep_spec(namespace)
     kube.create_mdep(namespace, "cams", raw)
     parsed = spec.parse(raw)
@@ -122,21 +129,23 @@ def test_failed_gate_is_reported_with_its_reason_and_an_event(kube, operator, na
         report(parsed, passed=False, reason="AccuracyDrop", message="mAP50-95 dropped 0.070 > maxMapDrop 0.020"),
     )
     failed = _when(kube, namespace, "Validated", status="False")
-    validated = condition(failed, "Validated")
+    validated = required_condition(failed, "Validated")
     assert validated["reason"] == "AccuracyDrop"
     assert "0.070" in validated["message"]
     assert failed["status"]["phase"] == "Failed"
-    assert condition(failed, "Ready")["reason"] == "AccuracyDrop"
+    assert required_condition(failed, "Ready")["reason"] == "AccuracyDrop"
     events = _events(kube, namespace, "AccuracyDrop")
     assert events[0].type == "Warning"
     # A model whose only engine failed its gate serves nothing: no Deployment, no Service, through several resyncs.
     time.sleep(3)
     apps = client.AppsV1Api(kube.api)
-    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == []
-    assert [s.metadata.name for s in kube.core.list_namespaced_service(namespace).items] == []
+    assert [name_of(d) for d in apps.list_namespaced_deployment(namespace).items] == []
+    assert [name_of(s) for s in kube.core.list_namespaced_service(namespace).items] == []
 
 
-def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(kube, operator, namespace, manual_node) -> None:
+def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
+) -> None:
     raw = mdep_spec(namespace)
     kube.create_mdep(namespace, "cams", raw)
     first = build(kube, namespace, raw, manual_node)
@@ -155,7 +164,7 @@ def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(kube, op
     parsed = spec.parse(changed)
     second = keys.engine_key(parsed)
     job_name = names.build_job("cams", second)
-    wait_for("the second build Job", lambda: any(j.metadata.name == job_name for j in jobs(kube, namespace)))
+    wait_for("the second build Job", lambda: any(name_of(j) == job_name for j in jobs(kube, namespace)))
     failing = report(parsed, passed=False, reason="AccuracyDrop", message="mAP50-95 dropped 0.070 > maxMapDrop 0.010")
     finish_build_pod(kube, namespace, job_name, manual_node, failing)
     failed = wait_for(
@@ -172,33 +181,37 @@ def test_a_revision_that_fails_its_gate_leaves_the_previous_one_serving(kube, op
     failed = get_mdep(kube, namespace, "cams")
     assert failed["status"]["revision"]["current"] == first
     (kept,) = apps.list_namespaced_deployment(namespace).items
-    template = kept.spec.template.metadata.annotations
-    assert template[labels.ENGINE_KEY_ANNOTATION] == first
-    assert kept.metadata.uid == deployment.metadata.uid
-    assert kube.core.read_namespaced_service(names.service("cams"), namespace).metadata.uid == service.metadata.uid
-    assert [d.metadata.name for d in apps.list_namespaced_deployment(namespace).items] == [deployment.metadata.name]
-    assert condition(failed, "Available")["status"] == "True"
+    assert kept.spec is not None and kept.spec.template.metadata is not None, "a Deployment without a pod template"
+    assert (kept.spec.template.metadata.annotations or {})[labels.ENGINE_KEY_ANNOTATION] == first
+    assert meta(kept).uid == meta(deployment).uid
+    assert meta(kube.core.read_namespaced_service(names.service("cams"), namespace)).uid == meta(service).uid
+    assert [name_of(d) for d in apps.list_namespaced_deployment(namespace).items] == [name_of(deployment)]
+    assert required_condition(failed, "Available")["status"] == "True"
 
 
-def test_a_build_pod_no_node_can_take_is_reported_unschedulable_within_a_resync(kube, operator, namespace) -> None:
+def test_a_build_pod_no_node_can_take_is_reported_unschedulable_within_a_resync(
+    kube: Cluster, operator: Operator, namespace: str
+) -> None:
     """The real scheduler finds no node for the build pod: Built says so with the scheduler's own words, instead of
     "Build Job ... is running" until the build's deadline."""
     raw = {**mdep_spec(namespace), "target": {"nodeSelector": {"kestrel.dev/test-no-such-pool": namespace}}}
     kube.create_mdep(namespace, "cams", raw)
     held = _when(kube, namespace, "Built", reason="Unschedulable")
-    message = condition(held, "Built")["message"]
+    message = required_condition(held, "Built")["message"]
     assert "is held up: pod " in message and "cannot be scheduled: 0/" in message, message
     assert "node affinity/selector" in message or "didn't match" in message, message
     events = _events(kube, namespace, "Unschedulable")
     assert events[0].type == "Warning"
 
 
-def test_a_crashed_build_is_reported_as_build_failed(kube, operator, namespace, manual_node) -> None:
+def test_a_crashed_build_is_reported_as_build_failed(
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
+) -> None:
     raw = mdep_spec(namespace, build={"backoffLimit": 0})
     kube.create_mdep(namespace, "cams", raw)
     job_name = names.build_job("cams", keys.engine_key(spec.parse(raw)))
     wait_for("the build Job", lambda: jobs(kube, namespace))
     finish_build_pod(kube, namespace, job_name, manual_node, "spec.model.source.sha256 mismatch", exit_code=1)
     failed = _when(kube, namespace, "Built", reason="BuildFailed")
-    assert "sha256 mismatch" in condition(failed, "Built")["message"]
+    assert "sha256 mismatch" in required_condition(failed, "Built")["message"]
     assert failed["status"]["phase"] == "Failed"

@@ -10,10 +10,22 @@ import json
 
 from kestrel.manifests import names
 from kestrel.security import audit
-from tests.cluster.operator_support import build, condition, get_mdep, make_pods_ready, mdep_spec, wait_for
+from tests.cluster.operator_support import (
+    build,
+    condition,
+    get_mdep,
+    make_pods_ready,
+    mdep_spec,
+    name_of,
+    required_condition,
+    wait_for,
+)
+from tests.cluster_fixtures import Cluster, Operator
 
 
-def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, operator, namespace, manual_node) -> None:
+def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(
+    kube: Cluster, operator: Operator, namespace: str, manual_node: str
+) -> None:
     raw = {
         **mdep_spec(namespace),
         "rollout": {"progressDeadlineSeconds": 30},
@@ -23,7 +35,7 @@ def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, ope
     first = build(kube, namespace, raw, manual_node)
 
     # The operator made the keys and certificate the pods need, then the workload.
-    secrets = {s.metadata.name for s in kube.core.list_namespaced_secret(namespace).items}
+    secrets = {name_of(s) for s in kube.core.list_namespaced_secret(namespace).items}
     assert {names.signing_secret("cams"), names.tls_secret("cams"), names.api_key_secret("cams")} <= secrets
     wait_for("the first revision's pods", lambda: make_pods_ready(kube, namespace, first))
     ready = wait_for(
@@ -37,7 +49,7 @@ def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, ope
     assert ready["status"]["revision"]["current"] == first
     assert ready["status"]["readyReplicas"] == 1
     assert ready["status"]["endpoints"]["grpc"] == f"{names.service('cams')}.{namespace}.svc:8001"
-    assert condition(ready, "CertificateReady")["status"] == "True"
+    assert required_condition(ready, "CertificateReady")["status"] == "True"
     # Only the allowed ServiceAccount may read the API key; the NetworkPolicy fences the pods.
     secret = f"secret/{names.api_key_secret('cams')}"
     allowed = kube.kubectl(
@@ -59,7 +71,7 @@ def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, ope
         check=False,
     )
     assert (allowed.stdout.strip(), other.stdout.strip()) == ("yes", "no")
-    assert condition(ready, "AccessConfigured")["status"] == "True"
+    assert required_condition(ready, "AccessConfigured")["status"] == "True"
     assert (
         kube.kubectl("get", "networkpolicy", names.network_policy("cams"), f"--namespace={namespace}").returncode == 0
     )
@@ -80,7 +92,7 @@ def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, ope
         ),
     )
     assert rolling["status"]["revision"]["previous"] == first
-    assert condition(rolling, "Available")["status"] == "True"  # the first revision's pod keeps serving
+    assert required_condition(rolling, "Available")["status"] == "True"  # the first revision's pod keeps serving
 
     back = wait_for(
         "the rollback",
@@ -89,7 +101,7 @@ def test_validated_engine_is_served_then_a_bad_revision_is_rolled_back(kube, ope
         ),
         timeout=90,
     )
-    assert condition(back, "Degraded")["reason"] == "RolledBack"
+    assert required_condition(back, "Degraded")["reason"] == "RolledBack"
     assert back["status"]["revision"] == {"current": first, "failed": second}
     assert back["status"]["phase"] == "Degraded"
     events = [e.reason for e in kube.core.list_namespaced_event(namespace).items if e.involved_object.name == "cams"]

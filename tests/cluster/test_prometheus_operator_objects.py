@@ -13,7 +13,7 @@ import yaml
 
 from kestrel.manifests import names
 from tests.cluster import crd_support
-from tests.cluster.operator_support import build, make_pods_ready, mdep_spec, wait_for
+from tests.cluster.operator_support import build, make_pods_ready, mdep_spec, meta, wait_for
 from tests.unit.helm_support import find, render
 
 pytestmark = pytest.mark.cluster
@@ -50,7 +50,7 @@ def test_the_operator_writes_a_pod_monitor_the_real_schema_accepts(
     # It selects the model's Triton pods: the one the test's kubelet made ready carries every selected label.
     pods = kube.core.list_namespaced_pod(namespace).items
     selector = monitor["spec"]["selector"]["matchLabels"]
-    assert [p for p in pods if selector.items() <= (p.metadata.labels or {}).items()]
+    assert [p for p in pods if selector.items() <= (meta(p).labels or {}).items()]
 
 
 def test_the_charts_prometheus_rule_is_accepted_by_the_real_schema(prometheus_operator_crds: None, kube: Any) -> None:

@@ -23,7 +23,7 @@ from kestrel.reconcilers import key_rotation
 from kestrel.security import manifest, x25519
 from kestrel.storage import layout
 from tests.cluster.engine_store_support import StoreBed, credentials_secret, events, signing_pair, store_bed
-from tests.cluster.operator_support import condition, get_mdep, mdep_spec, wait_for
+from tests.cluster.operator_support import condition, get_mdep, mdep_spec, meta, wait_for
 from tests.cluster.storage_fixtures import minio_connection
 from tests.cluster_fixtures import OPERATOR_NAMESPACE, Cluster
 
@@ -182,7 +182,7 @@ def test_the_certificate_and_api_key_runbooks_replace_what_they_say(
                 raise
             return False
         assert after.metadata is not None and before.metadata is not None
-        return bool(after.metadata.uid != before.metadata.uid and after.data != before.data)
+        return bool(meta(after).uid != meta(before).uid and after.data != before.data)
 
     wait_for("a new API key", replaced)
 

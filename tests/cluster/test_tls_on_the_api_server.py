@@ -26,7 +26,7 @@ from kestrel.manifests import access, certificate, names
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import run, tls
 from kestrel.security import audit, certificates
-from tests.cluster.operator_support import condition, get_mdep, mdep_spec, wait_for
+from tests.cluster.operator_support import condition, get_mdep, mdep_spec, name_of, wait_for
 
 CRD_FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "certificates.cert-manager.io.yaml"
 SETTINGS = manifest_context.Settings(engine_store="s3://engines/kestrel")
@@ -238,7 +238,7 @@ def test_mutual_tls_client_certificates_are_readable_by_their_subject_only(with_
         {"spec": {"security": {"access": {"allowedServiceAccounts": [f"{namespace}/gateway"]}}}},
     )
     _reconcile(kube, namespace, "cams")
-    left = {s.metadata.name for s in kube.core.list_namespaced_secret(namespace).items}
+    left = {name_of(s) for s in kube.core.list_namespaced_secret(namespace).items}
     assert gateway in left and dashboard not in left
     assert not _can_get(kube, namespace, dashboard, "dashboard")
 

@@ -26,7 +26,7 @@ from kubernetes import client, watch
 
 from kestrel.manifests import names
 from kestrel.security import audit, certificates
-from tests.cluster.operator_support import condition, get_mdep, mdep_spec, wait_for
+from tests.cluster.operator_support import condition, get_mdep, mdep_spec, meta, name_of, wait_for
 
 MODELS = 75
 CHAOS_SECONDS = 150
@@ -49,7 +49,7 @@ class SecretHistory:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _record(self, secret: Any) -> None:
-        name = secret.metadata.name
+        name = name_of(secret)
         if not name.endswith("-tls") or not secret.data or "tls.crt" not in secret.data:
             return
         issued = x509.load_pem_x509_certificate(base64.b64decode(secret.data["tls.crt"]))
@@ -61,7 +61,8 @@ class SecretHistory:
         listed = self.core.list_namespaced_secret(self.namespace)
         for secret in listed.items:
             self._record(secret)
-        return str(listed.metadata.resource_version)
+        assert listed.metadata is not None and listed.metadata.resource_version, "a list without a resourceVersion"
+        return listed.metadata.resource_version
 
     def _run(self) -> None:
         try:
@@ -76,7 +77,9 @@ class SecretHistory:
                         version = self._list()
                         break
                     secret = event["object"]
-                    version = secret.metadata.resource_version
+                    found_version = meta(secret).resource_version
+                    assert found_version is not None, "a watch event of an object without a resourceVersion"
+                    version = found_version
                     if event["type"] in ("ADDED", "MODIFIED"):
                         self._record(secret)
         except BaseException as error:  # reported by the test, not lost in a thread

@@ -73,7 +73,10 @@ def deployment(served: Served, name: str) -> client.V1Deployment | None:
 
 
 def engine_of(found: client.V1Deployment | None) -> str | None:
-    return str(found.spec.template.metadata.annotations[labels.ENGINE_KEY_ANNOTATION]) if found else None
+    if found is None:
+        return None
+    assert found.spec is not None and found.spec.template.metadata is not None, "a Deployment without a pod template"
+    return str((found.spec.template.metadata.annotations or {})[labels.ENGINE_KEY_ANNOTATION])
 
 
 def events(served: Served, reason: str) -> list[client.CoreV1Event]:
@@ -256,6 +259,7 @@ def test_a_canary_judged_on_its_own_tritons_metrics_is_promoted_without_a_failed
     assert 0 < analysis["p95Ms"] < GENEROUS_P95_MS, analysis
 
     (passed,) = events(served, canary.STEP_PASSED)
+    assert passed.message is not None, "an Event without a message"
     said = p95_in(
         passed.message,
         f"Canary of engine {new[:8]} passed step 1/2, 50%: {analysis['requests']} requests, 0 failed "
@@ -339,4 +343,4 @@ def test_a_canary_that_fails_its_analysis_is_rolled_back_and_the_stable_keeps_se
     assert said is not None and abs(said - analysis["p95Ms"]) <= 0.051, (degraded["message"], analysis)
     (warning,) = events(served, canary.ANALYSIS_FAILED)
     assert (warning.type, warning.message) == ("Warning", degraded["message"])
-    assert not [e for e in events(served, canary.STEP_PASSED) if bad[:8] in e.message]
+    assert not [e for e in events(served, canary.STEP_PASSED) if e.message and bad[:8] in e.message]

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def test_committed_detector_reaches_its_recorded_map(tmp_path: Path) -> None:
     offline.configure()
-    from ultralytics import YOLO  # noqa: PLC0415 - after offline.configure()
+    from ultralytics.models import YOLO  # noqa: PLC0415 - after offline.configure()
 
     shapes = detector.shapes_detector(tmp_path)
     recorded = shapes.record["val"]

@@ -106,12 +106,12 @@ def test_the_served_model_returns_the_validated_boxes_alone_and_batched(tmp_path
         expected.append(postprocess.detections(engine(tensor)[0], transform[0], pipeline.SERVING_POSTPROCESSING))
     assert sum(len(e) for e in expected) > 0, "no boxes at all: the comparison would prove nothing"
 
-    def request(image: np.ndarray) -> list[http.InferInput]:
+    def request(image: preprocess.Image) -> list[http.InferInput]:
         tensor = http.InferInput("IMAGE", [1, *image.shape], "UINT8")
         tensor.set_data_from_numpy(image[None])
         return [tensor]
 
-    def same(served: np.ndarray, boxes: np.ndarray) -> bool:
+    def same(served: postprocess.Array, boxes: postprocess.Array) -> bool:
         served = served[served[:, 5] >= 0]  # rows of -1 pad the batch
         return served.shape == boxes.shape and np.allclose(served, boxes, atol=1e-3)
 

@@ -84,7 +84,7 @@ def validated(obj: dict[str, Any]) -> str:
 
 def serving_object(kube: FakeKube, steps: list[int], **analysis: Any) -> tuple[dict[str, Any], str]:
     """A ModelDeployment that serves OLD and has a new validated engine waiting; the Secrets its pods need exist."""
-    obj = {
+    obj: dict[str, Any] = {
         "apiVersion": crd.API_VERSION,
         "kind": crd.KIND,
         "metadata": {"name": "cams", "namespace": "vision", "uid": UID, "generation": 1},
@@ -99,7 +99,7 @@ def serving_object(kube: FakeKube, steps: list[int], **analysis: Any) -> tuple[d
 
 
 def run(kube: FakeKube, obj: dict[str, Any], now: datetime.datetime, metrics: Metrics) -> context.Context:
-    ctx = context.Context.load(kube, copy.deepcopy(obj), now)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, copy.deepcopy(obj), now)
     serving.reconcile(ctx, SETTINGS, metrics)
     obj["status"] = ctx.status.to_wire()
     annotations = obj["metadata"].get("annotations", {})

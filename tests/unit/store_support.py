@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from kestrel.api import crd, keys, result, spec
 from kestrel.engine import publish
+from kestrel.kube import protocol
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
 from kestrel.reconcilers import context
@@ -52,8 +53,8 @@ def key_of(obj: dict[str, Any]) -> str:
     return keys.engine_key(spec.parse(obj["spec"]))
 
 
-def ctx_of(kube: FakeKube, obj: dict[str, Any]) -> context.Context:
-    return context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+def ctx_of(kube: protocol.KubeApi, obj: dict[str, Any]) -> context.Context:
+    return context.Context.load(kube, obj, NOW)
 
 
 def settings(mount: pathlib.Path | None, store: str = STORE, **more: Any) -> manifest_context.Settings:

@@ -20,7 +20,7 @@ ONE = {"allowedServiceAccounts": ["apps/gateway"]}
 def passed(kube: FakeKube, subjects: dict[str, Any], generation: int) -> context.Context:
     obj = body({"mode": "disabled"}, access=subjects)
     obj["metadata"]["generation"] = generation
-    ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, NOW)
     access.reconcile(ctx, SETTINGS)
     return ctx
 

@@ -13,7 +13,7 @@ NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
 def passed(kube: FakeKube, obj: dict[str, object]) -> None:
-    ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, NOW)
     access.reconcile(ctx, SETTINGS)
 
 
@@ -29,6 +29,6 @@ def test_subjects_removed_by_a_spec_change_lose_their_binding() -> None:
     passed(kube, body({"mode": "disabled"}, access={"allowedGroups": ["vision-clients"]}))
     assert BINDING in kube.objects
     changed = body({"mode": "disabled"})
-    changed["metadata"]["generation"] = 2  # type: ignore[index]
+    changed["metadata"]["generation"] = 2
     passed(kube, changed)
     assert kube.deleted == [BINDING] and BINDING not in kube.objects

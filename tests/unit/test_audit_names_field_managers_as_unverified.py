@@ -8,6 +8,7 @@ import datetime
 import json
 import logging
 import secrets
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ KEY = secrets.token_bytes(32)
 KEY_LIKE = base64.b64encode(KEY).decode()
 
 
-def _spec_change(caplog: pytest.LogCaptureFixture, managers: list[str]) -> tuple[list[dict], list[str]]:
+def _spec_change(caplog: pytest.LogCaptureFixture, managers: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """One pass over a model whose spec went from generation 1 to 2, written by `managers`."""
     obj = body({})
     obj["metadata"]["generation"] = 2
@@ -28,7 +29,7 @@ def _spec_change(caplog: pytest.LogCaptureFixture, managers: list[str]) -> tuple
         {"manager": name, "operation": "Apply", "fieldsV1": {"f:spec": {}}} for name in managers
     ]
     kube = FakeKube()
-    ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, NOW)
     with caplog.at_level(logging.INFO, logger="kestrel.audit"):
         audit.reconcile(ctx, {"observedGeneration": 1})
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "kestrel.audit" and "{" in r.msg]

@@ -73,7 +73,7 @@ def built(tmp_path: pathlib.Path) -> dict[str, Any]:
     kube = FakeKube()
     kube.put(_kek_secret())
     obj = _model()
-    ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, NOW)
     encryption.reconcile(ctx, SETTINGS, storage.Access())
     key = api_keys.engine_key(ctx.spec)
     job = build_job.build_job(ctx.spec, manifest_context.Owner.from_body(obj), SETTINGS, key)

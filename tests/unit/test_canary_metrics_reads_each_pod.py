@@ -96,7 +96,7 @@ def ctx_with(kube: FakeKube) -> context.Context:
         "metadata": {"name": "cams", "namespace": "vision", "uid": UID, "generation": 1},
         "spec": {"model": {"source": {"uri": "file:///models/shapes.pt"}}, "validation": UNMEASURED},
     }
-    return context.Context.load(kube, copy.deepcopy(body), datetime.datetime.now(datetime.UTC))  # type: ignore[arg-type]
+    return context.Context.load(kube, copy.deepcopy(body), datetime.datetime.now(datetime.UTC))
 
 
 def address_map(tmp_path: pathlib.Path, routes: dict[str, str]) -> manifest_context.Settings:

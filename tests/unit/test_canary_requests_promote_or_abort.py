@@ -13,7 +13,20 @@ from typing import Any
 import pytest
 
 from kestrel.api import actions, errors
-from kestrel.reconcilers import canary, run
+from kestrel.reconcilers import (
+    access,
+    audit,
+    canary,
+    checks,
+    encryption,
+    engine,
+    garbage,
+    run,
+    serving,
+    storage,
+    summary,
+    tls,
+)
 from tests.unit.canary_support import (
     CANARY,
     OLD,
@@ -176,30 +189,30 @@ class PassKube(FakeKube):
         super().__init__()
         self.calls: list[tuple[str, Any]] = []
 
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append(("status", patch))
-        return {"status": patch}
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("status", status))
+        return super().patch_status(namespace, name, status)
 
     def remove_model_deployment_annotation(self, namespace: str, name: str, key: str, value: str) -> bool:
         self.calls.append(("remove", (key, value)))
-        return True
+        return super().remove_model_deployment_annotation(namespace, name, key, value)
 
 
 @pytest.fixture
 def serving_only(monkeypatch: pytest.MonkeyPatch) -> list[Exception]:
     """run.reconcile with every reconciler but serving's a no-op; raise the listed error after serving, once."""
     failures: list[Exception] = []
-    for module in (run.encryption, run.tls, run.access, run.checks, run.summary, run.audit):
+    for module in (encryption, tls, access, checks, summary, audit):
         monkeypatch.setattr(module, "reconcile", lambda *args, **kwargs: None)
-    monkeypatch.setattr(run.storage, "reconcile", lambda *args, **kwargs: None)
-    monkeypatch.setattr(run.engine, "reconcile", lambda *args, **kwargs: None)
+    monkeypatch.setattr(storage, "reconcile", lambda *args, **kwargs: None)
+    monkeypatch.setattr(engine, "reconcile", lambda *args, **kwargs: None)
 
-    def garbage(*args: Any, **kwargs: Any) -> None:
+    def collect(*args: Any, **kwargs: Any) -> None:
         if failures:
             raise failures.pop()
 
-    monkeypatch.setattr(run.garbage, "reconcile", garbage)
-    monkeypatch.setattr(run.serving, "reconcile", lambda ctx, settings: canary.refuse_request(ctx))
+    monkeypatch.setattr(garbage, "reconcile", collect)
+    monkeypatch.setattr(serving, "reconcile", lambda ctx, settings: canary.refuse_request(ctx))
     return failures
 
 
@@ -213,9 +226,9 @@ def test_the_annotation_goes_after_the_status_write_and_stays_when_the_pass_fail
 
     serving_only.append(errors.TransientError("the store did not answer"))
     with pytest.raises(errors.TransientError):
-        run.reconcile(kube, obj, SETTINGS, datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC))  # type: ignore[arg-type]
+        run.reconcile(kube, obj, SETTINGS, datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC))
     assert kube.calls == []  # the next pass answers it again
 
-    run.reconcile(kube, obj, SETTINGS, datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC))  # type: ignore[arg-type]
+    run.reconcile(kube, obj, SETTINGS, datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC))
     assert [call for call, _ in kube.calls] == ["status", "remove"]
     assert kube.calls[1] == ("remove", (actions.CANARY_ACTION, "abort"))

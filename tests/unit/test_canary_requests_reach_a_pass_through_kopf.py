@@ -9,7 +9,6 @@ matching (Kopf is pinned in pyproject.toml) on the update a request makes and on
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import kopf
 from kopf._cogs.structs import bodies, diffs, ephemera, patches, references
@@ -22,7 +21,7 @@ RESOURCE = references.Resource(crd.GROUP, crd.VERSION, crd.PLURAL, kind=crd.KIND
 STORAGE = kopf.AnnotationsDiffBaseStorage(prefix=state.ANNOTATION_PREFIX, key="last-handled-configuration")
 
 
-def model(annotations: dict[str, str]) -> dict[str, Any]:
+def model(annotations: dict[str, str]) -> bodies.RawBody:
     return {
         "apiVersion": crd.API_VERSION,
         "kind": crd.KIND,
@@ -36,7 +35,7 @@ def model(annotations: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def handlers_for(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def handlers_for(old: bodies.RawBody, new: bodies.RawBody) -> list[str]:
     """The ids of the update handlers Kopf would run for this change."""
     before, after = STORAGE.build(body=bodies.Body(old)), STORAGE.build(body=bodies.Body(new))
     cause = causes.ChangingCause(

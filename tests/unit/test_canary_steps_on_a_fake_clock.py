@@ -206,7 +206,7 @@ def test_with_serving_checks_off_the_windows_are_waited_out_unread_and_say_so() 
         if second:
             available(kube, STABLE)
             available(kube, CANARY)
-        ctx = context.Context.load(kube, copy.deepcopy(obj), at(second))  # type: ignore[arg-type]
+        ctx = context.Context.load(kube, copy.deepcopy(obj), at(second))
         serving.reconcile(ctx, settings, metrics)
         obj["status"] = ctx.status.to_wire()
     assert metrics.services == []

@@ -21,7 +21,7 @@ from tests.unit.helm_support import CHART, find, refused, render
 KUBERNETES_VERSION = "1.34"  # the test bed's pinned release
 NAMESPACED = ("watchNamespaces={vision,retail}",)
 # What a platform team sets on day one: placement, priority, its own labels, a cloud identity, a registry.
-PLATFORM = {
+PLATFORM: dict[str, Any] = {
     "affinity": {
         "nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {

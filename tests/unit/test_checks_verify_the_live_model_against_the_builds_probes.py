@@ -133,12 +133,12 @@ def _pass(
     check: Checker,
     pages: Pages,
     settings: manifest_context.Settings = SETTINGS,
-    available: str = "True",
+    available: conditions.ConditionStatus = "True",
     store: Store | None = None,
 ) -> context.Context:
     """One pass: serving (played here) sets Available as it would, then the checks and the summary; status carries
     over."""
-    ctx = context.Context.load(kube, obj, now)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, now)
     ctx.set(conditions.AVAILABLE, available, "Serving", "Engine abababab: up")
     for kind in (conditions.BUILT, conditions.VALIDATED):
         ctx.set(kind, "True", "Passed", "")

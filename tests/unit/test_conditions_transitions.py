@@ -10,7 +10,9 @@ T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)
 
 
-def _set(existing: list[conditions.Condition], status: conditions.ConditionStatus, now: datetime.datetime, **kw: str):
+def _set(
+    existing: list[conditions.Condition], status: conditions.ConditionStatus, now: datetime.datetime, **kw: str
+) -> list[conditions.Condition]:
     return conditions.set_condition(
         existing,
         type=conditions.BUILT,

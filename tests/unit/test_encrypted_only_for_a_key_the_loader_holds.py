@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import datetime
 import pathlib
-from typing import Any
 
 import pytest
 
@@ -25,7 +24,7 @@ ENCRYPTED = {"enabled": True, "keySecret": "cams-kek"}
 
 
 def _encrypted(kube: FakeKube) -> conditions.Condition:
-    ctx = context.Context.load(kube, encryption_support.model(ENCRYPTED), NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, encryption_support.model(ENCRYPTED), NOW)
     encryption.reconcile(ctx, SETTINGS, storage.Access())
     found = ctx.condition(conditions.ENCRYPTED)
     assert found is not None
@@ -77,17 +76,7 @@ def test_a_missing_key_secret_is_not_encrypted() -> None:
 def test_a_kms_spec_cannot_be_loaded_at_all() -> None:
     obj = encryption_support.model({"enabled": True, "kms": {"provider": "aws-kms", "keyId": "alias/kestrel"}})
     with pytest.raises(errors.SpecError, match=r"spec\.security\.encryption\.kms is not supported yet"):
-        context.Context.load(FakeKube(), obj, NOW)  # type: ignore[arg-type]
-
-
-class PatchingKube(FakeKube):
-    def __init__(self) -> None:
-        super().__init__()
-        self.status_patches: list[dict[str, Any]] = []
-
-    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        self.status_patches.append(patch)
-        return {}
+        context.Context.load(FakeKube(), obj, NOW)
 
 
 def test_an_older_operators_kms_claim_is_withdrawn_when_the_spec_cannot_be_read() -> None:
@@ -102,9 +91,9 @@ def test_an_older_operators_kms_claim_is_withdrawn_when_the_spec_cannot_be_read(
             {"type": "Ready", "status": "False", "reason": "Building", "lastTransitionTime": then},
         ],
     }
-    kube = PatchingKube()
+    kube = FakeKube()
     with pytest.raises(errors.SpecError):
-        run.reconcile(kube, obj, SETTINGS, NOW)  # type: ignore[arg-type]
+        run.reconcile(kube, obj, SETTINGS, NOW)
     (patch,) = kube.status_patches
     written = {c["type"]: c for c in patch["conditions"]}
     assert (written["Encrypted"]["status"], written["Encrypted"]["reason"]) == ("Unknown", run.INVALID_SPEC)

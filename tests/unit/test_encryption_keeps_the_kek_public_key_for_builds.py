@@ -25,7 +25,7 @@ PUBLIC = names.kek_public_secret("cams")
 
 
 def _pass(kube: FakeKube, obj: dict[str, Any]) -> context.Context:
-    ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, NOW)
     encryption.reconcile(ctx, SETTINGS, storage.Access())
     obj["status"] = ctx.status.to_wire()
     return ctx

@@ -7,6 +7,7 @@ import hashlib
 import io
 import shutil
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from kestrel.engine import dataset_archives, errors, fetch
 URI = "https://data.example.com/shapes.tar.gz"
 
 
-def _tar(target: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+def _tar(target: Path, members: Sequence[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
     with tarfile.open(target, "w:gz") as tar:
         for info, data in members:
             if data is not None:

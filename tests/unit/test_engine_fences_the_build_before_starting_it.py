@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from kestrel.api import conditions, errors
-from kestrel.kube import client, recent
+from kestrel.kube import client, protocol, recent
+from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import engine, grants, storage
+from kestrel.reconcilers import context, engine, grants, storage
 from kestrel.storage import s3
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube, Key
@@ -35,7 +36,9 @@ class OrderedKube(FakeKube):
         return super().apply(body, force=force)
 
 
-def _pass(kube: FakeKube, obj: dict[str, Any], settings: Any, access: storage.Access) -> Any:
+def _pass(
+    kube: protocol.KubeApi, obj: dict[str, Any], settings: manifest_context.Settings, access: storage.Access
+) -> context.Context:
     ctx = support.ctx_of(kube, obj)
     engine.reconcile(ctx, settings, access)
     obj["status"] = ctx.status.to_wire()

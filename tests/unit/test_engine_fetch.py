@@ -189,6 +189,7 @@ def test_s3_credentials_never_print_their_secrets(tmp_path: Path, monkeypatch: p
     (tmp_path / "AWS_SESSION_TOKEN").write_text("FwoGZXIvYXdzEXAMPLESESSIONTOKEN")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
     credentials = fetch.s3_credentials(fetch.FetchOptions(credentials_dir=tmp_path))
+    assert isinstance(credentials, s3.Credentials)
     assert credentials.session_token == "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
     # repr is what str, f-strings, logging of the object and pytest's tracebacks show.
     for shown in (repr(credentials), str(credentials), f"{credentials}", repr([credentials])):

@@ -69,7 +69,7 @@ def test_deletion_removes_every_engine_of_the_model_and_no_other(tmp_path: pathl
     _fill(tmp_path, mount, kube, obj, "a" * 64, "b" * 64)
     support.publish_engine(tmp_path, mount, "d" * 64, support.signing_secret(kube, obj), name="neighbour")
 
-    garbage.on_delete(kube, obj, support.settings(mount), 0)  # type: ignore[arg-type]
+    garbage.on_delete(kube, obj, support.settings(mount), 0)
 
     assert _stored(mount) == set()
     assert (mount / "engines" / "kestrel" / support.NAMESPACE / "neighbour" / ("d" * 64)).is_dir()
@@ -87,10 +87,10 @@ def test_an_unreachable_store_delays_deletion_a_bounded_number_of_times(monkeypa
     settings = support.settings(None)
     for attempt in range(garbage.DELETE_ATTEMPTS - 1):
         with pytest.raises(errors.TransientError) as raised:
-            garbage.on_delete(kube, obj, settings, attempt)  # type: ignore[arg-type]
+            garbage.on_delete(kube, obj, settings, attempt)
         assert raised.value.delay == garbage.RETRY_DELAY
         assert not kube.events
-    garbage.on_delete(kube, obj, settings, garbage.DELETE_ATTEMPTS - 1)  # type: ignore[arg-type]
+    garbage.on_delete(kube, obj, settings, garbage.DELETE_ATTEMPTS - 1)
     (left,) = kube.events
     assert left[0] == "Warning" and left[1] == garbage.LEFT
     assert "pvc://engines/kestrel/vision/cams" in left[2] and "connection refused" in left[2]
@@ -98,6 +98,6 @@ def test_an_unreachable_store_delays_deletion_a_bounded_number_of_times(monkeypa
 
 def test_a_store_the_operator_cannot_open_lets_deletion_go_at_once() -> None:
     kube, obj = FakeKube(), support.body()
-    garbage.on_delete(kube, obj, support.settings(None), 0)  # type: ignore[arg-type]
+    garbage.on_delete(kube, obj, support.settings(None), 0)
     (left,) = kube.events
     assert left[1] == garbage.LEFT and "KESTREL_PVC_ROOT" in left[2]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from kestrel.engine import profile
@@ -26,7 +29,7 @@ class FakeRunner:
     calls: list[str]
     max_batch: int = 8
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def __call__(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         self.calls.append(self.name)
         # The machine gets busier as the run goes on: every call costs more than the one before.
         self.clock.now += self.cost_s * (1 + 0.01 * len(self.calls))
@@ -34,8 +37,8 @@ class FakeRunner:
 
 
 def test_interleaved_rounds_share_the_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock, calls = Clock(), []
-    monkeypatch.setattr(profile.time, "perf_counter", clock)
+    clock, calls = Clock(), list[str]()
+    monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setattr(profile, "cpu_seconds", lambda: None)
     named = {name: FakeRunner(name, cost, clock, calls) for name, cost in (("slow", 0.04), ("fast", 0.01))}
     measured = profile.side_by_side(named, imgsz=8, batch=1, rounds=4, per_round=3, warmup=2)
@@ -54,9 +57,9 @@ def test_interleaved_rounds_share_the_load(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_busy_rounds_can_be_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     """Other processes' CPU is the machine's busy time minus this process's own, per round and per CPU."""
-    clock, calls = Clock(), []
-    monkeypatch.setattr(profile.time, "perf_counter", clock)
-    monkeypatch.setattr(profile.os, "cpu_count", lambda: 2)
+    clock, calls = Clock(), list[str]()
+    monkeypatch.setattr(time, "perf_counter", clock)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     # Two samples a round (before, after), cumulative: this process used 1 CPU second a round; in rounds 1 and 3
     # the others used 1.5 CPU seconds more, of the 2 CPUs x about 1 s there were.
     busy_others = iter([0.0, 0.0, 0.0, 1.5, 1.5, 1.5, 1.5, 3.0])

@@ -1,28 +1,18 @@
-"""The in-memory API of the unit suites (tests/unit/tls_fake_kube.FakeKube) still matches kestrel.kube.client.Kube:
-every method both have takes the same parameters (names, kinds, defaults), and the ones only Kube has are the ones
-listed here, which no unit suite's reconciler reaches. The test suites are not type-checked, so without this a
-changed Kube signature would leave the fake answering calls the operator no longer makes."""
+"""The real client (kestrel.kube.client.Kube) and the unit suites' in-memory one (tests/unit/tls_fake_kube.FakeKube)
+take every call of kestrel.kube.protocol.KubeApi with the protocol's parameters: names, kinds and defaults.
+
+mypy already proves both satisfy the protocol's types, but not the rest: it accepts a positional parameter under
+another name (a keyword call would then fail only at run time) and any default value (`force=False` in the fake
+would test a different write than the operator makes)."""
 
 from __future__ import annotations
 
 import inspect
 
-from kestrel.kube import client
+from kestrel.kube import client, protocol
 from tests.unit.tls_fake_kube import FakeKube
 
-# Kube's methods the fake does not have: connection set-up, and calls made outside the passes the unit suites run
-# (the drift check's observer, the handlers' annotation and status writes, Kopf's view of a model).
-ONLY_IN_KUBE = {
-    "annotate_model_deployment",
-    "connect",
-    "get_model_deployment",
-    "observe",
-    "patch_status",
-    "remove_model_deployment_annotation",
-    "replace",
-    "view",
-}
-# The fake's own test helpers.
+# The fake's own test helpers, beyond the protocol.
 ONLY_IN_FAKE = {"key", "put", "secret"}
 
 
@@ -38,13 +28,17 @@ def _shape(signature: inspect.Signature) -> list[tuple[str, object, object]]:
     return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
 
 
-def test_every_shared_method_takes_the_same_parameters() -> None:
-    real, fake = _methods(client.Kube), _methods(FakeKube)
-    assert set(real) - set(fake) == ONLY_IN_KUBE
-    assert set(fake) - set(real) == ONLY_IN_FAKE
-    differ = {
-        name: (str(real[name]), str(fake[name]))
-        for name in set(real) & set(fake)
-        if _shape(real[name]) != _shape(fake[name])
-    }
-    assert not differ, differ
+def test_both_clients_take_the_protocols_parameters() -> None:
+    wanted = _methods(protocol.KubeApi)
+    for implementation in (client.Kube, FakeKube):
+        found = _methods(implementation)
+        differ = {
+            name: (str(wanted[name]), str(found[name]))
+            for name in wanted
+            if _shape(wanted[name]) != _shape(found[name])
+        }
+        assert not differ, (implementation.__name__, differ)
+
+
+def test_the_fake_has_nothing_a_pass_could_call_that_the_protocol_lacks() -> None:
+    assert set(_methods(FakeKube)) - set(_methods(protocol.KubeApi)) == ONLY_IN_FAKE

@@ -64,7 +64,7 @@ class ApiServer:
                     annotations[key] = value
         elif content_type == "application/json-patch+json":
             for operation in body:
-                _, _, key = _pointer(operation["path"])
+                key = _pointer(operation["path"])[2]
                 if operation["op"] == "test" and annotations.get(key) != operation["value"]:
                     return Response(422, json.dumps({"message": f"testing value {operation['path']} failed"}).encode())
             for operation in body:

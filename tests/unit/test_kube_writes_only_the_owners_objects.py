@@ -38,7 +38,7 @@ class ApiServer(client.Kube):
         return opened
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        body = kwargs.get("body")
+        body: Any = kwargs.get("body")  # a JSON document, or None for a GET
         self.requests.append((method, path, copy.deepcopy(body)))
         if method == "POST":
             path = f"{path}/{body['metadata']['name']}"

@@ -76,7 +76,9 @@ def test_a_finished_build_is_timed_once_by_its_outcome(
 def test_the_server_certificates_expiry_is_exported_and_goes_with_tls_and_the_model() -> None:
     kube = FakeKube()
     reconcile_tls(kube, body({"mode": "operator"}), NOW)
-    served = secrets.decode(kube.secret("vision", names.tls_secret("cams")), "tls.crt")
+    server = kube.secret("vision", names.tls_secret("cams"))
+    assert server is not None, "the TLS pass wrote no server Secret"
+    served = secrets.decode(server, "tls.crt")
     expiry = x509.load_pem_x509_certificate(served).not_valid_after_utc.timestamp()
     labels = {"namespace": "vision", "name": "cams"}
     sample = "kestrel_certificate_expiry_timestamp_seconds"

@@ -119,7 +119,7 @@ def _through_checks(served: str, tmp_path: pathlib.Path, caplog: pytest.LogCaptu
     kube.put(_pod("cams-triton-1", labels.selector("cams", "triton")))
     obj = body({"mode": "operator"})
     obj["status"] = {"revision": {"current": "ab" * 32}}
-    ctx = context.Context.load(kube, obj, T0)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, T0)
     checks.reconcile(ctx, _settings(tmp_path, served), _never)
     found = ctx.status.serving and ctx.status.serving.metrics
     said = json.dumps(ctx.status.to_wire()) + repr(ctx.events) + repr(kube.events) + caplog.text
@@ -131,7 +131,7 @@ def _through_checks(served: str, tmp_path: pathlib.Path, caplog: pytest.LogCaptu
 def _through_canary(served: str, tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> Scraped:
     kube = FakeKube()
     kube.put(_pod("cams-canary-a", labels.track_selector("cams", "canary")))
-    ctx = context.Context.load(kube, body({"mode": "operator"}), T0)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, body({"mode": "operator"}), T0)
     try:
         canary_metrics.scrape(ctx, _settings(tmp_path, served), "cams-triton-canary")
     except metrics.MetricsError as error:

@@ -33,7 +33,7 @@ class CountingKube(FakeKube):
 
 
 def _keys_pass(kube: FakeKube, obj: dict[str, Any]) -> context.Context:
-    ctx = context.Context.load(kube, obj, NOW)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, NOW)
     encryption.reconcile(ctx, SETTINGS, storage.Access())
     tls.reconcile(ctx, SETTINGS)
     access.reconcile(ctx, SETTINGS)

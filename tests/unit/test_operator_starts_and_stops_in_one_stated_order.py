@@ -4,6 +4,8 @@ one activity in an order nothing here would say."""
 
 from __future__ import annotations
 
+import datetime
+import logging
 from typing import Any
 
 import kopf
@@ -32,6 +34,14 @@ def test_the_start_configures_first_and_the_stop_reverses_it(monkeypatch: pytest
     monkeypatch.setattr(modeldeployment, "start_drift_check", record("drift check"))
     monkeypatch.setattr(modeldeployment, "stop_drift_check", record("stop drift check"))
     monkeypatch.setattr(owned, "stop_owned_passes", record("stop owned passes"))
-    lifecycle.startup(settings=kopf.OperatorSettings(), logger=None)  # type: ignore[arg-type]
-    lifecycle.cleanup()
+    # What Kopf passes an activity handler.
+    activity: dict[str, Any] = {
+        "retry": 0,
+        "started": datetime.datetime.now(datetime.UTC),
+        "runtime": datetime.timedelta(0),
+        "logger": logging.getLogger("kopf"),
+        "memo": kopf.Memo(),
+    }
+    lifecycle.startup(settings=kopf.OperatorSettings(), **activity)
+    lifecycle.cleanup(settings=kopf.OperatorSettings(), **activity)
     assert calls == ["configure", "owned passes", "drift check", "stop drift check", "stop owned passes"]

@@ -144,10 +144,10 @@ def test_an_event_during_a_pass_asks_for_another() -> None:
     def run(namespace: str, name: str) -> None:
         ran.append(name)
         if len(ran) == 1:  # an event arrives while the first pass runs
-            assert passes.request(executor, (namespace, name))
+            assert queue.request(executor, (namespace, name))
 
-    passes = owned.Passes(run)
-    passes.request(executor, ("vision", "cams"))
+    queue = owned.Passes(run)
+    queue.request(executor, ("vision", "cams"))
     executor.release()
     executor.release()
     assert ran == ["cams", "cams"]

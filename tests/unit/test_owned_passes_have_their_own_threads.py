@@ -4,9 +4,11 @@ pool, where at 1,000 new models it waited behind every queued first pass (bench/
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import threading
-from typing import Any
 
+import kopf
 import pytest
 
 from kestrel.handlers import owned as owned_handlers
@@ -26,8 +28,27 @@ def test_a_deployment_event_runs_its_owners_pass_on_the_owned_pool(monkeypatch: 
     monkeypatch.setattr(state, "kube", lambda: None)
     owned_handlers.start_owned_passes()
     try:
-        body: Any = {}
-        asyncio.run(owned_handlers.deployment(type="MODIFIED", body=body))
+        raw: kopf.RawBody = {"metadata": {"name": "cams-triton", "namespace": "vision", "uid": "u1"}}
+        body = kopf.Body(raw)
+        handled = owned_handlers.deployment(  # what Kopf passes an event handler
+            type="MODIFIED",
+            event={"type": "MODIFIED", "object": raw},
+            body=body,
+            meta=body.meta,
+            spec=body.spec,
+            status=body.status,
+            annotations=body.metadata.annotations,
+            labels=body.metadata.labels,
+            resource=kopf.Resource("apps", "v1", "deployments"),
+            uid="u1",
+            name="cams-triton",
+            namespace="vision",
+            patch=kopf.Patch(),
+            logger=logging.getLogger("kopf"),
+            memo=kopf.Memo(),
+        )
+        assert inspect.iscoroutine(handled), "the handler runs on Kopf's event loop"
+        asyncio.run(handled)
         assert ran.wait(10)
     finally:
         owned_handlers.stop_owned_passes()

@@ -30,7 +30,7 @@ def serving_pass(kube: FakeKube, settings: manifest_context.Settings = SETTINGS)
     pod = triton.deployment(spec.parse(obj["spec"]), manifest_context.Owner.from_body(obj), settings, key)
     for name in serving.referenced_secrets(pod["spec"]["template"]["spec"]):
         kube.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "vision"}, "data": {}})
-    ctx = context.Context.load(kube, obj, canary_support.T0)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, canary_support.T0)
     serving.reconcile(ctx, settings, canary_support.Metrics())
     assert STABLE in kube.objects, "the pass did not roll the engine out"
     return obj

@@ -8,6 +8,7 @@ import json
 import pathlib
 import secrets
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ CAR = [10.0, 10.0, 50.0, 40.0, 0.9, 2.0]
 FAINT = [60.0, 60.0, 80.0, 90.0, 0.27, 1.0]  # within the tolerance of conf 0.25
 
 
-def _rows(*rows: list[float]) -> np.ndarray:
+def _rows(*rows: list[float]) -> np.ndarray[Any, np.dtype[np.float32]]:
     return np.array(rows, dtype=np.float32).reshape(-1, 6)
 
 
@@ -49,7 +50,7 @@ def test_a_detection_near_the_threshold_may_be_missing_on_either_side() -> None:
         (_rows(CAR, [100, 100, 150, 150, 0.8, 0]), "answered class 0 score 0.800 at [100, 100, 150, 150], which was"),
     ],
 )
-def test_a_different_answer_says_what_was_expected_and_what_came_back(served: np.ndarray, said: str) -> None:
+def test_a_different_answer_says_what_was_expected_and_what_came_back(served: np.ndarray[Any, Any], said: str) -> None:
     found = probes.compare(_rows(CAR), served, POST.conf)
     assert found is not None and said in found
     assert len(found) <= probes.MAX_MESSAGE_CHARS + 3

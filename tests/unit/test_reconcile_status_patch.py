@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kestrel.reconcilers import run
 
 
-def apply(document: dict, patch: dict) -> dict:
+def apply(document: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     result = dict(document)
     for key, value in patch.items():
         if value is None:

@@ -12,6 +12,9 @@ from kestrel.reconcilers import summary
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 
+STATES: dict[str, conditions.ConditionStatus] = {"True": "True", "False": "False", "Unknown": "Unknown"}
+
+
 def conds(**states: str) -> list[conditions.Condition]:
     """conds(Built="True", Validated="False:AccuracyDrop") -> conditions."""
     found: list[conditions.Condition] = []
@@ -20,11 +23,11 @@ def conds(**states: str) -> list[conditions.Condition]:
         found = conditions.set_condition(
             found,
             type=kind,
-            status=state,
+            status=STATES[state],
             reason=reason or "Reason",
             message="m",
             generation=1,
-            now=NOW,  # type: ignore[arg-type]
+            now=NOW,
         )
     return found
 

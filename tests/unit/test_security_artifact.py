@@ -88,6 +88,7 @@ def test_the_artifact_holds_only_ciphertext(packed: pathlib.Path) -> None:
 
 def test_the_manifest_lists_sizes_and_hashes_of_both_forms(packed: pathlib.Path) -> None:
     found = artifact.verify(packed, PUBLIC_KEY)
+    assert isinstance(found, manifests.Manifest)
     assert found.artifact_id == ARTIFACT_ID
     assert found.metadata == {"format": "tensorrt"}
     for item in found.files:
@@ -296,6 +297,7 @@ def test_rewrap_changes_only_the_manifest(packed: pathlib.Path, serve: pathlib.P
     new = kms.LocalKek.generate()
     result = artifact.rewrap(packed, old=KEK, new=new, signing_key=SIGNING_KEY, verify_key=PUBLIC_KEY)
     after = tree(packed)
+    assert isinstance(result, manifests.Manifest)
     assert result.wrapped_key.kek_id == new.key_id
     assert {k: v for k, v in after.items() if k != "manifest.json"} == {
         k: v for k, v in before.items() if k != "manifest.json"
@@ -374,6 +376,7 @@ def test_a_kek_holder_cannot_substitute_content_without_the_signing_key(
     # Whoever holds the KEK can unwrap the data key and produce chunks that authenticate; only the signed plaintext
     # hash stops them from swapping in other weights of the same size.
     document = manifests.verify((packed / "manifest.json").read_bytes(), PUBLIC_KEY)
+    assert isinstance(document, manifests.Manifest)
     data_key = envelope.unwrap(KEK, document.wrapped_key.to_wrapped(), ARTIFACT_ID.encode())
     forged = tmp_path / "forged.plan"
     forged.write_bytes(bytes(len(REPOSITORY[PLAN])))

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from kestrel.engine import pipeline
@@ -28,7 +29,7 @@ def engine(calls: list[int]) -> Any:
     """An engine whose boxes depend on each image alone: anchor k sits on cell k of a 10x10 grid, scored by the
     letterboxed image's pixel there. Records each call's batch size."""
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: preprocess.Tensor) -> postprocess.Array:
         calls.append(len(batch))
         raw = np.zeros((len(batch), 4 + CLASSES, ANCHORS), np.float32)
         for k in range(ANCHORS):
@@ -40,14 +41,14 @@ def engine(calls: list[int]) -> Any:
     return run
 
 
-def images(seed: int, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+def images(seed: int, shapes: list[tuple[int, int]]) -> list[preprocess.Image]:
     rng = np.random.default_rng(seed)
     return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in shapes]
 
 
-def alone(image: np.ndarray) -> np.ndarray:
+def alone(image: preprocess.Image) -> postprocess.Array:
     tensor, transform = preprocess.batch([image], PRE)
-    found: np.ndarray = postprocess.detections(engine([])(tensor)[0], transform[0], POST)
+    found = postprocess.detections(engine([])(tensor)[0], transform[0], POST)
     return found
 
 
@@ -71,10 +72,10 @@ class FakeTritonUtils:
     """The part of triton_python_backend_utils the fused model uses."""
 
     class Tensor:
-        def __init__(self, name: str, array: np.ndarray) -> None:
+        def __init__(self, name: str, array: npt.NDArray[Any]) -> None:
             self.name, self.array = name, array
 
-        def as_numpy(self) -> np.ndarray:
+        def as_numpy(self) -> npt.NDArray[Any]:
             return self.array
 
     class TritonError:
@@ -97,7 +98,7 @@ def model(run: Any) -> fused.TritonPythonModel:
     return served
 
 
-def request(batch: np.ndarray) -> Any:
+def request(batch: preprocess.Image) -> Any:
     return SimpleNamespace(inputs={"IMAGE": FakeTritonUtils.Tensor("IMAGE", batch)})
 
 
@@ -122,7 +123,7 @@ def test_an_engine_failure_propagates_to_triton_which_fails_and_counts_the_whole
     """Raised, not answered: Triton counts error responses as successes (tests/e2e/test_triton_harness.py shows
     both), and the canary's error rate must see an engine that fails."""
 
-    def broken(batch: np.ndarray) -> np.ndarray:
+    def broken(batch: preprocess.Tensor) -> postprocess.Array:
         raise RuntimeError("out of memory")
 
     with pytest.raises(RuntimeError, match="out of memory"):

@@ -9,7 +9,7 @@ from kestrel.serving.backends import postprocess
 IDENTITY = np.array([1, 1, 0, 0, 640, 640], np.float32)
 
 
-def raw_from(rows: list[tuple[float, float, float, float, int, float]], classes: int = 3) -> np.ndarray:
+def raw_from(rows: list[tuple[float, float, float, float, int, float]], classes: int = 3) -> postprocess.Array:
     raw = np.zeros((4 + classes, len(rows)), np.float32)
     for i, (cx, cy, w, h, cls, score) in enumerate(rows):
         raw[:4, i] = [cx, cy, w, h]
@@ -20,7 +20,7 @@ def raw_from(rows: list[tuple[float, float, float, float, int, float]], classes:
 def test_overlapping_boxes_of_one_class_collapse_to_the_best() -> None:
     raw = raw_from([(100, 100, 50, 50, 0, 0.9), (102, 101, 50, 50, 0, 0.8), (300, 300, 50, 50, 0, 0.7)])
     found = postprocess.detections(raw, IDENTITY, postprocess.Postprocessing(conf=0.25, iou=0.5))
-    assert found[:, 4].tolist() == np.float32([0.9, 0.7]).tolist()
+    assert found[:, 4].tolist() == np.array([0.9, 0.7], np.float32).tolist()
 
 
 def test_other_classes_are_not_suppressed() -> None:

@@ -29,6 +29,7 @@ def test_letterbox_equals_ultralytics(height: int, width: int, imgsz: int, lette
     # Ultralytics' predictor: LetterBox on BGR, flip to RGB, CHW, float / 255.
     ultralytics = LetterBox(new_shape=(imgsz, imgsz), auto=False, scale_fill=not letterbox, center=center, stride=32)
     boxed = ultralytics(image=np.ascontiguousarray(rgb[..., ::-1]))
+    assert isinstance(boxed, np.ndarray)  # an image alone, without labels, comes back as an image
     theirs = boxed[..., ::-1].transpose(2, 0, 1).astype(np.float32) / np.float32(255)
     assert mine.dtype == np.float32
     assert mine.flags.c_contiguous

@@ -39,7 +39,7 @@ SIZES = [
     (5, 7, 10, 14),
     (10, 14, 5, 7),
 ]
-SIZES += [tuple(int(v) for v in row) for row in np.random.default_rng(7).integers(1, 1001, (40, 4))]
+SIZES += [(int(a), int(b), int(c), int(d)) for a, b, c, d in np.random.default_rng(7).integers(1, 1001, (40, 4))]
 
 
 @pytest.mark.parametrize(("source_h", "source_w", "height", "width"), SIZES)

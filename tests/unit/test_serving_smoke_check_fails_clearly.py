@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from kestrel.serving import smoke
@@ -24,7 +26,7 @@ from kestrel.serving import smoke
         (np.full((1, 2, 6), np.nan, dtype=np.float32), "non-finite"),
     ],
 )
-def test_malformed_answers_are_named(output: np.ndarray | None, problem: str) -> None:  # type: ignore[type-arg]
+def test_malformed_answers_are_named(output: npt.NDArray[Any] | None, problem: str) -> None:
     found = smoke.well_formed(output)
     assert found is not None and problem in found
 

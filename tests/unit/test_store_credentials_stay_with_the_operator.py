@@ -5,6 +5,7 @@ name the Secret and the fix, never a credential."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from kestrel.manifests import names
 from kestrel.reconcilers import engine, grants, storage, summary
 from kestrel.storage import s3
 from tests.unit import store_support as support
-from tests.unit.tls_fake_kube import FakeKube
+from tests.unit.tls_fake_kube import UID, FakeKube
 
 S3 = "s3://engines/kestrel"
 ACCESS_KEY, SECRET_KEY = "AKIDEXAMPLE4STORE", "s3cr3t-wJalrXUtnFEMI-K7MDENG"
@@ -60,8 +61,12 @@ def test_a_copy_an_older_operator_made_is_deleted_but_a_foreign_secret_of_that_n
     kube = FakeKube()
     _source(kube, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
     legacy = names.store_credentials(support.NAME)
-    owned = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": legacy, "namespace": support.NAMESPACE}}
-    owned["metadata"]["ownerReferences"] = [{"kind": "ModelDeployment", "uid": support.UID, "controller": True}]
+    owned: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": legacy, "namespace": support.NAMESPACE},
+    }
+    owned["metadata"]["ownerReferences"] = [{"kind": "ModelDeployment", "uid": UID, "controller": True}]
     kube.put(owned)
     storage.reconcile(support.ctx_of(kube, support.body()), _settings())
     assert kube.get("v1", "Secret", support.NAMESPACE, legacy) is None

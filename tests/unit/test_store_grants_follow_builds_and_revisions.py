@@ -158,7 +158,7 @@ def test_grants_of_dropped_engines_are_removed_and_others_are_not(signer: suppor
         grants.ensure_download(ctx, settings, key)
     # Someone else's Secret under a grant's name is not the model's to delete.
     stranger = "c" * 64
-    foreign = {"apiVersion": "v1", "kind": "Secret"}
+    foreign: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret"}
     foreign["metadata"] = {"name": names.download_grant(support.NAME, stranger), "namespace": support.NAMESPACE}
     kube.put(foreign)
     grants.prune(ctx, settings, {dropped, stranger})

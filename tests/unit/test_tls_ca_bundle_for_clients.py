@@ -31,8 +31,10 @@ def test_operator_mode_publishes_the_ca_that_verifies_the_server_and_no_key() ->
     assert bundle["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
     ca = x509.load_pem_x509_certificate(bundle["data"]["ca.crt"].encode())
     operator_ca = kube.get("v1", "Secret", SETTINGS.operator_namespace, secrets.CA_SECRET)
+    server_secret = kube.secret("vision", names.tls_secret("cams"))
+    assert operator_ca is not None and server_secret is not None, "the TLS pass wrote no CA or no server Secret"
     assert ca == x509.load_pem_x509_certificate(secrets.decode(operator_ca, "tls.crt"))
-    server = x509.load_pem_x509_certificate(secrets.decode(kube.secret("vision", names.tls_secret("cams")), "tls.crt"))
+    server = x509.load_pem_x509_certificate(secrets.decode(server_secret, "tls.crt"))
     server.verify_directly_issued_by(ca)  # what a client does with the bundle
 
 

@@ -21,7 +21,7 @@ DEPLOYMENT = ("apps/v1", "Deployment", "vision", names.triton("cams"))
 
 def _pass(kube: FakeKube, obj: dict[str, Any], now: datetime.datetime) -> str | None:
     """TLS then serving, as one operator pass runs them; the rolled-out template's checksum annotation."""
-    ctx = context.Context.load(kube, obj, now)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, now)
     tls.reconcile(ctx, SETTINGS)
     serving.reconcile(ctx, SETTINGS)
     obj["status"] = ctx.status.to_wire()
@@ -37,7 +37,7 @@ def _serving(kube: FakeKube, obj: dict[str, Any]) -> None:
     """A ModelDeployment whose engine is validated and current, with the Secrets its pods mount in place."""
     obj["status"] = {"revision": {"current": ENGINE_KEY}}
     pod = triton.deployment(
-        context.Context.load(kube, obj, T0).spec,  # type: ignore[arg-type]
+        context.Context.load(kube, obj, T0).spec,
         manifest_context.Owner.from_body(obj),
         SETTINGS,
         ENGINE_KEY,

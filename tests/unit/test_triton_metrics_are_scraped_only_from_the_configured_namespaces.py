@@ -32,7 +32,7 @@ def _applied_policy(settings: manifest_context.Settings) -> dict[str, Any]:
     """The NetworkPolicy the access reconciler applies for a model under `settings`."""
     kube = tls_fake_kube.FakeKube()
     obj = tls_fake_kube.body({"mode": "disabled"})
-    access.reconcile(context.Context.load(kube, obj, T0), settings)  # type: ignore[arg-type]
+    access.reconcile(context.Context.load(kube, obj, T0), settings)
     (policy,) = [body for key, body in kube.objects.items() if key[1] == "NetworkPolicy"]
     return policy
 

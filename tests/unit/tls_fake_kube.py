@@ -1,5 +1,5 @@
-"""An in-memory stand-in for `kestrel.kube.client.Kube`, enough for the TLS reconciler: it keeps objects,
-counts applies per object (so a test can tell one issuance from two), and records Events."""
+"""An in-memory `kestrel.kube.protocol.KubeApi`, the client the unit suites' passes run on: it keeps objects,
+counts applies per object (so a test can tell one issuance from two), and records Events and status writes."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import base64
 import collections
 import copy
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kestrel.api import crd, errors, spec
-from kestrel.kube import ownership
+from kestrel.kube import ownership, protocol
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import context, tls
@@ -29,6 +29,9 @@ class FakeKube:
         self.deleted: list[Key] = []
         # Container logs by (namespace, pod, container), as the kubelet would serve them.
         self.logs: dict[tuple[str, str, str], str] = {}
+        # What run.reconcile wrote: status merge patches, and request annotations removed (key, value).
+        self.status_patches: list[dict[str, Any]] = []
+        self.removed_annotations: list[tuple[str, str]] = []
 
     @staticmethod
     def key(api_version: str, kind: str, namespace: str | None, name: str) -> Key:
@@ -80,7 +83,9 @@ class FakeKube:
         found = self.objects.get(self.key(api_version, kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    def list(self, api_version: str, kind: str, namespace: str | None, *, labels: str | None = None) -> list[Any]:
+    def list(
+        self, api_version: str, kind: str, namespace: str | None, *, labels: str | None = None
+    ) -> list[dict[str, Any]]:
         wanted = [term.split("=", 1) for term in (labels or "").split(",") if term]
         found = []
         for (version, k, ns, _), body in self.objects.items():
@@ -106,8 +111,22 @@ class FakeKube:
         self.events.append((type, reason, message))
         return {}
 
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Records the merge patch; the object the test holds is the one the next pass reads, not the stored one."""
+        self.status_patches.append(copy.deepcopy(status))
+        return {"status": copy.deepcopy(status)}
+
+    def remove_model_deployment_annotation(self, namespace: str, name: str, key: str, value: str) -> bool:
+        self.removed_annotations.append((key, value))
+        return True
+
     def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self.get("v1", "Secret", namespace, name)
+
+
+if TYPE_CHECKING:
+    # mypy proves the fake answers every call a pass may make, with the real client's parameter types.
+    _: protocol.KubeApi = FakeKube()
 
 
 def body(tls: dict[str, Any], access: dict[str, Any] | None = None, name: str = "cams") -> dict[str, Any]:
@@ -130,7 +149,7 @@ def body(tls: dict[str, Any], access: dict[str, Any] | None = None, name: str = 
 
 def reconcile_tls(kube: FakeKube, obj: dict[str, Any], now: datetime.datetime) -> context.Context:
     """One TLS pass on the fake clock `now`; the status it writes carries over to the next pass, as on a cluster."""
-    ctx = context.Context.load(kube, obj, now)  # type: ignore[arg-type]
+    ctx = context.Context.load(kube, obj, now)
     tls.reconcile(ctx, SETTINGS)
     obj["status"] = ctx.status.to_wire()
     return ctx

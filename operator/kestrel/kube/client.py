@@ -25,7 +25,7 @@ from kubernetes.client import exceptions
 
 from kestrel import metrics
 from kestrel.api import errors
-from kestrel.kube import failures, ownership, recent, resources
+from kestrel.kube import failures, ownership, protocol, recent, resources
 
 FIELD_MANAGER = "kestrel"
 # Kinds whose unchanged apply a pass may skip. Not Jobs, cert-manager Certificates or Argo Rollouts: their callers
@@ -48,7 +48,7 @@ SKIPPABLE = frozenset(
     }
 )
 COMPONENT = "kestrel-operator"
-Body = dict[str, Any]
+Body = protocol.Body
 
 
 def describe(body: Body) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from kestrel import metrics
 from kestrel.api import actions, conditions, spec, status
-from kestrel.kube import client
+from kestrel.kube import protocol
 
 if TYPE_CHECKING:
     from kestrel.reconcilers import storage
@@ -25,7 +25,7 @@ OPERATOR_WIDE_TRUST_S = 10.0
 class Context:
     """One pass over one ModelDeployment. Reconcilers read `spec`, write `status`, and act through `kube`."""
 
-    kube: client.Kube
+    kube: protocol.KubeApi
     body: dict[str, Any]
     spec: spec.ModelDeploymentSpec
     status: status.ModelDeploymentStatus
@@ -45,7 +45,7 @@ class Context:
     answered: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def load(cls, kube: client.Kube, body: dict[str, Any], now: datetime.datetime) -> Context:
+    def load(cls, kube: protocol.KubeApi, body: dict[str, Any], now: datetime.datetime) -> Context:
         """Parse the object; a bad spec raises api.errors.SpecError naming the field."""
         parsed = spec.parse(body.get("spec") or {})
         current = status.ModelDeploymentStatus.model_validate(body.get("status") or {})

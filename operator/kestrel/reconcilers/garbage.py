@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from kestrel.api import errors, keys, status
-from kestrel.kube import client
+from kestrel.kube import protocol
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, grants, storage
 from kestrel.storage import errors as storage_errors
@@ -58,7 +58,7 @@ def reconcile(
         ctx.event("Normal", COLLECTED, f"Removed stored engines no revision references: {_keys(removed)}", "Collect")
 
 
-def on_delete(kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:
+def on_delete(kube: protocol.KubeApi, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:
     """Remove every stored engine of a ModelDeployment being deleted; `attempt` counts from 0."""
     meta = body["metadata"]
     namespace, name = str(meta["namespace"]), str(meta["name"])
@@ -82,7 +82,7 @@ def on_delete(kube: client.Kube, body: dict[str, Any], settings: manifest_contex
         _event(kube, body, "Normal", COLLECTED, f"Removed the stored engines at {where}: {_keys(removed)}")
 
 
-def _event(kube: client.Kube, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+def _event(kube: protocol.KubeApi, body: dict[str, Any], kind: str, reason: str, message: str) -> None:
     meta = body["metadata"]
     log.log(logging.WARNING if kind == "Warning" else logging.INFO, "%s: %s (%s)", _ref(meta), message, reason)
     try:

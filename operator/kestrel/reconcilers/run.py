@@ -7,7 +7,7 @@ from typing import Any
 
 from kestrel import metrics
 from kestrel.api import conditions, errors, status
-from kestrel.kube import client
+from kestrel.kube import protocol
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import (
     access,
@@ -27,7 +27,7 @@ INVALID_SPEC = "InvalidSpec"
 
 
 def reconcile(
-    kube: client.Kube,
+    kube: protocol.KubeApi,
     body: dict[str, Any],
     settings: manifest_context.Settings,
     now: datetime.datetime | None = None,
@@ -49,7 +49,7 @@ def reconcile(
 
 
 def _reconcile(
-    kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings, now: datetime.datetime
+    kube: protocol.KubeApi, body: dict[str, Any], settings: manifest_context.Settings, now: datetime.datetime
 ) -> context.Context:
     try:
         ctx = context.Context.load(kube, body, now)
@@ -84,7 +84,7 @@ def _reconcile(
 
 
 def _report_unreadable_spec(
-    kube: client.Kube, body: dict[str, Any], now: datetime.datetime, error: errors.SpecError
+    kube: protocol.KubeApi, body: dict[str, Any], now: datetime.datetime, error: errors.SpecError
 ) -> None:
     """A stored spec this operator cannot read (say one written before the CRD refused spec.security.encryption.kms).
 
@@ -112,7 +112,7 @@ def _report_unreadable_spec(
         kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], merge_patch(old_status, new_status))
 
 
-def delete(kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:
+def delete(kube: protocol.KubeApi, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:
     """What owner references cannot clean up when a ModelDeployment goes: its engines in the store."""
     garbage.on_delete(kube, body, settings, attempt)
 

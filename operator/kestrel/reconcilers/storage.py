@@ -24,7 +24,7 @@ import functools
 import logging
 import os
 
-from kestrel.kube import client
+from kestrel.kube import protocol
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import context
@@ -86,7 +86,7 @@ def operator_identity() -> s3.Credentials | s3.Ambient:
     return s3.load(None, os.environ)
 
 
-def read_access(kube: client.Kube, settings: manifest_context.Settings) -> tuple[Access, dict[str, str] | None]:
+def read_access(kube: protocol.KubeApi, settings: manifest_context.Settings) -> tuple[Access, dict[str, str] | None]:
     """Read the operator-namespace Secret (s3:// with `store_credentials_secret`); its `data` when usable."""
     if settings.store.scheme != "s3":
         return Access(), None
