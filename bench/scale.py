@@ -578,7 +578,10 @@ def main(argv: list[str] | None = None) -> int:
     if not bed.running():
         raise SystemExit("the test bed is not running: make testbed-up")
     # A test bed from `make testbed-up` has no CRD yet (pytest's session installs it): install the current one.
-    bed.kubectl("apply", "--server-side", "--field-manager=kestrel-bench", "-f", str(ROOT / "crds"))
+    # The checkout's CRD takes over whatever an earlier suite or bench applied (each applies its own checkout's).
+    bed.kubectl(
+        "apply", "--server-side", "--field-manager=kestrel-bench", "--force-conflicts", "-f", str(ROOT / "crds")
+    )
     bed.kubectl("wait", "--for=condition=Established", f"crd/{crd.CRD_NAME}", "--timeout=60s")
     api = config.new_client_from_config(config_file=str(bed.kubeconfig))
     core = client.CoreV1Api(api)

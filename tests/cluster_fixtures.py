@@ -89,7 +89,8 @@ def kube() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def with_crd(kube: Cluster) -> Cluster:
-    kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "-f", str(CRD_FILE))
+    # The checkout's CRD, taking over what a bench or an earlier checkout applied to the same test bed.
+    kube.kubectl("apply", "--server-side", "--field-manager=kestrel-tests", "--force-conflicts", "-f", str(CRD_FILE))
     kube.wait_established(crd.CRD_NAME)
     return kube
 
