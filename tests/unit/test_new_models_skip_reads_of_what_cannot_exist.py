@@ -57,17 +57,28 @@ def test_a_first_pass_makes_the_models_secrets_without_reading_them() -> None:
     assert {key[2] for key in kube.reads if key[1] == "vision"} >= set(_own_secrets())
 
 
-def test_keys_and_the_certificate_a_failed_first_pass_left_are_kept() -> None:
+def test_keys_and_the_certificate_a_failed_first_pass_left_are_kept_and_announced_once() -> None:
+    """The first pass was killed after its writes and before its status write (the fault campaign's crash points):
+    its Events were never sent either. The next first pass keeps what it made, and says so, of that same
+    certificate: without this, a crash there lost CertificateIssued, SigningKeyCreated and ApiKeyCreated for good."""
     kube, obj = CountingKube(), body({})
-    _keys_pass(kube, obj)
+    first = _keys_pass(kube, obj)
     kept = {name: kube.secret("vision", name) for name in _own_secrets()}
-    del obj["status"]  # as if that pass had failed before its status write
+    issued = next(e for e in first.events if e[1] == "CertificateIssued")
+    del obj["status"]  # as if that pass had failed before its status write (and before its Events)
 
     ctx = _keys_pass(kube, obj)
 
     assert {name: kube.secret("vision", name) for name in kept} == kept
-    assert not {"SigningKeyCreated", "ApiKeyCreated"} & {e[1] for e in ctx.events}
-    assert not [e for e in ctx.events if e[1].startswith("Certificate")]  # one issuance, not a second one
+    announced = {e[1]: e[2] for e in ctx.events}
+    for reason in ("SigningKeyCreated", "ApiKeyCreated", "CertificateIssued"):
+        assert "made by a pass that stopped before saying so" in announced[reason], announced
+    fingerprint = issued[2].split(" certificate ")[1].split(" ")[0]
+    assert fingerprint in announced["CertificateIssued"]  # the kept certificate, not a second issuance
+    assert [e[1] for e in ctx.events if e[1].startswith("Certificate")] == ["CertificateIssued"]
+
+    later = _keys_pass(kube, obj)  # reported now: said once
+    assert not {"SigningKeyCreated", "ApiKeyCreated", "CertificateIssued"} & {e[1] for e in later.events}
 
 
 def test_a_hand_deleted_key_of_a_running_model_is_made_again() -> None:

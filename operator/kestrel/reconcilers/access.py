@@ -34,8 +34,10 @@ def _ensure_api_key(ctx: context.Context, owner: manifest_context.Owner) -> tupl
     name = names.api_key_secret(ctx.name)
     readers = {subject.label for subject in access_manifests.subjects(ctx.spec)}
     made = _new_key(owner, readers)
-    if generated.create_once(ctx, name, lambda: made):
-        ctx.event("Normal", "ApiKeyCreated", f"Created API key Secret {name}", "Access")
+    made_now = generated.create_once(ctx, name, lambda: made)
+    if made_now:
+        ctx.event("Normal", "ApiKeyCreated", made_now.said(f"Created API key Secret {name}"), "Access")
+    if made_now is generated.Made.CREATED:
         return name, made["metadata"]["annotations"][secrets.API_KEY_ID_ANNOTATION]
     found = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
     if found is None or transport.API_KEY_FIELD not in (found.get("data") or {}):

@@ -32,8 +32,9 @@ def _ensure_signing_pair(ctx: context.Context) -> None:
         owner = manifest_context.Owner.from_body(ctx.body)
         return secrets.signing(owner, manifest.private_key_to_pem(key), manifest.public_key_to_pem(key.public_key()))
 
-    if generated.create_once(ctx, name, signing_secret):
-        ctx.event("Normal", "SigningKeyCreated", f"Created signing key Secret {name}", "Keys")
+    made = generated.create_once(ctx, name, signing_secret)
+    if made:
+        ctx.event("Normal", "SigningKeyCreated", made.said(f"Created signing key Secret {name}"), "Keys")
 
 
 def _read_key_secret(secret: dict[str, Any], name: str) -> list[x25519.PrivateKek] | tuple[str, str]:

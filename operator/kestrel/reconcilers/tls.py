@@ -34,7 +34,7 @@ from kestrel.api import base, conditions, errors
 from kestrel.kube import ownership
 from kestrel.manifests import access, certificate, names, secrets, trust
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, installed
+from kestrel.reconcilers import context, generated, installed
 from kestrel.security import certificates
 
 Body = dict[str, Any]
@@ -122,10 +122,12 @@ def _ensure(
     what: str,
 ) -> Body:
     """The Secret `name` holding a good certificate: read it, or issue and apply a new one (one per renewal)."""
+    unreported = False
     if ctx.first_pass:
         created = _create(ctx, name, issue, build, what)
         if created is not None:
             return created
+        unreported = True  # made by a first pass that stopped before saying so
     # Operator mode: Kestrel alone writes these Secrets (a mode change is a spec change, whose pass trusts nothing).
     current = ctx.kube.get("v1", "Secret", ctx.namespace, name, cached=True)
     from_cert_manager = current is not None and _issued_for(current, name)
@@ -135,10 +137,13 @@ def _ensure(
     if why is None:
         assert current is not None
         stored = current
+        if unreported:
+            found = x509.load_pem_x509_certificate(secrets.decode(current, "tls.crt"))
+            _issued(ctx, "Issued", what, found, name, made=generated.Made.UNREPORTED)
     else:
         issued = issue()
         stored = ctx.kube.apply(build(issued))
-        _issued(ctx, why, what, issued, name)
+        _issued(ctx, why, what, issued.certificate, name)
     if from_cert_manager:
         # The mode changed from cert-manager: its Certificate would go on rewriting the Secret the operator now owns.
         ctx.kube.delete(certificate.API_VERSION, certificate.KIND, ctx.namespace, name, owner=ctx.uid)
@@ -177,17 +182,21 @@ def _create(
         stored = ctx.kube.create(build(issued))
     except errors.ConflictError:
         return None
-    _issued(ctx, "Issued", what, issued, name)
+    _issued(ctx, "Issued", what, issued.certificate, name)
     return stored
 
 
-def _issued(ctx: context.Context, why: str, what: str, issued: certificates.Issued, name: str) -> None:
-    ctx.event(
-        "Normal",
-        f"Certificate{why}",
-        f"{why} {what} certificate {certificates.fingerprint(issued.certificate)} in Secret {name}",
-        "Certificate",
-    )
+def _issued(
+    ctx: context.Context,
+    why: str,
+    what: str,
+    issued: x509.Certificate,
+    name: str,
+    *,
+    made: generated.Made = generated.Made.CREATED,
+) -> None:
+    said = f"{why} {what} certificate {certificates.fingerprint(issued)} in Secret {name}"
+    ctx.event("Normal", f"Certificate{why}", made.said(said), "Certificate")
 
 
 def _client_authority(
