@@ -24,9 +24,22 @@ CERTIFICATE_READY = "CertificateReady"
 ACCESS_CONFIGURED = "AccessConfigured"
 ENCRYPTED = "Encrypted"
 READY = "Ready"
+# The served model's outputs moved away from the validation baseline (reconcilers/drift.py); not counted by Ready.
+DRIFT = "Drift"
 
 # Every condition a ModelDeployment reports, in display order; set on the first visit, even as Unknown.
-TYPES = (BUILT, VALIDATED, AVAILABLE, PROGRESSING, DEGRADED, CERTIFICATE_READY, ACCESS_CONFIGURED, ENCRYPTED, READY)
+TYPES = (
+    BUILT,
+    VALIDATED,
+    AVAILABLE,
+    PROGRESSING,
+    DEGRADED,
+    CERTIFICATE_READY,
+    ACCESS_CONFIGURED,
+    ENCRYPTED,
+    DRIFT,
+    READY,
+)
 
 # Reasons the gate can give for Validated=False.
 ACCURACY_DROP = "AccuracyDrop"
