@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import gc
+import weakref
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -97,10 +99,13 @@ class FakeMetric:
 class FakeFamily:
     COUNTER, GAUGE = "counter", "gauge"
     created: dict[str, list[FakeMetric]]
+    # The real stub deletes a family's series from the server when the family is garbage-collected.
+    alive: ClassVar[weakref.WeakSet[FakeFamily]] = weakref.WeakSet()
 
     def __init__(self, name: str, description: str, kind: str) -> None:
         self.name = name
         FakeFamily.created[name] = []
+        FakeFamily.alive.add(self)
 
     def Metric(self, labels: dict[str, str]) -> FakeMetric:  # noqa: N802: the stub's own name
         metric = FakeMetric(labels)
@@ -138,6 +143,13 @@ def test_the_monitor_exports_counters_and_a_score_that_rises_on_blank_answers() 
     assert value("kestrel_drift_score") == 1.0
     assert value("kestrel_drift_class_change", **{"class": "circle"}) == -1.0
     assert value("kestrel_detections_total", **{"class": "circle"}) == 4  # counters keep counting, windows forget
+
+
+def test_the_monitor_keeps_its_metric_families_alive() -> None:
+    watched = monitor(drift.tally([boxes((0.95, 0))], classes=2))
+    gc.collect()
+    assert {f.name for f in FakeFamily.alive} == set(FakeFamily.created)
+    del watched
 
 
 def test_without_a_baseline_the_monitor_counts_but_exports_no_score() -> None:

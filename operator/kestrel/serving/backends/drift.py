@@ -164,8 +164,12 @@ class Monitor:
         labels = {"model": model}
         counter, gauge = pb.MetricFamily.COUNTER, pb.MetricFamily.GAUGE
 
+        # Held for the model's life: the stub deletes a family's series from the server when the family is collected.
+        self._families: list[Any] = []
+
         def family(name: str, description: str, kind: Any) -> Any:
-            return pb.MetricFamily(name=name, description=description, kind=kind)
+            self._families.append(pb.MetricFamily(name=name, description=description, kind=kind))
+            return self._families[-1]
 
         self._images = family("kestrel_images_total", "Images answered", counter).Metric(labels=labels)
         detections = family("kestrel_detections_total", "Detections answered, per class", counter)
@@ -173,7 +177,8 @@ class Monitor:
         by_confidence = family("kestrel_detections_by_confidence_total", "Detections per confidence bucket", counter)
         self._buckets = [by_confidence.Metric(labels={**labels, "bucket": b}) for b in BUCKETS]
         baseline_images = family("kestrel_drift_baseline_images", "Validation images of the drift baseline", gauge)
-        baseline_images.Metric(labels=labels).set(baseline.images if baseline else 0)
+        self._baseline_images = baseline_images.Metric(labels=labels)
+        self._baseline_images.set(baseline.images if baseline else 0)
         self._window_images = family("kestrel_drift_window_images", "Images in the drift window", gauge).Metric(
             labels=labels
         )
