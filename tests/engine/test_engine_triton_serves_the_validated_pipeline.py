@@ -29,7 +29,13 @@ TRITON_ROOT = Path(pytriton.__file__).parent / "tritonserver"
 
 
 @contextlib.contextmanager
-def triton(repository: Path, backends: Path, grpc_port: int | None = None) -> Iterator[int]:
+def triton(
+    repository: Path,
+    backends: Path,
+    grpc_port: int | None = None,
+    metrics_port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[int]:
     # The Python backend needs the stub built for this interpreter beside it, as pytriton arranges it.
     shutil.copytree(TRITON_ROOT / "backends" / "python", backends / "python")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -37,14 +43,18 @@ def triton(repository: Path, backends: Path, grpc_port: int | None = None) -> It
     from pytriton.utils.distribution import get_libs_path  # noqa: PLC0415
 
     http_port = free_port()
-    env = {"LD_LIBRARY_PATH": str(get_libs_path()), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    env = {
+        "LD_LIBRARY_PATH": str(get_libs_path()),
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        **(env or {}),
+    }
     command = [
         str(TRITON_ROOT / "bin" / "tritonserver"),
         f"--model-repository={repository}",
         f"--backend-directory={backends}",
         f"--http-port={http_port}",
         f"--grpc-port={grpc_port or free_port()}",
-        "--allow-metrics=false",
+        *([f"--metrics-port={metrics_port}"] if metrics_port else ["--allow-metrics=false"]),
         "--strict-model-config=true",
     ]
     log = (backends / "triton.log").open("w")

@@ -18,6 +18,7 @@ from testbed import build, components, dashboard
 from tests.unit.helm_support import find, render
 
 ROOT = pathlib.Path(__file__).parents[2]
+DRIFT_METRICS = ROOT / "tests" / "fixtures" / "triton-metrics" / "drift-blank-images.txt"
 ALERTS = ROOT / "charts" / "kestrel" / "files" / "alerts.yaml"
 DASHBOARD = ROOT / "charts" / "kestrel" / "files" / "dashboard.json"
 ALERT_TESTS = ROOT / "tests" / "alerts" / "alerts.test.yaml"
@@ -38,7 +39,7 @@ SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_c
 
 def _exported() -> set[str]:
     """The operator's series names by their metric's type (a labelled one has no sample until first used), and the
-    names a real Triton's /metrics carries."""
+    names a real Triton's /metrics carries (with a Kestrel-built model: its kestrel_* series too)."""
     operator = {
         family.name + suffix
         for family in prometheus_client.REGISTRY.collect()
@@ -46,6 +47,7 @@ def _exported() -> set[str]:
         for suffix in SUFFIXES[family.type]
     }
     triton = set(re.findall(r"^(nv_[a-z0-9_]+)", TRITON_METRICS.read_text(), re.MULTILINE))
+    triton |= set(re.findall(r"^(kestrel_[a-z0-9_]+)", DRIFT_METRICS.read_text(), re.MULTILINE))
     return operator | triton
 
 

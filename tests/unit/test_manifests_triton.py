@@ -270,14 +270,25 @@ def test_without_tls_the_probes_use_tritons_own_http_at_the_pods_address() -> No
 
 def test_api_key_comes_from_its_secret_and_never_appears_in_the_pod_spec() -> None:
     obj = deployment(GPU)
-    (env,) = server(obj)["env"]
+    (env,) = [e for e in server(obj)["env"] if e["name"] == "KESTREL_API_KEY"]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "cams-api-key", "key": "api-key"}
     restricted = [a for a in server(obj)["args"] if "restricted" in a]
     assert len(restricted) == 2
     assert all(a.endswith(":kestrel-api-key=$(KESTREL_API_KEY)") for a in restricted)
     # Health stays open: the kubelet's probes carry no key.
     assert all("health" not in a for a in restricted)
-    assert "env" not in server(deployment(parse(security={"access": {"requireApiKey": False}})))
+    without = server(deployment(parse(security={"access": {"requireApiKey": False}})))
+    assert all("valueFrom" not in e for e in without["env"])
+
+
+def test_the_drift_window_reaches_the_served_model_and_disabling_drift_turns_its_metrics_off() -> None:
+    def window(monitoring: dict[str, Any]) -> str:
+        found = {e["name"]: e.get("value") for e in server(deployment(parse(monitoring=monitoring)))["env"]}
+        return str(found["KESTREL_DRIFT_WINDOW"])
+
+    assert window({}) == "1000"
+    assert window({"drift": {"window": 200}}) == "200"
+    assert window({"drift": {"enabled": False, "window": 200}}) == "0"
 
 
 def test_canary_is_a_second_deployment_whose_pods_the_stable_one_does_not_select() -> None:

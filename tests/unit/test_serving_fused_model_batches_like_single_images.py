@@ -95,6 +95,7 @@ def model(run: Any) -> fused.TritonPythonModel:
     served = fused.TritonPythonModel()
     served._pb = FakeTritonUtils
     served._pre, served._post, served._run = PRE, POST, run
+    served._monitor = None  # the drift monitor's metrics: tests/unit/test_serving_drift_score.py
     return served
 
 

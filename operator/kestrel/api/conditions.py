@@ -25,6 +25,8 @@ ACCESS_CONFIGURED = "AccessConfigured"
 ENCRYPTED = "Encrypted"
 VERIFIED = "Verified"
 READY = "Ready"
+# The served model's outputs moved away from the validation baseline (reconcilers/drift.py); not counted by Ready.
+DRIFT = "Drift"
 
 # Every condition a ModelDeployment reports, in display order; set on the first visit, even as Unknown.
 TYPES = (
@@ -37,6 +39,7 @@ TYPES = (
     ACCESS_CONFIGURED,
     ENCRYPTED,
     VERIFIED,
+    DRIFT,
     READY,
 )
 

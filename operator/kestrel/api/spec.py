@@ -613,6 +613,33 @@ class SecuritySpec(ApiModel):
     )
 
 
+class DriftSpec(ApiModel):
+    """Output drift: what the served model detects against what it detected on the validation images."""
+
+    enabled: bool = pydantic.Field(
+        default=True, description="Export the served model's drift metrics and report the Drift condition."
+    )
+    threshold: float = pydantic.Field(
+        default=0.3,
+        gt=0,
+        le=1,
+        description="Drift turns True when a pod's score (0: detects like on the validation images, 1: nothing in "
+        "common; docs/monitoring.md) exceeds this.",
+    )
+    window: int = pydantic.Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="How many recent images each Triton pod scores; Drift stays Unknown until a pod's window is full.",
+    )
+
+
+class MonitoringSpec(ApiModel):
+    """What the operator watches on the served model beyond its health."""
+
+    drift: DriftSpec = section(DriftSpec, "Output drift against the validation baseline.")
+
+
 class ModelDeploymentSpec(ApiModel):
     """A YOLO model, how to optimize it, where to serve it and how to protect it."""
 
@@ -623,6 +650,7 @@ class ModelDeploymentSpec(ApiModel):
     serving: ServingSpec = section(ServingSpec, "How to serve.")
     rollout: RolloutSpec = section(RolloutSpec, "How revisions roll out.")
     security: SecuritySpec = section(SecuritySpec, "How the model is protected.")
+    monitoring: MonitoringSpec = section(MonitoringSpec, "What is watched on the served model.")
 
     cel_rules = (
         Rule(

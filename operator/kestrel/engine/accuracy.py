@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,11 @@ def measure(
     p: preprocess.Preprocessing,
     limit: int | None = None,
     stage: progress.Stage = "validate",
+    *,
+    observe: Callable[[postprocess.Array, postprocess.Array], None] | None = None,
 ) -> Accuracy:
+    """The runner's accuracy; `observe` sees each image's raw output and letterbox transform (the drift baseline
+    applies the served postprocessing to them: one engine run serves both)."""
     offline.configure()
     metrics: Any = importlib.import_module("ultralytics.utils.metrics")
     images = dataset.images("val", limit=limit)
@@ -66,6 +71,8 @@ def measure(
         raw = runner(tensors)
         for image, output, transform, path in zip(decoded, raw, transforms, chunk, strict=True):
             found = postprocess.detections(output, transform, SCORING)
+            if observe is not None:
+                observe(output, transform)
             truth = dataset.labels(path, image.shape[1], image.shape[0])
             tps.append(match(found, truth))
             confs.append(found[:, 4])

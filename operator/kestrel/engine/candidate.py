@@ -26,7 +26,7 @@ from kestrel.engine import (
     runners,
     validate,
 )
-from kestrel.serving.backends import preprocess
+from kestrel.serving.backends import drift, postprocess, preprocess
 
 PARITY_IMAGES = 8
 
@@ -46,6 +46,7 @@ class Settings:
     export: export.ExportSettings
     thresholds: gate.Thresholds
     serving_preprocessing: preprocess.Preprocessing
+    serving_postprocessing: postprocess.Postprocessing
     threads: int
     gpu: bool
     validation_limit: int | None = None
@@ -59,6 +60,9 @@ class Outcome:
     exported: export.Exported | None
     verdict: gate.Verdict
     numbers: dict[str, Any]
+    # What the engine detects on the validation images through the served postprocessing: the served model's drift
+    # baseline (serving/backends/drift.py). None without a validation set.
+    drift_baseline: drift.Tally | None = None
 
     @property
     def p50_ms(self) -> float:
@@ -105,11 +109,21 @@ def evaluate(
         exported = dataclasses.replace(exported, path=hidden)
     progress.report("validate")
     started = time.monotonic()
+    served: list[postprocess.Array] = []
+    classes: list[int] = []
+
+    def observe(raw: postprocess.Array, transform: postprocess.Array) -> None:
+        classes[:] = [raw.shape[0] - 4]  # rows: 4 box coordinates, then one score per class
+        served.append(postprocess.detections(raw, transform, settings.serving_postprocessing))
+
     measured = (
-        accuracy.measure(engine, base.dataset, settings.serving_preprocessing, settings.validation_limit)
+        accuracy.measure(
+            engine, base.dataset, settings.serving_preprocessing, settings.validation_limit, observe=observe
+        )
         if base.dataset
         else None
     )
+    baseline = drift.tally(served, classes[0]) if served else None
     parity = validate.parity(base.source, engine, base.parity_batch)
     serving = validate.serving_fingerprint(settings.serving_preprocessing)
     differences = base.fingerprint.differences(serving)
@@ -129,7 +143,7 @@ def evaluate(
         numbers["obfuscatedMaxDeltaToPlain"] = obfuscation_delta
     numbers["validationSeconds"] = round(time.monotonic() - started, 1)
     numbers["servingFingerprint"] = dataclasses.asdict(serving)
-    return Outcome(candidate, exported, verdict, numbers)
+    return Outcome(candidate, exported, verdict, numbers, baseline)
 
 
 def failed_export(candidate: export.Candidate, error: errors.ExportError) -> Outcome:

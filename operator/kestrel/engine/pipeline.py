@@ -41,7 +41,7 @@ from kestrel.engine import (
     runners,
 )
 from kestrel.serving import config, probes, repository
-from kestrel.serving.backends import postprocess, preprocess
+from kestrel.serving.backends import drift, postprocess, preprocess
 
 _MAX_MESSAGE = 1024  # api.result.Gate.message
 DATASETS = "datasets"  # under the build's work folder: remote dataset archives, unpacked once per digest
@@ -98,6 +98,7 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
             unmeasured_reason=spec.validation.skip.reason if spec.validation.skip else None,
         ),
         serving_preprocessing=options.serving_preprocessing or preprocess.Preprocessing(imgsz=imgsz, stride=stride),
+        serving_postprocessing=SERVING_POSTPROCESSING,
         threads=options.threads,
         gpu=gpu,
         validation_limit=options.validation_limit,
@@ -164,6 +165,7 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
         "sourceFingerprint": dataclasses.asdict(base.fingerprint),
         "prune": dataclasses.asdict(pruned) if pruned else None,
         "servingPreprocessing": dataclasses.asdict(settings.serving_preprocessing),
+        "driftBaseline": drift_summary(winner.drift_baseline, names),
         "result": result.model_dump(mode="json", by_alias=True, exclude_none=True),
         "candidates": [_candidate_entry(o) for o in outcomes],
         "seconds": round(time.monotonic() - started, 1),
@@ -336,6 +338,7 @@ def _write_repository(
         batching=batching,
         instances=instances,
         dynamic=spec.engine.batch.dynamic,
+        baseline=winner.drift_baseline,
     )
     repo_dir = out / "repository"
     shutil.rmtree(repo_dir, ignore_errors=True)
@@ -351,6 +354,22 @@ def _write_repository(
     recorded = probe_recording.record(dataset, run, settings.serving_preprocessing, SERVING_POSTPROCESSING)
     (repo_dir / probes.FILE).write_bytes(probes.encode(recorded, SERVING_POSTPROCESSING))
     return repo_dir
+
+
+def drift_summary(baseline: drift.Tally | None, names: dict[int, str]) -> dict[str, Any]:
+    """The drift baseline in a few numbers for manifest.json (the full tally is the repository's baseline.json)."""
+    if baseline is None:
+        return {"recorded": False, "why": "no spec.validation.dataset: the served model exports no drift score"}
+    detections = sum(baseline.confidence)
+    return {
+        "recorded": True,
+        "images": baseline.images,
+        "detectionsPerImage": {names[i]: round(r, 4) for i, r in enumerate(baseline.rates().tolist())},
+        "confidence": {
+            b: round(n / detections, 4) if detections else 0.0
+            for b, n in zip(drift.BUCKETS, baseline.confidence, strict=True)
+        },
+    }
 
 
 def _candidate_entry(outcome: candidate.Outcome) -> dict[str, Any]:

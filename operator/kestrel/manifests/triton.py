@@ -24,6 +24,7 @@ from kestrel.manifests import (
     store,
     transport,
 )
+from kestrel.serving.backends import drift
 
 MODELS_DIR = "/models"  # the memory-backed volume's mount point
 # The repository is a folder inside the volume: `kestrel load` stages beside its target and renames the staging
@@ -290,9 +291,10 @@ def _server(
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": hardening.container_security_context(),
     }
-    env = transport.server_env(spec, owner)
-    if env:
-        container["env"] = env
+    drift_spec = spec.monitoring.drift
+    # The served model's drift window (serving/backends/drift.py); 0 turns its metrics off.
+    window = {"name": drift.WINDOW_ENV, "value": str(drift_spec.window if drift_spec.enabled else 0)}
+    container["env"] = [*transport.server_env(spec, owner), window]
     return container
 
 

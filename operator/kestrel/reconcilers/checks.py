@@ -228,6 +228,7 @@ def _metrics(
 ) -> status.ServingMetricsStatus | None:
     pods = _ready_pods(ctx)
     if not pods:
+        ctx.pod_readings = {}
         return before
     model = names.triton_model(ctx.name)
     try:
@@ -240,6 +241,7 @@ def _metrics(
                 readings.append(metrics.model_reading(metrics.parse(get(url)), model))
             except (OSError, metrics.MetricsError) as error:
                 raise metrics.MetricsError(f"pod {pod['metadata']['name']} ({url}): {error}") from None
+        ctx.pod_readings = {pod["metadata"]["name"]: r for pod, r in zip(pods, readings, strict=True)}
     except (addresses.AddressMapError, metrics.MetricsError) as error:
         log.warning("%s: reading Triton's metrics failed: %s", ctx.ref, error)
         kept = before or status.ServingMetricsStatus()

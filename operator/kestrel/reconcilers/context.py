@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from kestrel import metrics
 from kestrel.api import actions, conditions, spec, status
 from kestrel.kube import protocol
+from kestrel.serving import metrics as serving_metrics
 
 if TYPE_CHECKING:
     from kestrel.reconcilers import storage
@@ -43,6 +44,9 @@ class Context:
     # Request annotations (api/actions.py) this pass answered, with the value it read: removed after the status
     # write, so a pass that fails before it leaves the request to be answered again.
     answered: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Each ready Triton pod's reading of the model's metrics, by pod name, as the checks reconciler read them this
+    # pass (the drift reconciler judges them); None when they were not read (checks off, or the read failed).
+    pod_readings: dict[str, serving_metrics.Reading] | None = None
 
     @classmethod
     def load(cls, kube: protocol.KubeApi, body: dict[str, Any], now: datetime.datetime) -> Context:

@@ -14,6 +14,7 @@ from kestrel.reconcilers import (
     audit,
     checks,
     context,
+    drift,
     encryption,
     engine,
     garbage,
@@ -66,6 +67,7 @@ def _reconcile(
         engine.reconcile(ctx, settings, store)
         serving.reconcile(ctx, settings)
         checks.reconcile(ctx, settings)
+        drift.reconcile(ctx, settings)  # judges the metrics the checks just read
         garbage.reconcile(ctx, settings, store, body.get("status") or {})
         summary.reconcile(ctx)
     except errors.NameConflictError as conflict:

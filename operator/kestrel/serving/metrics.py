@@ -11,6 +11,9 @@ versions and failure reasons; a quantile is the worst over versions, since quant
     reading.requests, reading.failures, reading.queue_p50_ms(), reading.queue_mean_ms()
 
 Several pods of one model: `combine()` adds their counters and keeps each quantile's worst pod.
+
+A model built by this Kestrel also exports its own output-drift gauges (serving/backends/drift.py): a reading carries
+them as `drift`, per pod (a window and its score belong to one pod; they are not combined).
 """
 
 from __future__ import annotations
@@ -31,11 +34,26 @@ QUEUE_SUMMARY = "nv_inference_queue_summary_us"
 REQUEST_SUMMARY = "nv_inference_request_summary_us"
 _COUNTERS = (SUCCESS, FAILURE, QUEUE_DURATION, REQUEST_DURATION)
 _SUMMARIES = (QUEUE_SUMMARY, REQUEST_SUMMARY)
+DRIFT_BASELINE = "kestrel_drift_baseline_images"
+DRIFT_WINDOW = "kestrel_drift_window_images"
+DRIFT_SCORE = "kestrel_drift_score"
+DRIFT_CLASS_CHANGE = "kestrel_drift_class_change"
+_DRIFT = (DRIFT_BASELINE, DRIFT_WINDOW, DRIFT_SCORE, DRIFT_CLASS_CHANGE)
 
 
 class MetricsError(errors.KestrelError, ValueError):
     """Triton's metrics could not be read: the text is not Prometheus' exposition format or lacks the model's
     series (here), or the endpoint did not answer (the operator's readers, which say which pod)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Drift:
+    """One pod's output drift: its window of recent images against the build's validation baseline."""
+
+    baseline_images: int  # 0: the engine was built without a validation set, so there is no score
+    window_images: int
+    score: float | None
+    changes: Mapping[str, float] = dataclasses.field(default_factory=dict)  # class -> window minus baseline rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +68,7 @@ class Reading:
     # (family, quantile) -> µs, e.g. (QUEUE_SUMMARY, 0.5); empty when summary latencies are off.
     quantiles: Mapping[tuple[str, float], float] = dataclasses.field(default_factory=dict)
     sources: int = 1  # how many /metrics pages (pods) were read into this one
+    drift: Drift | None = None  # None: the page has no kestrel_drift_* series for the model
 
     @property
     def requests(self) -> int:
@@ -80,6 +99,8 @@ def parse(text: str) -> dict[str, Reading]:
     """Every model with a request counter in one /metrics page, by model name (the `model` label)."""
     counters: dict[str, dict[str, float]] = {}
     quantiles: dict[str, dict[tuple[str, float], float]] = {}
+    drifts: dict[str, dict[str, float]] = {}
+    changes: dict[str, dict[str, float]] = {}
     seen: set[str] = set()
     try:
         families = list(parser.text_string_to_metric_families(text))
@@ -102,6 +123,10 @@ def parse(text: str) -> dict[str, Reading]:
                 key = (name, float(sample.labels["quantile"]))
                 found = quantiles.setdefault(model, {})
                 found[key] = max(found.get(key, float(sample.value)), float(sample.value))
+            elif name == DRIFT_CLASS_CHANGE and "class" in sample.labels:
+                changes.setdefault(model, {})[sample.labels["class"]] = float(sample.value)
+            elif name in _DRIFT:
+                drifts.setdefault(model, {})[name] = float(sample.value)
     return {
         model: Reading(
             model=model,
@@ -110,9 +135,22 @@ def parse(text: str) -> dict[str, Reading]:
             queue_us=counters[model].get(QUEUE_DURATION, 0.0),
             request_us=counters[model].get(REQUEST_DURATION, 0.0),
             quantiles=quantiles.get(model, {}),
+            drift=_drift(drifts.get(model), changes.get(model, {})),
         )
         for model in sorted(seen)
     }
+
+
+def _drift(found: Mapping[str, float] | None, changes: Mapping[str, float]) -> Drift | None:
+    if found is None or DRIFT_BASELINE not in found or DRIFT_WINDOW not in found:
+        return None
+    score = found.get(DRIFT_SCORE)
+    return Drift(
+        baseline_images=int(found[DRIFT_BASELINE]),
+        window_images=int(found[DRIFT_WINDOW]),
+        score=score if score is not None and math.isfinite(score) else None,
+        changes=changes,
+    )
 
 
 def model_reading(readings: Mapping[str, Reading], model: str) -> Reading:

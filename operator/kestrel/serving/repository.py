@@ -5,10 +5,13 @@ Native backends (the engine runs in Triton's own onnxruntime/openvino/tensorrt/p
     <name>-preprocess/config.pbtxt, 1/model.py             Python backend, letterbox + normalize
     <name>-engine/config.pbtxt, 1/model.onnx|.xml+.bin|.pt|.plan   native backend
     <name>-postprocess/config.pbtxt, 1/model.py            Python backend, NMS + scale back
+                                     1/drift.py, baseline.json   what model.py imports; the drift baseline, if any
 The Python runtime (ONNX Runtime/OpenVINO inside the Python backend): one model, the same tensors as the ensemble
     <name>/config.pbtxt, 1/model.py (backends/fused.py)    letterbox, engine, NMS in one stub, one engine run a batch
-                         1/preprocess.py, runtime.py, postprocess.py, model.onnx|.xml+.bin   what model.py imports
-A static-batch engine cannot sit behind a batching model, so without a dynamic batch only the engine is written.
+                         1/preprocess.py, runtime.py, postprocess.py, drift.py, model.onnx|.xml+.bin   what model.py
+                         imports; 1/baseline.json, the drift baseline (backends/drift.py), when the build recorded one
+A static-batch engine cannot sit behind a batching model, so without a dynamic batch only the engine is written (and
+no model of the repository postprocesses, so none exports drift metrics).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from kestrel.serving import config, pbtxt
-from kestrel.serving.backends import fused, postprocess, preprocess, runtime
+from kestrel.serving.backends import drift, fused, postprocess, preprocess, runtime
 
 # Ultralytics prefixes its .engine files with a length-prefixed JSON metadata block that Triton cannot parse.
 _TRT_METADATA_LENGTH_BYTES = 4
@@ -50,11 +53,12 @@ def layout(
     batching: config.Batching,
     instances: config.Instances,
     dynamic: bool,
+    baseline: drift.Tally | None = None,
 ) -> Repository:
     if not dynamic:
         info = dataclasses.replace(info, static_batch=batching.max_batch)
     elif instances.runtime == "python":
-        return _fused(info, artifact, pre=pre, post=post, batching=batching, instances=instances)
+        return _fused(info, artifact, pre=pre, post=post, batching=batching, instances=instances, baseline=baseline)
     files: dict[str, str | Path] = {}
     engine_dir = f"{info.name}-engine"
     files[f"{engine_dir}/config.pbtxt"] = pbtxt.render(config.engine(info, batching, instances))
@@ -70,6 +74,7 @@ def layout(
         files[f"{info.name}-preprocess/1/model.py"] = Path(preprocess.__file__)
         files[f"{info.name}-postprocess/config.pbtxt"] = pbtxt.render(post_cfg)
         files[f"{info.name}-postprocess/1/model.py"] = Path(postprocess.__file__)
+        files |= _drift(f"{info.name}-postprocess/1", baseline)
         files[f"{info.name}/config.pbtxt"] = pbtxt.render(config.ensemble(info, batching))
         files[f"{info.name}/1/.keep"] = ""  # an ensemble needs a version directory, even empty
     return Repository(files)
@@ -83,6 +88,7 @@ def _fused(
     post: postprocess.Postprocessing,
     batching: config.Batching,
     instances: config.Instances,
+    baseline: drift.Tally | None,
 ) -> Repository:
     version = f"{info.name}/1"
     files: dict[str, str | Path] = {
@@ -93,9 +99,18 @@ def _fused(
     for module in (preprocess, runtime, postprocess):
         source = Path(str(module.__file__))
         files[f"{version}/{source.name}"] = source
+    files |= _drift(version, baseline)
     for name, source in _engine_files(info, artifact).items():
         files[f"{version}/{name}"] = source
     return Repository(files)
+
+
+def _drift(version: str, baseline: drift.Tally | None) -> dict[str, str | Path]:
+    """The drift monitor beside the model that postprocesses (postprocess.py imports it), and its baseline."""
+    files: dict[str, str | Path] = {f"{version}/drift.py": Path(drift.__file__)}
+    if baseline is not None:
+        files[f"{version}/{drift.BASELINE_FILE}"] = baseline.to_json() + "\n"
+    return files
 
 
 def write(repository: Repository, root: Path) -> list[Path]:

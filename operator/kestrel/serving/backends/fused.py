@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import postprocess, preprocess, runtime
+from . import drift, postprocess, preprocess, runtime
 
 INPUT, OUTPUT = "IMAGE", "DETECTIONS"
 
@@ -32,13 +32,17 @@ def detect(
     run: runtime.Run,
     pre: preprocess.Preprocessing,
     post: postprocess.Postprocessing,
+    observe: Callable[[list[postprocess.Array]], None] | None = None,
 ) -> list[postprocess.Array]:
-    """Each request's images -> that request's DETECTIONS (images x rows x 6, padded), one engine run for all."""
+    """Each request's images -> that request's DETECTIONS (images x rows x 6, padded), one engine run for all;
+    `observe` sees every image's boxes, unpadded."""
     flat = [image for images in requests for image in images]
     if not flat:
         return [postprocess.padded([]) for _ in requests]
     tensor, transforms = preprocess.batch(flat, pre)
     boxes = [postprocess.detections(r, t, post) for r, t in zip(run(tensor), transforms, strict=True)]
+    if observe is not None:
+        observe(boxes)
     answers, start = [], 0
     for images in requests:
         answers.append(postprocess.padded(boxes[start : start + len(images)]))
@@ -67,6 +71,7 @@ class TritonPythonModel:
         # Not caught: an engine that cannot load must fail the model's load, so that its rollout fails and rolls back.
         precision, threads = params.get("inference_precision", "fp32"), int(params.get("threads", "0"))
         self._run = runtime.load(str(engine_file), precision, threads, self._pre.imgsz)
+        self._monitor = drift.from_triton(self._pb, args, config, args["model_name"])
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb = self._pb
@@ -77,7 +82,8 @@ class TritonPythonModel:
         # and counts them in nv_inference_request_failure{reason="BACKEND"}, which the canary analysis and the alerts
         # read. A response carrying an error, as below, Triton counts as a success: right for a request whose own
         # input is unusable (a client error, like the shapes Triton itself refuses), wrong for the server's failures.
-        answers = iter(detect(valid, self._run, self._pre, self._post))
+        observe = self._monitor.observe if self._monitor else None
+        answers = iter(detect(valid, self._run, self._pre, self._post, observe))
         return [
             pb.InferenceResponse(error=pb.TritonError(found))
             if found

@@ -2,7 +2,8 @@
 
 Copied verbatim into the Triton repository (as `<name>-postprocess/1/model.py`, or beside the fused model of the
 Python runtime, see fused.py), and imported by `kestrel.engine` to score source and engine: the boxes the validator
-counts are the boxes clients get. numpy only, no torch in Triton's image.
+counts are the boxes clients get. numpy only, no torch in Triton's image. drift.py sits beside it in the repository
+(its relative import finds it there as in this package): the model exports the drift metrics of what it answers.
 
 Parameters (config parameter `postprocessing`, JSON): {"conf": 0.25, "iou": 0.7, "max_det": 300}
 """
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from . import drift
 
 Array = npt.NDArray[np.float32]
 # Class-aware NMS in one pass: shift each class's boxes by class * offset so boxes of different classes never overlap.
@@ -103,13 +106,18 @@ class TritonPythonModel:
         self._pb: Any = importlib.import_module("triton_python_backend_utils")
         config = json.loads(args["model_config"])
         self._p = Postprocessing.from_json(config["parameters"]["postprocessing"]["string_value"])
+        # Clients call the ensemble, named as this model without its suffix: the metrics carry the name they know.
+        self._monitor = drift.from_triton(self._pb, args, config, args["model_name"].removesuffix("-postprocess"))
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        responses = []
+        responses, answered = [], []
         for request in requests:
             raw = self._pb.get_input_tensor_by_name(request, "output0").as_numpy().astype(np.float32)
             transforms = self._pb.get_input_tensor_by_name(request, "letterbox").as_numpy()
             per_image = [detections(r, t, self._p) for r, t in zip(raw, transforms, strict=True)]
+            answered += per_image
             output = padded(per_image)
             responses.append(self._pb.InferenceResponse(output_tensors=[self._pb.Tensor("DETECTIONS", output)]))
+        if self._monitor is not None:
+            self._monitor.observe(answered)
         return responses
