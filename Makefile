@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup host testbed testbed-up testbed-down lint format crd test test-fast test-cluster test-realnode demo clean images
+.PHONY: setup host testbed testbed-up testbed-down lint format crd test test-fast test-cluster test-faults reliability test-realnode demo clean images
 
 setup: $(STAMP)
 
@@ -60,6 +60,15 @@ test-fast: setup
 
 test-cluster: setup testbed
 	$(PY) -m pytest -m "cluster and not realnode" $(PYTEST_ARGS)
+
+# The fault campaign (tests/faults/, also part of `make test`): crash points, dropped watch events, stale reads and
+# an unreachable API server, each run judged by the fault-free run; prints fault_cases=<n> converged=<n> bugs_fixed=<k>.
+test-faults: setup testbed
+	$(PY) -m pytest -m faults $(PYTEST_ARGS)
+
+# docs/reliability.md's table, from the campaign's last run (.testbed/faults/).
+reliability: setup
+	$(PY) -m tests.faults.report
 
 # Kestrel's images as real pods on the real node (builds the images on first use; root).
 test-realnode: setup host testbed

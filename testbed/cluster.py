@@ -26,6 +26,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -88,6 +89,25 @@ class Testbed:
         if not state or "server" not in state:
             return False
         return all(_alive(p["pid"]) for p in state["processes"]) and self._ready(state["server"])
+
+    def pause(self, name: str, seconds: float) -> threading.Thread:
+        """Stop the test bed's process `name` (SIGSTOP) for `seconds`, then let it go on (SIGCONT), on a thread of its
+        own: etcd paused is etcd gone for its clients, and back with all its data (the fault campaign's outage)."""
+        state = self.state() or {}
+        pid = next((p["pid"] for p in state.get("processes", []) if p["name"] == name), None)
+        if pid is None:
+            raise RuntimeError(f"the test bed runs no process called {name!r}")
+
+        def pause_then_resume() -> None:
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(seconds)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+        thread = threading.Thread(target=pause_then_resume, name=f"pause-{name}", daemon=True)
+        thread.start()
+        return thread
 
     def _save(self, **facts: Any) -> None:
         self._facts.update(facts)

@@ -1,0 +1,27 @@
+"""The bugs the fault campaign found, each with the regression test that fails without its fix (docs/reliability.md).
+
+`make test-faults` counts them in its summary line (`bugs_fixed=<k>`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Bug:
+    fault_class: str
+    what: str
+    regression_test: str  # path::name
+
+
+FIXED: tuple[Bug, ...] = (
+    Bug(
+        "Crash after the N-th write",
+        "A first pass killed right after creating the model's certificate (or signing key, or API key) and before its "
+        "status write lost the Event saying so for good: the next first pass found the Secret, kept it, and said "
+        "nothing (CertificateIssued missing from the end state).",
+        "tests/unit/test_new_models_skip_reads_of_what_cannot_exist.py::"
+        "test_keys_and_the_certificate_a_failed_first_pass_left_are_kept_and_announced_once",
+    ),
+)
