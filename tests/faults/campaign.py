@@ -11,6 +11,7 @@ operator was killed, a new one is started, as a Deployment's pod would be. The c
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import pathlib
@@ -21,9 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from kubernetes import client
 
 from kestrel.api import crd, keys, spec
+from kestrel.manifests import names
 from kestrel.storage import layout, s3
 from testbed import fault_proxy, minio
 from tests.cluster.engine_store_support import StoreBed, credentials_secret, signing_pair
@@ -34,6 +38,13 @@ from tests.unit.spec_support import UNMEASURED
 MODEL = "cams"
 CONVERGE_S = 120.0  # issue 20: converge within 2 minutes of the fault
 FIRST_READY_S = 90.0
+
+
+def updated_spec() -> dict[str, Any]:
+    """The spec update of the update scenario: a change of the engine (its batch size), so a new revision."""
+    raw = model_spec()
+    raw["engine"] = {**raw["engine"], "batch": {"max": 4}}
+    return raw
 
 
 def model_spec() -> dict[str, Any]:
@@ -107,9 +118,43 @@ class Run:
         self.store.publish(MODEL, keys.engine_key(spec.parse(raw)), signing_pair(self.kube, self.namespace, MODEL))
         credentials_secret(self.kube, self.secret, self.bed.connection)
 
+    def publish_update(self) -> None:
+        """The engine of the updated spec too, so that the update is a cache hit (no build on kwok)."""
+        signer = self.store_signer()
+        self.store.publish(MODEL, keys.engine_key(spec.parse(updated_spec())), signer)
+
+    def store_signer(self) -> ed25519.Ed25519PrivateKey:
+        secret = self.kube.core.read_namespaced_secret(names.signing_secret(MODEL), self.namespace)
+        pem = base64.b64decode((secret.data or {})["signing.key"])
+        key = serialization.load_pem_private_key(pem, password=None)
+        assert isinstance(key, ed25519.Ed25519PrivateKey)
+        return key
+
+    def update(self) -> None:
+        patch = {"spec": updated_spec()}
+        custom = self.kube.custom
+        custom.patch_namespaced_custom_object(crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, MODEL, patch)
+
+    def delete(self) -> None:
+        self.kube.custom.delete_namespaced_custom_object(crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, MODEL)
+
     def model(self) -> dict[str, Any]:
-        body = self.kube.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, MODEL)
+        try:
+            body = self.kube.custom.get_namespaced_custom_object(
+                crd.GROUP, crd.VERSION, self.namespace, crd.PLURAL, MODEL
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return {}
+            raise
         return body if isinstance(body, dict) else {}
+
+    def gone(self) -> bool:
+        return not self.model()
+
+    def rolled_out(self) -> bool:
+        revision = (self.model().get("status") or {}).get("revision") or {}
+        return self.ready() and revision.get("current") == keys.engine_key(spec.parse(updated_spec()))
 
     def ready(self) -> bool:
         conditions = (self.model().get("status") or {}).get("conditions") or []
@@ -147,19 +192,62 @@ def wait(check: Callable[[], bool], timeout: float, every: float = 0.25) -> bool
     return check()
 
 
-def fault_free(bed: Bed) -> tuple[oracle.EndState, int]:
-    """The oracle's end state of create -> Ready, and how many writes the operator made until Ready."""
-    run = Run(bed, "fault-free")
+Arm = Callable[["Run"], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """What a case does: `prepare` before the operator starts, then (when `act` is set) waits for Ready without a
+    fault and calls `act`; the fault is armed just before `act` (or before the start), and `done` says when the
+    scenario has reached its end."""
+
+    name: str
+    prepare: Callable[[Run], None]
+    done: Callable[[Run], bool]
+    act: Callable[[Run], None] | None = None
+
+
+def _update(run: Run) -> None:
+    # Published now, not before the start: the first rollout collects the model's engines other than the one it
+    # serves (reconcilers/garbage.py), and one published beforehand would go with them.
+    run.publish_update()
+    run.update()
+
+
+CREATE = Scenario("create->Ready", Run.create_cache_hit, Run.ready)
+UPDATE = Scenario("update->rolled out", Run.create_cache_hit, Run.rolled_out, _update)
+DELETE = Scenario("delete->collected", Run.create_cache_hit, Run.gone, Run.delete)
+SCENARIOS = (CREATE, UPDATE, DELETE)
+
+
+def fault_free(bed: Bed, scenario: Scenario = CREATE) -> tuple[oracle.EndState, int]:
+    """The oracle's end state of `scenario`, and how many writes the operator made in it (after Ready, for a
+    scenario that acts once Ready) until its end."""
+    run = Run(bed, f"fault-free-{scenario.name.split('->')[0]}")
     try:
-        run.create_cache_hit()
+        scenario.prepare(run)
         run.operator.start()
-        if not wait(run.ready, FIRST_READY_S):
-            raise AssertionError(f"the fault-free run did not reach Ready:\n{run.operator.log()[-3000:]}")
-        writes = run.proxy.writes
+        start = _act(run, scenario)
+        if not wait(lambda: scenario.done(run), FIRST_READY_S):
+            raise AssertionError(f"the fault-free run of {scenario.name} did not end:\n{run.operator.log()[-3000:]}")
+        writes = run.proxy.writes - start
         state = settled(run)
         return state, writes
     finally:
         run.close()
+
+
+def _act(run: Run, scenario: Scenario, arm: Arm | None = None) -> int:
+    """Wait for Ready without a fault, arm the fault, act; the write count where the scenario's own part began."""
+    if scenario.act is None:
+        return 0
+    if not wait(run.ready, FIRST_READY_S):
+        raise AssertionError(f"{scenario.name}: the model was not Ready before the act:\n{run.operator.log()[-3000:]}")
+    start = run.proxy.writes
+    if arm is not None:
+        arm(run)
+    scenario.act(run)
+    return start
 
 
 def settled(run: Run, expected: oracle.EndState | None = None, timeout: float = 30.0) -> oracle.EndState:
@@ -175,22 +263,34 @@ def settled(run: Run, expected: oracle.EndState | None = None, timeout: float = 
     return state
 
 
-Arm = Callable[["Run"], None]
-
-
-def fault_case(bed: Bed, expected: oracle.EndState, name: str, label: str, arm: Arm, heal_after: float = 0.0) -> Case:
-    """create -> Ready with a fault `arm` sets up before the operator starts. The fault has struck when the operator
-    died (it is then started again, as its Deployment would), or when the proxy's log says it acted; faults that
-    last (stale reads, an outage) are lifted `heal_after` seconds after the operator's start at the latest. The case
-    converges when Ready and the oracle's end state equal the fault-free run's within CONVERGE_S of the fault."""
+def fault_case(
+    bed: Bed,
+    expected: oracle.EndState,
+    name: str,
+    label: str,
+    arm: Arm,
+    heal_after: float = 0.0,
+    scenario: Scenario = CREATE,
+) -> Case:
+    """`scenario` with a fault `arm` sets up before the operator starts (or, for a scenario that acts once Ready,
+    just before it acts). The fault has struck when the operator died (it is then started again, as its Deployment
+    would), or when the proxy's log says it acted; faults that last (stale reads, an outage) are lifted
+    `heal_after` seconds after the start at the latest. The case converges when the scenario is done and the
+    oracle's end state equals the fault-free run's within CONVERGE_S of the fault."""
     run = Run(bed, label)
-    case = Case(name, run.namespace)
+    case = Case(f"{scenario.name}, {name}", run.namespace)
     try:
-        run.create_cache_hit()
-        arm(run)
+        scenario.prepare(run)
+        if scenario.act is None:
+            arm(run)
         run.operator.start()
+        _act(run, scenario, arm)
         started = time.monotonic()
-        wait(lambda: not run.operator.running() or run.ready() or len(run.proxy.actions) > run.proxy.writes, 60.0)
+
+        def faulted() -> bool:
+            return any(not a.what.startswith("write ") or a.what.endswith(": fault") for a in run.proxy.actions)
+
+        wait(lambda: not run.operator.running() or scenario.done(run) or faulted(), 60.0)
         if heal_after:
             time.sleep(max(0.0, heal_after - (time.monotonic() - started)))
         wait(lambda: not run.proxy.refusing() and not run.paused(), 60.0)  # an outage runs its whole length
@@ -202,9 +302,9 @@ def fault_case(bed: Bed, expected: oracle.EndState, name: str, label: str, arm: 
         if not run.operator.running():
             run.operator.start()
             case.restarted = True
-        converged = wait(run.ready, CONVERGE_S)
+        converged = wait(lambda: scenario.done(run), CONVERGE_S)
         state = settled(run, expected, timeout=max(5.0, CONVERGE_S - (time.monotonic() - healed)))
-        case.differences = state.differences(expected) if converged else ["never Ready", *state.differences(expected)]
+        case.differences = state.differences(expected) if converged else ["never done", *state.differences(expected)]
         after = oracle.generated(bed.kube, run.namespace)
         case.regenerated = sorted(name for name, digest in before.items() if after.get(name) not in (None, digest))
         case.converged = converged and not case.differences and not case.regenerated
@@ -216,13 +316,14 @@ def fault_case(bed: Bed, expected: oracle.EndState, name: str, label: str, arm: 
         run.close()
 
 
-def crash_case(bed: Bed, expected: oracle.EndState, crash_at: int) -> Case:
+def crash_case(bed: Bed, expected: oracle.EndState, crash_at: int, scenario: Scenario = CREATE) -> Case:
     """The operator killed right after its `crash_at`-th write, before it sees the answer; then started again."""
 
     def arm(run: Run) -> None:
         run.proxy.after_write(crash_at, run.operator.kill)
 
-    return fault_case(bed, expected, f"create->Ready, crash after write {crash_at}", f"crash-{crash_at:02d}", arm)
+    label = f"crash-{scenario.name.split('->')[0]}-{crash_at:02d}"
+    return fault_case(bed, expected, f"crash after write {crash_at}", label, arm, scenario=scenario)
 
 
 def dropped_event_case(bed: Bed, expected: oracle.EndState, resource: str, index: int) -> Case:
@@ -231,7 +332,7 @@ def dropped_event_case(bed: Bed, expected: oracle.EndState, resource: str, index
     def arm(run: Run) -> None:
         run.proxy.drop_event(resource, index)
 
-    name = f"create->Ready, watch event {index} of {resource} dropped"
+    name = f"watch event {index} of {resource} dropped"
     return fault_case(bed, expected, name, f"drop-{resource}-{index}", arm)
 
 
@@ -242,7 +343,7 @@ def stale_reads_case(bed: Bed, expected: oracle.EndState, age: float, lasting: f
     def arm(run: Run) -> None:
         run.proxy.stale_reads(age)
 
-    name = f"create->Ready, reads {age:.0f}s stale for {lasting:.0f}s"
+    name = f"reads {age:.0f}s stale for {lasting:.0f}s"
     return fault_case(bed, expected, name, f"stale-{age:.0f}", arm, heal_after=lasting)
 
 
@@ -252,7 +353,7 @@ def outage_case(bed: Bed, expected: oracle.EndState, after: int, seconds: float)
     def arm(run: Run) -> None:
         run.proxy.after_write(after, lambda: run.proxy.refuse(seconds))
 
-    name = f"create->Ready, API server unreachable {seconds:.0f}s from write {after}"
+    name = f"API server unreachable {seconds:.0f}s from write {after}"
     return fault_case(bed, expected, name, f"outage-{after:02d}", arm, heal_after=seconds + 1)
 
 
@@ -262,5 +363,5 @@ def etcd_outage_case(bed: Bed, expected: oracle.EndState, after: int, seconds: f
     def arm(run: Run) -> None:
         run.proxy.after_write(after, lambda: run.pause_etcd(seconds), answer=True)
 
-    name = f"create->Ready, etcd stopped {seconds:.0f}s from write {after}"
+    name = f"etcd stopped {seconds:.0f}s from write {after}"
     return fault_case(bed, expected, name, f"etcd-{after:02d}", arm, heal_after=seconds + 1)

@@ -23,18 +23,37 @@ class Baseline:
     writes: int  # the operator's writes until Ready in that run
 
 
+class Baselines:
+    """Each scenario's fault-free run, made once per session when a suite first asks for it."""
+
+    def __init__(self, bed: campaign.Bed) -> None:
+        self.bed = bed
+        self.made: dict[str, Baseline] = {}
+
+    def of(self, scenario: campaign.Scenario) -> Baseline:
+        if scenario.name not in self.made:
+            expected, writes = campaign.fault_free(self.bed, scenario)
+            assert writes > 0, f"the fault-free run of {scenario.name} made no write"
+            self.made[scenario.name] = Baseline(self.bed, expected, writes)
+        return self.made[scenario.name]
+
+
 @pytest.fixture(scope="session")
-def baseline(
+def baselines(
     with_crd: Cluster,
     operator_kubeconfig: pathlib.Path,
     minio_connection: minio.Connection,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Baseline:
-    """create -> Ready without a fault, once per session: the oracle every faulty run is judged by."""
-    bed = campaign.Bed(with_crd, operator_kubeconfig, minio_connection, tmp_path_factory.mktemp("faults"))
-    expected, writes = campaign.fault_free(bed)
-    assert writes > 0 and expected.conditions.get("Ready", ("", ""))[0] == "True", expected
-    return Baseline(bed, expected, writes)
+) -> Baselines:
+    return Baselines(campaign.Bed(with_crd, operator_kubeconfig, minio_connection, tmp_path_factory.mktemp("faults")))
+
+
+@pytest.fixture(scope="session")
+def baseline(baselines: Baselines) -> Baseline:
+    """create -> Ready without a fault: the oracle the create scenario's faulty runs are judged by."""
+    found = baselines.of(campaign.CREATE)
+    assert found.expected.conditions.get("Ready", ("", ""))[0] == "True", found.expected
+    return found
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

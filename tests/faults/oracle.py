@@ -24,6 +24,8 @@ import json
 import re
 from typing import Any
 
+from kubernetes import client
+
 from kestrel.api import crd
 from kestrel.storage import s3
 from tests.cluster_fixtures import Cluster
@@ -132,7 +134,12 @@ def capture(kube: Cluster, namespace: str, model: str, store: s3.S3Store) -> End
         if (kind, name) in NOT_WRITTEN_BY_A_PASS or service_account_token:
             continue
         objects[f"{kind}/{name}"] = _compared(kind, item, namespace, uids)
-    body = kube.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, model)
+    try:
+        body = kube.custom.get_namespaced_custom_object(crd.GROUP, crd.VERSION, namespace, crd.PLURAL, model)
+    except client.ApiException as error:  # deleted: the scenario that deletes it compares what is left
+        if error.status != 404:
+            raise
+        body = {}
     status = (body.get("status") if isinstance(body, dict) else None) or {}
     conditions = {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions") or []}
     revision = (status.get("revision") or {}).get("current")
