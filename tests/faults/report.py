@@ -15,7 +15,7 @@ from tests.faults import bugs, results
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 # The pytest node that runs each fault class (results.record's first argument).
 COMMANDS = {
-    "Crash after the N-th write": "tests/faults/test_crash_after_every_write.py -k create",
+    "Crash after the N-th write (create->Ready)": "tests/faults/test_crash_after_every_write.py -k create",
     "Crash after the N-th write (update->rolled out)": "tests/faults/test_crash_after_every_write.py -k update",
     "Crash after the N-th write (delete->collected)": "tests/faults/test_crash_after_every_write.py -k delete",
     "One dropped watch event": "tests/faults/test_lost_events_stale_reads_and_outages.py -k dropped",

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.faults]
 
 def test_create_to_ready_converges_after_a_crash_at_every_write(baseline: Baseline) -> None:
     cases = [campaign.crash_case(baseline.bed, baseline.expected, n) for n in range(1, baseline.writes + 1)]
-    results.judge("Crash after the N-th write", cases)
+    results.judge("Crash after the N-th write (create->Ready)", cases)
 
 
 @pytest.mark.parametrize("scenario", [campaign.UPDATE, campaign.DELETE], ids=lambda s: s.name.split("->")[0])
