@@ -1,4 +1,4 @@
-"""reconcilers.owned: which watch events of a Deployment run its owner's pass, and which are only remembered."""
+"""runtime.owned: which watch events of a Deployment run its owner's pass, and which are only remembered."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from kestrel.api import errors
 from kestrel.kube import client, recent
-from kestrel.reconcilers import owned, serial
+from kestrel.runtime import owned, serial
 
 
 def deployment(*, generation: int = 1, ready: int = 0, owner: str | None = "cams") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""reconcilers.serial: passes over one model never overlap, and never start from a status older than the last
+"""runtime.serial: passes over one model never overlap, and never start from a status older than the last
 one this process wrote."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from kestrel.kube import client, recent
-from kestrel.reconcilers import run, serial
+from kestrel.reconcilers import run
+from kestrel.runtime import serial
 
 
 def body(status: dict[str, Any] | None = None, uid: str = "u1") -> dict[str, Any]:

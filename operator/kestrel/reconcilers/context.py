@@ -39,7 +39,7 @@ class Context:
     api_key_id: str | None = None
     # What the operator may open the engine store with, set by the storage reconciler (the grants sign with it).
     store_access: storage.Access | None = None
-    # The status as the API server stored it at the end of the pass (reconcilers/serial.py compares it).
+    # The status as the API server stored it at the end of the pass (runtime/serial.py compares it).
     stored_status: dict[str, Any] | None = None
     # Request annotations (api/actions.py) this pass answered, with the value it read: removed after the status
     # write, so a pass that fails before it leaves the request to be answered again.
