@@ -14,7 +14,8 @@ from kestrel.api import conditions, errors
 from kestrel.kube import client, protocol, recent
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import context, engine, grants, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import engine, grants, storage
 from kestrel.storage import s3
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube, Key

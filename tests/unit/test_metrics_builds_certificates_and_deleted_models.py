@@ -13,7 +13,7 @@ from cryptography import x509
 
 from kestrel import metrics
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import engine, storage
+from kestrel.reconcilers.engine import engine, storage
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube, body, reconcile_tls
 

@@ -23,7 +23,7 @@ def _writers() -> dict[str, set[str]]:
 
 def test_only_the_checks_reconciler_writes_verified_and_it_writes_nothing_else() -> None:
     writers = _writers()
-    assert writers[conditions.VERIFIED] == {"reconcilers/checks.py"}
-    written_by_checks = {kind for kind, modules in writers.items() if "reconcilers/checks.py" in modules}
+    assert writers[conditions.VERIFIED] == {"reconcilers/serving/checks.py"}
+    written_by_checks = {kind for kind, modules in writers.items() if "reconcilers/serving/checks.py" in modules}
     assert written_by_checks == {conditions.VERIFIED}
-    assert "reconcilers/checks.py" not in writers[conditions.AVAILABLE]
+    assert "reconcilers/serving/checks.py" not in writers[conditions.AVAILABLE]

@@ -13,7 +13,8 @@ from kestrel.api import crd, errors, spec
 from kestrel.kube import ownership, protocol
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import context, tls
+from kestrel.reconcilers import context
+from kestrel.reconcilers.security import tls
 from tests.unit.spec_support import UNMEASURED
 
 Key = tuple[str, str, str | None, str]

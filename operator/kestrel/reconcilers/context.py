@@ -1,4 +1,5 @@
-"""What every reconciler receives: the object, its parsed spec, the status being built, and the clock."""
+"""What every reconciler receives: the object, its parsed spec, the status being built, and the clock; owns no
+condition."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from kestrel.kube import protocol
 from kestrel.serving import metrics as serving_metrics
 
 if TYPE_CHECKING:
-    from kestrel.reconcilers import storage
+    from kestrel.reconcilers.engine import storage
 
 log = logging.getLogger("kestrel")
 

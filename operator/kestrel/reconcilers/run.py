@@ -9,20 +9,10 @@ from kestrel import metrics
 from kestrel.api import conditions, errors, status
 from kestrel.kube import protocol
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import (
-    access,
-    audit,
-    checks,
-    context,
-    drift,
-    encryption,
-    engine,
-    garbage,
-    serving,
-    storage,
-    summary,
-    tls,
-)
+from kestrel.reconcilers import audit, context, summary
+from kestrel.reconcilers.engine import engine, garbage, storage
+from kestrel.reconcilers.security import access, encryption, tls
+from kestrel.reconcilers.serving import checks, drift, serving
 
 INVALID_SPEC = "InvalidSpec"
 

@@ -24,7 +24,8 @@ from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
 from kestrel.manifests import build_job, build_network, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import build_progress, cache, context, grants, pod_problems, storage
+from kestrel.reconcilers import context, pod_problems
+from kestrel.reconcilers.engine import build_progress, cache, grants, storage
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 CACHED = "Cached"

@@ -34,7 +34,8 @@ from kestrel.api import base, conditions, errors
 from kestrel.kube import ownership
 from kestrel.manifests import access, certificate, names, secrets, trust
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, generated, installed
+from kestrel.reconcilers import context, installed
+from kestrel.reconcilers.security import generated
 from kestrel.security import certificates
 
 Body = dict[str, Any]

@@ -20,7 +20,9 @@ from typing import Any
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import context, generated, key_rotation, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import storage
+from kestrel.reconcilers.security import generated, key_rotation
 from kestrel.security import keyfiles, manifest, x25519
 
 

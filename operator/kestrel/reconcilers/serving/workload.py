@@ -1,5 +1,6 @@
-"""The Triton workload of one engine revision, shared by the rolling and the canary rollouts: what it needs before
-its pods can start, what to apply, and how far the Deployment controller has got with it."""
+"""The Triton workload of one engine revision, shared by the rolling and the canary rollouts: what it needs before its
+pods can start, what to apply, and how far the Deployment controller has got with it; writes serving's Available and
+Progressing for a rolling rollout."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from kestrel.api import conditions
 from kestrel.api import spec as specs
 from kestrel.manifests import autoscaling, disruption, pod_monitor, probes, service, triton
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, grants, installed
+from kestrel.reconcilers import context, installed
+from kestrel.reconcilers.engine import grants
 
 KEDA_CRD = "scaledobjects.keda.sh"
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
