@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from kestrel.api import conditions
 from kestrel.manifests import names, triton
-from kestrel.manifests import store as store_manifests
+from kestrel.manifests import store_mounts as store_manifests
 from kestrel.reconcilers.engine import engine, grants, storage
 from kestrel.reconcilers.serving import workload
 from kestrel.storage import grants as store_grants

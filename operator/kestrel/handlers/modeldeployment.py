@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import actions, crd, errors
 from kestrel.handlers import config, state
 from kestrel.reconcilers import run
@@ -71,7 +71,7 @@ async def remember(*, type: str | None, body: kopf.Body, **_: Any) -> None:
     if type == "DELETED":
         namespace, name = str(body.meta.get("namespace")), str(body.meta.get("name"))
         REGISTRY.forget(namespace, name)
-        metrics.forget_model(namespace, name)
+        operator_metrics.forget_model(namespace, name)
     else:
         REGISTRY.remember(dict(body))
 

@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client import exceptions
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import errors
 from kestrel.kube import failures, ownership, protocol, recent, resources
 
@@ -136,7 +136,7 @@ class Kube:
         action: str,
     ) -> bytes:
         """One request, counted; the response body as bytes, or a KestrelError naming `action`."""
-        metrics.API_REQUESTS.labels(method, _resource_of(path)).inc()
+        operator_metrics.API_REQUESTS.labels(method, _resource_of(path)).inc()
         with failures.translated(action):
             method, url, headers, payload, _ = self.api.param_serialize(
                 method,
@@ -165,7 +165,7 @@ class Kube:
         if skippable:
             known = self.known.applied(key, manifest_digest, self._since())
             if known is not None:
-                metrics.REQUESTS_SAVED.labels("apply").inc()
+                operator_metrics.REQUESTS_SAVED.labels("apply").inc()
                 if owner is not None:
                     self.known.record_owner(key, owner)
                 return known
@@ -276,7 +276,7 @@ class Kube:
             since = min(self._since(), self.known.clock() - shared_age) if shared_age > 0 else self._since()
             known = self.known.seen(key, since)
             if known is not None:
-                metrics.REQUESTS_SAVED.labels("get").inc()
+                operator_metrics.REQUESTS_SAVED.labels("get").inc()
                 return known
         try:
             found = self._request("GET", resource.path(namespace, name), action=f"get {kind} {namespace}/{name}")
@@ -359,7 +359,7 @@ class Kube:
         resource = resources.lookup(api_version, kind)
         key = (resource.api_version, resource.kind, namespace or "", name)
         if self.known.gone(key, self._since()):
-            metrics.REQUESTS_SAVED.labels("delete").inc()
+            operator_metrics.REQUESTS_SAVED.labels("delete").inc()
             return False
         options: Body = {"propagationPolicy": "Background"}
         if owner is not None:

@@ -8,7 +8,7 @@ import datetime
 import logging
 from typing import TYPE_CHECKING, Any
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import actions, conditions, spec, status
 from kestrel.kube import protocol
 from kestrel.serving import metrics as serving_metrics
@@ -115,4 +115,4 @@ class Context:
         log.log(level, "%s: %s (%s)", self.ref, message, reason)
         self.kube.event(self.body, type=kind, reason=reason, message=message, action=action)
         self.events.append((kind, reason, message))
-        metrics.EVENTS.labels(kind, reason).inc()
+        operator_metrics.EVENTS.labels(kind, reason).inc()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pydantic
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
 from kestrel.manifests import build_job, build_network, names
@@ -59,7 +59,7 @@ def _job_seconds(job: dict[str, Any]) -> float | None:
 def _observe(job: dict[str, Any], outcome: str) -> None:
     seconds = _job_seconds(job)
     if seconds is not None:
-        metrics.BUILD_SECONDS.labels(outcome).observe(seconds)
+        operator_metrics.BUILD_SECONDS.labels(outcome).observe(seconds)
 
 
 def _job(ctx: context.Context, name: str) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from kestrel.api import conditions
 from kestrel.api import spec as specs
-from kestrel.manifests import autoscaling, disruption, pod_monitor, probes, service, triton
+from kestrel.manifests import autoscaling, disruption, pod_lifecycle, pod_monitor, service, triton
 from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, installed
 from kestrel.reconcilers.engine import grants
@@ -60,7 +60,7 @@ def deployment_state(found: dict[str, Any] | None) -> tuple[str, str]:
 def engine_facts(ctx: context.Context, key: str) -> tuple[float, int | None]:
     """Load time and size of the engine `key` when the status knows them (it knows only the spec's own engine)."""
     engine = ctx.status.engine if ctx.status.engine and ctx.status.engine.key == key else None
-    load_seconds = engine.load_seconds if engine and engine.load_seconds else probes.DEFAULT_LOAD_SECONDS
+    load_seconds = engine.load_seconds if engine and engine.load_seconds else pod_lifecycle.DEFAULT_LOAD_SECONDS
     return load_seconds, engine.size_bytes if engine else None
 
 
