@@ -103,12 +103,12 @@ class ServerKube(client.Kube):
     """The real client over an in-memory API server: applies store what they send, reads answer what is stored."""
 
     def __init__(self) -> None:
-        super().__init__(api=None, known=recent.Recent(ttl=300))  # type: ignore[arg-type]
+        super().__init__(api=None, known=recent.Recent(trust=300))  # type: ignore[arg-type]
         self.stored: dict[str, dict[str, Any]] = {}
         self.patches: list[str] = []
 
-    def view(self, max_age: float = 0.0) -> client.Kube:
-        opened = super().view(max_age)
+    def view(self, trust: float = 0.0) -> client.Kube:
+        opened = super().view(trust)
         opened._request = self._request  # type: ignore[method-assign]
         return opened
 

@@ -20,7 +20,7 @@ log = logging.getLogger("kestrel")
 
 # Seconds any pass, a spec change's too, trusts a read of an operator-wide object that every model's pass needs (the
 # CA, the store's credentials): a burst of creates shares one read, and a replaced one is seen within this long.
-OPERATOR_WIDE_TRUST_S = 10.0
+OPERATOR_WIDE_TRUST = 10.0
 
 
 @dataclasses.dataclass

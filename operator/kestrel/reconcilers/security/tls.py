@@ -65,7 +65,7 @@ def _authority(ctx: context.Context, settings: manifest_context.Settings) -> cer
         settings.operator_namespace,
         secrets.CA_SECRET,
         cached=True,
-        shared_age=context.OPERATOR_WIDE_TRUST_S,
+        trust=context.OPERATOR_WIDE_TRUST,
     )
     if found is None:
         ca = certificates.create_ca(now=ctx.now)
