@@ -520,7 +520,7 @@ def write_docs(rows: list[Row], args: argparse.Namespace, command: str) -> None:
         "  `KESTREL_TRUST_SECONDS` (default three resyncs) and reads its own Secrets from what it recently confirmed",
         "  (kube/recent.py, kept as compact JSON); add-on CRDs are asked once a minute. Deployments stay exact: their",
         "  watch events keep the remembered status current and a hand edit is applied back at once.",
-        "- The drift check is one loop (reconcilers/resync.py), not a Kopf timer per model: Kopf keeps every timed",
+        "- The drift check is one loop (runtime/resync.py), not a Kopf timer per model: Kopf keeps every timed",
         "  object's whole body for its timer. It checks a model an interval after its last pass, whatever ran it,",
         "  and waits for a sweep before the next, so a busy operator is not sent back over models it just converged.",
         "- The API client keeps one connection per pass thread (the default pool of 10 made the 16 threads open a",

@@ -55,7 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     # Imported here: importing the handlers registers them with Kopf, which only `run` wants.
     import kopf  # noqa: PLC0415
 
-    from kestrel import handlers, logs, metrics  # noqa: PLC0415
+    from kestrel import handlers, logs, operator_metrics  # noqa: PLC0415
     from kestrel.commands import leadership  # noqa: PLC0415
     from kestrel.handlers import config  # noqa: PLC0415
     from kestrel.security import audit  # noqa: PLC0415
@@ -65,7 +65,7 @@ def _run(args: argparse.Namespace) -> int:
     lease = config.leader_lease()
     log_format = config.log_format()
     if args.metrics_port:
-        metrics.serve(args.metrics_port)
+        operator_metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
     # Last line of defence: a record that looks like key material is kept, its text replaced by a notice.
     logs.use(log_format, filters=[audit.RedactingFilter()])

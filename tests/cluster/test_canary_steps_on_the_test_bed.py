@@ -1,4 +1,4 @@
-"""The operator-stepped canary (reconcilers/canary.py) on the real API server: the first revision rolls out
+"""The operator-stepped canary (reconcilers/serving/canary.py) on the real API server: the first revision rolls out
 directly; a new engine is stepped in on a canary Deployment beside the stable one, survives an operator killed
 mid-window, and is promoted once its window is over.
 
@@ -21,7 +21,7 @@ from kubernetes.client import exceptions
 from kestrel import cli
 from kestrel.api import actions
 from kestrel.manifests import labels, names
-from kestrel.reconcilers import argo_rollout, canary
+from kestrel.reconcilers.serving import argo_rollout, canary
 from tests.cluster.operator_support import (
     build,
     condition,

@@ -10,7 +10,7 @@ import time
 
 from kestrel.api import keys, spec
 from kestrel.manifests import names
-from kestrel.reconcilers import cache, engine, storage
+from kestrel.reconcilers.engine import cache, engine, storage
 from kestrel.security import manifest
 from tests.cluster.engine_store_support import StoreBed, credentials_secret, events, signing_pair, store_bed
 from tests.cluster.operator_support import (

@@ -8,7 +8,7 @@ import socket
 import time
 
 from kestrel.api import crd, keys, spec
-from kestrel.reconcilers import garbage
+from kestrel.reconcilers.engine import garbage
 from tests.cluster.engine_store_support import StoreBed, credentials_secret, events, signing_pair, store_bed
 from tests.cluster.operator_support import get_mdep, mdep_spec, wait_for
 from tests.cluster.storage_fixtures import minio_connection

@@ -19,7 +19,7 @@ from kubernetes import client
 from kestrel.api import keys, spec
 from kestrel.manifests import names
 from kestrel.manifests import secrets as secret_manifests
-from kestrel.reconcilers import key_rotation
+from kestrel.reconcilers.security import key_rotation
 from kestrel.security import manifest, x25519
 from kestrel.storage import layout
 from tests.cluster.engine_store_support import StoreBed, credentials_secret, events, signing_pair, store_bed

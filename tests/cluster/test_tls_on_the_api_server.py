@@ -24,7 +24,8 @@ from kubernetes.client import exceptions
 from kestrel.kube import client as kube_client
 from kestrel.manifests import access, certificate, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import run, tls
+from kestrel.reconcilers import run
+from kestrel.reconcilers.security import tls
 from kestrel.security import audit, certificates
 from tests.cluster.operator_support import condition, get_mdep, mdep_spec, name_of, wait_for
 

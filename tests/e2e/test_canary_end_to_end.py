@@ -1,5 +1,5 @@
-"""The operator-stepped canary (reconcilers/canary.py) with a real Triton: the real API server, the operator under
-the chart's RBAC, the process kubelet running the real build Jobs and Triton pods, and a client loop through the
+"""The operator-stepped canary (reconcilers/serving/canary.py) with a real Triton: the real API server, the operator
+under the chart's RBAC, the process kubelet running the real build Jobs and Triton pods, and a client loop through the
 Service the whole time.
 
 One ModelDeployment (the quickstart example with `rollout.strategy: canary`, steps [50, 100]) lives through the
@@ -32,7 +32,7 @@ from kubernetes.client import exceptions
 from kestrel.api import keys
 from kestrel.api import spec as specs
 from kestrel.manifests import labels, names
-from kestrel.reconcilers import argo_rollout, canary
+from kestrel.reconcilers.serving import argo_rollout, canary
 from testbed import claims, demo, local_serving, service_proxy
 from testbed import operator as operator_process
 from tests.e2e.test_serving_end_to_end import ClientLoop, Served

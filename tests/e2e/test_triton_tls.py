@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(not triton.available(), reason="nvidia-pytriton 
 
 T0 = datetime.datetime.now(datetime.UTC)
 SERVICE_NAME = "cams.vision.svc"
-API_KEY = "e2e-" + "k" * 28  # a test value; the operator's is random (reconcilers.access)
+API_KEY = "e2e-" + "k" * 28  # a test value; the operator's is random (reconcilers.security.access)
 HEADERS = {f"triton-grpc-protocol-{transport.API_KEY_HEADER}": API_KEY}
 MODEL = "add"
 ADD_MODEL = """

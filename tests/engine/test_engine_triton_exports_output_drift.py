@@ -16,7 +16,7 @@ import pytest
 
 from kestrel.api import spec as specs
 from kestrel.engine import datasets, pipeline
-from kestrel.reconcilers import drift as drift_reconciler
+from kestrel.reconcilers.serving import drift as drift_reconciler
 from kestrel.serving import metrics
 from kestrel.serving.backends import drift
 from synthetic import detector

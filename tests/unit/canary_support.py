@@ -10,7 +10,8 @@ from typing import Any
 from kestrel.api import crd, keys, spec
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, triton
-from kestrel.reconcilers import canary_analysis, context, serving
+from kestrel.reconcilers import context
+from kestrel.reconcilers.serving import canary_analysis, serving
 from kestrel.serving import metrics
 from tests.unit.spec_support import UNMEASURED
 from tests.unit.tls_fake_kube import SETTINGS, UID, FakeKube

@@ -1,5 +1,5 @@
-"""reconcilers.access: the API key stays while everyone who could read it stays allowed, and is replaced in the same
-pass when a subject leaves the spec (it may keep a copy); the key's id, never the key, goes into the pod template,
+"""reconcilers.security.access: the API key stays while everyone who could read it stays allowed, and is replaced in the
+same pass when a subject leaves the spec (it may keep a copy); the key's id, never the key, goes into the pod template,
 so a new key rolls the pods."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from typing import Any
 
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, secrets, transport, triton
-from kestrel.reconcilers import access, context
+from kestrel.reconcilers import context
+from kestrel.reconcilers.security import access
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

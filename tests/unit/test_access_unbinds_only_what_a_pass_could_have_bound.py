@@ -1,11 +1,12 @@
-"""reconcilers.access: the API-key reader binding is deleted when the spec no longer names a subject; a model whose
-spec never named one (generation 1) had none bound, so its passes send no delete."""
+"""reconcilers.security.access: the API-key reader binding is deleted when the spec no longer names a subject; a model
+whose spec never named one (generation 1) had none bound, so its passes send no delete."""
 
 from __future__ import annotations
 
 import datetime
 
-from kestrel.reconcilers import access, context
+from kestrel.reconcilers import context
+from kestrel.reconcilers.security import access
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body
 
 BINDING = ("rbac.authorization.k8s.io/v1", "RoleBinding", "vision", "cams-api-key-reader")

@@ -13,7 +13,7 @@ import prometheus_client
 import pytest
 import yaml
 
-from kestrel import metrics  # noqa: F401 - registers the operator's series in the default registry
+from kestrel import operator_metrics  # noqa: F401 - registers the operator's series in the default registry
 from testbed import build, components, dashboard
 from tests.unit.helm_support import find, render
 

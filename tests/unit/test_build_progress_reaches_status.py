@@ -13,7 +13,7 @@ import pytest
 from kestrel.api import conditions
 from kestrel.engine import progress
 from kestrel.manifests import build_job
-from kestrel.reconcilers import engine, storage
+from kestrel.reconcilers.engine import engine, storage
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube
 

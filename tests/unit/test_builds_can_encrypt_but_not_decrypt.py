@@ -21,7 +21,9 @@ from kestrel.api import result as api_result
 from kestrel.engine import publish
 from kestrel.manifests import build_job, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, encryption, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import storage
+from kestrel.reconcilers.security import encryption
 from kestrel.security import artifact, errors, keyfiles, kms, x25519
 from kestrel.storage import layout, pvc
 from testbed.engines import PLAINTEXT_MARKER, model_repository

@@ -9,7 +9,7 @@ import pytest
 
 from kestrel.api import spec as specs
 from kestrel.api import status
-from kestrel.reconcilers import argo_rollout, canary_analysis
+from kestrel.reconcilers.serving import argo_rollout, canary_analysis
 
 BOUNDS = specs.CanaryAnalysisSpec(max_error_rate=0.01, max_p95_latency_ms=25)
 START = status.CanaryCounters(success=1000, failure=5)

@@ -20,7 +20,8 @@ import pytest
 from kestrel.api import crd
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels
-from kestrel.reconcilers import canary_analysis, canary_metrics, context
+from kestrel.reconcilers import context
+from kestrel.reconcilers.serving import canary_analysis, canary_metrics
 from kestrel.serving import metrics
 from tests.unit.spec_support import UNMEASURED
 from tests.unit.tls_fake_kube import UID, FakeKube

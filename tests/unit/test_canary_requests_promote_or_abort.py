@@ -13,20 +13,10 @@ from typing import Any
 import pytest
 
 from kestrel.api import actions, errors
-from kestrel.reconcilers import (
-    access,
-    audit,
-    canary,
-    checks,
-    encryption,
-    engine,
-    garbage,
-    run,
-    serving,
-    storage,
-    summary,
-    tls,
-)
+from kestrel.reconcilers import audit, run, summary
+from kestrel.reconcilers.engine import engine, garbage, storage
+from kestrel.reconcilers.security import access, encryption, tls
+from kestrel.reconcilers.serving import canary, checks, serving
 from tests.unit.canary_support import (
     CANARY,
     OLD,

@@ -14,7 +14,8 @@ import pytest
 
 from kestrel.api import spec
 from kestrel.manifests import names, triton
-from kestrel.reconcilers import canary, context, serving
+from kestrel.reconcilers import context
+from kestrel.reconcilers.serving import canary, serving
 from tests.unit.canary_support import (
     CANARY,
     OLD,

@@ -1,7 +1,7 @@
 """The chart's RBAC rules are exactly what the operator calls: derived from the code, compared both ways.
 
 What the code calls is read from its source, not from a list kept beside the chart: every literal
-`kube.get/list/delete(apiVersion, kind, ...)` in reconcilers/ and handlers/, every object kind built by the
+`kube.get/list/delete(apiVersion, kind, ...)` in reconcilers/, runtime/ and handlers/, every object kind built by the
 manifests modules the reconcilers apply, the status patch and the Events of kube/client.py, and what Kopf
 itself needs to watch and annotate the resource. Every kind must be in kube/resources.py's table.
 """
@@ -21,7 +21,7 @@ from kestrel.kube import resources
 ROOT = pathlib.Path(__file__).parents[2]
 PACKAGE = ROOT / "operator" / "kestrel"
 RULES = ROOT / "charts" / "kestrel" / "files" / "operator-rules.yaml"
-CALLERS = ("reconcilers", "handlers")
+CALLERS = ("reconcilers", "runtime", "handlers")
 # Server-side apply creates what is absent and patches what exists. The client reads a child before it first writes
 # or deletes it, to leave alone an object of that name the model does not own (kube/ownership.py).
 VERBS_OF_CALL = {
@@ -64,7 +64,7 @@ def _resource(api_version: str, kind: str) -> tuple[str, str]:
 
 
 def _trees(folder: str) -> Iterator[tuple[pathlib.Path, ast.Module]]:
-    for path in sorted((PACKAGE / folder).glob("*.py")):
+    for path in sorted((PACKAGE / folder).rglob("*.py")):
         yield path, ast.parse(path.read_text(), filename=str(path))
 
 
@@ -210,7 +210,7 @@ def test_cluster_scoped_kinds_are_granted_by_the_cluster_role_only() -> None:
 
 
 def test_operator_namespace_role_covers_its_ca_secret() -> None:
-    # reconcilers/tls.py reads and creates the CA in the operator's namespace, even in namespace-scoped mode.
+    # reconcilers/security/tls.py reads and creates the CA in the operator's namespace, even in namespace-scoped mode.
     assert granted("operatorNamespace") == {("", "secrets"): {"get", "create", "patch"}}
 
 

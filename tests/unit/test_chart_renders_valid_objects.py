@@ -234,7 +234,7 @@ def test_bring_your_own_ca_is_the_secret_the_operator_reads(tmp_path: pathlib.Pa
     assert secret["metadata"]["name"] == secrets.CA_SECRET
     assert secret["metadata"]["namespace"] == "kestrel-system"
     assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    # Decoded the way reconcilers/tls.py reads its CA: the same certificate and key come back.
+    # Decoded the way reconcilers/security/tls.py reads its CA: the same certificate and key come back.
     loaded = certificates.Issued.from_pem(secrets.decode(secret, "tls.crt"), secrets.decode(secret, "tls.key"))
     assert loaded.certificate == ca.certificate
     assert not [o for o in render() if o["kind"] == "Secret"]

@@ -20,7 +20,8 @@ from cryptography.exceptions import InvalidSignature
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, secrets, transport
-from kestrel.reconcilers import checks, context, summary
+from kestrel.reconcilers import context, summary
+from kestrel.reconcilers.serving import checks
 from kestrel.security import certificates
 from kestrel.serving import probes, smoke
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body

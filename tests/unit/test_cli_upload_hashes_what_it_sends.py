@@ -17,7 +17,7 @@ import yaml
 
 from kestrel import cli
 from kestrel.api import spec
-from kestrel.commands import progress, upload
+from kestrel.commands import transfer_progress, upload
 from kestrel.storage import s3
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"}
@@ -148,7 +148,7 @@ class Terminal(io.StringIO):
 
 def test_progress_is_drawn_at_most_once_a_second_and_the_total_at_the_end() -> None:
     clock, screen = Clock(), Terminal()
-    shown = progress.Progress("Uploading v3.pt", 70 << 20, screen, clock=clock)
+    shown = transfer_progress.Progress("Uploading v3.pt", 70 << 20, screen, clock=clock)
     for second in range(1, 5):
         for _ in range(4):  # four blocks a second: one line
             clock.now += 0.25
@@ -168,7 +168,7 @@ def test_progress_is_drawn_at_most_once_a_second_and_the_total_at_the_end() -> N
 
 def test_a_total_already_on_screen_is_not_drawn_twice() -> None:
     clock, screen = Clock(), Terminal()
-    shown = progress.Progress("Uploading v3.pt", 10, screen, clock=clock)
+    shown = transfer_progress.Progress("Uploading v3.pt", 10, screen, clock=clock)
     clock.now = 1.0
     shown.advance(10)
     shown.finish()
@@ -177,7 +177,7 @@ def test_a_total_already_on_screen_is_not_drawn_twice() -> None:
 
 def test_no_progress_when_stderr_is_not_a_terminal_or_the_transfer_is_quick() -> None:
     clock, log = Clock(), io.StringIO()
-    shown = progress.Progress("Uploading v3.pt", 100, log, clock=clock)
+    shown = transfer_progress.Progress("Uploading v3.pt", 100, log, clock=clock)
     for _ in range(10):
         clock.now += 1
         shown.advance(10)
@@ -185,7 +185,7 @@ def test_no_progress_when_stderr_is_not_a_terminal_or_the_transfer_is_quick() ->
     assert log.getvalue() == ""
 
     quick, screen = Clock(), Terminal()
-    shown = progress.Progress("Uploading v3.pt", 100, screen, clock=quick)
+    shown = transfer_progress.Progress("Uploading v3.pt", 100, screen, clock=quick)
     quick.now = 0.4
     shown.advance(100)
     shown.finish()
@@ -197,8 +197,8 @@ def test_the_upload_command_draws_progress_on_a_terminal_only(
 ) -> None:
     path = checkpoint(tmp_path, 3 << 20)
     ticks = iter(range(1000))
-    slow = functools.partial(progress.Progress, clock=lambda: float(next(ticks)))  # a second per block
-    monkeypatch.setattr(progress, "Progress", slow)
+    slow = functools.partial(transfer_progress.Progress, clock=lambda: float(next(ticks)))  # a second per block
+    monkeypatch.setattr(transfer_progress, "Progress", slow)
     screen: Any = Terminal()
     upload.upload(path, "s3://models/v3.pt", s3.Credentials.load(None, CREDENTIALS), screen, store)
     assert "Uploading shapes-v3.pt 3.0 MiB/3.0 MiB (100%)\n" in screen.getvalue()

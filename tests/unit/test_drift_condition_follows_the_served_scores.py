@@ -16,7 +16,8 @@ from kestrel.api import conditions
 from kestrel.api import spec as specs
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels
-from kestrel.reconcilers import checks, context, drift, summary
+from kestrel.reconcilers import context, summary
+from kestrel.reconcilers.serving import checks, drift
 from kestrel.serving import metrics, probes, smoke
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body
 

@@ -13,7 +13,9 @@ import pathlib
 import pytest
 
 from kestrel.api import conditions, errors
-from kestrel.reconcilers import context, encryption, run, storage
+from kestrel.reconcilers import context, run
+from kestrel.reconcilers.engine import storage
+from kestrel.reconcilers.security import encryption
 from kestrel.security import keyfiles
 from tests.unit import encryption_support
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube

@@ -12,7 +12,9 @@ from typing import Any
 
 from kestrel.api import conditions, crd
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import context, encryption, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import storage
+from kestrel.reconcilers.security import encryption
 from kestrel.security import x25519
 from tests.unit import encryption_support
 from tests.unit.tls_fake_kube import SETTINGS, UID, FakeKube

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kestrel.api import conditions
-from kestrel.reconcilers import cache, engine, storage
+from kestrel.reconcilers.engine import cache, engine, storage
 from kestrel.security import manifest
 from kestrel.storage import layout
 from tests.unit import store_support as support

@@ -14,7 +14,8 @@ from kestrel.api import conditions, errors
 from kestrel.kube import client, protocol, recent
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import context, engine, grants, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import engine, grants, storage
 from kestrel.storage import s3
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube, Key
@@ -102,12 +103,12 @@ class ServerKube(client.Kube):
     """The real client over an in-memory API server: applies store what they send, reads answer what is stored."""
 
     def __init__(self) -> None:
-        super().__init__(api=None, known=recent.Recent(ttl=300))  # type: ignore[arg-type]
+        super().__init__(api=None, known=recent.Recent(trust=300))  # type: ignore[arg-type]
         self.stored: dict[str, dict[str, Any]] = {}
         self.patches: list[str] = []
 
-    def view(self, max_age: float = 0.0) -> client.Kube:
-        opened = super().view(max_age)
+    def view(self, trust: float = 0.0) -> client.Kube:
+        opened = super().view(trust)
         opened._request = self._request  # type: ignore[method-assign]
         return opened
 

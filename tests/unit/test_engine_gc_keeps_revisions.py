@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kestrel.api import errors, status
-from kestrel.reconcilers import garbage, storage
+from kestrel.reconcilers.engine import garbage, storage
 from kestrel.storage import errors as storage_errors
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube

@@ -36,7 +36,7 @@ KEY = ("apps/v1", "Deployment", "vision", "cams-triton")
 
 def test_an_apply_is_trusted_for_the_same_manifest_confirmed_since_the_bound() -> None:
     clock = Clock()
-    known = recent.Recent(ttl=300, clock=clock)
+    known = recent.Recent(trust=300, clock=clock)
     known.record(deployment(), manifest_digest="a")
     assert known.applied(KEY, "a", since=clock.now - 1) is not None
     assert known.applied(KEY, "b", since=clock.now - 1) is None  # another manifest: apply it
@@ -45,14 +45,14 @@ def test_an_apply_is_trusted_for_the_same_manifest_confirmed_since_the_bound() -
 
 
 def test_managed_fields_are_not_kept() -> None:
-    known = recent.Recent(ttl=300, clock=Clock())
+    known = recent.Recent(trust=300, clock=Clock())
     known.record(deployment(), manifest_digest="a")
     found = known.applied(KEY, "a", since=0)
     assert found is not None and "managedFields" not in found["metadata"]
 
 
 def test_a_watch_event_keeps_the_apply_while_the_generation_holds() -> None:
-    known = recent.Recent(ttl=300, clock=Clock())
+    known = recent.Recent(trust=300, clock=Clock())
     known.record(deployment(generation=1), manifest_digest="a")
     before = known.observe(deployment(generation=1, ready=1))
     assert before is not None and before["status"]["readyReplicas"] == 0
@@ -61,7 +61,7 @@ def test_a_watch_event_keeps_the_apply_while_the_generation_holds() -> None:
 
 
 def test_someone_elses_spec_change_drops_the_apply() -> None:
-    known = recent.Recent(ttl=300, clock=Clock())
+    known = recent.Recent(trust=300, clock=Clock())
     known.record(deployment(generation=1), manifest_digest="a")
     known.observe(deployment(generation=2))
     assert known.applied(KEY, "a", since=0) is None
@@ -69,7 +69,7 @@ def test_someone_elses_spec_change_drops_the_apply() -> None:
 
 
 def test_a_read_keeps_the_apply_of_the_same_generation() -> None:
-    known = recent.Recent(ttl=300, clock=Clock())
+    known = recent.Recent(trust=300, clock=Clock())
     known.record(deployment(generation=1), manifest_digest="a")
     known.record(deployment(generation=1, ready=1))
     assert known.applied(KEY, "a", since=0) is not None
@@ -78,14 +78,14 @@ def test_a_read_keeps_the_apply_of_the_same_generation() -> None:
 
 
 def test_an_event_of_an_object_never_applied_is_not_remembered() -> None:
-    known = recent.Recent(ttl=300, clock=Clock())
+    known = recent.Recent(trust=300, clock=Clock())
     assert known.observe(deployment()) is None
     assert len(known) == 0
 
 
 def test_forgotten_and_expired_entries_are_gone() -> None:
     clock = Clock()
-    known = recent.Recent(ttl=60, clock=clock)
+    known = recent.Recent(trust=60, clock=clock)
     known.record(deployment(), manifest_digest="a")
     known.forget(KEY)
     assert known.seen(KEY, since=0) is None
@@ -97,7 +97,7 @@ def test_forgotten_and_expired_entries_are_gone() -> None:
 
 
 def test_returned_objects_are_copies() -> None:
-    known = recent.Recent(ttl=300, clock=Clock())
+    known = recent.Recent(trust=300, clock=Clock())
     known.record(deployment(), manifest_digest="a")
     first = known.seen(KEY, since=0)
     assert first is not None
@@ -112,5 +112,5 @@ def test_the_digest_ignores_key_order() -> None:
 
 
 def test_a_negative_ttl_is_refused() -> None:
-    with pytest.raises(ValueError, match="ttl"):
-        recent.Recent(ttl=-1)
+    with pytest.raises(ValueError, match="trust"):
+        recent.Recent(trust=-1)

@@ -25,8 +25,8 @@ class RecordingKube(client.Kube):
         self.requests: list[tuple[str, str]] = []
         self.stored: dict[str, dict[str, Any]] = {}
 
-    def view(self, max_age: float = 0.0) -> client.Kube:
-        opened = super().view(max_age)
+    def view(self, trust: float = 0.0) -> client.Kube:
+        opened = super().view(trust)
         opened._request = self._request  # type: ignore[method-assign]
         return opened
 
@@ -54,7 +54,7 @@ def job() -> dict[str, Any]:
 
 def setup() -> tuple[RecordingKube, Clock]:
     clock = Clock()
-    return RecordingKube(recent.Recent(ttl=300, clock=clock)), clock
+    return RecordingKube(recent.Recent(trust=300, clock=clock)), clock
 
 
 def test_a_pass_that_trusts_nothing_applies_once_per_pass() -> None:
@@ -164,11 +164,11 @@ def test_an_operator_wide_read_is_shared_by_passes_that_trust_nothing_else() -> 
     }
     for _ in range(3):  # three spec-change passes within the window: one read
         clock.now += 3
-        found = kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True, shared_age=10)
+        found = kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True, trust=10)
         assert found is not None
     assert len(kube.requests) == 1
-    kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True)  # without shared_age: asked
+    kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True)  # without trust: asked
     assert len(kube.requests) == 2
     clock.now += 11
-    kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True, shared_age=10)
+    kube.view(0).get("v1", "Secret", "kestrel-system", "kestrel-ca", cached=True, trust=10)
     assert len(kube.requests) == 3

@@ -28,12 +28,12 @@ class ApiServer(client.Kube):
     """The real client over an in-memory API server: objects by path, every request recorded."""
 
     def __init__(self) -> None:
-        super().__init__(api=None, known=recent.Recent(ttl=300, clock=Clock()))  # type: ignore[arg-type]
+        super().__init__(api=None, known=recent.Recent(trust=300, clock=Clock()))  # type: ignore[arg-type]
         self.requests: list[tuple[str, str, Any]] = []
         self.stored: dict[str, dict[str, Any]] = {}
 
-    def view(self, max_age: float = 0.0) -> client.Kube:
-        opened = super().view(max_age)
+    def view(self, trust: float = 0.0) -> client.Kube:
+        opened = super().view(trust)
         opened._request = self._request  # type: ignore[method-assign]
         return opened
 

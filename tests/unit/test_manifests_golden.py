@@ -30,7 +30,7 @@ from kestrel.manifests import (
     pod_monitor,
     secrets,
     service,
-    store,
+    store_mounts,
     triton,
 )
 from kestrel.security import x25519
@@ -204,7 +204,7 @@ RENDERERS: dict[str, Renderer] = {
         else None
     ),
     "store-grant-secret": lambda c: (
-        store.grant_secret(c.owner, ENGINE_KEY, kind="download", document=GRANT_DOCUMENT, expires=GRANT_EXPIRES)
+        store_mounts.grant_secret(c.owner, ENGINE_KEY, kind="download", document=GRANT_DOCUMENT, expires=GRANT_EXPIRES)
         if c.settings.store_credentials_secret
         else None
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import kestrel
-from kestrel.manifests import context, labels, store
+from kestrel.manifests import context, labels, store_mounts
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
 
@@ -30,12 +30,12 @@ def test_default_images_follow_the_kestrel_release_and_triton_24_10() -> None:
     ],
 )
 def test_engines_live_under_namespace_name_and_key(uri: str, expected: str) -> None:
-    assert store.engine_uri(context.Settings(engine_store=uri), OWNER, "KEY") == expected
+    assert store_mounts.engine_uri(context.Settings(engine_store=uri), OWNER, "KEY") == expected
 
 
 def test_engine_prefix_contains_every_engine_of_the_model() -> None:
     settings = context.Settings(engine_store="s3://bucket/prefix")
-    assert store.engine_uri(settings, OWNER, "KEY").startswith(store.engine_prefix(settings, OWNER))
+    assert store_mounts.engine_uri(settings, OWNER, "KEY").startswith(store_mounts.engine_prefix(settings, OWNER))
 
 
 @pytest.mark.parametrize(
@@ -47,18 +47,20 @@ def test_a_bad_engine_store_is_refused_when_the_settings_are_made(uri: str) -> N
 
 
 def test_a_grant_secret_is_owned_by_the_model_and_named_after_its_engine() -> None:
-    secret = store.grant_secret(OWNER, "ab" * 32, kind="upload", document="{}", expires="2026-12-08T00:00:00Z")
+    secret = store_mounts.grant_secret(OWNER, "ab" * 32, kind="upload", document="{}", expires="2026-12-08T00:00:00Z")
     assert secret["metadata"]["name"] == "cams-build-abababab-grant"
     assert secret["metadata"]["namespace"] == "vision"
     assert secret["metadata"]["ownerReferences"] == [OWNER.owner_reference()]
     assert secret["metadata"]["annotations"][labels.ENGINE_KEY_ANNOTATION] == "ab" * 32
     assert secret["data"] == {"grant.json": "e30="}
-    download = store.grant_secret(OWNER, "ab" * 32, kind="download", document="{}", expires="2026-12-08T00:00:00Z")
+    download = store_mounts.grant_secret(
+        OWNER, "ab" * 32, kind="download", document="{}", expires="2026-12-08T00:00:00Z"
+    )
     assert download["metadata"]["name"] == "cams-load-abababab-grant"
 
 
 def test_ambient_credentials_mount_nothing() -> None:
-    access = store.store_access(context.Settings(engine_store="s3://b"), OWNER, "ab" * 32, writable=False)
+    access = store_mounts.store_access(context.Settings(engine_store="s3://b"), OWNER, "ab" * 32, writable=False)
     assert (access.volumes, access.mounts, access.options) == ((), (), ())
 
 
@@ -66,4 +68,4 @@ def test_ambient_credentials_mount_nothing() -> None:
 def test_engine_uri_is_the_one_the_storage_layer_writes_and_reads(uri: str) -> None:
     layout = pytest.importorskip("kestrel.storage.layout")
     expected = layout.parse_store_uri(uri).engine_uri(layout.EngineRef("vision", "cams", "ab" * 32))
-    assert store.engine_uri(context.Settings(engine_store=uri), OWNER, "ab" * 32) == expected
+    assert store_mounts.engine_uri(context.Settings(engine_store=uri), OWNER, "ab" * 32) == expected

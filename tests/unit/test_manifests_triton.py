@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from kestrel.api import spec as specs
-from kestrel.manifests import build_job, context, probes, service, triton
+from kestrel.manifests import build_job, context, pod_lifecycle, service, triton
 from tests.unit.spec_support import UNMEASURED
 
 OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
@@ -68,7 +68,7 @@ def test_triton_serves_exactly_the_loaded_model_with_strict_config() -> None:
         "--load-model=cams",
         "--disable-auto-complete-config",
         "--strict-readiness=true",
-        f"--exit-timeout-secs={probes.EXIT_TIMEOUT_SECONDS}",
+        f"--exit-timeout-secs={pod_lifecycle.EXIT_TIMEOUT_SECONDS}",
         "--grpc-port=8001",
         "--http-port=8000",
         "--metrics-port=8002",
@@ -87,14 +87,14 @@ def test_probes_watch_the_server_for_liveness_and_the_model_for_readiness() -> N
 def test_startup_probe_covers_twice_the_load_estimate_plus_the_margin(load_seconds: float) -> None:
     startup = server(deployment(GPU, load_seconds=load_seconds))["startupProbe"]
     window = startup["failureThreshold"] * startup["periodSeconds"]
-    assert window >= 2 * load_seconds + probes.STARTUP_MARGIN_SECONDS
-    assert window < 2 * load_seconds + probes.STARTUP_MARGIN_SECONDS + startup["periodSeconds"]
+    assert window >= 2 * load_seconds + pod_lifecycle.STARTUP_MARGIN_SECONDS
+    assert window < 2 * load_seconds + pod_lifecycle.STARTUP_MARGIN_SECONDS + startup["periodSeconds"]
 
 
 def test_grace_period_covers_the_drain_and_tritons_exit_timeout() -> None:
     obj = deployment(GPU)
     drain = server(obj)["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pod(obj)["terminationGracePeriodSeconds"] > drain + probes.EXIT_TIMEOUT_SECONDS
+    assert pod(obj)["terminationGracePeriodSeconds"] > drain + pod_lifecycle.EXIT_TIMEOUT_SECONDS
 
 
 def test_grpc_connections_end_well_inside_the_drain_so_kept_channels_move_before_sigterm() -> None:

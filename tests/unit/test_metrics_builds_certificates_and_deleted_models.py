@@ -11,9 +11,9 @@ import prometheus_client
 import pytest
 from cryptography import x509
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import engine, storage
+from kestrel.reconcilers.engine import engine, storage
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube, body, reconcile_tls
 
@@ -87,8 +87,8 @@ def test_the_server_certificates_expiry_is_exported_and_goes_with_tls_and_the_mo
     assert prometheus_client.REGISTRY.get_sample_value(sample, labels) is None
 
     reconcile_tls(kube, body({"mode": "operator"}), NOW)
-    metrics.READY.labels("vision", "cams").set(1)
-    metrics.forget_model("vision", "cams")
+    operator_metrics.READY.labels("vision", "cams").set(1)
+    operator_metrics.forget_model("vision", "cams")
     assert prometheus_client.REGISTRY.get_sample_value(sample, labels) is None
     assert prometheus_client.REGISTRY.get_sample_value("kestrel_model_deployment_ready", labels) is None
-    metrics.forget_model("vision", "cams")  # a model with no series left: nothing to remove, no error
+    operator_metrics.forget_model("vision", "cams")  # a model with no series left: nothing to remove, no error

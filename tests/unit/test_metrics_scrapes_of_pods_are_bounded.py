@@ -25,7 +25,8 @@ import pytest
 
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, transport
-from kestrel.reconcilers import canary_metrics, checks, context
+from kestrel.reconcilers import context
+from kestrel.reconcilers.serving import canary_metrics, checks
 from kestrel.serving import metrics, pod_http, probes, smoke
 from tests.unit.tls_fake_kube import FakeKube, body
 

@@ -13,7 +13,9 @@ import pytest
 
 from kestrel.api import conditions
 from kestrel.manifests import names
-from kestrel.reconcilers import access, context, encryption, engine, storage, tls
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import engine, storage
+from kestrel.reconcilers.security import access, encryption, tls
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from kestrel.manifests import names
-from kestrel.reconcilers import cache, engine, storage
+from kestrel.reconcilers.engine import cache, engine, storage
 from kestrel.storage import grants, layout, s3
 from tests.unit import store_support as support
 from tests.unit import sts_support

@@ -14,7 +14,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from kestrel.api import conditions
-from kestrel.reconcilers import encryption, key_rotation, storage
+from kestrel.reconcilers.engine import storage
+from kestrel.reconcilers.security import encryption, key_rotation
 from kestrel.security import manifest as manifests
 from kestrel.security import x25519
 from tests.unit import store_support

@@ -1,4 +1,4 @@
-"""reconcilers.owned: which watch events of a Deployment run its owner's pass, and which are only remembered."""
+"""runtime.owned: which watch events of a Deployment run its owner's pass, and which are only remembered."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from kestrel.api import errors
 from kestrel.kube import client, recent
-from kestrel.reconcilers import owned, serial
+from kestrel.runtime import owned, serial
 
 
 def deployment(*, generation: int = 1, ready: int = 0, owner: str | None = "cams") -> dict[str, Any]:
@@ -50,7 +50,7 @@ def passes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 def kube_that_applied(body: dict[str, Any]) -> client.Kube:
-    kube = client.Kube(api=None, known=recent.Recent(ttl=300))  # type: ignore[arg-type]
+    kube = client.Kube(api=None, known=recent.Recent(trust=300))  # type: ignore[arg-type]
     kube.known.record(body, manifest_digest="applied")
     return kube
 
@@ -86,7 +86,7 @@ def test_a_deleted_deployment_is_forgotten_and_recreated(passes: list[tuple[str,
 
 
 def test_deployments_this_process_never_applied_or_nobody_owns_start_nothing(passes: list[tuple[str, str]]) -> None:
-    kube = client.Kube(api=None, known=recent.Recent(ttl=300))  # type: ignore[arg-type]
+    kube = client.Kube(api=None, known=recent.Recent(trust=300))  # type: ignore[arg-type]
     assert not owned.deployment_changed(kube, None, None or "", deployment(ready=1), trust=300)  # type: ignore[arg-type]
     assert not owned.deployment_changed(kube, None, "MODIFIED", deployment(owner=None), trust=300)  # type: ignore[arg-type]
     assert passes == [] and len(kube.known) == 0

@@ -13,7 +13,7 @@ import pytest
 
 from kestrel.handlers import owned as owned_handlers
 from kestrel.handlers import state
-from kestrel.reconcilers import owned
+from kestrel.runtime import owned
 
 
 def test_a_deployment_event_runs_its_owners_pass_on_the_owned_pool(monkeypatch: pytest.MonkeyPatch) -> None:

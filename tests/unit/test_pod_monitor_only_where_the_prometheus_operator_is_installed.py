@@ -10,7 +10,8 @@ from typing import Any
 from kestrel.api import spec
 from kestrel.manifests import argo, triton
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, installed, serving, workload
+from kestrel.reconcilers import context, installed
+from kestrel.reconcilers.serving import serving, workload
 from tests.unit import canary_support
 from tests.unit.tls_fake_kube import SETTINGS, UID, FakeKube, body
 

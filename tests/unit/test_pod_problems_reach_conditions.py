@@ -14,7 +14,9 @@ import pytest
 
 from kestrel.api import conditions, keys
 from kestrel.manifests import labels, names
-from kestrel.reconcilers import engine, pod_problems, serving, storage
+from kestrel.reconcilers import pod_problems
+from kestrel.reconcilers.engine import engine, storage
+from kestrel.reconcilers.serving import serving
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube
 

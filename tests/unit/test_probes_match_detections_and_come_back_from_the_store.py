@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kestrel.reconcilers import probe_cache
+from kestrel.reconcilers.serving import probe_cache
 from kestrel.serving import probes
 from kestrel.serving.backends import postprocess
 from tests.unit import store_support

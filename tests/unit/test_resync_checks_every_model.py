@@ -1,4 +1,4 @@
-"""The drift check (reconcilers/resync.py): which models a sweep passes over, and a loop that survives failures."""
+"""The drift check (runtime/resync.py): which models a sweep passes over, and a loop that survives failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from kestrel.api import errors
-from kestrel.reconcilers import resync
+from kestrel.runtime import resync
 from kestrel.security import audit
 
 

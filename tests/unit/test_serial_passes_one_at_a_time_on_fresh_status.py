@@ -1,4 +1,4 @@
-"""reconcilers.serial: passes over one model never overlap, and never start from a status older than the last
+"""runtime.serial: passes over one model never overlap, and never start from a status older than the last
 one this process wrote."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from kestrel.kube import client, recent
-from kestrel.reconcilers import run, serial
+from kestrel.reconcilers import run
+from kestrel.runtime import serial
 
 
 def body(status: dict[str, Any] | None = None, uid: str = "u1") -> dict[str, Any]:
@@ -20,11 +21,11 @@ def body(status: dict[str, Any] | None = None, uid: str = "u1") -> dict[str, Any
 
 class FakeKube(client.Kube):
     def __init__(self, stored: dict[str, Any] | None) -> None:
-        super().__init__(api=None, known=recent.Recent(ttl=300))  # type: ignore[arg-type]
+        super().__init__(api=None, known=recent.Recent(trust=300))  # type: ignore[arg-type]
         self.stored = stored
         self.fetched = 0
 
-    def view(self, max_age: float = 0.0) -> client.Kube:
+    def view(self, trust: float = 0.0) -> client.Kube:
         return self
 
     def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -12,7 +12,8 @@ import pytest
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import engine, grants, storage, summary
+from kestrel.reconcilers import summary
+from kestrel.reconcilers.engine import engine, grants, storage
 from kestrel.storage import s3
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import UID, FakeKube

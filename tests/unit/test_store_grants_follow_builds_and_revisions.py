@@ -17,8 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from kestrel.api import conditions
 from kestrel.manifests import names, triton
-from kestrel.manifests import store as store_manifests
-from kestrel.reconcilers import engine, grants, storage, workload
+from kestrel.manifests import store_mounts as store_manifests
+from kestrel.reconcilers.engine import engine, grants, storage
+from kestrel.reconcilers.serving import workload
 from kestrel.storage import grants as store_grants
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube

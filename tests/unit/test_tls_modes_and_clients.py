@@ -17,7 +17,7 @@ from cryptography import x509
 from kestrel.api import conditions
 from kestrel.manifests import access, certificate, names, secrets
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import tls
+from kestrel.reconcilers.security import tls
 from kestrel.security import certificates, errors
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, cert_manager_writes_secret, reconcile_tls
 

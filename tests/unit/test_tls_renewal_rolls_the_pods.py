@@ -10,7 +10,9 @@ import pytest
 
 from kestrel.manifests import certificate, labels, names, triton
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, serving, tls
+from kestrel.reconcilers import context
+from kestrel.reconcilers.security import tls
+from kestrel.reconcilers.serving import serving
 from kestrel.security import certificates
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, cert_manager_writes_secret
 

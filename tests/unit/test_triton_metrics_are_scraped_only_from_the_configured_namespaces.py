@@ -13,7 +13,8 @@ import pytest
 
 from kestrel.handlers import config
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import access, context
+from kestrel.reconcilers import context
+from kestrel.reconcilers.security import access
 from tests.unit import tls_fake_kube
 from tests.unit.helm_support import find, render
 

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from kestrel.api import conditions, result
-from kestrel.reconcilers import audit, engine, serving, storage
+from kestrel.reconcilers import audit
+from kestrel.reconcilers.engine import engine, storage
+from kestrel.reconcilers.serving import serving
 from tests.unit import store_support as support
 from tests.unit.tls_fake_kube import FakeKube
 

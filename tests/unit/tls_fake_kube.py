@@ -13,7 +13,8 @@ from kestrel.api import crd, errors, spec
 from kestrel.kube import ownership, protocol
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import context, tls
+from kestrel.reconcilers import context
+from kestrel.reconcilers.security import tls
 from tests.unit.spec_support import UNMEASURED
 
 Key = tuple[str, str, str | None, str]
@@ -76,9 +77,9 @@ class FakeKube:
         name: str,
         *,
         cached: bool = False,
-        shared_age: float = 0.0,
+        trust: float = 0.0,
     ) -> dict[str, Any] | None:
-        # `cached` and `shared_age` let the real client answer from what passes recently confirmed; this fake always
+        # `cached` and `trust` let the real client answer from what passes recently confirmed; this fake always
         # answers afresh.
         found = self.objects.get(self.key(api_version, kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None

@@ -25,7 +25,8 @@ ACCESS_CONFIGURED = "AccessConfigured"
 ENCRYPTED = "Encrypted"
 VERIFIED = "Verified"
 READY = "Ready"
-# The served model's outputs moved away from the validation baseline (reconcilers/drift.py); not counted by Ready.
+# The served model's outputs moved away from the validation baseline (reconcilers/serving/drift.py); not counted by
+# Ready.
 DRIFT = "Drift"
 
 # Every condition a ModelDeployment reports, in display order; set on the first visit, even as Unknown.
@@ -51,7 +52,7 @@ PREPROCESSING_MISMATCH = "PreprocessingMismatch"
 # Validated=False when accuracy went unmeasured without spec.validation.skip; Validated=True when the spec skips it.
 NOT_MEASURED = "NotMeasured"
 
-# Verified: the live model answered the build's probe images as the build did (reconcilers/checks.py).
+# Verified: the live model answered the build's probe images as the build did (reconcilers/serving/checks.py).
 PARITY_PASSED = "ParityPassed"  # True: every probe image answered with the recorded detections
 PARITY_FAILED = "ParityFailed"  # False: a probe image answered otherwise; the message names it
 SMOKE_PASSED = "SmokePassed"  # True: no probes to compare (the message says why), the grey image answered well

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 import pydantic
 
 from kestrel.api import spec
-from kestrel.commands import output, progress
+from kestrel.commands import output, transfer_progress
 
 if TYPE_CHECKING:
     from kestrel.storage import s3
@@ -38,7 +38,7 @@ ACCESS_HINT = (
 class HashingReader:
     """A file as the uploader reads it, hashed and counted block by block."""
 
-    def __init__(self, raw: BinaryIO, shown: progress.Progress) -> None:
+    def __init__(self, raw: BinaryIO, shown: transfer_progress.Progress) -> None:
         self._raw, self._shown = raw, shown
         self.sha256 = hashlib.sha256()
 
@@ -83,7 +83,7 @@ def upload(
         put = s3.put_object
     with checkpoint.open("rb") as raw:
         size = os.fstat(raw.fileno()).st_size
-        shown = progress.Progress(f"Uploading {checkpoint.name}", size, stderr)
+        shown = transfer_progress.Progress(f"Uploading {checkpoint.name}", size, stderr)
         reader = HashingReader(raw, shown)
         put(uri, reader, size, credentials)
         shown.finish()

@@ -11,10 +11,11 @@ from typing import Any
 
 import kopf
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import actions, crd, errors
 from kestrel.handlers import config, state
-from kestrel.reconcilers import resync, run, serial
+from kestrel.reconcilers import run
+from kestrel.runtime import resync, serial
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
@@ -64,13 +65,13 @@ def answer_request(*, body: kopf.Body, logger: Logger, **_: Any) -> None:
 
 @kopf.on.event(*RESOURCE)
 async def remember(*, type: str | None, body: kopf.Body, **_: Any) -> None:
-    """Keep the newest body for the drift check (reconcilers/resync.py: not a Kopf timer, for memory's sake).
+    """Keep the newest body for the drift check (runtime/resync.py: not a Kopf timer, for memory's sake).
 
     Async, so it runs on Kopf's event loop: a sync handler would wait for a free pass thread on every event."""
     if type == "DELETED":
         namespace, name = str(body.meta.get("namespace")), str(body.meta.get("name"))
         REGISTRY.forget(namespace, name)
-        metrics.forget_model(namespace, name)
+        operator_metrics.forget_model(namespace, name)
     else:
         REGISTRY.remember(dict(body))
 

@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from kestrel.handlers import config, modeldeployment, state
-from kestrel.reconcilers import owned, serial
+from kestrel.runtime import owned, serial
 
 _pool: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 

@@ -51,7 +51,7 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     # parse, and keep a memory entry for, every Deployment in the watched namespaces, not just Kestrel's.
     settings.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY}=kestrel"
     if "kube" not in _state:
-        known = recent.Recent(ttl=config.trust_interval())
+        known = recent.Recent(trust=config.trust_interval())
         # Kopf's own watch and patch calls use aiohttp; these threads are the ones that share this pool: Kopf's,
         # the drift check's and the owned objects' passes'.
         pool = config.executor_threads() + 2 * config.side_threads()

@@ -7,7 +7,7 @@ reads the object of that name, and one without the owner's uid stops the write (
 deletes of children go ahead only for objects that carry the owner's uid, and only for that very object.
 
 A `Kube` shares a `recent.Recent` store with its views (`view`): one pass's view skips the apply of a manifest it
-(or an earlier pass, within the view's `max_age`) already applied unchanged, and answers `get(..., cached=True)`
+(or an earlier pass, within the view's `trust`) already applied unchanged, and answers `get(..., cached=True)`
 from what was confirmed as recently. Only kinds whose apply result callers do not read for fresh status are
 skipped (`SKIPPABLE`); Deployments are, because the operator watches them and `observe` keeps their status current.
 """
@@ -23,7 +23,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client import exceptions
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import errors
 from kestrel.kube import failures, ownership, protocol, recent, resources
 
@@ -76,25 +76,25 @@ class Kube:
         *,
         field_manager: str = FIELD_MANAGER,
         known: recent.Recent | None = None,
-        max_age: float = 0.0,
+        trust: float = 0.0,
     ) -> None:
         self.api = api
         self.field_manager = field_manager
-        self.known = known if known is not None else recent.Recent(ttl=0.0)
-        self.max_age = max_age
+        self.known = known if known is not None else recent.Recent(trust=0.0)
+        self.trust = trust
         # Only a view trusts what it confirmed itself (`view` sets this); the shared client trusts nothing remembered.
         self.opened = float("inf")
 
-    def view(self, max_age: float = 0.0) -> Kube:
-        """A client for one pass: it trusts what it confirmed itself, and what any pass confirmed within `max_age`
+    def view(self, trust: float = 0.0) -> Kube:
+        """A client for one pass: it trusts what it confirmed itself, and what any pass confirmed within `trust`
         seconds (0: nothing from before it opened)."""
-        opened = Kube(self.api, field_manager=self.field_manager, known=self.known, max_age=max_age)
+        opened = Kube(self.api, field_manager=self.field_manager, known=self.known, trust=trust)
         opened.opened = self.known.clock()
         return opened
 
     def _since(self) -> float:
-        """The oldest confirmation this client trusts: its own (a view's), or any within `max_age`."""
-        return min(self.opened, self.known.clock() - self.max_age) if self.max_age > 0 else self.opened
+        """The oldest confirmation this client trusts: its own (a view's), or any within `trust`."""
+        return min(self.opened, self.known.clock() - self.trust) if self.trust > 0 else self.opened
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, *, known: recent.Recent | None = None, pool_size: int = 0) -> Kube:
@@ -136,7 +136,7 @@ class Kube:
         action: str,
     ) -> bytes:
         """One request, counted; the response body as bytes, or a KestrelError naming `action`."""
-        metrics.API_REQUESTS.labels(method, _resource_of(path)).inc()
+        operator_metrics.API_REQUESTS.labels(method, _resource_of(path)).inc()
         with failures.translated(action):
             method, url, headers, payload, _ = self.api.param_serialize(
                 method,
@@ -165,7 +165,7 @@ class Kube:
         if skippable:
             known = self.known.applied(key, manifest_digest, self._since())
             if known is not None:
-                metrics.REQUESTS_SAVED.labels("apply").inc()
+                operator_metrics.REQUESTS_SAVED.labels("apply").inc()
                 if owner is not None:
                     self.known.record_owner(key, owner)
                 return known
@@ -261,22 +261,22 @@ class Kube:
         name: str,
         *,
         cached: bool = False,
-        shared_age: float = 0.0,
+        trust: float = 0.0,
     ) -> Body | None:
         """The object, or None when it does not exist.
 
         `cached`: an object this view may trust as recently confirmed is returned without a request; only for
         objects that nobody but Kestrel changes (its own keys and API key, say), never for ones it waits on.
-        `shared_age` (with `cached`): also trust any confirmation within that many seconds, even in a view that
+        `trust` (with `cached`): also trust any confirmation within that many seconds, even in a view that
         trusts less; for one operator-wide object that every model's pass reads (the CA, the store's credentials).
         """
         resource = resources.lookup(api_version, kind)
         key = (resource.api_version, resource.kind, namespace or "", name)
         if cached:
-            since = min(self._since(), self.known.clock() - shared_age) if shared_age > 0 else self._since()
+            since = min(self._since(), self.known.clock() - trust) if trust > 0 else self._since()
             known = self.known.seen(key, since)
             if known is not None:
-                metrics.REQUESTS_SAVED.labels("get").inc()
+                operator_metrics.REQUESTS_SAVED.labels("get").inc()
                 return known
         try:
             found = self._request("GET", resource.path(namespace, name), action=f"get {kind} {namespace}/{name}")
@@ -359,7 +359,7 @@ class Kube:
         resource = resources.lookup(api_version, kind)
         key = (resource.api_version, resource.kind, namespace or "", name)
         if self.known.gone(key, self._since()):
-            metrics.REQUESTS_SAVED.labels("delete").inc()
+            operator_metrics.REQUESTS_SAVED.labels("delete").inc()
             return False
         options: Body = {"propagationPolicy": "Background"}
         if owner is not None:

@@ -27,7 +27,7 @@ class KubeApi(Protocol):
         name: str,
         *,
         cached: bool = False,
-        shared_age: float = 0.0,
+        trust: float = 0.0,
     ) -> Body | None: ...
 
     def list(self, api_version: str, kind: str, namespace: str | None, *, labels: str | None = None) -> list[Body]: ...

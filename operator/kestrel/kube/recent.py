@@ -65,12 +65,12 @@ class Entry:
 
 
 class Recent:
-    """A thread-safe map from object to what was last confirmed about it; entries expire after `ttl` seconds."""
+    """A thread-safe map from object to what was last confirmed about it; entries expire after `trust` seconds."""
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if ttl < 0:
-            raise ValueError(f"ttl must be >= 0, got {ttl}")
-        self.ttl = ttl
+    def __init__(self, trust: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if trust < 0:
+            raise ValueError(f"trust must be >= 0, got {trust}")
+        self.trust = trust
         self.clock = clock
         self._entries: dict[Key, Entry] = {}
         self._gone: dict[Key, float] = {}  # objects this process deleted (or found gone), and when
@@ -145,7 +145,7 @@ class Recent:
             self._sweep(now)
 
     def owned(self, key: Key, owner: str) -> bool:
-        """Whether the object was confirmed to be `owner`'s (within `ttl` of its last confirmation)."""
+        """Whether the object was confirmed to be `owner`'s (within `trust` of its last confirmation)."""
         with self._lock:
             found = self._owners.get(key)
         return found is not None and found[0] == owner
@@ -158,14 +158,14 @@ class Recent:
 
     def _sweep(self, now: float) -> None:
         # Entries of deleted objects would otherwise stay for the life of the process.
-        if now - self._swept < max(self.ttl, 1.0):
+        if now - self._swept < max(self.trust, 1.0):
             return
         self._swept = now
-        for key in [k for k, e in self._entries.items() if now - max(e.seen_at, e.applied_at) > self.ttl]:
+        for key in [k for k, e in self._entries.items() if now - max(e.seen_at, e.applied_at) > self.trust]:
             del self._entries[key]
-        for key in [k for k, at in self._gone.items() if now - at > self.ttl]:
+        for key in [k for k, at in self._gone.items() if now - at > self.trust]:
             del self._gone[key]
-        for key in [k for k, (_, at) in self._owners.items() if now - at > self.ttl]:
+        for key in [k for k, (_, at) in self._owners.items() if now - at > self.trust]:
             del self._owners[key]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import analysis, context, labels, names, probes, triton
+from kestrel.manifests import analysis, context, labels, names, pod_lifecycle, triton
 
 API_VERSION = "argoproj.io/v1alpha1"
 CANARY_HASH_ARG = "canary-hash"
@@ -29,7 +29,7 @@ def rollout(
     settings: context.Settings,
     engine_key: str,
     *,
-    load_seconds: float = probes.DEFAULT_LOAD_SECONDS,
+    load_seconds: float = pod_lifecycle.DEFAULT_LOAD_SECONDS,
     tls_checksum: str | None = None,
     api_key_id: str | None = None,
     engine_size_bytes: int | None = None,

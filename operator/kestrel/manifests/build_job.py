@@ -14,7 +14,17 @@ import json
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import context, files, hardening, keys, labels, names, placement, pull_secrets, store
+from kestrel.manifests import (
+    context,
+    files,
+    hardening,
+    key_volumes,
+    labels,
+    names,
+    placement,
+    pull_secrets,
+    store_mounts,
+)
 
 CONTAINER = "build"
 SPEC_DIR = "/etc/kestrel/spec"
@@ -22,7 +32,7 @@ SPEC_FILE = "spec.json"
 WORK_DIR = "/work"
 OUT_DIR = f"{WORK_DIR}/out"
 TERMINATION_LOG = "/dev/termination-log"  # where `kestrel build` writes its result (KESTREL_TERMINATION_LOG)
-SOURCE_CREDENTIALS_DIR = f"{store.SECRETS_ROOT}/source"
+SOURCE_CREDENTIALS_DIR = f"{store_mounts.SECRETS_ROOT}/source"
 # `kestrel build` exits 2 when the engine was built but failed the gate (and argparse on a bad command line):
 # a retry would build the same engine and fail the same way, so the Job fails at once instead.
 EXIT_GATE_FAILED = 2
@@ -136,7 +146,7 @@ def _inputs(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> file
         hardening.empty_dir("shm", SHM_SIZE_LIMIT, memory=True),
     ]
     mounts: list[dict[str, Any]] = [
-        store.read_only_mount("spec", SPEC_DIR),
+        store_mounts.read_only_mount("spec", SPEC_DIR),
         {"name": "work", "mountPath": WORK_DIR},
         {"name": "tmp", "mountPath": hardening.TMP_DIR},
         {"name": "shm", "mountPath": hardening.SHM_DIR},
@@ -147,17 +157,17 @@ def _inputs(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> file
         spec.engine.prune.dataset if spec.engine.prune else None,
         spec.validation.dataset,
     ]
-    claims = dict.fromkeys(store.claims_of(data_uris), False)
+    claims = dict.fromkeys(store_mounts.claims_of(data_uris), False)
     options: list[tuple[str, str]] = []
     if claims:
-        claim_volumes, claim_mounts = store.claim_volumes(claims)
+        claim_volumes, claim_mounts = store_mounts.claim_volumes(claims)
         volumes += claim_volumes
         mounts += claim_mounts
-        options.append(("pvc-root", store.PVC_ROOT))
+        options.append(("pvc-root", store_mounts.PVC_ROOT))
     source = spec.model.source.credentials_secret
     if source:
-        volumes.append(store.secret_volume("source-credentials", source))
-        mounts.append(store.read_only_mount("source-credentials", SOURCE_CREDENTIALS_DIR))
+        volumes.append(store_mounts.secret_volume("source-credentials", source))
+        mounts.append(store_mounts.read_only_mount("source-credentials", SOURCE_CREDENTIALS_DIR))
         options.append(("credentials-dir", SOURCE_CREDENTIALS_DIR))
     return files.Files(tuple(volumes), tuple(mounts), tuple(options))
 
@@ -167,8 +177,8 @@ def _publish(
 ) -> files.Files:
     """Where the built engine goes and what seals it, as `KESTREL_*` variables: the store, the keys."""
     destination = files.Files(
-        options=(("engine-uri", store.engine_uri(settings, owner, engine_key)), ("engine-key", engine_key))
+        options=(("engine-uri", store_mounts.engine_uri(settings, owner, engine_key)), ("engine-key", engine_key))
     )
-    access = store.store_access(settings, owner, engine_key, writable=True)
-    encryption = keys.encryption_public(owner, spec.security.encryption)
-    return files.total([destination, access, keys.signing(owner, "sign"), encryption])
+    access = store_mounts.store_access(settings, owner, engine_key, writable=True)
+    encryption = key_volumes.encryption_public(owner, spec.security.encryption)
+    return files.total([destination, access, key_volumes.signing(owner, "sign"), encryption])

@@ -104,7 +104,7 @@ def network_policy(
 ) -> dict[str, Any]:
     """`NAME-build`: the policy of every build pod of `owner`'s model.
 
-    `store_endpoint` is the S3 endpoint the operator opens the store with (`reconcilers.storage.Access`), None
+    `store_endpoint` is the S3 endpoint the operator opens the store with (`reconcilers.engine.storage.Access`), None
     where it has none to give (ambient credentials); a pvc:// store ignores it.
     """
     tcp = ports(spec, settings, store_endpoint)

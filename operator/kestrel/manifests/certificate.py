@@ -3,7 +3,7 @@
 cert-manager then issues and renews the key pair into the very Secret the operator mode writes
 (`names.tls_secret`): the pod template mounts one Secret name whatever the mode, and the checksum
 annotation follows its content either way. Client certificates come from the model's own client CA in both modes
-(reconcilers/tls.py): a shared issuer would make one model's clients another's.
+(reconcilers/security/tls.py): a shared issuer would make one model's clients another's.
 """
 
 from __future__ import annotations

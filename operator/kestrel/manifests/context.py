@@ -82,7 +82,7 @@ class Settings:
 
     engine_store: str
     # A Secret in the operator's namespace with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally
-    # AWS_ENDPOINT_URL, AWS_REGION); only the operator reads it: pods get store grants (`reconcilers.grants`).
+    # AWS_ENDPOINT_URL, AWS_REGION); only the operator reads it: pods get store grants (`reconcilers.engine.grants`).
     store_credentials_secret: str | None = None
     operator_namespace: str = "kestrel-system"
     # The Helm release the operator was installed as: its pods carry it as `app.kubernetes.io/instance`
@@ -116,9 +116,10 @@ class Settings:
     # Where the operator's own pod mounts claims (KESTREL_PVC_ROOT), for the engine cache and garbage collection
     # of a pvc:// store; None: the operator cannot see the claim and leaves the store to the pods.
     pvc_root: pathlib.Path | None = None
-    # The operator as a client of each served model (reconcilers/checks.py): after a rollout one inference through
-    # the Service gates Available, and every pass reads Triton's metrics into status. Off (KESTREL_SERVING_CHECKS=
-    # false) only where no real Triton answers, e.g. kwok-simulated nodes; status then says they were not run.
+    # The operator as a client of each served model (reconcilers/serving/checks.py): after a rollout one inference
+    # through the Service gates Available, and every pass reads Triton's metrics into status. Off
+    # (KESTREL_SERVING_CHECKS=false) only where no real Triton answers, e.g. kwok-simulated nodes; status then says
+    # they were not run.
     serving_checks: bool = True
     # KESTREL_ADDRESS_MAP: a JSON file mapping in-cluster "host:port" to where this operator reaches them, for an
     # operator outside the pod network (serving/addresses.py); None: dial cluster addresses directly.

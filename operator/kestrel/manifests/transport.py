@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import analysis, context, hardening, names, probes, store
+from kestrel.manifests import analysis, context, hardening, names, pod_lifecycle, store_mounts
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -74,7 +74,7 @@ def server_args(spec: specs.ModelDeploymentSpec) -> list[str]:
     if analysis.needs_latency_summary(spec):
         args.append("--metrics-config=summary_latencies=true")
     if grpc:
-        args += ["--grpc-address=0.0.0.0", f"--grpc-port={GRPC_PORT}", *probes.grpc_connection_args()]
+        args += ["--grpc-address=0.0.0.0", f"--grpc-port={GRPC_PORT}", *pod_lifecycle.grpc_connection_args()]
     if grpc and tls_enabled(spec):
         args += [
             "--grpc-use-ssl=true",
@@ -103,9 +103,9 @@ def server_env(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[di
 def tls_volumes(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[dict[str, Any]]:
     if not tls_enabled(spec):
         return []
-    volumes = [store.secret_volume("tls", names.tls_secret(owner.name))]
+    volumes = [store_mounts.secret_volume("tls", names.tls_secret(owner.name))]
     if spec.security.tls.mutual:
-        client_ca = store.secret_volume("client-ca", names.client_ca_secret(owner.name))
+        client_ca = store_mounts.secret_volume("client-ca", names.client_ca_secret(owner.name))
         client_ca["secret"]["items"] = [{"key": "tls.crt", "path": "ca.crt"}]
         volumes.append(client_ca)
     return volumes
@@ -114,9 +114,9 @@ def tls_volumes(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[d
 def tls_mounts(spec: specs.ModelDeploymentSpec) -> list[dict[str, Any]]:
     if not tls_enabled(spec):
         return []
-    mounts = [store.read_only_mount("tls", TLS_DIR)]
+    mounts = [store_mounts.read_only_mount("tls", TLS_DIR)]
     if spec.security.tls.mutual:
-        mounts.append(store.read_only_mount("client-ca", CLIENT_CA_DIR))
+        mounts.append(store_mounts.read_only_mount("client-ca", CLIENT_CA_DIR))
     return mounts
 
 

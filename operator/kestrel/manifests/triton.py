@@ -15,13 +15,13 @@ from kestrel.manifests import (
     context,
     files,
     hardening,
-    keys,
+    key_volumes,
     labels,
     names,
     placement,
-    probes,
+    pod_lifecycle,
     pull_secrets,
-    store,
+    store_mounts,
     transport,
 )
 from kestrel.serving.backends import drift
@@ -77,7 +77,7 @@ def deployment(
     settings: context.Settings,
     engine_key: str,
     *,
-    load_seconds: float = probes.DEFAULT_LOAD_SECONDS,
+    load_seconds: float = pod_lifecycle.DEFAULT_LOAD_SECONDS,
     tls_checksum: str | None = None,
     api_key_id: str | None = None,
     engine_size_bytes: int | None = None,
@@ -105,7 +105,7 @@ def canary_deployment(
     engine_key: str,
     *,
     replicas: int,
-    load_seconds: float = probes.DEFAULT_LOAD_SECONDS,
+    load_seconds: float = pod_lifecycle.DEFAULT_LOAD_SECONDS,
     tls_checksum: str | None = None,
     api_key_id: str | None = None,
     engine_size_bytes: int | None = None,
@@ -166,7 +166,7 @@ def _deployment(
         "serviceAccountName": names.service_account(owner.name),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": probes.termination_grace_seconds(),
+        "terminationGracePeriodSeconds": pod_lifecycle.termination_grace_seconds(),
         "securityContext": hardening.pod_security_context(),
         "initContainers": init_containers,
         "containers": [_server(spec, owner, settings, load_seconds, models)],
@@ -219,7 +219,7 @@ def _loader(
         "args": [
             "load",
             "--from",
-            store.engine_uri(settings, owner, engine_key),
+            store_mounts.engine_uri(settings, owner, engine_key),
             "--to",
             REPOSITORY_DIR,
             *reads.flags(),
@@ -248,9 +248,9 @@ def _loader_files(
     """What `kestrel load` reads: the store, the verify key, and the key-encryption key of an encrypted engine."""
     return files.total(
         [
-            store.store_access(settings, owner, engine_key, writable=False),
-            keys.signing(owner, "verify"),
-            keys.encryption(spec.security.encryption),
+            store_mounts.store_access(settings, owner, engine_key, writable=False),
+            key_volumes.signing(owner, "verify"),
+            key_volumes.encryption(spec.security.encryption),
         ]
     )
 
@@ -273,17 +273,17 @@ def _server(
             f"--load-model={model}",
             "--disable-auto-complete-config",
             "--strict-readiness=true",
-            f"--exit-timeout-secs={probes.EXIT_TIMEOUT_SECONDS}",
+            f"--exit-timeout-secs={pod_lifecycle.EXIT_TIMEOUT_SECONDS}",
             *transport.server_args(spec),
         ],
         "ports": transport.container_ports(spec),
         "resources": _resources(spec, models),
-        "startupProbe": probes.startup(load_seconds, transport.probe_port(spec)),
-        "livenessProbe": probes.liveness(transport.probe_port(spec)),
-        "readinessProbe": probes.readiness(owner.name, transport.probe_port(spec)),
-        "lifecycle": probes.lifecycle(),
+        "startupProbe": pod_lifecycle.startup(load_seconds, transport.probe_port(spec)),
+        "livenessProbe": pod_lifecycle.liveness(transport.probe_port(spec)),
+        "readinessProbe": pod_lifecycle.readiness(owner.name, transport.probe_port(spec)),
+        "lifecycle": pod_lifecycle.lifecycle(),
         "volumeMounts": [
-            store.read_only_mount("models", MODELS_DIR),
+            store_mounts.read_only_mount("models", MODELS_DIR),
             {"name": "shm", "mountPath": hardening.SHM_DIR},
             {"name": "tmp", "mountPath": hardening.TMP_DIR},
             *transport.tls_mounts(spec),
@@ -302,7 +302,7 @@ def _resources(spec: specs.ModelDeploymentSpec, models: int) -> dict[str, Any]:
     # RAM-backed volumes count against the pod's memory limit, which is the sum of its containers' limits:
     # the default limit makes room for the model repository (charged to the pod once the loader exits)
     # and /dev/shm (charged to Triton, which writes it) on top of Triton's own use.
-    memory = DEFAULT_SERVER_MEMORY_MIB + models + probes.shm_mib(spec.serving.triton.instances)
+    memory = DEFAULT_SERVER_MEMORY_MIB + models + pod_lifecycle.shm_mib(spec.serving.triton.instances)
     defaults = {
         "requests": {"cpu": DEFAULT_CPU_REQUEST, "memory": DEFAULT_MEMORY_REQUEST},
         "limits": {"memory": hardening.mebibytes(memory)},
@@ -320,7 +320,7 @@ def _volumes(
     volumes = [
         # Plaintext weights live only in RAM: they vanish with the pod and never touch the node's disk.
         hardening.empty_dir("models", hardening.mebibytes(models), memory=True),
-        probes.shm_volume(spec.serving.triton.instances),
+        pod_lifecycle.shm_volume(spec.serving.triton.instances),
         hardening.empty_dir("tmp", "1Gi"),
     ]
     return [*volumes, *_loader_files(spec, owner, settings, engine_key).volumes, *transport.tls_volumes(spec, owner)]

@@ -1,6 +1,6 @@
 """Audit: one structured JSON log line (logger `kestrel.audit`) for every change of a ModelDeployment's spec
 generation, engine, serving revision, certificate, keys and access rules, and for an engine validated without an
-accuracy measurement (spec.validation.skip, with its reason), with the spec's field managers.
+accuracy measurement (spec.validation.skip, with its reason), with the spec's field managers; owns no condition.
 
 Field managers are names clients choose, so lines and Events give them as such, never as who made the change:
 that is in the API server's audit log. A manager (or any value) that looks like a key is redacted, not the line.

@@ -1,4 +1,5 @@
-"""What every reconciler receives: the object, its parsed spec, the status being built, and the clock."""
+"""What every reconciler receives: the object, its parsed spec, the status being built, and the clock; owns no
+condition."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ import datetime
 import logging
 from typing import TYPE_CHECKING, Any
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import actions, conditions, spec, status
 from kestrel.kube import protocol
 from kestrel.serving import metrics as serving_metrics
 
 if TYPE_CHECKING:
-    from kestrel.reconcilers import storage
+    from kestrel.reconcilers.engine import storage
 
 log = logging.getLogger("kestrel")
 
 # Seconds any pass, a spec change's too, trusts a read of an operator-wide object that every model's pass needs (the
 # CA, the store's credentials): a burst of creates shares one read, and a replaced one is seen within this long.
-OPERATOR_WIDE_TRUST_S = 10.0
+OPERATOR_WIDE_TRUST = 10.0
 
 
 @dataclasses.dataclass
@@ -39,7 +40,7 @@ class Context:
     api_key_id: str | None = None
     # What the operator may open the engine store with, set by the storage reconciler (the grants sign with it).
     store_access: storage.Access | None = None
-    # The status as the API server stored it at the end of the pass (reconcilers/serial.py compares it).
+    # The status as the API server stored it at the end of the pass (runtime/serial.py compares it).
     stored_status: dict[str, Any] | None = None
     # Request annotations (api/actions.py) this pass answered, with the value it read: removed after the status
     # write, so a pass that fails before it leaves the request to be answered again.
@@ -114,4 +115,4 @@ class Context:
         log.log(level, "%s: %s (%s)", self.ref, message, reason)
         self.kube.event(self.body, type=kind, reason=reason, message=message, action=action)
         self.events.append((kind, reason, message))
-        metrics.EVENTS.labels(kind, reason).inc()
+        operator_metrics.EVENTS.labels(kind, reason).inc()

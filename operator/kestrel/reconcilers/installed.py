@@ -1,5 +1,5 @@
 """Whether an optional add-on (KEDA, cert-manager, Argo Rollouts, the Prometheus Operator) is installed: its CRD,
-asked once a minute.
+asked once a minute; owns no condition.
 
 Every pass of every model asked before; at a thousand models that was a request per pass for an answer that
 changes when someone installs or removes an add-on. Both answers are kept for `TTL` seconds, so installing an

@@ -1,4 +1,5 @@
-"""Why a pod does not get on: what the scheduler and the kubelet say of it, as a condition's reason and message.
+"""Why a pod does not get on: what the scheduler and the kubelet say of it, as a condition's reason and message; owns no
+condition.
 
 A build Job or a rollout that waits on a pod which will never start (an image that cannot be pulled, no node that
 fits, a container killed for memory or restarting in a loop) would otherwise read "running" until a deadline an

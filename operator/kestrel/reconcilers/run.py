@@ -5,24 +5,14 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import conditions, errors, status
 from kestrel.kube import protocol
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import (
-    access,
-    audit,
-    checks,
-    context,
-    drift,
-    encryption,
-    engine,
-    garbage,
-    serving,
-    storage,
-    summary,
-    tls,
-)
+from kestrel.reconcilers import audit, context, summary
+from kestrel.reconcilers.engine import engine, garbage, storage
+from kestrel.reconcilers.security import access, encryption, tls
+from kestrel.reconcilers.serving import checks, drift, serving
 
 INVALID_SPEC = "InvalidSpec"
 
@@ -37,15 +27,15 @@ def reconcile(
 
     Idempotent and level-triggered: create, update, resume and the drift timer all call it.
     """
-    with metrics.RECONCILE_SECONDS.time():
+    with operator_metrics.RECONCILE_SECONDS.time():
         try:
             ctx = _reconcile(kube, body, settings, now or datetime.datetime.now(datetime.UTC))
         except Exception:
-            metrics.RECONCILES.labels("error").inc()
+            operator_metrics.RECONCILES.labels("error").inc()
             raise
-    metrics.RECONCILES.labels("ok").inc()
+    operator_metrics.RECONCILES.labels("ok").inc()
     ready = ctx.condition(conditions.READY)
-    metrics.READY.labels(ctx.namespace, ctx.name).set(1 if ready and ready.status == "True" else 0)
+    operator_metrics.READY.labels(ctx.namespace, ctx.name).set(1 if ready and ready.status == "True" else 0)
     return ctx
 
 

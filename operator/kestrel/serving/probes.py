@@ -3,7 +3,7 @@
 The build records them (engine/pipeline.py) as `kestrel-probes.json` at the root of the Triton repository, so they
 are hashed, signed, encrypted and stored with the engine's other files. Triton never takes the file for a model: it
 loads only the models it is told to (explicit model control), and a plain file at the repository root is no model.
-The operator reads the file back from the store (reconcilers/probe_cache.py), sends each image through the live
+The operator reads the file back from the store (reconcilers/serving/probe_cache.py), sends each image through the live
 server as any client does (smoke.py), and compares the answer with the recorded detections (`compare`): parity
 through the real server, judged detection by detection.
 

@@ -1,4 +1,5 @@
-"""A running build's stage in the model's status: the newest progress line of the build pod's own log.
+"""A running build's stage in the model's status: the newest progress line of the build pod's own log; owns no
+condition.
 
 The build writes `kestrel-progress {...}` lines (engine/progress.py). The pod runs the user's checkpoint, so only
 a bounded tail of its log is read, only lines `progress.parse` accepts (named stages, bounded counts) are believed,

@@ -22,7 +22,8 @@ from typing import Any
 from kestrel.api import conditions, status
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, secrets, service, transport
-from kestrel.reconcilers import context, probe_cache
+from kestrel.reconcilers import context
+from kestrel.reconcilers.serving import probe_cache
 from kestrel.security import certificates
 from kestrel.security import errors as security_errors
 from kestrel.serving import addresses, metrics, pod_http, probes, smoke
@@ -180,7 +181,7 @@ def _target(ctx: context.Context, settings: manifest_context.Settings) -> smoke.
     if transport.tls_enabled(spec):
         ca = _secret(ctx, ctx.namespace, names.tls_secret(ctx.name), "ca.crt")
     if tls.mutual:
-        # The model's own client CA (reconcilers/tls.py), the only one its Triton accepts clients of.
+        # The model's own client CA (reconcilers/security/tls.py), the only one its Triton accepts clients of.
         client_ca = names.client_ca_secret(ctx.name)
         authority = certificates.Issued.from_pem(
             _secret(ctx, ctx.namespace, client_ca, "tls.crt"), _secret(ctx, ctx.namespace, client_ca, "tls.key")

@@ -1,4 +1,5 @@
-"""Secrets a model's pass generates once and keeps (its signing key, its API key): created, never replaced.
+"""Secrets a model's pass generates once and keeps (its signing key, its API key): created, never replaced; owns no
+condition.
 
 Created with a POST, not applied: applies under one field manager never conflict, so an apply after a stale read
 would replace a key that is already in use (signatures of stored engines, clients holding the API key). A create

@@ -19,12 +19,13 @@ from typing import Any
 
 import pydantic
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
 from kestrel.manifests import build_job, build_network, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import build_progress, cache, context, grants, pod_problems, storage
+from kestrel.reconcilers import context, pod_problems
+from kestrel.reconcilers.engine import build_progress, cache, grants, storage
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 CACHED = "Cached"
@@ -58,7 +59,7 @@ def _job_seconds(job: dict[str, Any]) -> float | None:
 def _observe(job: dict[str, Any], outcome: str) -> None:
     seconds = _job_seconds(job)
     if seconds is not None:
-        metrics.BUILD_SECONDS.labels(outcome).observe(seconds)
+        operator_metrics.BUILD_SECONDS.labels(outcome).observe(seconds)
 
 
 def _job(ctx: context.Context, name: str) -> dict[str, Any] | None:

@@ -1,5 +1,5 @@
 """The canary in Argo Rollouts' hands, where its CRDs exist: Kestrel applies the Rollout and its AnalysisTemplate
-(manifests/argo.py) and reads the Rollout's status back into Available, Progressing and Degraded.
+(manifests/argo.py) and reads the Rollout's status back into serving's Available, Progressing and Degraded.
 
 Argo steps, analyses and aborts; Kestrel only chooses the revision. An aborted Rollout (a failed analysis, or
 the progress deadline with autoRollback) has already scaled its canary away; Kestrel then remembers the revision
@@ -15,7 +15,8 @@ from kestrel.api import conditions, status
 from kestrel.api import spec as specs
 from kestrel.manifests import argo, names
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import canary, context, workload
+from kestrel.reconcilers import context
+from kestrel.reconcilers.serving import canary, workload
 
 ROLLOUT_CRD = "rollouts.argoproj.io"
 ARGO_STEPS_PER_WEIGHT = 3  # setWeight, pause, analysis (manifests/argo.py)

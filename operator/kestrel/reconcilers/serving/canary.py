@@ -24,7 +24,8 @@ from kestrel.api import actions, conditions, errors, status
 from kestrel.api import spec as specs
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, triton
-from kestrel.reconcilers import canary_analysis, context, workload
+from kestrel.reconcilers import context
+from kestrel.reconcilers.serving import canary_analysis, workload
 from kestrel.serving import metrics
 
 STEP = "CanaryStep"

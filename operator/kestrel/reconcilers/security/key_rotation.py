@@ -1,5 +1,6 @@
-"""Key rotation: while a model's KEK Secret holds older keys beside the current one (`kek`), re-wrap its stored
-engines under the current key, so that the older keys can be removed; part of encryption.py's Encrypted.
+"""Key rotation: while a model's KEK Secret holds older keys beside the current one (`kek`), re-wrap its stored engines
+under the current key, so that the older keys can be removed; owns no condition (its outcome is part of encryption.py's
+Encrypted).
 
 A rotation, as docs/runbooks.md walks through it: the Secret gets a new `kek` and keeps the old key under another
 name; builds wrap under the new key from the next pass (encryption.py derives its public key); loaders hold both
@@ -21,7 +22,8 @@ from kestrel.api import errors as api_errors
 from kestrel.engine import rewrap
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import context, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import storage
 from kestrel.security import manifest as manifests
 from kestrel.security import x25519
 

@@ -1,4 +1,5 @@
-"""Garbage collection of stored engines: owner references do not reach into the store, so the operator does.
+"""Garbage collection of stored engines: owner references do not reach into the store, so the operator does; owns no
+condition.
 
 While a ModelDeployment lives, each change of its revisions keeps `revision.current`, `revision.previous` (the
 rollback target) and the spec's own key (it may still be building) and removes its other engines, and the store
@@ -19,7 +20,8 @@ from typing import Any
 from kestrel.api import errors, keys, status
 from kestrel.kube import protocol
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, grants, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import grants, storage
 from kestrel.storage import errors as storage_errors
 
 log = logging.getLogger("kestrel")

@@ -1,5 +1,6 @@
-"""The Triton workload of one engine revision, shared by the rolling and the canary rollouts: what it needs before
-its pods can start, what to apply, and how far the Deployment controller has got with it."""
+"""The Triton workload of one engine revision, shared by the rolling and the canary rollouts: what it needs before its
+pods can start, what to apply, and how far the Deployment controller has got with it; writes serving's Available and
+Progressing for a rolling rollout."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Any, Protocol
 
 from kestrel.api import conditions
 from kestrel.api import spec as specs
-from kestrel.manifests import autoscaling, disruption, pod_monitor, probes, service, triton
+from kestrel.manifests import autoscaling, disruption, pod_lifecycle, pod_monitor, service, triton
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, grants, installed
+from kestrel.reconcilers import context, installed
+from kestrel.reconcilers.engine import grants
 
 KEDA_CRD = "scaledobjects.keda.sh"
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
@@ -58,7 +60,7 @@ def deployment_state(found: dict[str, Any] | None) -> tuple[str, str]:
 def engine_facts(ctx: context.Context, key: str) -> tuple[float, int | None]:
     """Load time and size of the engine `key` when the status knows them (it knows only the spec's own engine)."""
     engine = ctx.status.engine if ctx.status.engine and ctx.status.engine.key == key else None
-    load_seconds = engine.load_seconds if engine and engine.load_seconds else probes.DEFAULT_LOAD_SECONDS
+    load_seconds = engine.load_seconds if engine and engine.load_seconds else pod_lifecycle.DEFAULT_LOAD_SECONDS
     return load_seconds, engine.size_bytes if engine else None
 
 

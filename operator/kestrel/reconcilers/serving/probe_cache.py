@@ -17,7 +17,8 @@ import threading
 from kestrel.api import errors as api_errors
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.reconcilers import context, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import storage
 from kestrel.security import artifact, keyfiles, kms, x25519
 from kestrel.security import manifest as manifests
 from kestrel.serving import probes

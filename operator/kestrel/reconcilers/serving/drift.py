@@ -1,8 +1,9 @@
-"""Drift: whether what the served model detects has moved away from what it detected on the validation images.
+"""Drift: whether what the served model detects has moved away from what it detected on the validation images; owns
+Drift.
 
-Owns the `Drift` condition only. Runs after the checks reconciler, which reads each ready Triton pod's /metrics once
-a pass (`ctx.pod_readings`); this one judges the drift gauges those pages carry (serving/backends/drift.py computes
-the score in the served model, over its last `spec.monitoring.drift.window` images):
+Runs after the checks reconciler, which reads each ready Triton pod's /metrics once a pass (`ctx.pod_readings`);
+this one judges the drift gauges those pages carry (serving/backends/drift.py computes the score in the served model,
+over its last `spec.monitoring.drift.window` images):
 
     True     a pod with a full window scores above spec.monitoring.drift.threshold: the worst pod's score, and the
              classes whose detections per image moved most (a Warning Event when it turns True)

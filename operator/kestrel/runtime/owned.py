@@ -24,7 +24,8 @@ from typing import Any
 from kestrel.api import crd, errors
 from kestrel.kube import client
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import serial, workload
+from kestrel.reconcilers.serving import workload
+from kestrel.runtime import serial
 
 Body = dict[str, Any]
 Key = tuple[str, str]  # namespace, name of the owner

@@ -92,7 +92,7 @@ def read_access(kube: protocol.KubeApi, settings: manifest_context.Settings) -> 
         return Access(), None
     if settings.store_credentials_secret is None:
         return Access(ambient=True), None
-    # A rotation reaches the copies at a spec change (within context.OPERATOR_WIDE_TRUST_S) or once a pass may no
+    # A rotation reaches the copies at a spec change (within context.OPERATOR_WIDE_TRUST) or once a pass may no
     # longer trust the last read; a missing Secret is never remembered, so creating it is seen at the next pass.
     source = kube.get(
         "v1",
@@ -100,7 +100,7 @@ def read_access(kube: protocol.KubeApi, settings: manifest_context.Settings) -> 
         settings.operator_namespace,
         settings.store_credentials_secret,
         cached=True,
-        shared_age=context.OPERATOR_WIDE_TRUST_S,
+        trust=context.OPERATOR_WIDE_TRUST,
     )
     where = f"{settings.operator_namespace}/{settings.store_credentials_secret}"
     if source is None:

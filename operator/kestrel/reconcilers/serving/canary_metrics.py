@@ -1,4 +1,4 @@
-"""Reads the canary pods' Triton metrics, pod by pod, as the canary's analysis needs them.
+"""Reads the canary pods' Triton metrics, pod by pod, as the canary's analysis needs them; owns no condition.
 
 Each ready canary pod's /metrics page is read at `podIP:8002` (the model's NetworkPolicy admits the operator's
 namespace to the metrics port) and the readings are combined: counters added, the p95 the slowest pod's. One pod
@@ -16,7 +16,8 @@ from typing import Any
 
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, transport
-from kestrel.reconcilers import canary_analysis, context
+from kestrel.reconcilers import context
+from kestrel.reconcilers.serving import canary_analysis
 from kestrel.serving import addresses, metrics, pod_http
 
 TIMEOUT_SECONDS = 5.0

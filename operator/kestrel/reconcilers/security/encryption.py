@@ -20,7 +20,9 @@ from typing import Any
 from kestrel.api import conditions
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
-from kestrel.reconcilers import context, generated, key_rotation, storage
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import storage
+from kestrel.reconcilers.security import generated, key_rotation
 from kestrel.security import keyfiles, manifest, x25519
 
 
@@ -62,8 +64,8 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
     if not encryption.enabled:
         _not_encrypted(ctx, conditions.DISABLED, "spec.security.encryption.enabled is false")
         return
-    # Encrypted=True only for a key the loader holds: the Secret that the loader mounts (manifests/keys.py) exists
-    # and holds keys it can read, and the build's public key is derived from it. The API refuses every other key
+    # Encrypted=True only for a key the loader holds: the Secret that the loader mounts (manifests/key_volumes.py)
+    # exists and holds keys it can read, and the build's public key is derived from it. The API refuses every other key
     # source (spec.security.encryption.kms), and the loader refuses a plaintext engine where encryption is enabled.
     kek = encryption.key_secret or ""
     secret = ctx.kube.get("v1", "Secret", ctx.namespace, kek)

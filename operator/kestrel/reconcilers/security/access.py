@@ -18,7 +18,8 @@ from kestrel.api import conditions
 from kestrel.manifests import access as access_manifests
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets, transport
-from kestrel.reconcilers import context, generated
+from kestrel.reconcilers import context
+from kestrel.reconcilers.security import generated
 
 API_KEY_BYTES = 32
 KEY_ID_BYTES = 8

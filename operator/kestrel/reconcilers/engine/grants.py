@@ -23,8 +23,9 @@ from kestrel.api import errors
 from kestrel.kube import ownership
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.manifests import store as store_manifests
-from kestrel.reconcilers import cache, context, storage
+from kestrel.manifests import store_mounts as store_manifests
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import cache, storage
 from kestrel.security import artifact, manifest
 from kestrel.storage import errors as storage_errors
 from kestrel.storage import grants, layout, s3

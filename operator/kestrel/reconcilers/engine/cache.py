@@ -1,4 +1,5 @@
-"""The engine cache: an engine with the spec's key already in the store is reused instead of built again.
+"""The engine cache: an engine with the spec's key already in the store is reused instead of built again; owns no
+condition.
 
 Trust comes from the signature, not from the store: anyone who can write the bucket could put a manifest there.
 The stored manifest is verified with the model's own public key (the Secret the encryption reconciler keeps), must
@@ -20,8 +21,9 @@ from kestrel.api import errors, result
 from kestrel.engine import publish
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
-from kestrel.manifests import store as store_manifests
-from kestrel.reconcilers import context, storage
+from kestrel.manifests import store_mounts as store_manifests
+from kestrel.reconcilers import context
+from kestrel.reconcilers.engine import storage
 from kestrel.security import manifest
 from kestrel.storage import errors as storage_errors
 

@@ -29,12 +29,13 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from kestrel import metrics
+from kestrel import operator_metrics
 from kestrel.api import base, conditions, errors
 from kestrel.kube import ownership
 from kestrel.manifests import access, certificate, names, secrets, trust
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, generated, installed
+from kestrel.reconcilers import context, installed
+from kestrel.reconcilers.security import generated
 from kestrel.security import certificates
 
 Body = dict[str, Any]
@@ -64,7 +65,7 @@ def _authority(ctx: context.Context, settings: manifest_context.Settings) -> cer
         settings.operator_namespace,
         secrets.CA_SECRET,
         cached=True,
-        shared_age=context.OPERATOR_WIDE_TRUST_S,
+        trust=context.OPERATOR_WIDE_TRUST,
     )
     if found is None:
         ca = certificates.create_ca(now=ctx.now)
@@ -368,7 +369,7 @@ def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> N
 
 
 def _expires(ctx: context.Context, issued: x509.Certificate) -> None:
-    metrics.CERTIFICATE_EXPIRY.labels(ctx.namespace, ctx.name).set(issued.not_valid_after_utc.timestamp())
+    operator_metrics.CERTIFICATE_EXPIRY.labels(ctx.namespace, ctx.name).set(issued.not_valid_after_utc.timestamp())
 
 
 def _check_issued_secret(ctx: context.Context, secret: Body | None, name: str) -> None:
@@ -442,7 +443,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None
     owner = manifest_context.Owner.from_body(ctx.body)
     if tls.mode == "disabled":
         ctx.kube.delete("v1", "ConfigMap", ctx.namespace, names.ca_bundle(ctx.name), owner=owner.uid)
-        metrics.forget(metrics.CERTIFICATE_EXPIRY, ctx.namespace, ctx.name)
+        operator_metrics.forget(operator_metrics.CERTIFICATE_EXPIRY, ctx.namespace, ctx.name)
         ctx.set(conditions.CERTIFICATE_READY, "False", conditions.DISABLED, "spec.security.tls.mode is disabled")
         return
     if tls.mode == "cert-manager":

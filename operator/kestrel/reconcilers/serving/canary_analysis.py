@@ -1,4 +1,5 @@
-"""The canary's arithmetic, without I/O: step sizes, analysis windows, and the verdict on Triton's counters.
+"""The canary's arithmetic, without I/O: step sizes, analysis windows, and the verdict on Triton's counters; owns no
+condition.
 
 A window is judged on the requests the canary's pods answered in it: the difference of Triton's cumulative
 counters (`nv_inference_request_success`, `nv_inference_request_failure`) between the window's start and end.

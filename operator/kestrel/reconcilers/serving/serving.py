@@ -3,8 +3,8 @@
 A revision is an engine key. With the rolling strategy a new key that passed validation replaces the serving
 one through a rolling update (maxUnavailable 0); if the Deployment does not become available within its progress
 deadline, the previous key is put back and the failed one is remembered so it is not retried until the spec
-changes. With the canary strategy the new key is stepped in beside the serving one (reconcilers/canary.py), or,
-where Argo Rollouts is installed, handed to an Argo Rollout (reconcilers/argo_rollout.py). The very first
+changes. With the canary strategy the new key is stepped in beside the serving one (reconcilers/serving/canary.py), or,
+where Argo Rollouts is installed, handed to an Argo Rollout (reconcilers/serving/argo_rollout.py). The very first
 revision has nothing to be compared with and rolls out directly under either strategy.
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 from kestrel.api import conditions, keys, status
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, service
-from kestrel.reconcilers import argo_rollout, canary, canary_metrics, context, pod_problems, workload
+from kestrel.reconcilers import context, pod_problems
+from kestrel.reconcilers.serving import argo_rollout, canary, canary_metrics, workload
 
 referenced_secrets = workload.referenced_secrets
 
