@@ -209,7 +209,7 @@ class Scenario:
 
 def _update(run: Run) -> None:
     # Published now, not before the start: the first rollout collects the model's engines other than the one it
-    # serves (reconcilers/garbage.py), and one published beforehand would go with them.
+    # serves (reconcilers/engine/garbage.py), and one published beforehand would go with them.
     run.publish_update()
     run.update()
 

@@ -1,5 +1,5 @@
 """A build's progress as lines in its log, for people reading it and for the operator, which mirrors the newest
-into the model's status (reconcilers/build_progress.py).
+into the model's status (reconcilers/engine/build_progress.py).
 
 Each line is `kestrel-progress {"stage": S, "done": N, "total": M}` on stderr: when a stage starts, when it ends,
 and in between at most once per `interval` seconds. The operator reads these from a pod that runs the user's

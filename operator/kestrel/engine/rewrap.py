@@ -1,7 +1,7 @@
 """Re-wrapping the stored engines of one ModelDeployment under a new key-encryption key: a KEK rotation.
 
 Used by `kestrel keys rotate` (loader.rotate_command) and by the operator, which re-wraps a model's engines while
-its KEK Secret holds older keys beside the current one (reconcilers/encryption.py). Only manifests move; the
+its KEK Secret holds older keys beside the current one (reconcilers/security/encryption.py). Only manifests move; the
 ciphertext and its data key stay, so a rotation costs one manifest read and write per engine.
 """
 
