@@ -110,6 +110,7 @@ class Run:
         engines = s3.S3Store(layout.parse_store_uri(uri), s3.Credentials.load(None, bed.connection.environment()))
         self.store = StoreBed(self.operator, engines, bed.connection, self.secret, self.namespace, self.work)
         self.pausing: threading.Thread | None = None
+        self.renewed_from: str | None = None
 
     def create_cache_hit(self) -> None:
         """The model, its signing pair and its engine in the store, before any operator runs."""
@@ -148,6 +149,25 @@ class Run:
                 return {}
             raise
         return body if isinstance(body, dict) else {}
+
+    def renew_certificate(self) -> None:
+        """The runbook's "issue a new server certificate now": delete the Secret (docs/runbooks.md)."""
+        self.renewed_from = self.certificate()
+        self.kube.core.delete_namespaced_secret(names.tls_secret(MODEL), self.namespace)
+
+    def certificate(self) -> str | None:
+        try:
+            secret = self.kube.core.read_namespaced_secret(names.tls_secret(MODEL), self.namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        found = (secret.data or {}).get("tls.crt")
+        return None if found is None else str(found)
+
+    def renewed(self) -> bool:
+        found = self.certificate()
+        return self.ready() and found is not None and found != self.renewed_from
 
     def gone(self) -> bool:
         return not self.model()
@@ -217,7 +237,8 @@ def _update(run: Run) -> None:
 CREATE = Scenario("create->Ready", Run.create_cache_hit, Run.ready)
 UPDATE = Scenario("update->rolled out", Run.create_cache_hit, Run.rolled_out, _update)
 DELETE = Scenario("delete->collected", Run.create_cache_hit, Run.gone, Run.delete)
-SCENARIOS = (CREATE, UPDATE, DELETE)
+RENEW = Scenario("certificate renewal->rolled out", Run.create_cache_hit, Run.renewed, Run.renew_certificate)
+SCENARIOS = (CREATE, UPDATE, DELETE, RENEW)
 
 
 def fault_free(bed: Bed, scenario: Scenario = CREATE) -> tuple[oracle.EndState, int]:

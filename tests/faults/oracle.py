@@ -8,7 +8,8 @@ must converge to the same one. What is compared (`EndState`):
   else: its `spec`, `data` or `rules`/`subjects`, with the namespace's own name and uids written as placeholders, and
   the pod template's annotations by key only, since they carry digests of generated Secrets);
 - the model's conditions (type, status, reason), its revision and engine key;
-- the reasons of the Events about the model (a set: a restarted operator may say a thing twice);
+- the reasons of the Events about the model (a set: a restarted operator may say a thing twice), and how many
+  times each one-time act (a key or a certificate made) was announced (exactly: not lost, not done twice);
 - the engines in the store under the model's prefix (their keys, and whether each is complete);
 - and the number of Jobs (a cache hit builds nothing).
 
@@ -46,6 +47,14 @@ KINDS: tuple[tuple[str, str, str], ...] = (
 )
 # Made by Kubernetes itself in every namespace, not by a model's pass.
 NOT_WRITTEN_BY_A_PASS = {("ConfigMap", "kube-root-ca.crt"), ("ServiceAccount", "default")}
+# Events that announce an act done once: each must be said exactly as often as in the fault-free run.
+ONE_TIME = (
+    "SigningKeyCreated",
+    "ApiKeyCreated",
+    "CertificateIssued",
+    "CertificateReissued",
+    "CertificateRenewed",
+)
 GENERATED_KEYS = ("signing.key", "api-key", "tls.key", "ca.key")
 UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -58,6 +67,9 @@ class EndState:
     event_reasons: frozenset[str]
     store: frozenset[str]
     jobs: int
+    # How many Events announce a one-time act (a key or certificate made): one fewer is an act never said, one more
+    # an act done twice (a certificate issued twice).
+    announced: tuple[tuple[str, int], ...] = ()
 
     def differences(self, expected: EndState) -> list[str]:
         """What differs from `expected`, one line each; empty when the states match."""
@@ -85,6 +97,8 @@ class EndState:
             found.append(
                 f"store: missing {sorted(expected.store - self.store)}, extra {sorted(self.store - expected.store)}"
             )
+        if self.announced != expected.announced:
+            found.append(f"one-time acts announced {dict(self.announced)}, expected {dict(expected.announced)}")
         if self.jobs != expected.jobs:
             found.append(f"{self.jobs} Jobs, expected {expected.jobs}")
         return found
@@ -143,16 +157,18 @@ def capture(kube: Cluster, namespace: str, model: str, store: s3.S3Store) -> End
     status = (body.get("status") if isinstance(body, dict) else None) or {}
     conditions = {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions") or []}
     revision = (status.get("revision") or {}).get("current")
-    reasons = frozenset(
+    about_model = [
         e.reason
         for e in kube.core.list_namespaced_event(namespace).items
         if e.involved_object is not None and e.involved_object.kind == crd.KIND and e.reason
-    )
+    ]
+    reasons = frozenset(about_model)
+    announced = tuple(sorted((reason, about_model.count(reason)) for reason in ONE_TIME if reason in about_model))
     stored = frozenset(
         f"{engine.key}{'' if engine.complete else ' (incomplete)'}" for engine in store.list_engines(namespace, model)
     )
     jobs = sum(1 for name in objects if name.startswith("Job/"))
-    return EndState(objects, conditions, revision, reasons, stored, jobs)
+    return EndState(objects, conditions, revision, reasons, stored, jobs, announced)
 
 
 def generated(kube: Cluster, namespace: str) -> dict[str, str]:

@@ -18,6 +18,9 @@ COMMANDS = {
     "Crash after the N-th write (create->Ready)": "tests/faults/test_crash_after_every_write.py -k create",
     "Crash after the N-th write (update->rolled out)": "tests/faults/test_crash_after_every_write.py -k update",
     "Crash after the N-th write (delete->collected)": "tests/faults/test_crash_after_every_write.py -k delete",
+    "Crash after the N-th write (certificate renewal->rolled out)": (
+        "tests/faults/test_crash_after_every_write.py -k renewal"
+    ),
     "One dropped watch event": "tests/faults/test_lost_events_stale_reads_and_outages.py -k dropped",
     "Stale reads": "tests/faults/test_lost_events_stale_reads_and_outages.py -k stale",
     "API server unreachable 20 s": "tests/faults/test_lost_events_stale_reads_and_outages.py -k unreachable",
@@ -38,6 +41,9 @@ again.
 
 - **Crash after the N-th write** (Sieve's crash points): the operator is SIGKILLed right after its N-th successful
   write reached the API server and before it saw the answer, for every N of the fault-free run; a new one starts.
+  Four scenarios: create -> Ready; an update to a new engine (published beforehand: a cache hit) until it is rolled
+  out; a deletion until the model, its children and its stored engines are gone; a certificate renewal (the
+  runbook's: the Secret deleted) until the new certificate is issued once and rolled out.
 - **One dropped watch event**: the k-th event (k = 1, 2, 3) of the operator's watch on its ModelDeployments, or on
   the Deployments it owns, after the watch's initial listing, never reaches it.
 - **Stale reads**: every read the operator makes in its first 20 s is answered from a snapshot at least 2 s (5 s)
@@ -47,8 +53,9 @@ again.
 - **etcd stopped 20 s**: the test bed's etcd is paused (SIGSTOP, then SIGCONT) from the operator's middle write on,
   under a running API server; the operator must wait it out without dying.
 
-Not run yet (issue 20): the scenarios after create (update, canary promotion and abort, deletion with
-engine collection, key rotation, certificate renewal), the real-node faults and the schema-driven mutations.
+Not run yet (issue 20): the canary (promotion and abort) and key-rotation scenarios, the other fault classes
+crossed with the scenarios after create, and the real-node faults (Triton killed mid-traffic, a model that fails to
+load, MinIO down during a build or a load, a bit flipped in a stored object).
 """
 
 
