@@ -11,6 +11,7 @@ from cryptography import x509
 from kestrel.api import conditions
 from kestrel.manifests import access, names, secrets
 from kestrel.manifests import context as manifest_context
+from kestrel.security import certificates
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, reconcile_tls
 
 T0 = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
@@ -70,7 +71,40 @@ def test_the_condition_reports_expiry_and_renewal_time() -> None:
     ctx = reconcile_tls(kube, obj, T0)
     ready = ctx.condition(conditions.CERTIFICATE_READY)
     assert ready is not None and ready.status == "True" and ready.reason == "Issued"
-    assert ready.message == "Certificate expires 2026-03-01T09:30:00Z, renews 2026-03-01T09:20:00Z"
+    served = _served(kube)
+    assert ready.message == (
+        f"Certificate {certificates.fingerprint(served)} expires 2026-03-01T09:30:00Z, renews 2026-03-01T09:20:00Z"
+    )
+
+
+def _served(kube: FakeKube) -> x509.Certificate:
+    stored = kube.secret("vision", SERVER)
+    assert stored is not None
+    return x509.load_pem_x509_certificate(secrets.decode(stored, "tls.crt"))
+
+
+def test_a_reissue_whose_pass_stopped_before_its_status_write_is_announced_by_the_next_pass() -> None:
+    """The runbook's renewal (the Secret deleted), crashed between the new Secret and the status write (the fault
+    campaign's crash points): its CertificateIssued was never sent. The next pass names the served certificate,
+    once; without this the reissue went unsaid for good."""
+    kube, obj = FakeKube(), body({"duration": "90m"})
+    reconcile_tls(kube, obj, T0)
+    kube.delete("v1", "Secret", "vision", SERVER, owner=None)
+    kube.events.clear()
+    stored = dict(obj["status"])
+    reconcile_tls(kube, obj, T0 + SECOND)  # reissues, says so, and (here) never writes its status:
+    obj["status"] = stored
+    reissued = _served(kube)
+    kube.events.clear()
+
+    ctx = reconcile_tls(kube, obj, T0 + 2 * SECOND)
+
+    said = [e for e in ctx.events if e[1].startswith("Certificate")]
+    assert len(said) == 1 and said[0][1] == "CertificateIssued", said
+    assert certificates.fingerprint(reissued) in said[0][2] and "stopped before saying so" in said[0][2]
+    assert _issuances(kube, SERVER) == 2  # said, not issued again
+    later = reconcile_tls(kube, obj, T0 + 3 * SECOND)
+    assert not [e for e in later.events if e[1].startswith("Certificate")]
 
 
 def test_client_certificates_renew_on_the_same_clock() -> None:

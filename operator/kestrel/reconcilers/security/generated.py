@@ -23,7 +23,7 @@ from kestrel.reconcilers import context
 
 class Made(enum.Enum):
     CREATED = "created"  # by this pass
-    UNREPORTED = "unreported"  # there on a first pass: made by one that stopped before saying so
+    UNREPORTED = "unreported"  # there, never reported: made by a pass that stopped before saying so
     FOUND = "found"  # there, and reported by an earlier pass
 
     def __bool__(self) -> bool:
@@ -33,7 +33,7 @@ class Made(enum.Enum):
     def said(self, created: str) -> str:
         """An Event's message about the Secret: `created` ("Created ... Secret x"), or what was found instead."""
         if self is Made.UNREPORTED:
-            return f"{created} (found on the model's first reported pass: made by a pass that stopped before saying so)"
+            return f"{created} (found, not yet reported: made by a pass that stopped before saying so)"
         return created
 
 
