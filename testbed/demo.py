@@ -36,12 +36,13 @@ from kubernetes import client, config
 from kestrel import infer
 from kestrel.api import crd
 from kestrel.serving.backends import postprocess
+from synthetic import detector
 from testbed import cluster, install
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "quickstart" / "modeldeployment.yaml"
-CHECKPOINT = ROOT / "tests" / "fixtures" / "models" / "shapes-yolov8n.pt"
-RECORD = ROOT / "tests" / "fixtures" / "models" / "shapes-yolov8n.json"
+CHECKPOINT = detector.CHECKPOINT
+RECORD = detector.RECORD
 WORK = ROOT / ".demo"
 OUTPUT = ROOT / "demo-output"
 NAMESPACE = "kestrel-demo"
