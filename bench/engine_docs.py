@@ -45,6 +45,7 @@ class Run:
     threads: int
     rounds: int
     pruned: dict[str, Any] | None  # kestrel.engine.prune.PruneEffect (with its fine_tune), as a dict
+    distilled: dict[str, Any] | None  # kestrel.engine.distill.DistillEffect, as a dict
     uptime: tuple[tuple[float, float, float], tuple[float, float, float]]
     busy: bool
     command: str
@@ -110,6 +111,31 @@ def _pruned_paragraph(run: Run) -> list[str]:
     return [" ".join(lines), ""]
 
 
+def _distilled_paragraph(run: Run) -> list[str]:
+    if run.distilled is None:
+        return []
+    effect, trained = run.distilled, run.distilled["training"]
+    share = effect["params_student"] / effect["params_teacher"]
+    lines = [
+        "The distilled rows are built from one student made by the builder's own code path (`distill.distill`, as",
+        f"`kestrel build` does for `spec.engine.distill: {{student: {{width: {effect['width']:g}}}, epochs:",
+        f"{trained['epochs']}, weight: {effect['weight']:g}, dataset: <training data.yaml>}}`): the source with",
+        f"{effect['width']:g} of its channels kept past the stem (the channels pruning keeps, so it starts from the "
+        f"source's weights), {effect['params_teacher']:,} parameters down to {effect['params_student']:,} "
+        f"({share:.0%}), then {trained['epochs']} epochs against the source as teacher (Ultralytics' "
+        "DistillationModel: the detection loss on the labels plus a score-weighted L2 loss between the student's "
+        f"and the teacher's features at the detect head's inputs, weight {effect['weight']:g}) with the fine-tune's "
+        f"recipe: the same {trained['train_images']} images, imgsz {trained['imgsz']}, batch {trained['batch']}, "
+        f"seed {trained['seed']}, CPU, {run.threads} threads: {trained['seconds']:.0f} s of training.",
+    ]
+    if trained.get("map50_95_before") is not None and trained.get("map50_95_after") is not None:
+        lines.append(
+            f"mAP50-95 at {run.size} in PyTorch FP32: {trained['map50_95_before']:.4f} as initialised, "
+            f"{trained['map50_95_after']:.4f} after the distillation."
+        )
+    return [" ".join(lines), ""]
+
+
 def _verdict(run: Run) -> list[str]:
     best = _row(run, run.best)
     source = _row(run, "PyTorch FP32")
@@ -161,9 +187,14 @@ def _load(run: Run) -> list[str]:
     return [" ".join(parts), ""]
 
 
-def _pick(run: Run, size: int, prefix: str, pruned: bool) -> dict[str, Any] | None:
+STUDENTS = (", pruned", ", distilled")
+
+
+def _pick(run: Run, size: int, prefix: str, student: str | None) -> dict[str, Any] | None:
+    """The first row of `prefix` at `size` made from the `student` checkpoint (None: from the source)."""
     for row in run.rows:
-        if row["imgsz"] == size and row["variant"].startswith(prefix) and (", pruned" in row["variant"]) == pruned:
+        made_from = next((kind for kind in STUDENTS if kind in row["variant"]), None)
+        if row["imgsz"] == size and row["variant"].startswith(prefix) and made_from == student:
             return row
     return None
 
@@ -171,8 +202,8 @@ def _pick(run: Run, size: int, prefix: str, pruned: bool) -> dict[str, Any] | No
 def explanation(run: Run) -> list[str]:
     """Why the numbers are what they are, filled in from this run."""
     source = _row(run, "PyTorch FP32")
-    ov, ov_pruned = (_pick(run, run.size, "OpenVINO INT8", pruned) for pruned in (False, True))
-    ort, ort_pruned = (_pick(run, run.size, "ONNX Runtime INT8", pruned) for pruned in (False, True))
+    ov, ov_pruned, ov_distilled = (_pick(run, run.size, "OpenVINO INT8", kind) for kind in (None, *STUDENTS))
+    ort, ort_pruned = (_pick(run, run.size, "ONNX Runtime INT8", kind) for kind in (None, STUDENTS[0]))
     layers = {layer["variant"]: layer for layer in run.layers if layer["imgsz"] == run.size}
     bullets = []
     if source and ov and ov_pruned and run.pruned:
@@ -213,7 +244,7 @@ def explanation(run: Run) -> list[str]:
         )
     if run.pruned and run.pruned.get("fine_tune"):
         tuned = run.pruned["fine_tune"]
-        at_training = _pick(run, tuned["imgsz"], "OpenVINO INT8", True)
+        at_training = _pick(run, tuned["imgsz"], "OpenVINO INT8", STUDENTS[0])
         source_there = next(
             (r for r in run.rows if r["imgsz"] == tuned["imgsz"] and r["variant"] == "PyTorch FP32"), None
         )
@@ -232,6 +263,25 @@ def explanation(run: Run) -> list[str]:
             "served size, and why the gate compares with the unpruned source: the drop in the summary line is "
             f"measured at {run.size}, a size neither was trained at."
         )
+        bullets.append(text)
+    if source and ov and ov_distilled:
+        text = (
+            f"- **The distilled student's OpenVINO INT8 engine: {source['p50_b1'] / ov_distilled['p50_b1']:.2f}x "
+            f"PyTorch FP32 at {run.size}, batch 1 ({ov_distilled['p50_b1']:.1f} ms), mAP50-95 "
+            f"{ov_distilled['map50_95']:.4f}, a drop of {source['map50_95'] - ov_distilled['map50_95']:.4f} against "
+            f"the source's {source['map50_95']:.4f}.**"
+        )
+        if ov_pruned:
+            text += (
+                f" The pruned and fine-tuned engine beside it: {source['p50_b1'] / ov_pruned['p50_b1']:.2f}x, "
+                f"mAP50-95 {ov_pruned['map50_95']:.4f}."
+            )
+            if run.pruned and run.distilled and run.pruned["params_after"] == run.distilled["params_student"]:
+                text += (
+                    " Both have the same channels and trained as long on the same images; what differs is the "
+                    "teacher's loss, so the mAP difference is what distillation bought, and the latencies differ by "
+                    "the timing's noise only."
+                )
         bullets.append(text)
     bullets.append(
         "- The reference row runs PyTorch on one thread, as it runs right after `import ultralytics` (which sets "
@@ -256,7 +306,9 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         "Ultralytics' export, the same 64 images), ONNX Runtime FP32 and OpenVINO INT8 again as "
         "`spec.security.obfuscate` serves them (node, tensor and layer names and metadata stripped), and the two INT8 "
         "engines again from a "
-        f"pruned and fine-tuned checkpoint. Every runtime on {run.threads} threads and the same input tensor; "
+        "pruned and fine-tuned checkpoint"
+        + (" and from a distilled student" if run.distilled else "")
+        + f". Every runtime on {run.threads} threads and the same input tensor; "
         "OpenVINO's `INFERENCE_PRECISION_HINT` pinned to `f32`; engines exported with a dynamic batch (max 8). The "
         f"runners of one image size are timed side by side in {run.rounds} interleaved rounds (order rotated; per "
         "round and runner one untimed call, then 5 timed calls at batch 1, 2 at batch 8), after 3 warm-up calls "
@@ -266,6 +318,7 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         "absolute mAP at 640 is lower, and the drop against PyTorch FP32 at the same size is what counts.",
         "",
         *_pruned_paragraph(run),
+        *_distilled_paragraph(run),
         run.table,
         "",
         PLOT_LINE,
@@ -274,7 +327,8 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         *_load(run),
         *explanation(run),
         f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()}, {os.cpu_count()} CPUs; {_versions()}. Reproduce with "
-        "(the first command trains and caches the pruned checkpoint; the second times everything, waiting for the "
+        "(the first command trains and caches the pruned and the distilled checkpoints; the second times "
+        "everything, waiting for the "
         "shared benchmark lock"
         + ("; each `--earlier` file is the `--json` of an earlier run of the same command" if run.earlier else "")
         + "):",
