@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kestrel.engine import command, pipeline
+from kestrel.engine import pipeline
 from tests.engine import builds
 from tests.fixtures import detector, shapes
 
@@ -67,12 +67,6 @@ def test_a_dataset_with_other_classes_fails_before_any_work(
         "epochs": 1,
         "dataset": f"file://{tmp_path}/two-classes.yaml",
     }
-    spec_file = tmp_path / "modeldeployment.yaml"
-    spec_file.write_text(yaml.safe_dump({"metadata": {"name": "shapes"}, "spec": raw}))
-    monkeypatch.setattr(command, "TERMINATION_LOG", tmp_path / "termination-log")
-    assert command.run(spec_file, tmp_path / "out") == command.EXIT_FAILED
-    message = (tmp_path / "termination-log").read_text()
+    message = builds.refused_before_any_work(raw, tmp_path, monkeypatch)
     assert message.startswith("SpecError: spec.engine.distill.dataset: ")
     assert "has 2 classes, the model 4" in message
-    # Refused before the baseline and the training: nothing but the verified source was written.
-    assert sorted(p.name for p in (tmp_path / "out" / "work").iterdir()) == ["source.pt"]
