@@ -126,7 +126,8 @@ def _distilled_paragraph(run: Run) -> list[str]:
         "DistillationModel: the detection loss on the labels plus a score-weighted L2 loss between the student's "
         f"and the teacher's features at the detect head's inputs, weight {effect['weight']:g}) with the fine-tune's "
         f"recipe: the same {trained['train_images']} images, imgsz {trained['imgsz']}, batch {trained['batch']}, "
-        f"seed {trained['seed']}, CPU, {run.threads} threads: {trained['seconds']:.0f} s of training.",
+        f"seed {trained['seed']}, CPU, {run.threads} threads: {trained['seconds']:.0f} s of training (wall clock, "
+        "on the machine shared with other work at the time).",
     ]
     if trained.get("map50_95_before") is not None and trained.get("map50_95_after") is not None:
         lines.append(
@@ -277,10 +278,16 @@ def explanation(run: Run) -> list[str]:
                 f"mAP50-95 {ov_pruned['map50_95']:.4f}."
             )
             if run.pruned and run.distilled and run.pruned["params_after"] == run.distilled["params_student"]:
+                epochs = (run.pruned.get("fine_tune") or {}).get("epochs", 0), run.distilled["training"]["epochs"]
                 text += (
-                    " Both have the same channels and trained as long on the same images; what differs is the "
-                    "teacher's loss, so the mAP difference is what distillation bought, and the latencies differ by "
-                    "the timing's noise only."
+                    " Both have the same channels, so their latencies differ by the timing's noise only, and "
+                    "trained on the same images; "
+                    + (
+                        "as long, so the mAP difference is what the teacher's loss bought."
+                        if epochs[0] == epochs[1]
+                        else f"the student {epochs[1]} epochs against the teacher, the pruned model {epochs[0]} on "
+                        "the labels alone, so the mAP difference mixes the teacher's loss with the training's length."
+                    )
                 )
         bullets.append(text)
     bullets.append(
@@ -334,7 +341,7 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         + "):",
         "",
         "```",
-        "nice -n 10 .venv/bin/python -m bench.engine --prepare-only",
+        f"nice -n 10 {run.command} --prepare-only",
         f"uptime; flock /tmp/kestrel-bench.lock {run.command}; uptime",
         "```",
     ]
