@@ -201,22 +201,22 @@ def pruned_checkpoint(
 
 
 def distilled_checkpoint(
-    work: Path, fixture: detector.ShapesDetector, width: float, epochs: int, threads: int
+    work: Path, fixture: detector.ShapesDetector, width: float, weight: float, epochs: int, threads: int
 ) -> Student:
     """Distil the fixture detector into a student of `width` as `kestrel build` does, or take the cached result."""
     recipe = finetune.Recipe(epochs=epochs, threads=threads)
-    parts = {"width": width, "weight": distill.DEFAULT_WEIGHT, "recipe": dataclasses.asdict(recipe)}
+    parts = {"width": width, "weight": weight, "recipe": dataclasses.asdict(recipe)}
     key = _cache_key(parts, ("prune.py", "finetune.py", "distill.py"), fixture.record)
 
     def make(staging: Path, data_yaml: Path, score: finetune.Score) -> dict[str, Any]:
         effect = distill.distill(
-            fixture.checkpoint, staging / "distilled.pt", data_yaml, width=width, weight=distill.DEFAULT_WEIGHT,
+            fixture.checkpoint, staging / "distilled.pt", data_yaml, width=width, weight=weight,
             recipe=recipe, imgsz=640, workdir=staging / "distill", score=score,
         )  # fmt: skip
         return dataclasses.asdict(effect)
 
     checkpoint, effect, cached = _student(work, fixture, key, "distilled", threads, make)
-    suffix = f", distilled width {effect['width']:g}, {effect['training']['epochs']} ep"
+    suffix = f", distilled width {effect['width']:g} weight {effect['weight']:g}, {effect['training']['epochs']} ep"
     return Student(checkpoint, effect, suffix, cached)
 
 
@@ -278,7 +278,7 @@ def runners_for(
             named[f"{name}, obfuscated"] = engine
     for student in students:
         for name, candidate in STUDENT_VARIANTS:
-            folder = work / str(imgsz) / student.checkpoint.stem
+            folder = work / str(imgsz) / student.checkpoint.parent.name  # the cache key: one per student
             built = export.export(student.checkpoint, candidate, settings, folder, gpu=False)
             engine = runners.for_engine(candidate.format, built.path, threads, MAX_BATCH, candidate.precision)
             named[name + student.suffix] = engine
@@ -363,6 +363,10 @@ def main() -> None:
     parser.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS)
     parser.add_argument("--distill-width", type=float, default=DISTILL_WIDTH)
     parser.add_argument("--distill-epochs", type=int, default=FINE_TUNE_EPOCHS)
+    parser.add_argument(
+        "--distill-weights", type=float, nargs="+", default=[distill.DEFAULT_WEIGHT],
+        help="one student per distillation loss weight",
+    )  # fmt: skip
     parser.add_argument("--no-pruned", action="store_true", help="leave the pruned variants out")
     parser.add_argument("--no-distilled", action="store_true", help="leave the distilled variants out")
     parser.add_argument(
@@ -378,12 +382,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kestrel-bench-") as tmp:
         work = Path(tmp)
         fixture = detector.shapes_detector(work / "data")
-        pruned = distilled = None
+        pruned = None
         if not args.no_pruned:
             pruned = pruned_checkpoint(work, fixture, args.prune_amount, args.fine_tune_epochs, args.threads)
-        if not args.no_distilled:
-            distilled = distilled_checkpoint(work, fixture, args.distill_width, args.distill_epochs, args.threads)
-        students = [s for s in (pruned, distilled) if s is not None]
+        distilled = [
+            distilled_checkpoint(work, fixture, args.distill_width, weight, args.distill_epochs, args.threads)
+            for weight in ([] if args.no_distilled else args.distill_weights)
+        ]
+        students = [s for s in (pruned, *distilled) if s is not None]
         for student in students:
             print(json.dumps({"student": str(student.checkpoint), "cached": student.cached, **student.effect}),
                   flush=True)  # fmt: skip
@@ -417,7 +423,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "threads": args.threads,
             "pruned": pruned.effect if pruned else None,
-            "distilled": distilled.effect if distilled else None,
+            "distilled": [student.effect for student in distilled],
             "rows": [dataclasses.asdict(r) for r in rows],
             "load": [dataclasses.asdict(x) for x in loads],
             "layers": [dataclasses.asdict(x) for x in layers],
@@ -430,7 +436,7 @@ def main() -> None:
             layers=[dataclasses.asdict(x) for x in layers],
             table=table(rows), summary=summary, best=best.variant, size=size, threads=args.threads,
             rounds=args.rounds, pruned=pruned.effect if pruned else None,
-            distilled=distilled.effect if distilled else None,
+            distilled=[student.effect for student in distilled],
             uptime=(load_before, load_after), busy=busy, command=command,
             earlier=[earlier_run(path, size) for path in args.earlier],
         )  # fmt: skip

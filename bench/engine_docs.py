@@ -45,7 +45,7 @@ class Run:
     threads: int
     rounds: int
     pruned: dict[str, Any] | None  # kestrel.engine.prune.PruneEffect (with its fine_tune), as a dict
-    distilled: dict[str, Any] | None  # kestrel.engine.distill.DistillEffect, as a dict
+    distilled: list[dict[str, Any]]  # kestrel.engine.distill.DistillEffect of each student, as dicts
     uptime: tuple[tuple[float, float, float], tuple[float, float, float]]
     busy: bool
     command: str
@@ -112,27 +112,32 @@ def _pruned_paragraph(run: Run) -> list[str]:
 
 
 def _distilled_paragraph(run: Run) -> list[str]:
-    if run.distilled is None:
+    if not run.distilled:
         return []
-    effect, trained = run.distilled, run.distilled["training"]
+    effect, trained = run.distilled[0], run.distilled[0]["training"]
     share = effect["params_student"] / effect["params_teacher"]
+    weights = ", ".join(f"{e['weight']:g}" for e in run.distilled)
     lines = [
-        "The distilled rows are built from one student made by the builder's own code path (`distill.distill`, as",
-        f"`kestrel build` does for `spec.engine.distill: {{student: {{width: {effect['width']:g}}}, epochs:",
-        f"{trained['epochs']}, weight: {effect['weight']:g}, dataset: <training data.yaml>}}`): the source with",
-        f"{effect['width']:g} of its channels kept past the stem (the channels pruning keeps, so it starts from the "
-        f"source's weights), {effect['params_teacher']:,} parameters down to {effect['params_student']:,} "
-        f"({share:.0%}), then {trained['epochs']} epochs against the source as teacher (Ultralytics' "
-        "DistillationModel: the detection loss on the labels plus a score-weighted L2 loss between the student's "
-        f"and the teacher's features at the detect head's inputs, weight {effect['weight']:g}) with the fine-tune's "
-        f"recipe: the same {trained['train_images']} images, imgsz {trained['imgsz']}, batch {trained['batch']}, "
-        f"seed {trained['seed']}, CPU, {run.threads} threads: {trained['seconds']:.0f} s of training (wall clock, "
-        "on the machine shared with other work at the time).",
+        f"The distilled rows are built from {len(run.distilled)} "
+        + ("students" if len(run.distilled) > 1 else "student")
+        + " made by the builder's own code path "
+        f"(`distill.distill`, as `kestrel build` does for `spec.engine.distill: {{student: {{width: "
+        f"{effect['width']:g}}}, epochs: {trained['epochs']}, weight: W, dataset: <training data.yaml>}}`, W = "
+        f"{weights}; 6 is the default): the source with {effect['width']:g} of its channels kept past the stem (the "
+        "channels pruning keeps, so it starts from the source's weights), "
+        f"{effect['params_teacher']:,} parameters down to {effect['params_student']:,} ({share:.0%}), then "
+        f"{trained['epochs']} epochs against the source as teacher (Ultralytics' DistillationModel: the detection "
+        "loss on the labels plus W times a score-weighted L2 loss between the student's and the teacher's features "
+        "at the detect head's inputs) with the fine-tune's recipe: the same "
+        f"{trained['train_images']} images, imgsz {trained['imgsz']}, batch {trained['batch']}, seed "
+        f"{trained['seed']}, CPU, {run.threads} threads.",
     ]
-    if trained.get("map50_95_before") is not None and trained.get("map50_95_after") is not None:
+    for student in run.distilled:
+        done = student["training"]
         lines.append(
-            f"mAP50-95 at {run.size} in PyTorch FP32: {trained['map50_95_before']:.4f} as initialised, "
-            f"{trained['map50_95_after']:.4f} after the distillation."
+            f"Weight {student['weight']:g}: {done['seconds']:.0f} s of training (wall clock, on the machine shared "
+            f"with other work at the time); mAP50-95 at {run.size} in PyTorch FP32 {done['map50_95_before']:.4f} as "
+            f"initialised, {done['map50_95_after']:.4f} after the distillation."
         )
     return [" ".join(lines), ""]
 
@@ -203,7 +208,7 @@ def _pick(run: Run, size: int, prefix: str, student: str | None) -> dict[str, An
 def explanation(run: Run) -> list[str]:
     """Why the numbers are what they are, filled in from this run."""
     source = _row(run, "PyTorch FP32")
-    ov, ov_pruned, ov_distilled = (_pick(run, run.size, "OpenVINO INT8", kind) for kind in (None, *STUDENTS))
+    ov, ov_pruned = (_pick(run, run.size, "OpenVINO INT8", kind) for kind in (None, STUDENTS[0]))
     ort, ort_pruned = (_pick(run, run.size, "ONNX Runtime INT8", kind) for kind in (None, STUDENTS[0]))
     layers = {layer["variant"]: layer for layer in run.layers if layer["imgsz"] == run.size}
     bullets = []
@@ -265,36 +270,50 @@ def explanation(run: Run) -> list[str]:
             f"measured at {run.size}, a size neither was trained at."
         )
         bullets.append(text)
-    if source and ov and ov_distilled:
-        text = (
-            f"- **The distilled student's OpenVINO INT8 engine: {source['p50_b1'] / ov_distilled['p50_b1']:.2f}x "
-            f"PyTorch FP32 at {run.size}, batch 1 ({ov_distilled['p50_b1']:.1f} ms), mAP50-95 "
-            f"{ov_distilled['map50_95']:.4f}, a drop of {source['map50_95'] - ov_distilled['map50_95']:.4f} against "
-            f"the source's {source['map50_95']:.4f}.**"
+    for student in run.distilled:
+        row = next(
+            (
+                r
+                for r in run.rows
+                if r["imgsz"] == run.size
+                and r["variant"].startswith("OpenVINO INT8")
+                and f", distilled width {student['width']:g} weight {student['weight']:g}," in r["variant"]
+            ),
+            None,
         )
-        if ov_pruned:
-            text += (
-                f" The pruned and fine-tuned engine beside it: {source['p50_b1'] / ov_pruned['p50_b1']:.2f}x, "
-                f"mAP50-95 {ov_pruned['map50_95']:.4f}."
-            )
-            if run.pruned and run.distilled and run.pruned["params_after"] == run.distilled["params_student"]:
-                epochs = (run.pruned.get("fine_tune") or {}).get("epochs", 0), run.distilled["training"]["epochs"]
-                text += (
-                    " Both have the same channels, so their latencies differ by the timing's noise only, and "
-                    "trained on the same images; "
-                    + (
-                        "as long, so the mAP difference is what the teacher's loss bought."
-                        if epochs[0] == epochs[1]
-                        else f"the student {epochs[1]} epochs against the teacher, the pruned model {epochs[0]} on "
-                        "the labels alone, so the mAP difference mixes the teacher's loss with the training's length."
-                    )
-                )
-        bullets.append(text)
+        if source and row:
+            bullets.append(_distilled_bullet(run, student, row, source, ov_pruned))
     bullets.append(
         "- The reference row runs PyTorch on one thread, as it runs right after `import ultralytics` (which sets "
         f"`OMP_NUM_THREADS=1`); the speedups are against PyTorch on the same {run.threads} threads as every engine."
     )
     return ["Why, as measured:", "", *bullets, ""]
+
+
+def _distilled_bullet(
+    run: Run, student: dict[str, Any], row: dict[str, Any], source: dict[str, Any], pruned: dict[str, Any] | None
+) -> str:
+    text = (
+        f"- **The distilled student (weight {student['weight']:g}) as an OpenVINO INT8 engine: "
+        f"{source['p50_b1'] / row['p50_b1']:.2f}x PyTorch FP32 at {run.size}, batch 1 ({row['p50_b1']:.1f} ms), "
+        f"mAP50-95 {row['map50_95']:.4f}, a drop of {source['map50_95'] - row['map50_95']:.4f} against the "
+        f"source's {source['map50_95']:.4f}.**"
+    )
+    if pruned is None or run.pruned is None:
+        return text
+    text += (
+        f" The pruned and fine-tuned engine beside it: {source['p50_b1'] / pruned['p50_b1']:.2f}x, mAP50-95 "
+        f"{pruned['map50_95']:.4f}."
+    )
+    if run.pruned["params_after"] == student["params_student"]:
+        epochs = (run.pruned.get("fine_tune") or {}).get("epochs", 0), student["training"]["epochs"]
+        text += " Both have the same channels, so their latencies differ by the timing's noise only, and " + (
+            "trained as long on the same images: the mAP difference is the teacher's loss's doing."
+            if epochs[0] == epochs[1]
+            else f"trained on the same images, the student {epochs[1]} epochs against the teacher, the pruned model "
+            f"{epochs[0]} on the labels alone: the mAP difference mixes the teacher's loss with the training's length."
+        )
+    return text
 
 
 # The picture of the table, drawn by bench/plots.py from the numbers written above.
@@ -314,7 +333,7 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         "`spec.security.obfuscate` serves them (node, tensor and layer names and metadata stripped), and the two INT8 "
         "engines again from a "
         "pruned and fine-tuned checkpoint"
-        + (" and from a distilled student" if run.distilled else "")
+        + (" and from distilled students" if run.distilled else "")
         + f". Every runtime on {run.threads} threads and the same input tensor; "
         "OpenVINO's `INFERENCE_PRECISION_HINT` pinned to `f32`; engines exported with a dynamic batch (max 8). The "
         f"runners of one image size are timed side by side in {run.rounds} interleaved rounds (order rotated; per "
