@@ -40,7 +40,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,11 +50,12 @@ from bench import engine_docs, plots
 from kestrel.engine import (
     accuracy,
     datasets,
+    distill,
     export,
     finetune,
+    held_out,
     obfuscate,
     offline,
-    pipeline,
     profile,
     prune,
     runners,
@@ -70,12 +73,14 @@ VARIANTS = (
 )
 # Timed again as spec.security.obfuscate serves them (names and metadata stripped, engine/obfuscate.py).
 OBFUSCATED = ("ONNX Runtime FP32", "OpenVINO INT8 (NNCF)")
-PRUNED_VARIANTS = (
+STUDENT_VARIANTS = (  # each smaller checkpoint (pruned, distilled) is timed in these
     ("ONNX Runtime INT8 (static QDQ)", export.Candidate("onnx", "int8")),
     ("OpenVINO INT8 (NNCF)", export.Candidate("openvino", "int8")),
 )
 PRUNE_AMOUNT = 0.3
 FINE_TUNE_EPOCHS = 12
+# The student keeps the channels pruning keeps, and trains as long: its rows differ from the pruned ones by the teacher.
+DISTILL_WIDTH = round(1 - PRUNE_AMOUNT, 6)
 CACHE = Path.home() / ".cache" / "kestrel" / "bench-engine"
 MAX_BATCH = 8
 MAX_MAP_DROP = 0.02  # the goal's accuracy bound (mAP50-95, against PyTorch FP32)
@@ -117,50 +122,46 @@ def medians(measured: profile.SideBySide) -> tuple[dict[str, profile.Latency], b
 
 
 @dataclasses.dataclass(frozen=True)
-class Pruned:
-    """The pruned and fine-tuned checkpoint the pruned variants are exported from, and what making it took."""
+class Student:
+    """A smaller checkpoint the student variants are exported from (pruned and fine-tuned, or distilled), made by
+    the builder's own code, and what making it took (PruneEffect or DistillEffect, as a dict)."""
 
     checkpoint: Path
-    effect: prune.PruneEffect
+    effect: dict[str, Any]
+    suffix: str
     cached: bool
 
-    @property
-    def suffix(self) -> str:
-        tuned = self.effect.fine_tune
-        epochs = tuned.epochs if tuned else 0
-        return f", pruned {self.effect.amount:g} + fine-tuned {epochs} ep"
 
-
-def _cache_key(amount: float, recipe: finetune.Recipe, record: dict[str, object]) -> str:
-    """Everything the checkpoint depends on: source, recipe, training data, the code that makes it, and versions."""
+def _cache_key(parts: dict[str, object], code: tuple[str, ...], record: dict[str, object]) -> str:
+    """Everything a checkpoint depends on: source, recipe, training data, the code that makes it, and versions."""
     engine = Path(prune.__file__).parent
     parts = {
         "source": detector.RECORD.read_text(),
-        "amount": amount,
-        "recipe": dataclasses.asdict(recipe),
+        **parts,
         "dataset": record["dataset"],
-        "code": [hashlib.sha256((engine / f).read_bytes()).hexdigest() for f in ("prune.py", "finetune.py")],
+        "code": [hashlib.sha256((engine / f).read_bytes()).hexdigest() for f in code],
         "versions": [importlib.metadata.version(n) for n in ("torch", "ultralytics", "torch-pruning")],
         "machine": platform.machine(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def pruned_checkpoint(work: Path, fixture: detector.ShapesDetector, amount: float, epochs: int, threads: int) -> Pruned:
-    """Prune and fine-tune the fixture detector as `kestrel build` does, or take the cached result of doing so.
+Make = Callable[[Path, Path, finetune.Score], dict[str, Any]]  # (staging, training data.yaml, score) -> effect
+
+
+def _student(
+    work: Path, fixture: detector.ShapesDetector, key: str, name: str, threads: int, make: Make
+) -> tuple[Path, dict[str, Any], bool]:
+    """The checkpoint `make` writes to staging/NAME.pt, from the cache under `key` or made now and cached.
 
     The training data is the fixture's own recipe (synthetic/models/shapes-yolov8n.json): the same generator,
     seed and training split the detector was trained on, at the size it was trained at.
     """
-    recipe = finetune.Recipe(epochs=epochs, threads=threads)
-    folder = CACHE / _cache_key(amount, recipe, fixture.record)
-    checkpoint, effect_file = folder / "fine-tuned.pt", folder / "effect.json"
+    folder = CACHE / key
+    checkpoint, effect_file = folder / f"{name}.pt", folder / "effect.json"
     if checkpoint.is_file() and effect_file.is_file():
-        raw = json.loads(effect_file.read_text())
-        tuned = raw.pop("fine_tune")
-        effect = prune.PruneEffect(**raw, fine_tune=finetune.FineTuneEffect(**tuned) if tuned else None)
-        return Pruned(checkpoint, effect, cached=True)
-    print(f"pruning {amount:g} and fine-tuning {epochs} epochs (cached afterwards in {folder}) ...", flush=True)
+        return checkpoint, json.loads(effect_file.read_text()), True
+    print(f"making {name} (minutes of training; cached afterwards in {folder}) ...", flush=True)
     recipe_of = fixture.record["dataset"]
     data_yaml = shapes.generate(work / "train-data", recipe_of["seed"], train=recipe_of["train"], val=recipe_of["val"])
     dataset = datasets.load(fixture.data_yaml)
@@ -169,18 +170,54 @@ def pruned_checkpoint(work: Path, fixture: detector.ShapesDetector, amount: floa
     def score(path: Path) -> accuracy.Accuracy:
         return accuracy.measure(runners.torch_source(path, threads, MAX_BATCH), dataset, served)
 
-    staging = work / "pruned"
+    staging = work / name
     staging.mkdir(parents=True, exist_ok=True)
-    effect = prune.prune(fixture.checkpoint, staging / "pruned.pt", amount, 640)
-    tuned = finetune.fine_tune(
-        staging / "pruned.pt", staging / "fine-tuned.pt", data_yaml, recipe,
-        served_imgsz=640, workdir=staging / "fine-tune", score=score,
-    )  # fmt: skip
-    effect = dataclasses.replace(effect, fine_tune=tuned)
+    effect = make(staging, data_yaml, score)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(staging / "fine-tuned.pt", checkpoint)
-    effect_file.write_text(json.dumps(dataclasses.asdict(effect), indent=2) + "\n")
-    return Pruned(checkpoint, effect, cached=False)
+    shutil.copyfile(staging / f"{name}.pt", checkpoint)
+    effect_file.write_text(json.dumps(effect, indent=2) + "\n")
+    return checkpoint, effect, False
+
+
+def pruned_checkpoint(
+    work: Path, fixture: detector.ShapesDetector, amount: float, epochs: int, threads: int
+) -> Student:
+    """Prune and fine-tune the fixture detector as `kestrel build` does, or take the cached result of doing so."""
+    recipe = finetune.Recipe(epochs=epochs, threads=threads)
+    key = _cache_key({"amount": amount, "recipe": dataclasses.asdict(recipe)}, ("prune.py", "finetune.py"),
+                     fixture.record)  # fmt: skip
+
+    def make(staging: Path, data_yaml: Path, score: finetune.Score) -> dict[str, Any]:
+        effect = prune.prune(fixture.checkpoint, staging / "pruned.pt", amount, 640)
+        tuned = finetune.fine_tune(
+            staging / "pruned.pt", staging / "fine-tuned.pt", data_yaml, recipe,
+            served_imgsz=640, workdir=staging / "fine-tune", score=score,
+        )  # fmt: skip
+        return dataclasses.asdict(dataclasses.replace(effect, fine_tune=tuned))
+
+    checkpoint, effect, cached = _student(work, fixture, key, "fine-tuned", threads, make)
+    suffix = f", pruned {effect['amount']:g} + fine-tuned {(effect['fine_tune'] or {}).get('epochs', 0)} ep"
+    return Student(checkpoint, effect, suffix, cached)
+
+
+def distilled_checkpoint(
+    work: Path, fixture: detector.ShapesDetector, width: float, weight: float, epochs: int, threads: int
+) -> Student:
+    """Distil the fixture detector into a student of `width` as `kestrel build` does, or take the cached result."""
+    recipe = finetune.Recipe(epochs=epochs, threads=threads)
+    parts = {"width": width, "weight": weight, "recipe": dataclasses.asdict(recipe)}
+    key = _cache_key(parts, ("prune.py", "finetune.py", "distill.py"), fixture.record)
+
+    def make(staging: Path, data_yaml: Path, score: finetune.Score) -> dict[str, Any]:
+        effect = distill.distill(
+            fixture.checkpoint, staging / "distilled.pt", data_yaml, width=width, weight=weight,
+            recipe=recipe, imgsz=640, workdir=staging / "distill", score=score,
+        )  # fmt: skip
+        return dataclasses.asdict(effect)
+
+    checkpoint, effect, cached = _student(work, fixture, key, "distilled", threads, make)
+    suffix = f", distilled width {effect['width']:g} weight {effect['weight']:g}, {effect['training']['epochs']} ep"
+    return Student(checkpoint, effect, suffix, cached)
 
 
 @dataclasses.dataclass
@@ -220,13 +257,13 @@ def layer_profile(variant: str, model_dir: Path, imgsz: int, threads: int, calls
 
 
 def runners_for(
-    work: Path, fixture: detector.ShapesDetector, imgsz: int, threads: int, pruned: Pruned | None
+    work: Path, fixture: detector.ShapesDetector, imgsz: int, threads: int, students: list[Student]
 ) -> tuple[dict[str, runners.Runner], dict[str, Path]]:
     """The runners side by side, and the OpenVINO INT8 model folders (for `layer_profile`)."""
     openvino_int8: dict[str, Path] = {}
     # Held out, as `kestrel build` calibrates: the first 64 images of the training split, none of them scored.
     calibration = export.Calibration(fixture.data_yaml, samples=detector.CALIBRATION_IMAGES, split="train")
-    pipeline.check_held_out(calibration, datasets.load(fixture.data_yaml))
+    held_out.calibration(calibration, datasets.load(fixture.data_yaml))
     settings = export.ExportSettings(imgsz=imgsz, batch=MAX_BATCH, dynamic=True, calibration=calibration)
     named = {BASELINE: runners.torch_source(fixture.checkpoint, threads, MAX_BATCH)}
     for name, candidate in VARIANTS:
@@ -239,27 +276,28 @@ def runners_for(
             hidden = obfuscate.obfuscate(candidate.format, built.path, folder)
             engine = runners.for_engine(candidate.format, hidden, threads, MAX_BATCH, candidate.precision)
             named[f"{name}, obfuscated"] = engine
-    if pruned is not None:
-        for name, candidate in PRUNED_VARIANTS:
-            built = export.export(pruned.checkpoint, candidate, settings, work / str(imgsz) / "pruned", gpu=False)
+    for student in students:
+        for name, candidate in STUDENT_VARIANTS:
+            folder = work / str(imgsz) / student.checkpoint.parent.name  # the cache key: one per student
+            built = export.export(student.checkpoint, candidate, settings, folder, gpu=False)
             engine = runners.for_engine(candidate.format, built.path, threads, MAX_BATCH, candidate.precision)
-            named[name + pruned.suffix] = engine
+            named[name + student.suffix] = engine
             if candidate == export.Candidate("openvino", "int8"):
-                openvino_int8[name + pruned.suffix] = built.path
+                openvino_int8[name + student.suffix] = built.path
     if threads > 1:
         named[REFERENCE] = runners.torch_source(fixture.checkpoint, 1, MAX_BATCH)
     return named, openvino_int8
 
 
 def run(
-    work: Path, fixture: detector.ShapesDetector, threads: int, sizes: list[int], rounds: int, pruned: Pruned | None
+    work: Path, fixture: detector.ShapesDetector, threads: int, sizes: list[int], rounds: int, students: list[Student]
 ) -> tuple[list[Row], list[Load], list[Layers]]:
     dataset = datasets.load(fixture.data_yaml)
     rows: list[Row] = []
     loads: list[Load] = []
     layers: list[Layers] = []
     for imgsz in sizes:
-        named, openvino_int8 = runners_for(work, fixture, imgsz, threads, pruned)
+        named, openvino_int8 = runners_for(work, fixture, imgsz, threads, students)
         before = os.getloadavg()
         measured1 = profile.side_by_side(named, imgsz, 1, rounds=rounds, per_round=5)
         measured8 = profile.side_by_side(named, imgsz, MAX_BATCH, rounds=max(3, rounds // 3), per_round=2, warmup=1)
@@ -323,8 +361,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--prune-amount", type=float, default=PRUNE_AMOUNT)
     parser.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS)
+    parser.add_argument("--distill-width", type=float, default=DISTILL_WIDTH)
+    parser.add_argument("--distill-epochs", type=int, default=FINE_TUNE_EPOCHS)
+    parser.add_argument(
+        "--distill-weights", type=float, nargs="+", default=[distill.DEFAULT_WEIGHT],
+        help="one student per distillation loss weight",
+    )  # fmt: skip
     parser.add_argument("--no-pruned", action="store_true", help="leave the pruned variants out")
-    parser.add_argument("--prepare-only", action="store_true", help="make (or find) the pruned checkpoint and stop")
+    parser.add_argument("--no-distilled", action="store_true", help="leave the distilled variants out")
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="make (or find) the pruned and distilled checkpoints and stop"
+    )
     parser.add_argument("--write-docs", action="store_true", help="replace the Engine section of docs/benchmarks.md")
     parser.add_argument(
         "--earlier", type=Path, nargs="*", default=[],
@@ -338,12 +385,18 @@ def main() -> None:
         pruned = None
         if not args.no_pruned:
             pruned = pruned_checkpoint(work, fixture, args.prune_amount, args.fine_tune_epochs, args.threads)
-            print(json.dumps({"pruned": str(pruned.checkpoint), "cached": pruned.cached,
-                              **dataclasses.asdict(pruned.effect)}), flush=True)  # fmt: skip
+        distilled = [
+            distilled_checkpoint(work, fixture, args.distill_width, weight, args.distill_epochs, args.threads)
+            for weight in ([] if args.no_distilled else args.distill_weights)
+        ]
+        students = [s for s in (pruned, *distilled) if s is not None]
+        for student in students:
+            print(json.dumps({"student": str(student.checkpoint), "cached": student.cached, **student.effect}),
+                  flush=True)  # fmt: skip
         if args.prepare_only:
             return
         load_before = os.getloadavg()
-        rows, loads, layers = run(work, fixture, args.threads, args.sizes, args.rounds, pruned)
+        rows, loads, layers = run(work, fixture, args.threads, args.sizes, args.rounds, students)
         load_after = os.getloadavg()
     print(table(rows))
     for load in loads:
@@ -369,7 +422,8 @@ def main() -> None:
             "machine": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(),
             "threads": args.threads,
-            "pruned": dataclasses.asdict(pruned.effect) if pruned else None,
+            "pruned": pruned.effect if pruned else None,
+            "distilled": [student.effect for student in distilled],
             "rows": [dataclasses.asdict(r) for r in rows],
             "load": [dataclasses.asdict(x) for x in loads],
             "layers": [dataclasses.asdict(x) for x in layers],
@@ -381,7 +435,8 @@ def main() -> None:
             rows=[dataclasses.asdict(r) for r in rows], loads=[dataclasses.asdict(x) for x in loads],
             layers=[dataclasses.asdict(x) for x in layers],
             table=table(rows), summary=summary, best=best.variant, size=size, threads=args.threads,
-            rounds=args.rounds, pruned=dataclasses.asdict(pruned.effect) if pruned else None,
+            rounds=args.rounds, pruned=pruned.effect if pruned else None,
+            distilled=[student.effect for student in distilled],
             uptime=(load_before, load_after), busy=busy, command=command,
             earlier=[earlier_run(path, size) for path in args.earlier],
         )  # fmt: skip

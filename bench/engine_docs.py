@@ -45,6 +45,7 @@ class Run:
     threads: int
     rounds: int
     pruned: dict[str, Any] | None  # kestrel.engine.prune.PruneEffect (with its fine_tune), as a dict
+    distilled: list[dict[str, Any]]  # kestrel.engine.distill.DistillEffect of each student, as dicts
     uptime: tuple[tuple[float, float, float], tuple[float, float, float]]
     busy: bool
     command: str
@@ -110,6 +111,37 @@ def _pruned_paragraph(run: Run) -> list[str]:
     return [" ".join(lines), ""]
 
 
+def _distilled_paragraph(run: Run) -> list[str]:
+    if not run.distilled:
+        return []
+    effect, trained = run.distilled[0], run.distilled[0]["training"]
+    share = effect["params_student"] / effect["params_teacher"]
+    weights = ", ".join(f"{e['weight']:g}" for e in run.distilled)
+    lines = [
+        f"The distilled rows are built from {len(run.distilled)} "
+        + ("students" if len(run.distilled) > 1 else "student")
+        + " made by the builder's own code path "
+        f"(`distill.distill`, as `kestrel build` does for `spec.engine.distill: {{student: {{width: "
+        f"{effect['width']:g}}}, epochs: {trained['epochs']}, weight: W, dataset: <training data.yaml>}}`, W = "
+        f"{weights}; 6 is the default): the source with {effect['width']:g} of its channels kept past the stem (the "
+        "channels pruning keeps, so it starts from the source's weights), "
+        f"{effect['params_teacher']:,} parameters down to {effect['params_student']:,} ({share:.0%}), then "
+        f"{trained['epochs']} epochs against the source as teacher (Ultralytics' DistillationModel: the detection "
+        "loss on the labels plus W times a score-weighted L2 loss between the student's and the teacher's features "
+        "at the detect head's inputs) with the fine-tune's recipe: the same "
+        f"{trained['train_images']} images, imgsz {trained['imgsz']}, batch {trained['batch']}, seed "
+        f"{trained['seed']}, CPU, {run.threads} threads.",
+    ]
+    for student in run.distilled:
+        done = student["training"]
+        lines.append(
+            f"Weight {student['weight']:g}: {done['seconds']:.0f} s of training (wall clock, on the machine shared "
+            f"with other work at the time); mAP50-95 at {run.size} in PyTorch FP32 {done['map50_95_before']:.4f} as "
+            f"initialised, {done['map50_95_after']:.4f} after the distillation."
+        )
+    return [" ".join(lines), ""]
+
+
 def _verdict(run: Run) -> list[str]:
     best = _row(run, run.best)
     source = _row(run, "PyTorch FP32")
@@ -161,9 +193,14 @@ def _load(run: Run) -> list[str]:
     return [" ".join(parts), ""]
 
 
-def _pick(run: Run, size: int, prefix: str, pruned: bool) -> dict[str, Any] | None:
+STUDENTS = (", pruned", ", distilled")
+
+
+def _pick(run: Run, size: int, prefix: str, student: str | None) -> dict[str, Any] | None:
+    """The first row of `prefix` at `size` made from the `student` checkpoint (None: from the source)."""
     for row in run.rows:
-        if row["imgsz"] == size and row["variant"].startswith(prefix) and (", pruned" in row["variant"]) == pruned:
+        made_from = next((kind for kind in STUDENTS if kind in row["variant"]), None)
+        if row["imgsz"] == size and row["variant"].startswith(prefix) and made_from == student:
             return row
     return None
 
@@ -171,8 +208,8 @@ def _pick(run: Run, size: int, prefix: str, pruned: bool) -> dict[str, Any] | No
 def explanation(run: Run) -> list[str]:
     """Why the numbers are what they are, filled in from this run."""
     source = _row(run, "PyTorch FP32")
-    ov, ov_pruned = (_pick(run, run.size, "OpenVINO INT8", pruned) for pruned in (False, True))
-    ort, ort_pruned = (_pick(run, run.size, "ONNX Runtime INT8", pruned) for pruned in (False, True))
+    ov, ov_pruned = (_pick(run, run.size, "OpenVINO INT8", kind) for kind in (None, STUDENTS[0]))
+    ort, ort_pruned = (_pick(run, run.size, "ONNX Runtime INT8", kind) for kind in (None, STUDENTS[0]))
     layers = {layer["variant"]: layer for layer in run.layers if layer["imgsz"] == run.size}
     bullets = []
     if source and ov and ov_pruned and run.pruned:
@@ -213,7 +250,7 @@ def explanation(run: Run) -> list[str]:
         )
     if run.pruned and run.pruned.get("fine_tune"):
         tuned = run.pruned["fine_tune"]
-        at_training = _pick(run, tuned["imgsz"], "OpenVINO INT8", True)
+        at_training = _pick(run, tuned["imgsz"], "OpenVINO INT8", STUDENTS[0])
         source_there = next(
             (r for r in run.rows if r["imgsz"] == tuned["imgsz"] and r["variant"] == "PyTorch FP32"), None
         )
@@ -233,11 +270,50 @@ def explanation(run: Run) -> list[str]:
             f"measured at {run.size}, a size neither was trained at."
         )
         bullets.append(text)
+    for student in run.distilled:
+        row = next(
+            (
+                r
+                for r in run.rows
+                if r["imgsz"] == run.size
+                and r["variant"].startswith("OpenVINO INT8")
+                and f", distilled width {student['width']:g} weight {student['weight']:g}," in r["variant"]
+            ),
+            None,
+        )
+        if source and row:
+            bullets.append(_distilled_bullet(run, student, row, source, ov_pruned))
     bullets.append(
         "- The reference row runs PyTorch on one thread, as it runs right after `import ultralytics` (which sets "
         f"`OMP_NUM_THREADS=1`); the speedups are against PyTorch on the same {run.threads} threads as every engine."
     )
     return ["Why, as measured:", "", *bullets, ""]
+
+
+def _distilled_bullet(
+    run: Run, student: dict[str, Any], row: dict[str, Any], source: dict[str, Any], pruned: dict[str, Any] | None
+) -> str:
+    text = (
+        f"- **The distilled student (weight {student['weight']:g}) as an OpenVINO INT8 engine: "
+        f"{source['p50_b1'] / row['p50_b1']:.2f}x PyTorch FP32 at {run.size}, batch 1 ({row['p50_b1']:.1f} ms), "
+        f"mAP50-95 {row['map50_95']:.4f}, a drop of {source['map50_95'] - row['map50_95']:.4f} against the "
+        f"source's {source['map50_95']:.4f}.**"
+    )
+    if pruned is None or run.pruned is None:
+        return text
+    text += (
+        f" The pruned and fine-tuned engine beside it: {source['p50_b1'] / pruned['p50_b1']:.2f}x, mAP50-95 "
+        f"{pruned['map50_95']:.4f}."
+    )
+    if run.pruned["params_after"] == student["params_student"]:
+        epochs = (run.pruned.get("fine_tune") or {}).get("epochs", 0), student["training"]["epochs"]
+        text += " Both have the same channels, so their latencies differ by the timing's noise only, and " + (
+            "trained as long on the same images: the mAP difference is the teacher's loss's doing."
+            if epochs[0] == epochs[1]
+            else f"trained on the same images, the student {epochs[1]} epochs against the teacher, the pruned model "
+            f"{epochs[0]} on the labels alone: the mAP difference mixes the teacher's loss with the training's length."
+        )
+    return text
 
 
 # The picture of the table, drawn by bench/plots.py from the numbers written above.
@@ -256,7 +332,9 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         "Ultralytics' export, the same 64 images), ONNX Runtime FP32 and OpenVINO INT8 again as "
         "`spec.security.obfuscate` serves them (node, tensor and layer names and metadata stripped), and the two INT8 "
         "engines again from a "
-        f"pruned and fine-tuned checkpoint. Every runtime on {run.threads} threads and the same input tensor; "
+        "pruned and fine-tuned checkpoint"
+        + (" and from distilled students" if run.distilled else "")
+        + f". Every runtime on {run.threads} threads and the same input tensor; "
         "OpenVINO's `INFERENCE_PRECISION_HINT` pinned to `f32`; engines exported with a dynamic batch (max 8). The "
         f"runners of one image size are timed side by side in {run.rounds} interleaved rounds (order rotated; per "
         "round and runner one untimed call, then 5 timed calls at batch 1, 2 at batch 8), after 3 warm-up calls "
@@ -266,6 +344,7 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         "absolute mAP at 640 is lower, and the drop against PyTorch FP32 at the same size is what counts.",
         "",
         *_pruned_paragraph(run),
+        *_distilled_paragraph(run),
         run.table,
         "",
         PLOT_LINE,
@@ -274,13 +353,14 @@ def write(run: Run, docs: Path = doc_sections.DOCS) -> None:
         *_load(run),
         *explanation(run),
         f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()}, {os.cpu_count()} CPUs; {_versions()}. Reproduce with "
-        "(the first command trains and caches the pruned checkpoint; the second times everything, waiting for the "
+        "(the first command trains and caches the pruned and the distilled checkpoints; the second times "
+        "everything, waiting for the "
         "shared benchmark lock"
         + ("; each `--earlier` file is the `--json` of an earlier run of the same command" if run.earlier else "")
         + "):",
         "",
         "```",
-        "nice -n 10 .venv/bin/python -m bench.engine --prepare-only",
+        f"nice -n 10 {run.command} --prepare-only",
         f"uptime; flock /tmp/kestrel-bench.lock {run.command}; uptime",
         "```",
     ]

@@ -185,6 +185,43 @@ CASES = [
         "spec.engine.prune.dataset",
         _set("engine.prune", {"amount": 0.2, "fineTuneEpochs": 5}),
     ),
+    # Distillation: a student needs training data, a size, and is the only narrowing (not beside prune).
+    Case(
+        "distill-without-dataset",
+        "spec.engine.distill.dataset",
+        _set("engine.distill", {"student": {"width": 0.5}, "epochs": 4}),
+    ),
+    Case(
+        "distill-without-student",
+        "spec.engine.distill.student",
+        _set("engine.distill", {"epochs": 4, "dataset": "pvc://data/shapes/data.yaml"}),
+    ),
+    Case(
+        "distill-student-as-wide-as-the-source",
+        "spec.engine.distill.student.width",
+        _set("engine.distill", {"student": {"width": 1}, "epochs": 4, "dataset": "pvc://data/shapes/data.yaml"}),
+    ),
+    Case(
+        "distill-zero-epochs",
+        "spec.engine.distill.epochs",
+        _set("engine.distill", {"student": {"width": 0.5}, "epochs": 0, "dataset": "pvc://data/shapes/data.yaml"}),
+    ),
+    Case(
+        "distill-dataset-over-https-without-digest",
+        "spec.engine.distill.datasetSha256",
+        _set(
+            "engine.distill",
+            {"student": {"width": 0.5}, "epochs": 4, "dataset": "https://data.example.com/train.tar.gz"},
+        ),
+    ),
+    Case(
+        "distill-and-prune",
+        "spec.engine.distill",
+        _all(
+            _set("engine.prune", {"amount": 0.3}),
+            _set("engine.distill", {"student": {"width": 0.7}, "epochs": 4, "dataset": "pvc://data/shapes/data.yaml"}),
+        ),
+    ),
     Case(
         "replicas-and-autoscaling",
         "spec.serving.replicas",

@@ -7,11 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from kestrel.api import result as api_result
 from kestrel.api import spec as api
+from kestrel.engine import command
 from synthetic.detector import ShapesDetector
 
 
@@ -47,3 +50,14 @@ def check_outputs(out: Path) -> tuple[api_result.BuildResult, dict[str, Any]]:
         if path.name == "config.pbtxt":
             text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
     return result, manifest
+
+
+def refused_before_any_work(raw: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run `kestrel build` on `raw` as the build Job does; it must fail having written nothing but the verified
+    source (no baseline, no pruning, no training). Returns the termination message."""
+    spec_file = tmp_path / "modeldeployment.yaml"
+    spec_file.write_text(yaml.safe_dump({"metadata": {"name": "shapes"}, "spec": raw}))
+    monkeypatch.setattr(command, "TERMINATION_LOG", tmp_path / "termination-log")
+    assert command.run(spec_file, tmp_path / "out") == command.EXIT_FAILED
+    assert sorted(p.name for p in (tmp_path / "out" / "work").iterdir()) == ["source.pt"]
+    return (tmp_path / "termination-log").read_text()

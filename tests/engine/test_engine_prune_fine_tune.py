@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from kestrel.engine import accuracy, command, datasets, export, finetune, pipeline, prune, runners
+from kestrel.engine import accuracy, datasets, export, finetune, pipeline, prune, runners
 from kestrel.serving.backends import preprocess
 from synthetic import detector, shapes
 from tests.engine import builds
@@ -90,12 +89,6 @@ def test_a_missing_fine_tune_dataset_fails_before_any_work(
     fixture = detector.shapes_detector(tmp_path / "val", val=8)
     raw = builds.spec(fixture, {"format": "onnx", "precision": "fp32"})
     raw["engine"]["prune"] = {"amount": 0.3, "fineTuneEpochs": 2, "dataset": f"file://{tmp_path}/none/data.yaml"}
-    spec_file = tmp_path / "modeldeployment.yaml"
-    spec_file.write_text(yaml.safe_dump({"metadata": {"name": "shapes"}, "spec": raw}))
-    monkeypatch.setattr(command, "TERMINATION_LOG", tmp_path / "termination-log")
-    assert command.run(spec_file, tmp_path / "out") == command.EXIT_FAILED
-    message = (tmp_path / "termination-log").read_text()
+    message = builds.refused_before_any_work(raw, tmp_path, monkeypatch)
     assert message.startswith("SpecError: spec.engine.prune.dataset: ")
     assert message in capsys.readouterr().err
-    # Refused before the baseline, the pruning and the training: nothing but the verified source was written.
-    assert sorted(p.name for p in (tmp_path / "out" / "work").iterdir()) == ["source.pt"]

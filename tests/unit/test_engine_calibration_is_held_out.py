@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kestrel.engine import datasets, errors, export, pipeline
+from kestrel.engine import datasets, errors, export, held_out
 
 
 def _dataset(root: Path, splits: dict[str, list[bytes]]) -> Path:
@@ -27,7 +27,7 @@ def _images(prefix: bytes, count: int) -> list[bytes]:
 
 def test_a_training_split_apart_from_val_is_accepted(tmp_path: Path) -> None:
     data_yaml = _dataset(tmp_path / "d", {"train": _images(b"train", 8), "val": _images(b"val", 4)})
-    pipeline.check_held_out(export.Calibration(data_yaml, 8, "train"), datasets.load(data_yaml))
+    held_out.calibration(export.Calibration(data_yaml, 8, "train"), datasets.load(data_yaml))
 
 
 def test_calibrating_on_the_val_split_is_refused(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_calibrating_on_the_val_split_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         errors.ExportError, match=r"spec.engine.calibration: 4 of the 4 images of calibration split 'val'"
     ):
-        pipeline.check_held_out(export.Calibration(data_yaml, 8, "val"), datasets.load(data_yaml))
+        held_out.calibration(export.Calibration(data_yaml, 8, "val"), datasets.load(data_yaml))
 
 
 def test_a_validation_image_copied_into_the_calibration_set_is_found_by_its_content(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_a_validation_image_copied_into_the_calibration_set_is_found_by_its_cont
         tmp_path / "scored" / "images" / "val" / "val_002.png", tmp_path / "calibration" / "images" / "train" / "x.png"
     )
     with pytest.raises(errors.ExportError, match=r"1 of the 9 images .* \(e.g. val_002.png\)"):
-        pipeline.check_held_out(export.Calibration(calibration, 8, "train"), datasets.load(scored))
+        held_out.calibration(export.Calibration(calibration, 8, "train"), datasets.load(scored))
 
 
 def test_a_split_missing_from_the_data_yaml_is_an_error_not_the_val_split(tmp_path: Path) -> None:

@@ -168,6 +168,45 @@ class PruneSpec(ApiModel):
     )
 
 
+class DistillStudentSpec(ApiModel):
+    """The student: the source's architecture, narrower, starting from the source's own weights."""
+
+    width: float = pydantic.Field(
+        ge=0.1,
+        lt=1,
+        description="Fraction of the source's channels the student keeps in every layer past the stem (the stem and "
+        "the detect head's output convolutions keep all theirs), in [0.1, 1). The channels kept are those structured "
+        "pruning keeps; then the student trains against the source.",
+    )
+
+
+class DistillSpec(ApiModel):
+    """Knowledge distillation: a smaller student trained against the source model as its teacher, then exported and
+    judged by the gate against the source like any engine."""
+
+    student: DistillStudentSpec = pydantic.Field(description="The student's size.")
+    epochs: int = pydantic.Field(ge=1, le=1000, description="Epochs of training on the train split of `dataset`.")
+    dataset: str = pydantic.Field(
+        pattern=DATASET_URI_PATTERN,
+        max_length=2048,
+        description="Training data.yaml (its train split is trained on; the source's classes), as a pvc:// or "
+        "file:// URI, or an s3:// or https:// archive holding it (then datasetSha256 is required). The build refuses "
+        "one whose training images are validation images too.",
+    )
+    dataset_sha256: str | None = pydantic.Field(
+        default=None, pattern=SHA256_PATTERN, description="Hex SHA-256 of an s3:// or https:// dataset archive."
+    )
+    weight: float = pydantic.Field(
+        default=6.0,
+        gt=0,
+        le=100,
+        description="Weight of the distillation loss (the student's features against the teacher's at the detect "
+        "head's inputs, weighted by the teacher's scores) beside the detection loss on the labels.",
+    )
+
+    cel_rules = _remote_dataset_rules("spec.engine.distill.dataset", optional=False)
+
+
 class BatchSpec(ApiModel):
     """Batch dimension of the engine."""
 
@@ -203,6 +242,9 @@ class EngineSpec(ApiModel):
     precision: Precision = pydantic.Field(default="fp32", description="Numeric precision; int8 needs calibration.")
     calibration: CalibrationSpec | None = pydantic.Field(default=None, description="INT8 calibration data.")
     prune: PruneSpec | None = pydantic.Field(default=None, description="Optional structured pruning.")
+    distill: DistillSpec | None = pydantic.Field(
+        default=None, description="Optional knowledge distillation into a narrower student."
+    )
     batch: BatchSpec = section(BatchSpec, "Batch dimension.")
     opset: int | None = pydantic.Field(default=None, ge=7, le=23, description="ONNX opset; default: the exporter's.")
     workspace_gib: int = pydantic.Field(
@@ -218,6 +260,15 @@ class EngineSpec(ApiModel):
             check=lambda s: s.precision != "int8" or s.calibration is not None,
             field_path=".calibration",
             reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!(has(self.prune) && has(self.distill))",
+            message="spec.engine.prune and spec.engine.distill both make the model narrower: use one. distill's "
+            "student is the pruned source trained against the source (student.width 0.7 keeps what prune.amount 0.3 "
+            "keeps); prune alone fine-tunes without a teacher",
+            check=lambda s: s.prune is None or s.distill is None,
+            field_path=".distill",
+            reason="FieldValueForbidden",
         ),
         Rule(
             cel="!(self.format == 'torchscript' && self.precision == 'int8')",

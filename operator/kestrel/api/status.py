@@ -47,7 +47,7 @@ class BuildProgressStatus(ApiModel):
     job: str = pydantic.Field(max_length=63, description="The build Job.")
     stage: str = pydantic.Field(
         max_length=16,
-        description="fetch, baseline, prune, fine-tune, export, calibrate, validate, profile or publish.",
+        description="fetch, baseline, prune, fine-tune, distill, export, calibrate, validate, profile or publish.",
     )
     done: int | None = pydantic.Field(default=None, ge=0, description="Units of the stage done.")
     total: int | None = pydantic.Field(default=None, ge=0, description="Units of the stage in all.")

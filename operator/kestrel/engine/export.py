@@ -37,7 +37,7 @@ class Candidate:
 class Calibration:
     data_yaml: Path
     samples: int
-    split: str = "train"  # never the images the engine is scored on (pipeline.check_held_out)
+    split: str = "train"  # never the images the engine is scored on (held_out.calibration)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,9 @@ module's trained weights in the pruned shape. The fine-tune runs at the size the
 with the engine, and the gate's "drop against the source" would stop meaning what it says. Offline, on the CPU,
 deterministic (fixed seed, no loader workers, deterministic kernels), so a rebuild of one spec trains the same model
 on the same machine.
+
+Distillation (engine/distill.py) trains the same way with a `Teacher`: Ultralytics' DistillationModel wraps the
+trained module, adds its feature distillation loss to the detection loss, and is unwrapped again before saving.
 """
 
 from __future__ import annotations
@@ -63,6 +66,14 @@ class Recipe:
 
 
 @dataclasses.dataclass(frozen=True)
+class Teacher:
+    """The model the trained one also learns from: its features at the detect head's inputs, weighted by its scores."""
+
+    checkpoint: Path
+    weight: float  # Ultralytics' `dis`: the distillation loss against the detection loss
+
+
+@dataclasses.dataclass(frozen=True)
 class FineTuneEffect:
     epochs: int
     imgsz: int
@@ -92,23 +103,23 @@ def training_imgsz(train_args: dict[str, Any], served: int) -> tuple[int, str]:
     return served, "spec.model.imgsz"
 
 
-def check_dataset(data_yaml: Path, classes: int) -> int:
-    """Refuse, before any training, a data.yaml the fine-tune cannot use; return the number of training images."""
+def check_dataset(data_yaml: Path, classes: int, field: str = FIELD) -> int:
+    """Refuse, before any training, a data.yaml the training cannot use; return the number of training images."""
     try:
         dataset = datasets.load(data_yaml)
         raw: dict[str, Any] = yaml.safe_load(data_yaml.read_text())
     except (errors.FetchError, yaml.YAMLError, KeyError, TypeError, AttributeError) as error:
-        raise api_errors.SpecError(FIELD, f"{data_yaml} is not a readable YOLO data.yaml: {error}") from error
+        raise api_errors.SpecError(field, f"{data_yaml} is not a readable YOLO data.yaml: {error}") from error
     if not raw.get("train") or not raw.get("val"):
-        raise api_errors.SpecError(FIELD, f"{data_yaml} needs both a `train` and a `val` split to fine-tune on")
+        raise api_errors.SpecError(field, f"{data_yaml} needs both a `train` and a `val` split to train on")
     if len(dataset.names) != classes:
         raise api_errors.SpecError(
-            FIELD, f"{data_yaml} has {len(dataset.names)} classes, the model {classes}: point it at the model's data"
+            field, f"{data_yaml} has {len(dataset.names)} classes, the model {classes}: point it at the model's data"
         )
     try:
         return len(dataset.images("train"))
     except errors.FetchError as error:
-        raise api_errors.SpecError(FIELD, str(error)) from error
+        raise api_errors.SpecError(field, str(error)) from error
 
 
 def fine_tune(
@@ -120,13 +131,16 @@ def fine_tune(
     served_imgsz: int,
     workdir: Path,
     score: Score | None = None,
+    teacher: Teacher | None = None,
+    field: str = FIELD,
 ) -> FineTuneEffect:
-    """Train the pruned checkpoint for `recipe.epochs` on data.yaml's train split; save it to `target`."""
+    """Train the pruned checkpoint for `recipe.epochs` on data.yaml's train split (against `teacher` when given);
+    save it to `target`. `field` is the spec's dataset field, which errors name."""
     offline.configure()
     tasks: Any = importlib.import_module("ultralytics.nn.tasks")
     torch_utils: Any = importlib.import_module("ultralytics.utils.torch_utils")
     model, ckpt = tasks.load_checkpoint(str(pruned), device="cpu", fuse=False)
-    train_images = check_dataset(data_yaml, int(model.nc))
+    train_images = check_dataset(data_yaml, int(model.nc), field)
     source_args: dict[str, Any] = (ckpt or {}).get("train_args") or {}
     imgsz, imgsz_from = training_imgsz(source_args, served_imgsz)
     before = score(pruned) if score else None
@@ -144,6 +158,7 @@ def fine_tune(
         "device": "cpu",
         "project": str(workdir),
         "name": "fine-tune",
+        **({"distill_model": str(teacher.checkpoint), "dis": teacher.weight} if teacher else {}),
     }
     # Ultralytics trains on cpu_count - 1 threads (one on two cores) unless told otherwise.
     torch_utils.NUM_THREADS = recipe.threads
@@ -152,14 +167,15 @@ def fine_tune(
     try:
         trainer.train()
     except Exception as error:  # Ultralytics raises bare Exceptions with useful text
-        raise errors.FineTuneError(f"spec.engine.prune: the fine-tune failed: {error}") from error
+        section = field.rsplit(".", 1)[0]
+        raise errors.FineTuneError(f"{section}: the training failed: {error}") from error
     finally:
         # Ultralytics switches on deterministic kernels for the whole process; the export and the runners after
         # it do not need them.
         torch.use_deterministic_algorithms(False)
     seconds = round(time.monotonic() - started, 1)
     trained: nn.Module = trainer.ema.ema if trainer.ema is not None else trainer.model
-    trained = getattr(trained, "student_model", trained)  # distillation wraps the pruned model
+    trained = getattr(trained, "student_model", trained)  # distillation wraps the trained model
     trained = trained.float().eval()
     for parameter in trained.parameters():
         parameter.requires_grad_(False)
@@ -169,7 +185,12 @@ def fine_tune(
         "model": trained.half(),
         "train_args": source_args,
         "kestrel_prune": (ckpt or {}).get("kestrel_prune"),
-        "kestrel_fine_tune": {"epochs": recipe.epochs, "imgsz": imgsz, "seed": recipe.seed},
+        "kestrel_fine_tune": {
+            "epochs": recipe.epochs,
+            "imgsz": imgsz,
+            "seed": recipe.seed,
+            **({"distill_weight": teacher.weight} if teacher else {}),
+        },
     }
     torch.save(saved, target)
     after = score(target) if score else None

@@ -10,7 +10,6 @@ out/manifest.json    every repository file with size and sha256, spec hash, engi
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import os
 import shutil
@@ -27,11 +26,13 @@ from kestrel.engine import (
     candidate,
     dataset_archives,
     datasets,
+    distill,
     errors,
     export,
     fetch,
     finetune,
     gate,
+    held_out,
     offline,
     plan,
     probe_recording,
@@ -110,11 +111,15 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
         for item in candidates:
             export.check_supported(item, settings.export, gpu)
     dataset = _dataset(spec.validation, options.fetch, work / DATASETS)
-    check_held_out(settings.export.calibration, dataset)
     fine_tune_data = _fine_tune_data(spec, options.fetch, work / DATASETS, classes=len(names))
-    # The baseline is always the unpruned source: the gate judges what pruning and export did together.
+    distill_data = _distill_data(spec, options.fetch, work / DATASETS, classes=len(names))
+    held_out.calibration(settings.export.calibration, dataset)
+    for field, data_yaml in ((finetune.FIELD, fine_tune_data), (distill.FIELD, distill_data)):
+        if data_yaml is not None:
+            held_out.training(field, data_yaml, dataset)
+    # The baseline is always the source: the gate judges what pruning or distillation and export did together.
     base = candidate.baseline(fetched.path, settings, dataset, stride)
-    engine_source, pruned = fetched.path, None
+    engine_source, pruned, distilled = fetched.path, None, None
     if spec.engine.prune is not None:
         engine_source = work / "pruned.pt"
         progress.report("prune")
@@ -132,6 +137,21 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
                 score=_scorer(dataset, settings, stride),
             )
             engine_source, pruned = tuned, dataclasses.replace(pruned, fine_tune=effect)
+    if spec.engine.distill is not None and distill_data is not None:
+        engine_source = work / "student.pt"
+        progress.report("distill", 0, spec.engine.distill.epochs)
+        distilled = distill.distill(
+            fetched.path,
+            engine_source,
+            distill_data,
+            width=spec.engine.distill.student.width,
+            weight=spec.engine.distill.weight,
+            recipe=finetune.Recipe(epochs=spec.engine.distill.epochs, threads=options.threads),
+            imgsz=imgsz,
+            workdir=work / "distill",
+            score=_scorer(dataset, settings, stride),
+        )
+        progress.report("distill", spec.engine.distill.epochs, spec.engine.distill.epochs)
     outcomes = _evaluate_all(
         engine_source,
         candidates=candidates,
@@ -164,6 +184,7 @@ def build(spec: api.ModelDeploymentSpec, out: Path, options: BuildOptions | None
         "sourceModel": {"names": names, "stride": stride, "imgsz": imgsz},
         "sourceFingerprint": dataclasses.asdict(base.fingerprint),
         "prune": dataclasses.asdict(pruned) if pruned else None,
+        "distill": dataclasses.asdict(distilled) if distilled else None,
         "servingPreprocessing": dataclasses.asdict(settings.serving_preprocessing),
         "driftBaseline": drift_summary(winner.drift_baseline, names),
         "result": result.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -212,6 +233,18 @@ def _fine_tune_data(
     return data_yaml
 
 
+def _distill_data(spec: api.ModelDeploymentSpec, options: fetch.FetchOptions, cache: Path, classes: int) -> Path | None:
+    """The distillation's data.yaml, checked (classes, a train split) before the baseline measurements."""
+    distill_spec = spec.engine.distill
+    if distill_spec is None:
+        return None
+    data_yaml = dataset_archives.data_yaml(
+        distill_spec.dataset, distill_spec.dataset_sha256, options, distill.FIELD, cache
+    )
+    finetune.check_dataset(data_yaml, classes, distill.FIELD)
+    return data_yaml
+
+
 def _scorer(dataset: datasets.Dataset | None, settings: candidate.Settings, stride: int) -> finetune.Score | None:
     """mAP of a checkpoint in PyTorch, on the validation set, as the baseline's is measured (comparable with it)."""
     if dataset is None:
@@ -232,27 +265,6 @@ def _calibration(spec: api.ModelDeploymentSpec, options: fetch.FetchOptions, cac
     field = "spec.engine.calibration.dataset"
     data_yaml = dataset_archives.data_yaml(calibration.dataset, calibration.dataset_sha256, options, field, cache)
     return export.Calibration(data_yaml, calibration.samples, calibration.split)
-
-
-def check_held_out(calibration: export.Calibration | None, dataset: datasets.Dataset | None) -> None:
-    """Refuse to score an engine on an image it was calibrated on: every image of the calibration split against
-    every image of the validation split, by content (a copy under another name is the same image)."""
-    if calibration is None or dataset is None:
-        return
-    calibrating = {_digest(p): p for p in datasets.load(calibration.data_yaml).images(calibration.split)}
-    scoring = {_digest(p): p for p in dataset.images("val")}
-    shared = sorted(set(calibrating) & set(scoring), key=lambda d: str(scoring[d]))
-    if shared:
-        raise errors.ExportError(
-            f"spec.engine.calibration: {len(shared)} of the {len(calibrating)} images of calibration split "
-            f"{calibration.split!r} are validation images too (e.g. {scoring[shared[0]].name}): an engine scored on "
-            "images it was calibrated on looks better than it is. Calibrate on a split that holds none of the val "
-            "images (spec.engine.calibration.split, train by default) or on another dataset"
-        )
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _evaluate_all(

@@ -17,14 +17,17 @@ from collections.abc import Callable
 from typing import IO, Literal, cast, get_args
 
 PREFIX = "kestrel-progress "
-# In the order a build runs them; `prune` and `calibrate` only when the spec asks for them.
-Stage = Literal["fetch", "baseline", "prune", "fine-tune", "export", "calibrate", "validate", "profile", "publish"]
+# In the order a build runs them; `prune`, `fine-tune`, `distill` and `calibrate` only when the spec asks for them.
+Stage = Literal[
+    "fetch", "baseline", "prune", "fine-tune", "distill", "export", "calibrate", "validate", "profile", "publish"
+]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 UNITS: dict[Stage, str] = {
     "fetch": "bytes",
     "baseline": "images",
     "prune": "steps",
     "fine-tune": "epochs",
+    "distill": "epochs",
     "export": "candidates",
     "calibrate": "images",
     "validate": "images",
