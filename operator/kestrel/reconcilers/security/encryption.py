@@ -15,9 +15,10 @@ condition's reason says whether the older keys still wrap any (OlderKeysInUse) o
 from __future__ import annotations
 
 import base64
+import datetime
 from typing import Any
 
-from kestrel.api import conditions
+from kestrel.api import conditions, status
 from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, secrets
 from kestrel.reconcilers import context
@@ -95,3 +96,19 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         verdict = key_rotation.reconcile(ctx, settings, access, secret_name=kek, older=older, keks=keks)
         reason, message = verdict.reason, f"{message}; {verdict.message}"
     ctx.set(conditions.ENCRYPTED, "True", reason, message)
+
+
+def unreadable_spec(found: status.ModelDeploymentStatus, generation: int, now: datetime.datetime) -> None:
+    """A stored spec the operator cannot read, so no pass runs (run.py): Encrypted, where it was reported, is a claim
+    about keys this spec no longer says how to reach, and turns Unknown."""
+    if conditions.find(found.conditions or [], conditions.ENCRYPTED) is None:
+        return
+    found.conditions = conditions.set_condition(
+        found.conditions or [],
+        type=conditions.ENCRYPTED,
+        status="Unknown",
+        reason=conditions.INVALID_SPEC,
+        message="The spec cannot be read: nothing is known of its keys",
+        generation=generation,
+        now=now,
+    )
