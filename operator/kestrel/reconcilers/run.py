@@ -6,9 +6,9 @@ import datetime
 from typing import Any
 
 from kestrel import operator_metrics
+from kestrel import settings as operator_settings
 from kestrel.api import conditions, errors, status
 from kestrel.kube import protocol
-from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import audit, context, summary
 from kestrel.reconcilers.engine import engine, garbage, storage
 from kestrel.reconcilers.security import access, encryption, tls
@@ -18,7 +18,7 @@ from kestrel.reconcilers.serving import checks, drift, serving
 def reconcile(
     kube: protocol.KubeApi,
     body: dict[str, Any],
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     now: datetime.datetime | None = None,
 ) -> context.Context:
     """Converge the object's children toward its spec and write what was observed to its status.
@@ -38,7 +38,7 @@ def reconcile(
 
 
 def _reconcile(
-    kube: protocol.KubeApi, body: dict[str, Any], settings: manifest_context.Settings, now: datetime.datetime
+    kube: protocol.KubeApi, body: dict[str, Any], settings: operator_settings.Settings, now: datetime.datetime
 ) -> context.Context:
     try:
         ctx = context.Context.load(kube, body, now)
@@ -91,7 +91,7 @@ def _report_unreadable_spec(
         kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], merge_patch(old_status, new_status))
 
 
-def delete(kube: protocol.KubeApi, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:
+def delete(kube: protocol.KubeApi, body: dict[str, Any], settings: operator_settings.Settings, attempt: int) -> None:
     """What owner references cannot clean up when a ModelDeployment goes: its engines in the store."""
     garbage.on_delete(kube, body, settings, attempt)
 

@@ -18,9 +18,9 @@ import base64
 import datetime
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions, status
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names, secrets
+from kestrel.manifests import names, owners, secrets
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import storage
 from kestrel.reconcilers.security import generated, key_rotation
@@ -32,7 +32,7 @@ def _ensure_signing_pair(ctx: context.Context) -> None:
 
     def signing_secret() -> dict[str, Any]:
         key = manifest.generate_signing_key()
-        owner = manifest_context.Owner.from_body(ctx.body)
+        owner = owners.Owner.from_body(ctx.body)
         return secrets.signing(owner, manifest.private_key_to_pem(key), manifest.public_key_to_pem(key.public_key()))
 
     made = generated.create_once(ctx, name, signing_secret)
@@ -59,7 +59,7 @@ def _not_encrypted(ctx: context.Context, reason: str, message: str) -> None:
         ctx.kube.delete("v1", "Secret", ctx.namespace, names.kek_public_secret(ctx.name), owner=ctx.uid)
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access) -> None:
+def reconcile(ctx: context.Context, settings: operator_settings.Settings, access: storage.Access) -> None:
     _ensure_signing_pair(ctx)
     encryption = ctx.spec.security.encryption
     if not encryption.enabled:
@@ -84,7 +84,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         _not_encrypted(ctx, *keks)
         return
     public = keks[0].public
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.kube.apply(secrets.kek_public(owner, public.to_pem(), public.key_id))
     reason, message = (
         "KeySecret",

@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
 from kestrel.api import status
-from kestrel.manifests import argo, names
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import argo, names, owners
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import canary, workload
 
@@ -71,7 +71,7 @@ class Rollout:
 
 
 def reconcile(
-    ctx: context.Context, settings: manifest_context.Settings, desired: str | None
+    ctx: context.Context, settings: operator_settings.Settings, desired: str | None
 ) -> Rollout | workload.MissingSecrets | None:
     """Apply the Rollout of the revision that should serve and read its status; None while no revision has passed
     validation, the Secrets its pods wait for while there are any."""
@@ -123,12 +123,12 @@ def reconcile(
 
 
 def _apply(
-    ctx: context.Context, settings: manifest_context.Settings, key: str
+    ctx: context.Context, settings: operator_settings.Settings, key: str
 ) -> dict[str, Any] | workload.MissingSecrets:
     rollout = workload.build(ctx, settings, key, argo.rollout)
     if isinstance(rollout, workload.MissingSecrets):
         return rollout
     workload.apply_shared(ctx, settings, target_kind="Rollout")
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.kube.apply(argo.analysis_template(ctx.spec, owner, settings))
     return ctx.kube.apply(rollout)

@@ -21,9 +21,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import actions, conditions, errors, status
 from kestrel.api import spec as specs
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, triton
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import canary_analysis, workload
@@ -44,7 +44,7 @@ REQUEST_IGNORED = "CanaryRequestIgnored"
 
 # Reads the Triton metrics of the named canary Deployment's pods, combined; raises metrics.MetricsError when it
 # cannot (unreachable endpoint, bad answer).
-Scrape = Callable[[context.Context, manifest_context.Settings, str], canary_analysis.Reading]
+Scrape = Callable[[context.Context, operator_settings.Settings, str], canary_analysis.Reading]
 NOT_RUN = "analysis not run: serving checks are off (KESTREL_SERVING_CHECKS=false, pods without a real Triton)"
 
 
@@ -109,7 +109,7 @@ def remove(ctx: context.Context) -> None:
 
 
 def reconcile(
-    ctx: context.Context, settings: manifest_context.Settings, stable_key: str, new_key: str, scrape: Scrape
+    ctx: context.Context, settings: operator_settings.Settings, stable_key: str, new_key: str, scrape: Scrape
 ) -> Outcome:
     """One pass of the canary of `new_key` beside `stable_key`."""
     canary = _canary_spec(ctx)
@@ -184,7 +184,7 @@ def refuse_request(ctx: context.Context, why: str | None = None) -> None:
 
 def _step(
     ctx: context.Context,
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     canary: specs.CanarySpec,
     found: status.CanaryStatus,
     scrape: Scrape,
@@ -231,7 +231,7 @@ def _step(
     return Seen(workload.Observed("True", STEP, f"{next_label}: starting; {label} passed ({verdict})"))
 
 
-def _read(ctx: context.Context, settings: manifest_context.Settings, scrape: Scrape) -> canary_analysis.Reading:
+def _read(ctx: context.Context, settings: operator_settings.Settings, scrape: Scrape) -> canary_analysis.Reading:
     """The canary's counters now; zeros, unread, where serving checks are off (the window then says so)."""
     if not settings.serving_checks:
         return canary_analysis.Reading(success=0, failure=0)

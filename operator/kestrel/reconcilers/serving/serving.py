@@ -13,9 +13,9 @@ module alone writes the three conditions from it.
 
 from __future__ import annotations
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions, keys, status
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import labels, names, service
+from kestrel.manifests import labels, names, owners, service
 from kestrel.reconcilers import context, pod_problems
 from kestrel.reconcilers.serving import argo_rollout, canary, canary_metrics, workload
 
@@ -36,17 +36,17 @@ ARGO_REQUEST = "Argo Rollouts runs this canary: use `kubectl argo rollouts promo
 
 
 def reconcile(
-    ctx: context.Context, settings: manifest_context.Settings, scrape: canary.Scrape = canary_metrics.scrape
+    ctx: context.Context, settings: operator_settings.Settings, scrape: canary.Scrape = canary_metrics.scrape
 ) -> None:
     """`scrape` reads the canary pods' Triton metrics (used by the operator-stepped canary only)."""
     _serve(ctx, settings, scrape)
     canary.refuse_request(ctx)
 
 
-def _serve(ctx: context.Context, settings: manifest_context.Settings, scrape: canary.Scrape) -> None:
+def _serve(ctx: context.Context, settings: operator_settings.Settings, scrape: canary.Scrape) -> None:
     revision = ctx.status.revision or status.RevisionStatus()
     desired = _desired_key(ctx)
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.status.endpoints = status.EndpointsStatus.model_validate(service.endpoints(ctx.spec, owner))
     if ctx.spec.rollout.strategy == "canary" and argo_rollout.available(ctx):
         _argo(ctx, argo_rollout.reconcile(ctx, settings, desired))
@@ -147,7 +147,7 @@ def _rolling_out(ctx: context.Context, key: str, message: str) -> None:
         ctx.event("Warning", problem.reason, said, "Rollout")
 
 
-def _rolling(ctx: context.Context, settings: manifest_context.Settings, desired: str | None) -> None:
+def _rolling(ctx: context.Context, settings: operator_settings.Settings, desired: str | None) -> None:
     revision = ctx.status.revision or status.RevisionStatus()
     if desired and desired not in (revision.current, revision.failed):
         first = revision.current is None and ctx.spec.rollout.strategy == "canary"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions
 from kestrel.api import spec as specs
-from kestrel.manifests import autoscaling, disruption, pod_lifecycle, pod_monitor, service, triton
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import autoscaling, disruption, owners, pod_lifecycle, pod_monitor, service, triton
 from kestrel.reconcilers import context, installed
 from kestrel.reconcilers.engine import grants
 
@@ -98,8 +98,8 @@ class Builder(Protocol):
     def __call__(
         self,
         spec: specs.ModelDeploymentSpec,
-        owner: manifest_context.Owner,
-        settings: manifest_context.Settings,
+        owner: owners.Owner,
+        settings: operator_settings.Settings,
         engine_key: str,
         *,
         load_seconds: float,
@@ -110,7 +110,7 @@ class Builder(Protocol):
 
 
 def build(
-    ctx: context.Context, settings: manifest_context.Settings, key: str, builder: Builder
+    ctx: context.Context, settings: operator_settings.Settings, key: str, builder: Builder
 ) -> dict[str, Any] | MissingSecrets:
     """The workload for `key` from `builder`, sized by the engine's measured facts; the Secrets its pods need that do
     not exist yet, instead, while there are any (the store grant for `key` is issued here first)."""
@@ -118,7 +118,7 @@ def build(
     load_seconds, size_bytes = engine_facts(ctx, key)
     body = builder(
         ctx.spec,
-        manifest_context.Owner.from_body(ctx.body),
+        owners.Owner.from_body(ctx.body),
         settings,
         key,
         load_seconds=load_seconds,
@@ -130,7 +130,7 @@ def build(
 
 
 def apply_children(
-    ctx: context.Context, settings: manifest_context.Settings, key: str
+    ctx: context.Context, settings: operator_settings.Settings, key: str
 ) -> dict[str, Any] | MissingSecrets:
     """Apply the stable workload for `key` and return it as applied; the Secrets it waits for while it cannot start."""
     deployment = build(ctx, settings, key, triton.deployment)
@@ -141,11 +141,11 @@ def apply_children(
 
 
 def apply_shared(
-    ctx: context.Context, settings: manifest_context.Settings, target_kind: autoscaling.TargetKind = "Deployment"
+    ctx: context.Context, settings: operator_settings.Settings, target_kind: autoscaling.TargetKind = "Deployment"
 ) -> None:
     """What every revision shares: the pods' ServiceAccount, the Service, the PDB, the autoscaler, and the PodMonitor
     where the Prometheus Operator is installed (without it nothing is made: the pods' annotations remain)."""
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.kube.apply(triton.service_account(owner))
     ctx.kube.apply(service.service(ctx.spec, owner))
     ctx.kube.apply(disruption.pod_disruption_budget(owner))
