@@ -56,19 +56,18 @@ def _run(args: argparse.Namespace) -> int:
     import kopf  # noqa: PLC0415
 
     from kestrel import handlers, logs, operator_metrics  # noqa: PLC0415
+    from kestrel import settings as operator_settings  # noqa: PLC0415
     from kestrel.commands import leadership  # noqa: PLC0415
-    from kestrel.handlers import config  # noqa: PLC0415
     from kestrel.security import audit  # noqa: PLC0415
 
-    configured = config.from_environment()
-    namespaces = configured.watch_namespaces
-    lease = config.leader_lease()
-    log_format = config.log_format()
+    # Read once, here: the start-up handler gets it as Kopf's memo and passes it on (handlers/lifecycle.py).
+    configured = operator_settings.from_environment()
+    namespaces, lease = configured.watch_namespaces, configured.leader_lease
     if args.metrics_port:
         operator_metrics.serve(args.metrics_port)
     kopf.configure(verbose=args.verbose)
     # Last line of defence: a record that looks like key material is kept, its text replaced by a notice.
-    logs.use(log_format, filters=[audit.RedactingFilter()])
+    logs.use(configured.log_format, filters=[audit.RedactingFilter()])
     # Kopf reads its identity from POD_ID before it would ask the password database (see operator_identity).
     identity = operator_identity()
     os.environ["POD_ID"] = identity
@@ -86,6 +85,7 @@ def _run(args: argparse.Namespace) -> int:
             standalone=True,
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
             registry=handlers.registry(),
+            memo=configured,
         )
     return 0
 

@@ -21,16 +21,16 @@ from cryptography import x509
 from kubernetes import client
 from kubernetes.client import exceptions
 
+from kestrel import settings as operator_settings
 from kestrel.kube import client as kube_client
-from kestrel.manifests import access, certificate, names
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import access, certificate, names, owners
 from kestrel.reconcilers import run
 from kestrel.reconcilers.security import tls
 from kestrel.security import audit, certificates
 from tests.cluster.operator_support import condition, get_mdep, mdep_spec, name_of, wait_for
 
 CRD_FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "certificates.cert-manager.io.yaml"
-SETTINGS = manifest_context.Settings(engine_store="s3://engines/kestrel")
+SETTINGS = operator_settings.Settings(engine_store="s3://engines/kestrel")
 NOW = datetime.datetime.now(datetime.UTC)
 
 
@@ -152,7 +152,7 @@ def test_cert_manager_mode_applies_certificates_and_mirrors_readiness(
     assert server["spec"]["issuerRef"] == {"name": "internal-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
     assert (server["spec"]["duration"], server["spec"]["renewBefore"]) == ("720h", "240h")
     assert {m["manager"] for m in server["metadata"]["managedFields"]} == {"kestrel"}
-    owner = manifest_context.Owner.from_body(get_mdep(kube, namespace, "cams"))
+    owner = owners.Owner.from_body(get_mdep(kube, namespace, "cams"))
     gateway = access.Client("ServiceAccount", "gateway", namespace)
     assert _certificate(kube, namespace, gateway.secret_name(owner), missing_ok=True) is None
     pending = condition(get_mdep(kube, namespace, "cams"), "CertificateReady")
@@ -219,7 +219,7 @@ def test_mutual_tls_client_certificates_are_readable_by_their_subject_only(with_
     }
     kube.create_mdep(namespace, "cams", raw)
     _reconcile(kube, namespace, "cams")
-    owner = manifest_context.Owner.from_body(get_mdep(kube, namespace, "cams"))
+    owner = owners.Owner.from_body(get_mdep(kube, namespace, "cams"))
     gateway = access.Client("ServiceAccount", "gateway", namespace).secret_name(owner)
     dashboard = access.Client("ServiceAccount", "dashboard", namespace).secret_name(owner)
     assert _can_get(kube, namespace, gateway, "gateway")

@@ -32,9 +32,9 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from kestrel import cli
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import access, names, secrets, transport
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import access, names, owners, secrets, transport
 from kestrel.security import certificates
 from testbed import triton
 from tests.unit.tls_fake_kube import FakeKube, body, reconcile_tls
@@ -97,7 +97,7 @@ class Pki:
 
     def client(self, subject: access.Client) -> tuple[bytes, bytes, bytes]:
         """(ca.crt, tls.key, tls.crt) of an allowed subject's client Secret."""
-        owner = manifest_context.Owner.from_body(self.obj)
+        owner = owners.Owner.from_body(self.obj)
         found = self.kube.secret("vision", subject.secret_name(owner))
         assert found is not None
         return (secrets.decode(found, "ca.crt"), secrets.decode(found, "tls.key"), secrets.decode(found, "tls.crt"))
@@ -148,7 +148,7 @@ def _proxy(pki: Pki, server: triton.TritonServer, tls_dir: pathlib.Path) -> Runn
     """The pod's TLS proxy with the arguments the operator renders for it, on ports the kernel picks, relaying
     to this Triton's HTTP listener (which the operator's arguments bind to loopback only)."""
     spec = specs.parse(pki.obj["spec"])
-    sidecar = transport.tls_proxy(spec, manifest_context.Settings(engine_store="s3://engines/prod"))
+    sidecar = transport.tls_proxy(spec, operator_settings.Settings(engine_store="s3://engines/prod"))
     assert sidecar is not None
     args = [
         arg.replace(f"0.0.0.0:{transport.HTTPS_PORT}", "127.0.0.1:0")
@@ -329,7 +329,7 @@ def test_mutual_tls_with_the_client_certificate_another_model_issued_to_the_same
     pki, server = mutual
     other = body({"mutual": True, "duration": "90m"}, {"allowedServiceAccounts": ["apps/gateway"]}, name="doors")
     reconcile_tls(pki.kube, other, T0)
-    found = pki.kube.secret("vision", GATEWAY.secret_name(manifest_context.Owner.from_body(other)))
+    found = pki.kube.secret("vision", GATEWAY.secret_name(owners.Owner.from_body(other)))
     assert found is not None
     ca, key, chain = (secrets.decode(found, k) for k in ("ca.crt", "tls.key", "tls.crt"))
     assert ca == pki.ca  # both trust the same server CA: only the client side is per model
@@ -366,7 +366,7 @@ def test_https_with_the_client_certificate_another_model_issued_to_the_same_subj
     pki, _, proxy = https
     other = body({"mutual": True, "duration": "90m"}, {"allowedServiceAccounts": ["apps/gateway"]}, name="gates")
     reconcile_tls(pki.kube, other, T0)
-    found = pki.kube.secret("vision", GATEWAY.secret_name(manifest_context.Owner.from_body(other)))
+    found = pki.kube.secret("vision", GATEWAY.secret_name(owners.Owner.from_body(other)))
     assert found is not None
     ca, key, chain = (secrets.decode(found, k) for k in ("ca.crt", "tls.key", "tls.crt"))
     with pytest.raises((ssl.SSLError, ConnectionError)):

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from kestrel import infer
-from kestrel.manifests import access, context, names, transport
+from kestrel.manifests import access, names, owners, transport
 from testbed import install
 from tests.realnode import support
 from tests.realnode.support import RealNode
@@ -49,7 +49,7 @@ class Protected:
         endpoint = install.service_endpoint(self.node.kube.bed, NAMESPACE, self.name, self.work)
         if not client_certificate:
             return endpoint
-        secret = CLIENT.secret_name(context.Owner(name=self.name, namespace=NAMESPACE, uid=""))
+        secret = CLIENT.secret_name(owners.Owner(name=self.name, namespace=NAMESPACE, uid=""))
         folder = self.work / "client"
         folder.mkdir(exist_ok=True)
         for key in ("tls.crt", "tls.key"):

@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 
 from kestrel import infer
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import argo, autoscaling, context, names
+from kestrel.manifests import argo, autoscaling, names, owners
 from testbed import demo, install, prometheus
 from tests.cluster import crd_support
 from tests.realnode import support
@@ -52,8 +53,8 @@ class Scraped:
     refused: int  # requests the model answered with an error: unusable input
 
     @property
-    def owner(self) -> context.Owner:
-        return context.Owner.from_body(self.body)
+    def owner(self) -> owners.Owner:
+        return owners.Owner.from_body(self.body)
 
     @property
     def spec(self) -> specs.ModelDeploymentSpec:
@@ -167,7 +168,7 @@ def test_the_keda_queue_time_query_gives_a_finite_wait(scraped: Scraped) -> None
 
 def _analysis_queries(scraped: Scraped) -> dict[str, str]:
     """The AnalysisTemplate's queries with Argo's canary-hash argument set to the serving pods' template hash."""
-    template = argo.analysis_template(scraped.spec, scraped.owner, context.Settings(engine_store="pvc://x/y"))
+    template = argo.analysis_template(scraped.spec, scraped.owner, operator_settings.Settings(engine_store="pvc://x/y"))
     (pod_hash,) = {pod["metadata"]["labels"]["pod-template-hash"] for pod in scraped.pods}
     argument = "{{args." + argo.CANARY_HASH_ARG + "}}"
     return {

@@ -7,9 +7,9 @@ import copy
 import datetime
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import crd, keys, spec
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names, triton
+from kestrel.manifests import names, owners, triton
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import canary_analysis, serving
 from kestrel.serving import metrics
@@ -35,7 +35,7 @@ class Metrics:
         self.reading = canary_analysis.Reading(before.success + success, before.failure + failure, p95_ms)
 
     def __call__(
-        self, ctx: context.Context, settings: manifest_context.Settings, service: str
+        self, ctx: context.Context, settings: operator_settings.Settings, service: str
     ) -> canary_analysis.Reading:
         self.services.append(service)
         if self.down:
@@ -93,7 +93,7 @@ def serving_object(kube: FakeKube, steps: list[int], **analysis: Any) -> tuple[d
         "status": {"revision": {"current": OLD}},
     }
     parsed = spec.parse(obj["spec"])
-    pod = triton.deployment(parsed, manifest_context.Owner.from_body(obj), SETTINGS, OLD)["spec"]["template"]["spec"]
+    pod = triton.deployment(parsed, owners.Owner.from_body(obj), SETTINGS, OLD)["spec"]["template"]["spec"]
     for name in serving.referenced_secrets(pod):
         kube.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "vision"}, "data": {}})
     return obj, validated(obj)

@@ -13,11 +13,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from kestrel import settings as operator_settings
 from kestrel.api import crd, keys, result, spec
 from kestrel.engine import publish
 from kestrel.kube import protocol
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names, secrets
+from kestrel.manifests import names, owners, secrets
 from kestrel.reconcilers import context
 from kestrel.security import artifact, manifest, x25519
 from kestrel.storage import errors as storage_errors
@@ -57,15 +57,15 @@ def ctx_of(kube: protocol.KubeApi, obj: dict[str, Any]) -> context.Context:
     return context.Context.load(kube, obj, NOW)
 
 
-def settings(mount: pathlib.Path | None, store: str = STORE, **more: Any) -> manifest_context.Settings:
-    return manifest_context.Settings(engine_store=store, pvc_root=mount, **more)
+def settings(mount: pathlib.Path | None, store: str = STORE, **more: Any) -> operator_settings.Settings:
+    return operator_settings.Settings(engine_store=store, pvc_root=mount, **more)
 
 
 def signing_secret(kube: FakeKube, obj: dict[str, Any]) -> ed25519.Ed25519PrivateKey:
     """The model's signing Secret, as the encryption reconciler creates it; returns the private key."""
     key = manifest.generate_signing_key()
     made = secrets.signing(
-        manifest_context.Owner.from_body(obj),
+        owners.Owner.from_body(obj),
         manifest.private_key_to_pem(key),
         manifest.public_key_to_pem(key.public_key()),
     )

@@ -7,8 +7,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import labels, names, secrets, transport, triton
+from kestrel.manifests import labels, names, owners, secrets, transport, triton
 from kestrel.reconcilers import context
 from kestrel.reconcilers.security import access
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body
@@ -33,7 +32,7 @@ def key(kube: FakeKube) -> bytes:
 
 
 def template_annotations(ctx: context.Context) -> dict[str, str]:
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     deployment = triton.deployment(ctx.spec, owner, SETTINGS, "ab" * 32, api_key_id=ctx.api_key_id)
     found: dict[str, str] = deployment["spec"]["template"]["metadata"]["annotations"]
     return found

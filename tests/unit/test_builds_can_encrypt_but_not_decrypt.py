@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from kestrel import cli, loader
+from kestrel import settings as operator_settings
 from kestrel.api import keys as api_keys
 from kestrel.api import result as api_result
 from kestrel.engine import publish
-from kestrel.manifests import build_job, names
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import build_job, names, owners
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import storage
 from kestrel.reconcilers.security import encryption
@@ -33,7 +33,7 @@ from tests.unit.tls_fake_kube import FakeKube, body
 NOW = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 KEK = bytes(range(1, 33))
 KEK_SECRET = "cams-kek"
-SETTINGS = manifest_context.Settings(engine_store="pvc://engine-claim/engines")
+SETTINGS = operator_settings.Settings(engine_store="pvc://engine-claim/engines")
 
 
 def _model() -> dict[str, Any]:
@@ -78,7 +78,7 @@ def built(tmp_path: pathlib.Path) -> dict[str, Any]:
     ctx = context.Context.load(kube, obj, NOW)
     encryption.reconcile(ctx, SETTINGS, storage.Access())
     key = api_keys.engine_key(ctx.spec)
-    job = build_job.build_job(ctx.spec, manifest_context.Owner.from_body(obj), SETTINGS, key)
+    job = build_job.build_job(ctx.spec, owners.Owner.from_body(obj), SETTINGS, key)
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     pod_root = tmp_path / "build-pod"

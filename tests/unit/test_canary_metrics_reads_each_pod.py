@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.api import crd
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import canary_analysis, canary_metrics
@@ -100,10 +100,10 @@ def ctx_with(kube: FakeKube) -> context.Context:
     return context.Context.load(kube, copy.deepcopy(body), datetime.datetime.now(datetime.UTC))
 
 
-def address_map(tmp_path: pathlib.Path, routes: dict[str, str]) -> manifest_context.Settings:
+def address_map(tmp_path: pathlib.Path, routes: dict[str, str]) -> operator_settings.Settings:
     path = tmp_path / "addresses.json"
     path.write_text(json.dumps(routes))
-    return manifest_context.Settings(engine_store="s3://engines/kestrel", address_map=path)
+    return operator_settings.Settings(engine_store="s3://engines/kestrel", address_map=path)
 
 
 def test_every_ready_canary_pod_is_read_and_the_readings_combined(pages: Pages, tmp_path: pathlib.Path) -> None:

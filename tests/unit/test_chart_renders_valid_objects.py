@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 import kestrel
-from kestrel.manifests import context, secrets
+from kestrel import settings as operator_settings
+from kestrel.manifests import secrets
 from kestrel.security import certificates, keyfiles, x25519
 from tests.unit import helm_support
 from tests.unit.helm_support import CHART, find, refused, render
@@ -308,7 +309,7 @@ def test_bad_values_fail_with_a_message_naming_them(sets: tuple[str, ...], messa
 def test_schema_accepts_the_engine_stores_the_operator_accepts(uri: str) -> None:
     # values.schema.json refuses at `helm install` what the operator would refuse at start-up, and nothing else.
     try:
-        context.Store.parse(uri)
+        operator_settings.Store.parse(uri)
         operator_accepts = True
     except ValueError:
         operator_accepts = False

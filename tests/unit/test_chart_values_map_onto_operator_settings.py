@@ -7,21 +7,20 @@ from typing import Any
 
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.handlers import config
-from kestrel.manifests import access, context, triton
+from kestrel.manifests import access, owners, triton
 from tests.unit.helm_support import CHART, find, helm, refused, render
 from tests.unit.spec_support import UNMEASURED
 
-# Read by handlers/config.py outside Settings.
-# Read by handlers/config.py's own functions (Kopf's registration and settings), not into manifests' Settings.
+# Read by kestrel/settings.py into the rest of the Configuration (Kopf's settings, the pools), not into Settings.
 OPERATOR_VARIABLES = {
-    f"{config.PREFIX}{name}"
+    f"{operator_settings.PREFIX}{name}"
     for name in ("WATCH_NAMESPACES", "RESYNC_SECONDS", "TRUST_SECONDS", "WORKERS", "LOG_FORMAT")
 }
-# Read by handlers/config.py into Settings as lists (comma-separated), each item checked.
+# Read by kestrel/settings.py into Settings as lists (comma-separated), each item checked.
 LIST_VARIABLES = {
-    f"{config.PREFIX}{name}" for name in ("IMAGE_PULL_SECRETS", "SCRAPER_NAMESPACES", "POD_MONITOR_LABELS")
+    f"{operator_settings.PREFIX}{name}" for name in ("IMAGE_PULL_SECRETS", "SCRAPER_NAMESPACES", "POD_MONITOR_LABELS")
 }
 
 
@@ -32,10 +31,10 @@ def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def _settable() -> set[str]:
-    """The variables config.from_environment reads into Settings (string and true/false fields)."""
+    """The variables operator_settings.from_environment reads into Settings (string and true/false fields)."""
     return {
-        f"{config.PREFIX}{f.name.upper()}"
-        for f in dataclasses.fields(context.Settings)
+        f"{operator_settings.PREFIX}{f.name.upper()}"
+        for f in dataclasses.fields(operator_settings.Settings)
         if f.type in ("str", "str | None", "bool")
     }
 
@@ -57,8 +56,8 @@ def test_every_variable_the_chart_sets_is_read_by_the_operator() -> None:
 
 def test_default_values_give_the_operators_own_defaults() -> None:
     # The chart and the operator agree on images, store and Prometheus: installing with no values changes nothing.
-    parsed = config.from_environment(_env(render(namespace="kestrel-system")))
-    defaults = context.Settings(engine_store=parsed.settings.engine_store)
+    parsed = operator_settings.from_environment(_env(render(namespace="kestrel-system")))
+    defaults = operator_settings.Settings(engine_store=parsed.settings.engine_store)
     assert parsed.settings == defaults
     assert parsed.watch_namespaces == ()
 
@@ -74,7 +73,7 @@ def test_values_reach_the_settings() -> None:
         "watchNamespaces={vision,retail}",
         namespace="ml-ops",
     )
-    parsed = config.from_environment(_env(objects))
+    parsed = operator_settings.from_environment(_env(objects))
     settings = parsed.settings
     assert settings.engine_store == "pvc://engines/prod"
     assert settings.store_credentials_secret == "store-creds"
@@ -99,7 +98,7 @@ def test_digests_pin_each_of_kestrels_images_that_names_one() -> None:
         f"images.digests.kestrel-builder={builder}",
         f"images.digests.kestrel-builder-gpu={gpu}",
     )
-    settings = config.from_environment(_env(objects)).settings
+    settings = operator_settings.from_environment(_env(objects)).settings
     assert settings.builder_image == f"registry.example.com/ml/kestrel-builder:1.2.3@{builder}"
     assert settings.builder_gpu_image == f"registry.example.com/ml/kestrel-builder:1.2.3-gpu@{gpu}"
     # An image without a digest keeps its tag alone.
@@ -111,9 +110,9 @@ def test_digests_pin_each_of_kestrels_images_that_names_one() -> None:
 def test_a_models_network_policy_admits_the_operator_pod_the_chart_runs() -> None:
     # Any release name: the models' policies admit the operator by the labels its own release gives its pod.
     objects = render(namespace="ml-ops", release="vision-ops")
-    settings = config.from_environment(_env(objects)).settings
+    settings = operator_settings.from_environment(_env(objects)).settings
     spec = specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "validation": UNMEASURED})
-    owner = context.Owner(name="cams", namespace="vision", uid="u-1")
+    owner = owners.Owner(name="cams", namespace="vision", uid="u-1")
     pod_labels = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
     for rule in access.network_policy(spec, owner, settings)["spec"]["ingress"]:
         (operator,) = [peer for peer in rule["from"] if "podSelector" in peer]
@@ -125,40 +124,34 @@ def test_a_models_network_policy_admits_the_operator_pod_the_chart_runs() -> Non
 
 
 def test_serving_checks_can_be_turned_off_and_nothing_else_is_read_as_false() -> None:
-    assert config.from_environment(_env(render())).settings.serving_checks is True
-    assert config.from_environment(_env(render("servingChecks=false"))).settings.serving_checks is False
-    env = _env(render()) | {f"{config.PREFIX}SERVING_CHECKS": "off"}
+    assert operator_settings.from_environment(_env(render())).settings.serving_checks is True
+    assert operator_settings.from_environment(_env(render("servingChecks=false"))).settings.serving_checks is False
+    env = _env(render()) | {f"{operator_settings.PREFIX}SERVING_CHECKS": "off"}
     with pytest.raises(ValueError, match="KESTREL_SERVING_CHECKS='off': expected true or false"):
-        config.from_environment(env)
+        operator_settings.from_environment(env)
 
 
-def test_resync_interval_reaches_the_timer(monkeypatch: Any) -> None:
-    env = _env(render("resyncSeconds=45"))
-    monkeypatch.setenv(f"{config.PREFIX}RESYNC_SECONDS", env[f"{config.PREFIX}RESYNC_SECONDS"])
-    assert config.resync_interval() == 45.0
+def test_resync_interval_reaches_the_timer() -> None:
+    assert operator_settings.from_environment(_env(render("resyncSeconds=45"))).resync_interval == 45.0
 
 
-def test_trust_window_and_workers_reach_the_operator(monkeypatch: Any) -> None:
+def test_trust_window_and_workers_reach_the_operator() -> None:
     env = _env(render())
-    assert f"{config.PREFIX}TRUST_SECONDS" not in env  # unset: three resyncs
-    monkeypatch.setenv(f"{config.PREFIX}RESYNC_SECONDS", env[f"{config.PREFIX}RESYNC_SECONDS"])
-    monkeypatch.delenv(f"{config.PREFIX}TRUST_SECONDS", raising=False)
-    assert config.trust_interval() == 90.0
-    env = _env(render("trustSeconds=0", "workers=32"))
-    monkeypatch.setenv(f"{config.PREFIX}TRUST_SECONDS", env[f"{config.PREFIX}TRUST_SECONDS"])
-    monkeypatch.setenv(f"{config.PREFIX}WORKERS", env[f"{config.PREFIX}WORKERS"])
-    assert (config.trust_interval(), config.executor_threads()) == (0.0, 32)
+    assert f"{operator_settings.PREFIX}TRUST_SECONDS" not in env  # unset: three resyncs
+    assert operator_settings.from_environment(env).trust == 90.0
+    configured = operator_settings.from_environment(_env(render("trustSeconds=0", "workers=32")))
+    assert (configured.trust, configured.workers, configured.side_threads) == (0.0, 32, 4)
 
 
 def test_pull_secrets_reach_the_operator_pod_and_every_pod_it_creates() -> None:
     objects = render("imagePullSecrets[0]=regcred", "imagePullSecrets[1].name=mirror.example.com")
     expected = [{"name": "regcred"}, {"name": "mirror.example.com"}]
     assert find(objects, "Deployment")["spec"]["template"]["spec"]["imagePullSecrets"] == expected
-    settings = config.from_environment(_env(objects)).settings
+    settings = operator_settings.from_environment(_env(objects)).settings
     assert settings.image_pull_secrets == ("regcred", "mirror.example.com")
     # From the chart's values to a pod the operator creates: the settings the chart gives the operator.
     spec = specs.parse({"model": {"source": {"uri": "file:///models/m.pt"}}, "validation": UNMEASURED})
-    owner = context.Owner(name="cams", namespace="vision", uid="u-1")
+    owner = owners.Owner(name="cams", namespace="vision", uid="u-1")
     pod = triton.deployment(spec, owner, settings, "ab" * 32)["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == expected
 
@@ -169,7 +162,7 @@ def test_a_parent_charts_global_pull_secrets_come_first_and_are_checked() -> Non
     objects = render("global.imagePullSecrets[0].name=corp", "imagePullSecrets[0]=regcred", "imagePullSecrets[1]=corp")
     pod = find(objects, "Deployment")["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "corp"}, {"name": "regcred"}]
-    assert config.from_environment(_env(objects)).settings.image_pull_secrets == ("corp", "regcred")
+    assert operator_settings.from_environment(_env(objects)).settings.image_pull_secrets == ("corp", "regcred")
     message = refused("global.imagePullSecrets[0]=Corp")
     assert "global.imagePullSecrets / imagePullSecrets" in message and '"Corp" is not a Secret name' in message
 
@@ -177,14 +170,17 @@ def test_a_parent_charts_global_pull_secrets_come_first_and_are_checked() -> Non
 def test_no_pull_secrets_by_default() -> None:
     objects = render()
     assert "imagePullSecrets" not in find(objects, "Deployment")["spec"]["template"]["spec"]
-    assert f"{config.PREFIX}IMAGE_PULL_SECRETS" not in _env(objects)
+    assert f"{operator_settings.PREFIX}IMAGE_PULL_SECRETS" not in _env(objects)
 
 
 @pytest.mark.parametrize("name", ["regcred", "mirror.example.com", "a" * 253, "RegCred", "reg_cred", "a..b", "a" * 254])
 def test_schema_accepts_the_pull_secret_names_the_operator_accepts(name: str) -> None:
-    env = {f"{config.PREFIX}ENGINE_STORE": "s3://engines", f"{config.PREFIX}IMAGE_PULL_SECRETS": name}
+    env = {
+        f"{operator_settings.PREFIX}ENGINE_STORE": "s3://engines",
+        f"{operator_settings.PREFIX}IMAGE_PULL_SECRETS": name,
+    }
     try:
-        config.from_environment(env)
+        operator_settings.from_environment(env)
         operator_accepts = True
     except ValueError:
         operator_accepts = False
@@ -192,13 +188,10 @@ def test_schema_accepts_the_pull_secret_names_the_operator_accepts(name: str) ->
     assert (done.returncode == 0) == operator_accepts, done.stderr
 
 
-def test_log_format_reaches_the_operator(monkeypatch: pytest.MonkeyPatch) -> None:
-    name = f"{config.PREFIX}LOG_FORMAT"
-    monkeypatch.setenv(name, _env(render())[name])
-    assert config.log_format() == "text"
-    monkeypatch.setenv(name, _env(render("logFormat=json"))[name])
-    assert config.log_format() == "json"
-    monkeypatch.setenv(name, "logfmt")
+def test_log_format_reaches_the_operator() -> None:
+    name = f"{operator_settings.PREFIX}LOG_FORMAT"
+    assert operator_settings.from_environment(_env(render())).log_format == "text"
+    assert operator_settings.from_environment(_env(render("logFormat=json"))).log_format == "json"
     with pytest.raises(ValueError, match="KESTREL_LOG_FORMAT='logfmt': expected one of text, json"):
-        config.log_format()
+        operator_settings.from_environment(_env(render()) | {name: "logfmt"})
     assert "logFormat" in refused("logFormat=logfmt")

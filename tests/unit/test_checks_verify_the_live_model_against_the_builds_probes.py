@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from cryptography.exceptions import InvalidSignature
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels, names, secrets, transport
 from kestrel.reconcilers import context, summary
 from kestrel.reconcilers.serving import checks
@@ -61,7 +61,9 @@ class Store:
         self.found = found
         self.reads: list[str] = []
 
-    def __call__(self, ctx: context.Context, settings: manifest_context.Settings, revision: str) -> probes.Probes | str:
+    def __call__(
+        self, ctx: context.Context, settings: operator_settings.Settings, revision: str
+    ) -> probes.Probes | str:
         self.reads.append(revision)
         return self.found
 
@@ -133,7 +135,7 @@ def _pass(
     now: datetime.datetime,
     check: Checker,
     pages: Pages,
-    settings: manifest_context.Settings = SETTINGS,
+    settings: operator_settings.Settings = SETTINGS,
     available: conditions.ConditionStatus = "True",
     store: Store | None = None,
 ) -> context.Context:
@@ -321,7 +323,7 @@ def test_missing_secrets_fail_the_check_with_their_names(kube: FakeKube) -> None
 
 def test_checks_off_say_so_in_status_verified_and_ready(kube: FakeKube) -> None:
     check, pages, obj, store = Checker(), Pages(), _object(), Store()
-    off = manifest_context.Settings(engine_store=SETTINGS.engine_store, serving_checks=False)
+    off = operator_settings.Settings(engine_store=SETTINGS.engine_store, serving_checks=False)
     ctx = _pass(kube, obj, T0, check, pages, settings=off, store=store)
     assert check.targets == [] and pages.reads == 0 and store.reads == []
     assert _verified(ctx) == ("Unknown", conditions.NOT_CHECKED, f"The live check was {checks.OFF}")
@@ -370,7 +372,7 @@ def test_the_address_map_routes_the_dial_but_not_the_name_the_certificate_must_c
     service_address = f"{names.service('cams')}.vision.svc:{transport.GRPC_PORT}"
     mapping = tmp_path / "map.json"
     mapping.write_text(f'{{"{service_address}": "127.0.0.1:40001", "10.0.0.1:8002": "127.0.0.1:40002"}}')
-    routed = manifest_context.Settings(engine_store=SETTINGS.engine_store, address_map=mapping)
+    routed = operator_settings.Settings(engine_store=SETTINGS.engine_store, address_map=mapping)
     check, pages = Checker(), Pages()
     pages.pages = {"http://127.0.0.1:40002/metrics": PAGE.replace('model="add"', 'model="cams"')}
     ctx = _pass(kube, _object(), T0, check, pages, settings=routed)

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions
 from kestrel.api import spec as specs
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import labels
 from kestrel.reconcilers import context, summary
 from kestrel.reconcilers.serving import checks, drift
@@ -57,7 +57,7 @@ def _object(monitoring: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def _pass(
-    kube: FakeKube, obj: dict[str, Any], pages: dict[str, str], settings: manifest_context.Settings = SETTINGS
+    kube: FakeKube, obj: dict[str, Any], pages: dict[str, str], settings: operator_settings.Settings = SETTINGS
 ) -> context.Context:
     ctx = context.Context.load(kube, obj, T0)
 

@@ -98,7 +98,7 @@ def test_an_older_operators_kms_claim_is_withdrawn_when_the_spec_cannot_be_read(
         run.reconcile(kube, obj, SETTINGS, NOW)
     (patch,) = kube.status_patches
     written = {c["type"]: c for c in patch["conditions"]}
-    assert (written["Encrypted"]["status"], written["Encrypted"]["reason"]) == ("Unknown", run.INVALID_SPEC)
-    assert (written["Ready"]["status"], written["Ready"]["reason"]) == ("False", run.INVALID_SPEC)
+    assert (written["Encrypted"]["status"], written["Encrypted"]["reason"]) == ("Unknown", conditions.INVALID_SPEC)
+    assert (written["Ready"]["status"], written["Ready"]["reason"]) == ("False", conditions.INVALID_SPEC)
     assert "spec.security.encryption.kms" in written["Ready"]["message"]
     assert written["Ready"]["observedGeneration"] == 3

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions, errors
 from kestrel.kube import client, protocol, recent
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import engine, grants, storage
@@ -38,7 +38,7 @@ class OrderedKube(FakeKube):
 
 
 def _pass(
-    kube: protocol.KubeApi, obj: dict[str, Any], settings: manifest_context.Settings, access: storage.Access
+    kube: protocol.KubeApi, obj: dict[str, Any], settings: operator_settings.Settings, access: storage.Access
 ) -> context.Context:
     ctx = support.ctx_of(kube, obj)
     engine.reconcile(ctx, settings, access)

@@ -16,7 +16,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from kestrel.manifests import context
+from kestrel import settings as operator_settings
 from testbed import lock
 from tests.unit.helm_support import CHART, ROOT, find, render
 
@@ -129,7 +129,7 @@ def test_chart_references_exactly_the_images_the_dockerfiles_build() -> None:
     }
     assert _chart_images() == built
     # And the operator's own defaults name the same images.
-    defaults = context.Settings(engine_store="s3://b/p")
+    defaults = operator_settings.Settings(engine_store="s3://b/p")
     operator_defaults = {
         defaults.builder_image,
         defaults.builder_gpu_image,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import access, context, triton
+from kestrel.manifests import access, owners, triton
 from tests.unit.spec_support import UNMEASURED
 
-OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
-SETTINGS = context.Settings(engine_store="s3://engines", operator_namespace="kestrel", scraper_namespaces=("prom",))
+OWNER = owners.Owner(name="cams", namespace="vision", uid="u-1")
+SETTINGS = operator_settings.Settings(
+    engine_store="s3://engines", operator_namespace="kestrel", scraper_namespaces=("prom",)
+)
 
 
 def parse(**sections: Any) -> specs.ModelDeploymentSpec:
@@ -29,7 +32,9 @@ OPERATOR_PEER = {
 }
 
 
-def rules(spec: specs.ModelDeploymentSpec, settings: context.Settings = SETTINGS) -> list[tuple[list[str], list[Any]]]:
+def rules(
+    spec: specs.ModelDeploymentSpec, settings: operator_settings.Settings = SETTINGS
+) -> list[tuple[list[str], list[Any]]]:
     """Each ingress rule's whole namespaces and ports; every rule also admits the operator's pods, and only them."""
     policy = access.network_policy(spec, OWNER, settings)
     found = []
@@ -64,7 +69,9 @@ def test_no_other_pod_of_the_operators_namespace_is_admitted() -> None:
 
 
 def test_the_operator_is_found_by_its_release_name() -> None:
-    settings = context.Settings(engine_store="s3://engines", operator_namespace="ml-ops", operator_instance="ml")
+    settings = operator_settings.Settings(
+        engine_store="s3://engines", operator_namespace="ml-ops", operator_instance="ml"
+    )
     policy = access.network_policy(parse(), OWNER, settings)
     operator = policy["spec"]["ingress"][0]["from"][-1]
     assert operator["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "ml-ops"}}
@@ -72,7 +79,9 @@ def test_the_operator_is_found_by_its_release_name() -> None:
 
 
 def test_without_scrapers_only_the_operator_reaches_metrics() -> None:
-    settings = context.Settings(engine_store="s3://engines", operator_namespace="kestrel", scraper_namespaces=())
+    settings = operator_settings.Settings(
+        engine_store="s3://engines", operator_namespace="kestrel", scraper_namespaces=()
+    )
     _, (scrapers, metrics_ports) = rules(parse(), settings)
     assert (scrapers, metrics_ports) == ([], ["metrics"])
 

@@ -10,16 +10,17 @@ import pytest
 import yaml
 
 from kestrel import cli
+from kestrel import settings as operator_settings
 from kestrel.api import keys
 from kestrel.api import spec as specs
-from kestrel.manifests import build_job, context
+from kestrel.manifests import build_job, owners
 from kestrel.storage import layout as storage_layout
 from kestrel.storage import pvc
 from tests.unit.spec_support import UNMEASURED
 
-OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
-S3 = context.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
-PVC = context.Settings(engine_store="pvc://engine-claim/engines")
+OWNER = owners.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
+S3 = operator_settings.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
+PVC = operator_settings.Settings(engine_store="pvc://engine-claim/engines")
 
 
 def parse(**sections: Any) -> specs.ModelDeploymentSpec:
@@ -32,7 +33,7 @@ GPU_SPEC = parse(
 )
 
 
-def job(spec: specs.ModelDeploymentSpec, settings: context.Settings = S3) -> dict[str, Any]:
+def job(spec: specs.ModelDeploymentSpec, settings: operator_settings.Settings = S3) -> dict[str, Any]:
     return build_job.build_job(spec, OWNER, settings, keys.engine_key(spec))
 
 

@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.api import keys
 from kestrel.api import spec as specs
-from kestrel.manifests import build_job, build_network, context, triton
+from kestrel.manifests import build_job, build_network, owners, triton
 from tests.unit.spec_support import UNMEASURED
 
-OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
-S3 = context.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
-AMBIENT = context.Settings(engine_store="s3://engines/prod")
-PVC = context.Settings(engine_store="pvc://engine-claim/engines")
+OWNER = owners.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
+S3 = operator_settings.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
+AMBIENT = operator_settings.Settings(engine_store="s3://engines/prod")
+PVC = operator_settings.Settings(engine_store="pvc://engine-claim/engines")
 LOCAL_SOURCE = "pvc://models/m.pt"
 SHA = "ab" * 32
 
@@ -32,7 +33,7 @@ def parse(uri: str = LOCAL_SOURCE, **sections: Any) -> specs.ModelDeploymentSpec
 
 def policy(
     spec: specs.ModelDeploymentSpec | None = None,
-    settings: context.Settings = S3,
+    settings: operator_settings.Settings = S3,
     endpoint: str | None = "https://s3.eu-west-1.amazonaws.com",
 ) -> dict[str, Any]:
     return build_network.network_policy(spec or parse(), OWNER, settings, endpoint)
@@ -159,7 +160,7 @@ def test_the_selector_holds_the_build_pods_of_every_engine_key_and_no_triton_pod
     canary = triton.canary_deployment(first, OWNER, S3, key, replicas=1)
     for deployment in (stable, canary):
         assert not selects(obj, deployment["spec"]["template"]["metadata"]["labels"])
-    other_model = context.Owner(name="cams-2", namespace="vision", uid="uid-2")
+    other_model = owners.Owner(name="cams-2", namespace="vision", uid="uid-2")
     other_job = build_job.build_job(first, other_model, S3, key)
     assert not selects(obj, other_job["spec"]["template"]["metadata"]["labels"])
 

@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import analysis, argo, autoscaling, context, triton
+from kestrel.manifests import analysis, argo, autoscaling, owners, triton
 from tests.unit.spec_support import UNMEASURED
 
-OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
-SETTINGS = context.Settings(engine_store="s3://engines", prometheus_url="http://prom:9090")
+OWNER = owners.Owner(name="cams", namespace="vision", uid="u-1")
+SETTINGS = operator_settings.Settings(engine_store="s3://engines", prometheus_url="http://prom:9090")
 KEY = "c0ffee00" * 8
 
 

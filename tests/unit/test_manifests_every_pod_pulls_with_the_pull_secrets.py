@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from kestrel.handlers import config
-from kestrel.manifests import context
+from kestrel import settings as operator_settings
 from tests.unit import test_manifests_golden as golden
 
 SECRETS = ("regcred", "mirror.example.com")
@@ -65,18 +64,21 @@ def test_no_pod_names_pull_secrets_when_none_are_set() -> None:
 
 
 def test_the_setting_is_read_from_its_variable() -> None:
-    env = {f"{config.PREFIX}ENGINE_STORE": "s3://engines"}
-    assert config.from_environment(env).settings.image_pull_secrets == ()
-    env[f"{config.PREFIX}IMAGE_PULL_SECRETS"] = " regcred, mirror.example.com,,regcred "
-    assert config.from_environment(env).settings.image_pull_secrets == SECRETS
+    env = {f"{operator_settings.PREFIX}ENGINE_STORE": "s3://engines"}
+    assert operator_settings.from_environment(env).settings.image_pull_secrets == ()
+    env[f"{operator_settings.PREFIX}IMAGE_PULL_SECRETS"] = " regcred, mirror.example.com,,regcred "
+    assert operator_settings.from_environment(env).settings.image_pull_secrets == SECRETS
 
 
 @pytest.mark.parametrize("value", ["RegCred", "reg_cred", "-regcred", "regcred.", "a" * 254, "reg cred"])
 def test_a_bad_secret_name_is_refused_naming_the_variable(value: str) -> None:
-    env = {f"{config.PREFIX}ENGINE_STORE": "s3://engines", f"{config.PREFIX}IMAGE_PULL_SECRETS": f"ok,{value}"}
+    env = {
+        f"{operator_settings.PREFIX}ENGINE_STORE": "s3://engines",
+        f"{operator_settings.PREFIX}IMAGE_PULL_SECRETS": f"ok,{value}",
+    }
     with pytest.raises(ValueError, match=r"^KESTREL_IMAGE_PULL_SECRETS=.*is not a Secret name"):
-        config.from_environment(env)
+        operator_settings.from_environment(env)
 
 
 def test_settings_default_to_no_pull_secrets() -> None:
-    assert context.Settings(engine_store="s3://engines").image_pull_secrets == ()
+    assert operator_settings.Settings(engine_store="s3://engines").image_pull_secrets == ()

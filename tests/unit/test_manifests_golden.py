@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
 from kestrel.manifests import (
     access,
@@ -25,8 +26,8 @@ from kestrel.manifests import (
     autoscaling,
     build_job,
     build_network,
-    context,
     disruption,
+    owners,
     pod_monitor,
     secrets,
     service,
@@ -52,8 +53,8 @@ STORE_ENDPOINT = "https://s3.amazonaws.com"
 GOLDEN_KEK = x25519.PrivateKek(bytes(range(1, 33))).public
 
 
-def golden_settings(engine_store: str) -> context.Settings:
-    return context.Settings(
+def golden_settings(engine_store: str) -> operator_settings.Settings:
+    return operator_settings.Settings(
         engine_store=engine_store,
         store_credentials_secret="engine-store" if engine_store.startswith("s3://") else None,
         builder_image="ghcr.io/kestrel-dev/kestrel-builder:golden",
@@ -69,15 +70,15 @@ class Case:
 
     name: str
     spec: specs.ModelDeploymentSpec
-    owner: context.Owner
-    settings: context.Settings
+    owner: owners.Owner
+    settings: operator_settings.Settings
     load_seconds: float = 60.0
     engine_size_bytes: int | None = None
 
 
 def _example(folder: str, engine_store: str, **extra: Any) -> Case:
     raw = yaml.safe_load((ROOT / "examples" / folder / "modeldeployment.yaml").read_text())
-    owner = context.Owner(name=raw["metadata"]["name"], namespace="vision", uid=UID, generation=1)
+    owner = owners.Owner(name=raw["metadata"]["name"], namespace="vision", uid=UID, generation=1)
     return Case(folder, specs.parse(raw["spec"]), owner, golden_settings(engine_store), **extra)
 
 
@@ -137,7 +138,7 @@ VARIANT_SETTINGS: dict[str, dict[str, Any]] = {
 
 
 def _variant(name: str) -> Case:
-    owner = context.Owner(name=name, namespace="lab", uid=UID, generation=4)
+    owner = owners.Owner(name=name, namespace="lab", uid=UID, generation=4)
     return Case(
         name,
         specs.parse(VARIANTS[name]),

@@ -9,7 +9,7 @@ import pytest
 
 from kestrel.api import keys
 from kestrel.api import spec as specs
-from kestrel.manifests import context, labels, names
+from kestrel.manifests import labels, names, owners
 from tests.unit.spec_support import UNMEASURED
 
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -76,10 +76,8 @@ def test_label_values_fit_and_are_unchanged_when_short() -> None:
 
 
 def test_owner_reference_names_the_model_deployment_as_controlling_owner() -> None:
-    owner = context.Owner.from_body(
-        {"metadata": {"name": "cams", "namespace": "vision", "uid": "u-1", "generation": 7}}
-    )
-    assert owner == context.Owner("cams", "vision", "u-1", 7)
+    owner = owners.Owner.from_body({"metadata": {"name": "cams", "namespace": "vision", "uid": "u-1", "generation": 7}})
+    assert owner == owners.Owner("cams", "vision", "u-1", 7)
     assert owner.owner_reference() == {
         "apiVersion": "kestrel.dev/v1alpha1",
         "kind": "ModelDeployment",

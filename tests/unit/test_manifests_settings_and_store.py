@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 import kestrel
-from kestrel.manifests import context, labels, store_mounts
+from kestrel import settings as operator_settings
+from kestrel.manifests import labels, owners, store_mounts
 
-OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
+OWNER = owners.Owner(name="cams", namespace="vision", uid="u-1")
 
 
 def test_default_images_follow_the_kestrel_release_and_triton_24_10() -> None:
-    settings = context.Settings(engine_store="s3://engines")
+    settings = operator_settings.Settings(engine_store="s3://engines")
     assert settings.builder_image == f"ghcr.io/kestrel-dev/kestrel-builder:{kestrel.__version__}"
     assert settings.loader_image == f"ghcr.io/kestrel-dev/kestrel-loader:{kestrel.__version__}"
     assert settings.builder_gpu_image != settings.builder_image
@@ -30,11 +31,11 @@ def test_default_images_follow_the_kestrel_release_and_triton_24_10() -> None:
     ],
 )
 def test_engines_live_under_namespace_name_and_key(uri: str, expected: str) -> None:
-    assert store_mounts.engine_uri(context.Settings(engine_store=uri), OWNER, "KEY") == expected
+    assert store_mounts.engine_uri(operator_settings.Settings(engine_store=uri), OWNER, "KEY") == expected
 
 
 def test_engine_prefix_contains_every_engine_of_the_model() -> None:
-    settings = context.Settings(engine_store="s3://bucket/prefix")
+    settings = operator_settings.Settings(engine_store="s3://bucket/prefix")
     assert store_mounts.engine_uri(settings, OWNER, "KEY").startswith(store_mounts.engine_prefix(settings, OWNER))
 
 
@@ -43,7 +44,7 @@ def test_engine_prefix_contains_every_engine_of_the_model() -> None:
 )
 def test_a_bad_engine_store_is_refused_when_the_settings_are_made(uri: str) -> None:
     with pytest.raises(ValueError, match="engine store"):
-        context.Settings(engine_store=uri)
+        operator_settings.Settings(engine_store=uri)
 
 
 def test_a_grant_secret_is_owned_by_the_model_and_named_after_its_engine() -> None:
@@ -60,7 +61,9 @@ def test_a_grant_secret_is_owned_by_the_model_and_named_after_its_engine() -> No
 
 
 def test_ambient_credentials_mount_nothing() -> None:
-    access = store_mounts.store_access(context.Settings(engine_store="s3://b"), OWNER, "ab" * 32, writable=False)
+    access = store_mounts.store_access(
+        operator_settings.Settings(engine_store="s3://b"), OWNER, "ab" * 32, writable=False
+    )
     assert (access.volumes, access.mounts, access.options) == ((), (), ())
 
 
@@ -68,4 +71,4 @@ def test_ambient_credentials_mount_nothing() -> None:
 def test_engine_uri_is_the_one_the_storage_layer_writes_and_reads(uri: str) -> None:
     layout = pytest.importorskip("kestrel.storage.layout")
     expected = layout.parse_store_uri(uri).engine_uri(layout.EngineRef("vision", "cams", "ab" * 32))
-    assert store_mounts.engine_uri(context.Settings(engine_store=uri), OWNER, "ab" * 32) == expected
+    assert store_mounts.engine_uri(operator_settings.Settings(engine_store=uri), OWNER, "ab" * 32) == expected

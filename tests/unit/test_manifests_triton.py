@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import build_job, context, pod_lifecycle, service, triton
+from kestrel.manifests import build_job, owners, pod_lifecycle, service, triton
 from tests.unit.spec_support import UNMEASURED
 
-OWNER = context.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
-SETTINGS = context.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
+OWNER = owners.Owner(name="cams", namespace="vision", uid="uid-1", generation=2)
+SETTINGS = operator_settings.Settings(engine_store="s3://engines/prod", store_credentials_secret="engine-store")
 KEY = "a1b2c3d4" * 8
 OTHER_KEY = "e5f6a7b8" * 8
 
@@ -345,7 +346,7 @@ def test_selector_is_immutable_across_revisions() -> None:
 
 
 def test_a_pvc_store_reaches_the_loader_as_this_models_folder_read_only() -> None:
-    settings = context.Settings(engine_store="pvc://engines/prod")
+    settings = operator_settings.Settings(engine_store="pvc://engines/prod")
     obj = triton.deployment(parse(), OWNER, settings, KEY)
     (mount,) = [m for m in init(obj, "load")["volumeMounts"] if m["name"] == "engine-store"]
     assert mount == {
@@ -369,7 +370,7 @@ def test_a_pvc_store_reaches_the_loader_as_this_models_folder_read_only() -> Non
             id="s3-encrypted",
         ),
         pytest.param(
-            context.Settings(engine_store="pvc://engines/prod"),
+            operator_settings.Settings(engine_store="pvc://engines/prod"),
             {},
             {"pvc_root": True, "verify_key_file": True},
             id="pvc",
@@ -377,7 +378,7 @@ def test_a_pvc_store_reaches_the_loader_as_this_models_folder_read_only() -> Non
     ],
 )
 def test_loader_command_is_one_the_kestrel_cli_accepts(
-    settings: context.Settings, encryption: dict[str, Any], expected: dict[str, bool]
+    settings: operator_settings.Settings, encryption: dict[str, Any], expected: dict[str, bool]
 ) -> None:
     """`expected`: the options the loader gets, and whether each names a path that must be mounted."""
     from kestrel import cli  # noqa: PLC0415 - the CLI is what the init container runs

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from kestrel.manifests import context as manifest_context
+from kestrel import settings as operator_settings
 from kestrel.manifests import labels, transport
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import canary_metrics, checks
@@ -96,10 +96,10 @@ class Scraped:
     said: str  # everything the operator wrote down: status, Events, exception text, log lines
 
 
-def _settings(tmp_path: pathlib.Path, served: str) -> manifest_context.Settings:
+def _settings(tmp_path: pathlib.Path, served: str) -> operator_settings.Settings:
     path = tmp_path / "addresses.json"
     path.write_text(json.dumps({POD_ADDRESS: served}))
-    return manifest_context.Settings(engine_store="s3://engines/kestrel", address_map=path)
+    return operator_settings.Settings(engine_store="s3://engines/kestrel", address_map=path)
 
 
 def _pod(name: str, selector: dict[str, str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import threading
 import kopf
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.handlers import owned as owned_handlers
 from kestrel.handlers import state
 from kestrel.runtime import owned
@@ -26,7 +27,9 @@ def test_a_deployment_event_runs_its_owners_pass_on_the_owned_pool(monkeypatch: 
     monkeypatch.setattr(owned_handlers, "PASSES", owned.Passes(run))
     monkeypatch.setattr(owned, "pass_needed", lambda kube, event_type, body: ("vision", "cams"))
     monkeypatch.setattr(state, "kube", lambda: None)
-    owned_handlers.start_owned_passes()
+    owned_handlers.start_owned_passes(
+        operator_settings.Configuration(settings=operator_settings.Settings(engine_store="s3://engines"))
+    )
     try:
         raw: kopf.RawBody = {"metadata": {"name": "cams-triton", "namespace": "vision", "uid": "u1"}}
         body = kopf.Body(raw)

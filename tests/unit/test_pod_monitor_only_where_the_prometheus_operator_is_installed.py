@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec
-from kestrel.manifests import argo, triton
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import argo, owners, triton
 from kestrel.reconcilers import context, installed
 from kestrel.reconcilers.serving import serving, workload
 from tests.unit import canary_support
@@ -24,11 +24,11 @@ CRD = {
 }
 
 
-def serving_pass(kube: FakeKube, settings: manifest_context.Settings = SETTINGS) -> dict[str, Any]:
+def serving_pass(kube: FakeKube, settings: operator_settings.Settings = SETTINGS) -> dict[str, Any]:
     """One serving pass of a model whose validated engine rolls out (its pods' Secrets exist); the model."""
     obj = body({"mode": "disabled"})
     key = canary_support.validated(obj)
-    pod = triton.deployment(spec.parse(obj["spec"]), manifest_context.Owner.from_body(obj), settings, key)
+    pod = triton.deployment(spec.parse(obj["spec"]), owners.Owner.from_body(obj), settings, key)
     for name in serving.referenced_secrets(pod["spec"]["template"]["spec"]):
         kube.put({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "vision"}, "data": {}})
     ctx = context.Context.load(kube, obj, canary_support.T0)
@@ -53,7 +53,7 @@ def test_selects_the_pods_of_every_track_and_the_triton_metrics_port() -> None:
     kube.put(CRD)
     obj = serving_pass(kube)
     selector = kube.objects[MONITOR]["spec"]["selector"]["matchLabels"].items()
-    parsed, owner = spec.parse(obj["spec"]), manifest_context.Owner.from_body(obj)
+    parsed, owner = spec.parse(obj["spec"]), owners.Owner.from_body(obj)
     canary_spec = spec.parse({**obj["spec"], "rollout": {"strategy": "canary", "canary": {"steps": [50, 100]}}})
     templates = [
         kube.objects[STABLE]["spec"]["template"],

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import analysis, autoscaling, context, pod_monitor
+from kestrel.manifests import analysis, autoscaling, owners, pod_monitor
 from testbed import build, components, prometheus
 from tests.unit import test_manifests_golden as golden
 from tests.unit.spec_support import UNMEASURED
@@ -24,8 +25,8 @@ from tests.unit.spec_support import UNMEASURED
 TARGET_LABELS = {"namespace", "container", "pod", "job", "endpoint"}
 # Triton's own labels on its per-model series (nv_inference_*), and the quantile of its latency summary.
 TRITON_LABELS = {"model", "version", "quantile"}
-OWNER = context.Owner(name="cams", namespace="vision", uid="u-1")
-SETTINGS = context.Settings(engine_store="s3://engines")
+OWNER = owners.Owner(name="cams", namespace="vision", uid="u-1")
+SETTINGS = operator_settings.Settings(engine_store="s3://engines")
 
 
 def selected_labels(promql: str) -> set[str]:

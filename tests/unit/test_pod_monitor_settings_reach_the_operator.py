@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from kestrel.handlers import config
+from kestrel import settings as operator_settings
 from tests.unit.helm_support import CHART, find, helm, refused, render
 
-STORE = {f"{config.PREFIX}ENGINE_STORE": "s3://engines"}
-LABELS = f"{config.PREFIX}POD_MONITOR_LABELS"
-INTERVAL = f"{config.PREFIX}POD_MONITOR_INTERVAL"
+STORE = {f"{operator_settings.PREFIX}ENGINE_STORE": "s3://engines"}
+LABELS = f"{operator_settings.PREFIX}POD_MONITOR_LABELS"
+INTERVAL = f"{operator_settings.PREFIX}POD_MONITOR_INTERVAL"
 
 
 def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -23,16 +23,16 @@ def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 def _accepted(env: dict[str, str]) -> bool:
     try:
-        config.from_environment({**STORE, **env})
+        operator_settings.from_environment({**STORE, **env})
     except ValueError:
         return False
     return True
 
 
 def test_on_every_thirty_seconds_without_labels_by_default() -> None:
-    settings = config.from_environment(STORE).settings
+    settings = operator_settings.from_environment(STORE).settings
     assert (settings.pod_monitor, settings.pod_monitor_interval, settings.pod_monitor_labels) == (True, "30s", ())
-    from_chart = config.from_environment(_env(render())).settings
+    from_chart = operator_settings.from_environment(_env(render())).settings
     assert (from_chart.pod_monitor, from_chart.pod_monitor_interval, from_chart.pod_monitor_labels) == (True, "30s", ())
 
 
@@ -43,7 +43,7 @@ def test_chart_values_reach_the_settings() -> None:
         "modelMetrics.podMonitor.labels.release=prometheus",
         "modelMetrics.podMonitor.labels.example\\.com/team=vision",
     )
-    settings = config.from_environment(_env(objects)).settings
+    settings = operator_settings.from_environment(_env(objects)).settings
     assert settings.pod_monitor is False
     assert settings.pod_monitor_interval == "1m30s"
     # In key order, as the chart joins them.
@@ -51,7 +51,9 @@ def test_chart_values_reach_the_settings() -> None:
 
 
 def test_labels_are_read_in_order_and_may_have_empty_values() -> None:
-    settings = config.from_environment({**STORE, LABELS: " release=prometheus, example.com/tier= ,,"}).settings
+    settings = operator_settings.from_environment(
+        {**STORE, LABELS: " release=prometheus, example.com/tier= ,,"}
+    ).settings
     assert settings.pod_monitor_labels == (("release", "prometheus"), ("example.com/tier", ""))
 
 
@@ -70,7 +72,7 @@ def test_labels_are_read_in_order_and_may_have_empty_values() -> None:
 )
 def test_a_bad_label_is_refused_naming_the_variable(value: str, message: str) -> None:
     with pytest.raises(ValueError, match=rf"^{LABELS}=.*{re.escape(message)}"):
-        config.from_environment({**STORE, LABELS: value})
+        operator_settings.from_environment({**STORE, LABELS: value})
 
 
 @pytest.mark.parametrize("value", ["30s", "1m30s", "500ms", "2h", "1h0m5s"])
@@ -81,13 +83,18 @@ def test_intervals_the_crd_accepts_are_accepted(value: str) -> None:
 @pytest.mark.parametrize("value", ["30", "", "1s1m", "thirty", "30 s", "-1s"])
 def test_an_interval_the_crd_would_refuse_is_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(ValueError, match=rf"^{INTERVAL}=.*expected a duration"):
-        config.from_environment({**STORE, INTERVAL: value})
+        operator_settings.from_environment({**STORE, INTERVAL: value})
 
 
 def test_the_switch_is_true_or_false_only() -> None:
-    assert config.from_environment({**STORE, f"{config.PREFIX}POD_MONITOR": "false"}).settings.pod_monitor is False
+    assert (
+        operator_settings.from_environment(
+            {**STORE, f"{operator_settings.PREFIX}POD_MONITOR": "false"}
+        ).settings.pod_monitor
+        is False
+    )
     with pytest.raises(ValueError, match="KESTREL_POD_MONITOR='no': expected true or false"):
-        config.from_environment({**STORE, f"{config.PREFIX}POD_MONITOR": "no"})
+        operator_settings.from_environment({**STORE, f"{operator_settings.PREFIX}POD_MONITOR": "no"})
 
 
 @pytest.mark.parametrize(

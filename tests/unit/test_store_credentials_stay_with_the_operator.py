@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import summary
 from kestrel.reconcilers.engine import engine, grants, storage
@@ -22,7 +22,7 @@ S3 = "s3://engines/kestrel"
 ACCESS_KEY, SECRET_KEY = "AKIDEXAMPLE4STORE", "s3cr3t-wJalrXUtnFEMI-K7MDENG"
 
 
-def _settings() -> manifest_context.Settings:
+def _settings() -> operator_settings.Settings:
     return support.settings(None, S3, store_credentials_secret="store-creds", operator_namespace="kestrel-system")
 
 

@@ -112,12 +112,11 @@ def test_serving_pods_find_a_download_grant_renewed_once_a_day_and_not_more(sign
     signer.signing_key = support.signing_secret(kube, obj)
     ctx = support.ctx_of(kube, obj)
     storage.reconcile(ctx, settings)
-    workload.build(ctx, settings, key, triton.deployment)
+    waiting = workload.build(ctx, settings, key, triton.deployment)
     # The pods mount the grant, and it is not among what they wait for (the model's keys are, in this fake).
-    progressing = ctx.condition(conditions.PROGRESSING)
-    assert progressing is not None and progressing.reason == "WaitingForSecrets"
-    assert names.download_grant(support.NAME, key) not in progressing.message
-    assert names.api_key_secret(support.NAME) in progressing.message
+    assert isinstance(waiting, workload.MissingSecrets)
+    assert names.download_grant(support.NAME, key) not in waiting.names
+    assert names.api_key_secret(support.NAME) in waiting.names
     # Only the manifest and what it lists, read from the verified manifest.
     assert signer.granted == [["files/yolo/config.pbtxt", "manifest.json"]]
     first = _grant(kube, names.download_grant(support.NAME, key))
@@ -141,10 +140,10 @@ def test_a_grant_that_cannot_be_issued_keeps_the_workload_waiting_and_says_so(mo
     obj = support.body()
     key = support.key_of(obj)
     ctx = support.ctx_of(kube, obj)
-    assert workload.build(ctx, _settings(), key, triton.deployment) is None
-    progressing = ctx.condition(conditions.PROGRESSING)
-    assert progressing is not None and progressing.reason == "WaitingForSecrets"
-    assert names.download_grant(support.NAME, key) in progressing.message
+    waiting = workload.build(ctx, _settings(), key, triton.deployment)
+    assert isinstance(waiting, workload.MissingSecrets)
+    assert waiting.progressing.reason == "WaitingForSecrets"
+    assert names.download_grant(support.NAME, key) in waiting.names
     assert [reason for _, reason, _ in kube.events] == [grants.UNAVAILABLE]
 
 

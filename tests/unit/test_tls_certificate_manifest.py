@@ -14,15 +14,16 @@ from typing import Any
 import pytest
 import yaml
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import access, certificate, context, names, transport, triton
+from kestrel.manifests import access, certificate, names, owners, transport, triton
 from kestrel.security import certificates
 from tests.unit import golden_support as golden
 from tests.unit.spec_support import UNMEASURED
 
 GOLDEN = pathlib.Path(__file__).parent / "golden" / "tls"
-OWNER = context.Owner(name="traffic", namespace="lab", uid="6f1c2a9e-0d4b-4c8e-9a57-3b2d1e0f4a6c", generation=3)
-SETTINGS = context.Settings(engine_store="s3://kestrel-engines/lab", loader_image="loader:golden")
+OWNER = owners.Owner(name="traffic", namespace="lab", uid="6f1c2a9e-0d4b-4c8e-9a57-3b2d1e0f4a6c", generation=3)
+SETTINGS = operator_settings.Settings(engine_store="s3://kestrel-engines/lab", loader_image="loader:golden")
 ENGINE_KEY = "5f3c9e0a" + "7d41b2c6" * 7
 NOW = datetime.datetime(2026, 3, 1, tzinfo=datetime.UTC)
 GATEWAY = access.Client("ServiceAccount", "camera-gateway", "apps")

@@ -15,8 +15,7 @@ import pytest
 from cryptography import x509
 
 from kestrel.api import conditions
-from kestrel.manifests import access, certificate, names, secrets
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import access, certificate, names, owners, secrets
 from kestrel.reconcilers.security import tls
 from kestrel.security import certificates, errors
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, cert_manager_writes_secret, reconcile_tls
@@ -79,7 +78,7 @@ def test_cert_manager_mode_applies_the_certificate_and_mirrors_its_readiness() -
     _with_crd(kube)
     ctx = reconcile_tls(kube, obj, NOW)
     applied = kube.objects[CERT_KEY]
-    owner = manifest_context.Owner.from_body(obj)
+    owner = owners.Owner.from_body(obj)
     assert applied == certificate.server_certificate(ctx.spec, owner)
     assert _condition(ctx)[:2] == ("False", "Pending")
     assert ctx.tls_checksum is None
@@ -143,7 +142,7 @@ MUTUAL_ACCESS = {"allowedServiceAccounts": ["apps/camera-gateway", "apps/dashboa
 
 
 def _client_secret(kube: FakeKube, obj: dict[str, Any], client: access.Client) -> dict[str, Any] | None:
-    return kube.secret("vision", client.secret_name(manifest_context.Owner.from_body(obj)))
+    return kube.secret("vision", client.secret_name(owners.Owner.from_body(obj)))
 
 
 def _client_ca(kube: FakeKube, name: str = "cams") -> x509.Certificate:
@@ -164,7 +163,7 @@ def test_mutual_tls_issues_one_client_certificate_per_subject_readable_by_that_s
     assert ca_secret is not None
     operator_ca = x509.load_pem_x509_certificate(secrets.decode(ca_secret, "tls.crt"))
     client_ca = _client_ca(kube)
-    owner = manifest_context.Owner.from_body(obj)
+    owner = owners.Owner.from_body(obj)
     clients = access.mtls_clients(ctx.spec)
     assert [c.subject for c in clients] == [
         "Group analysts",
@@ -231,7 +230,7 @@ def test_a_subject_removed_from_the_spec_loses_its_client_certificate_and_its_ca
     obj["spec"]["security"]["access"]["allowedServiceAccounts"] = ["apps/camera-gateway"]
     later = NOW + datetime.timedelta(minutes=1)
     after = reconcile_tls(kube, obj, later)
-    name = dashboard.secret_name(manifest_context.Owner.from_body(obj))
+    name = dashboard.secret_name(owners.Owner.from_body(obj))
     assert _client_secret(kube, obj, dashboard) is None
     for kind in ("Role", "RoleBinding"):
         assert kube.get("rbac.authorization.k8s.io/v1", kind, "vision", name) is None
@@ -265,7 +264,7 @@ def test_removing_every_subject_revokes_every_client_certificate() -> None:
     reconcile_tls(kube, obj, NOW)
     obj["spec"]["security"]["access"] = {}
     reconcile_tls(kube, obj, NOW + datetime.timedelta(minutes=1))
-    owner = manifest_context.Owner.from_body(obj)
+    owner = owners.Owner.from_body(obj)
     assert kube.list("rbac.authorization.k8s.io/v1", "Role", "vision", labels=access.client_selector(owner)) == []
     client_ca = names.client_ca_secret("cams")
     assert [s for (_, kind, _, s) in kube.objects if kind == "Secret" and "-client-" in s and s != client_ca] == []
@@ -282,7 +281,7 @@ def test_cert_manager_mode_issues_client_certificates_from_the_models_client_ca(
     _cert_manager_writes(kube, ready="True", not_after="2026-05-30T08:00:00Z", certificate_pem=server.certificate_pem())
     ctx = reconcile_tls(kube, obj, NOW)
     client = access.Client("ServiceAccount", "gw", "apps")
-    owner = manifest_context.Owner.from_body(obj)
+    owner = owners.Owner.from_body(obj)
     assert kube.get(certificate.API_VERSION, certificate.KIND, "vision", client.secret_name(owner)) is None
     secret = _client_secret(kube, obj, client)
     assert secret is not None and secrets.decode(secret, "ca.crt") == b"the issuer's CA"

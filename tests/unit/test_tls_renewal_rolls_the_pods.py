@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from kestrel.manifests import certificate, labels, names, triton
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import certificate, labels, names, owners, triton
 from kestrel.reconcilers import context
 from kestrel.reconcilers.security import tls
 from kestrel.reconcilers.serving import serving
@@ -40,7 +39,7 @@ def _serving(kube: FakeKube, obj: dict[str, Any]) -> None:
     obj["status"] = {"revision": {"current": ENGINE_KEY}}
     pod = triton.deployment(
         context.Context.load(kube, obj, T0).spec,
-        manifest_context.Owner.from_body(obj),
+        owners.Owner.from_body(obj),
         SETTINGS,
         ENGINE_KEY,
     )["spec"]["template"]["spec"]

@@ -9,8 +9,7 @@ import pytest
 from cryptography import x509
 
 from kestrel.api import conditions
-from kestrel.manifests import access, names, secrets
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import access, names, owners, secrets
 from kestrel.security import certificates
 from tests.unit.tls_fake_kube import SETTINGS, FakeKube, body, reconcile_tls
 
@@ -112,7 +111,7 @@ def test_client_certificates_renew_on_the_same_clock() -> None:
     kube, obj = FakeKube(), body({"duration": "90m", "mutual": True}, access_spec)
     reconcile_tls(kube, obj, T0)
     client = access.Client("ServiceAccount", "camera-gateway", "apps")
-    secret = client.secret_name(manifest_context.Owner.from_body(obj))
+    secret = client.secret_name(owners.Owner.from_body(obj))
     assert _issuances(kube, secret) == 1
     reconcile_tls(kube, obj, T0 + datetime.timedelta(minutes=59, seconds=39))
     assert _issuances(kube, secret) == 1

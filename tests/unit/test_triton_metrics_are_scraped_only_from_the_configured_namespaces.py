@@ -11,15 +11,14 @@ from typing import Any
 
 import pytest
 
-from kestrel.handlers import config
-from kestrel.manifests import context as manifest_context
+from kestrel import settings as operator_settings
 from kestrel.reconcilers import context
 from kestrel.reconcilers.security import access
 from tests.unit import tls_fake_kube
 from tests.unit.helm_support import find, render
 
-VARIABLE = f"{config.PREFIX}SCRAPER_NAMESPACES"
-STORE = {f"{config.PREFIX}ENGINE_STORE": "s3://engines"}
+VARIABLE = f"{operator_settings.PREFIX}SCRAPER_NAMESPACES"
+STORE = {f"{operator_settings.PREFIX}ENGINE_STORE": "s3://engines"}
 T0 = datetime.datetime(2026, 3, 1, 8, 0, 0, tzinfo=datetime.UTC)
 
 
@@ -29,7 +28,7 @@ def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container["env"]}
 
 
-def _applied_policy(settings: manifest_context.Settings) -> dict[str, Any]:
+def _applied_policy(settings: operator_settings.Settings) -> dict[str, Any]:
     """The NetworkPolicy the access reconciler applies for a model under `settings`."""
     kube = tls_fake_kube.FakeKube()
     obj = tls_fake_kube.body({"mode": "disabled"})
@@ -54,16 +53,16 @@ def _metrics_peers(policy: dict[str, Any]) -> tuple[list[str], bool]:
 
 
 def test_unset_means_monitoring_as_before() -> None:
-    assert config.from_environment(STORE).settings.scraper_namespaces == ("monitoring",)
+    assert operator_settings.from_environment(STORE).settings.scraper_namespaces == ("monitoring",)
 
 
 def test_names_are_read_in_order_once_each() -> None:
-    settings = config.from_environment({**STORE, VARIABLE: " prom, observability,,prom "}).settings
+    settings = operator_settings.from_environment({**STORE, VARIABLE: " prom, observability,,prom "}).settings
     assert settings.scraper_namespaces == ("prom", "observability")
 
 
 def test_an_empty_value_admits_no_namespace_but_the_operator() -> None:
-    settings = config.from_environment({**STORE, VARIABLE: ""}).settings
+    settings = operator_settings.from_environment({**STORE, VARIABLE: ""}).settings
     assert settings.scraper_namespaces == ()
     assert _metrics_peers(_applied_policy(settings)) == ([], True)
 
@@ -71,11 +70,11 @@ def test_an_empty_value_admits_no_namespace_but_the_operator() -> None:
 @pytest.mark.parametrize("value", ["Monitoring", "prom_1", "-prom", "a" * 64, "prom.svc", "prom ops"])
 def test_a_bad_namespace_is_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(ValueError, match=rf"^{VARIABLE}=.*is not a namespace name"):
-        config.from_environment({**STORE, VARIABLE: f"monitoring,{value}"})
+        operator_settings.from_environment({**STORE, VARIABLE: f"monitoring,{value}"})
 
 
 def test_the_applied_policy_admits_exactly_the_configured_namespaces_to_metrics() -> None:
-    settings = config.from_environment({**STORE, VARIABLE: "prom,observability"}).settings
+    settings = operator_settings.from_environment({**STORE, VARIABLE: "prom,observability"}).settings
     policy = _applied_policy(settings)
     assert _metrics_peers(policy) == (["observability", "prom"], True)
     # Clients are fenced apart: no scraper namespace reaches the inference ports through this list.
@@ -86,11 +85,13 @@ def test_the_applied_policy_admits_exactly_the_configured_namespaces_to_metrics(
 def test_chart_default_keeps_monitoring() -> None:
     env = _env(render())
     assert env[VARIABLE] == "monitoring"
-    assert config.from_environment(env).settings.scraper_namespaces == ("monitoring",)
+    assert operator_settings.from_environment(env).settings.scraper_namespaces == ("monitoring",)
 
 
 def test_chart_value_reaches_the_models_network_policy() -> None:
-    settings = config.from_environment(_env(render("modelMetrics.scrapeNamespaces={prom,observability}"))).settings
+    settings = operator_settings.from_environment(
+        _env(render("modelMetrics.scrapeNamespaces={prom,observability}"))
+    ).settings
     assert _metrics_peers(_applied_policy(settings)) == (["observability", "prom"], True)
 
 
@@ -102,11 +103,11 @@ def test_chart_empty_list_means_no_namespace_not_the_default(values: dict[str, A
     (container,) = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     (variable,) = [e for e in container["env"] if e["name"] == VARIABLE]
     assert variable == {"name": VARIABLE}  # set, without a value: not the default
-    assert config.from_environment(_env(objects)).settings.scraper_namespaces == ()
+    assert operator_settings.from_environment(_env(objects)).settings.scraper_namespaces == ()
 
 
 def test_the_operators_own_metrics_list_is_another_one() -> None:
     objects = render("networkPolicy.metricsNamespaces={ops}", "modelMetrics.scrapeNamespaces={prom}")
     (rule,) = find(objects, "NetworkPolicy")["spec"]["ingress"]
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ops"}}}]
-    assert config.from_environment(_env(objects)).settings.scraper_namespaces == ("prom",)
+    assert operator_settings.from_environment(_env(objects)).settings.scraper_namespaces == ("prom",)

@@ -9,9 +9,9 @@ import copy
 import datetime
 from typing import TYPE_CHECKING, Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import crd, errors, spec
 from kestrel.kube import ownership, protocol
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import context
 from kestrel.reconcilers.security import tls
@@ -19,7 +19,7 @@ from tests.unit.spec_support import UNMEASURED
 
 Key = tuple[str, str, str | None, str]
 UID = "0b8c9a3e-52f1-4d7e-8a60-1c2d3e4f5a6b"
-SETTINGS = manifest_context.Settings(engine_store="s3://engines/kestrel")
+SETTINGS = operator_settings.Settings(engine_store="s3://engines/kestrel")
 
 
 class FakeKube:

@@ -65,6 +65,8 @@ DISABLED = "Disabled"
 
 # Ready=False: a child's name is taken by an object the model does not own, so the pass stopped before writing it.
 NAME_CONFLICT = "NameConflict"
+# Ready=False (and a reported Encrypted Unknown): the stored spec cannot be read, so no reconciler ran.
+INVALID_SPEC = "InvalidSpec"
 
 REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 

@@ -1,7 +1,8 @@
 """ModelDeployment handlers: create, update, resume and the drift check all run the same reconcile().
 
 A spec change (create, update, resume) trusts nothing remembered: every child is applied and read. The drift check
-trusts what was confirmed within `config.trust_interval()`, so a quiet model costs (almost) no requests.
+trusts what was confirmed within the configured trust window (`settings.Configuration.trust`), so a quiet model
+costs (almost) no requests.
 """
 
 from __future__ import annotations
@@ -12,28 +13,24 @@ from typing import Any
 import kopf
 
 from kestrel import operator_metrics
+from kestrel import settings as operator_settings
 from kestrel.api import actions, crd, errors
-from kestrel.handlers import config, state
+from kestrel.handlers import state
 from kestrel.reconcilers import run
 from kestrel.runtime import resync, serial
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
-TRUST = config.trust_interval()
 REGISTRY = resync.Registry()
-
-
-INTERVAL = config.resync_interval()
+_drift_check: dict[str, resync.Resync] = {}
 
 
 def _drift_pass(body: dict[str, Any]) -> None:
     # Drift is checked an interval after the model's last pass, whatever ran it: a busy operator is not sent back
     # over models that its create and Deployment-event passes have just converged.
-    if not serial.passed_within(body, INTERVAL):
-        serial.reconcile(state.kube(), body, state.config_().settings, trust=TRUST)
-
-
-_drift_check = resync.Resync(REGISTRY, _drift_pass, INTERVAL, threads=config.side_threads())
+    configuration = state.config_()
+    if not serial.passed_within(body, configuration.resync_interval):
+        serial.reconcile(state.kube(), body, configuration.settings, trust=configuration.trust)
 
 
 def _reconcile(body: kopf.Body, logger: Logger) -> None:
@@ -76,13 +73,18 @@ async def remember(*, type: str | None, body: kopf.Body, **_: Any) -> None:
         REGISTRY.remember(dict(body))
 
 
-def start_drift_check() -> None:
-    """Called by lifecycle.startup, after state.startup has made the client and read the settings it uses."""
-    _drift_check.start()
+def start_drift_check(configuration: operator_settings.Configuration) -> None:
+    """Called by lifecycle.startup, after state.startup has made the client the passes use."""
+    stop_drift_check()
+    loop = resync.Resync(REGISTRY, _drift_pass, configuration.resync_interval, threads=configuration.side_threads)
+    _drift_check["loop"] = loop
+    loop.start()
 
 
 def stop_drift_check() -> None:
-    _drift_check.stop()
+    found = _drift_check.pop("loop", None)
+    if found is not None:
+        found.stop()
 
 
 @kopf.on.delete(*RESOURCE)

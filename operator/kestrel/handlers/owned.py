@@ -7,24 +7,29 @@ from typing import Any
 
 import kopf
 
-from kestrel.handlers import config, modeldeployment, state
+from kestrel import settings as operator_settings
+from kestrel.handlers import modeldeployment, state
 from kestrel.runtime import owned, serial
 
 _pool: dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 
 
 def _owner_pass(namespace: str, name: str) -> None:
-    settings, remembered = state.config_().settings, modeldeployment.REGISTRY.get(namespace, name)
-    serial.reconcile_named(state.kube(), namespace, name, settings, trust=modeldeployment.TRUST, remembered=remembered)
+    configuration, remembered = state.config_(), modeldeployment.REGISTRY.get(namespace, name)
+    serial.reconcile_named(
+        state.kube(), namespace, name, configuration.settings, trust=configuration.trust, remembered=remembered
+    )
 
 
 PASSES = owned.Passes(_owner_pass)
 
 
-def start_owned_passes() -> None:
+def start_owned_passes(configuration: operator_settings.Configuration) -> None:
     """A few threads of their own, not Kopf's pool: there a model whose pods became ready waited behind every queued
     first pass, so with many new models at once most reported Ready long after their pods were (bench/scale.py)."""
-    _pool["executor"] = concurrent.futures.ThreadPoolExecutor(config.side_threads(), thread_name_prefix="kestrel-owned")
+    _pool["executor"] = concurrent.futures.ThreadPoolExecutor(
+        configuration.side_threads, thread_name_prefix="kestrel-owned"
+    )
 
 
 def stop_owned_passes() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import kopf
 
-from kestrel.handlers import config
+from kestrel import settings as operator_settings
 from kestrel.kube import client, recent
 
 ANNOTATION_PREFIX = "kestrel.dev"
@@ -17,8 +17,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 _state: dict[str, Any] = {}
 
 
-def configure(kube: client.Kube, operator_config: config.OperatorConfig) -> None:
-    _state["kube"], _state["config"] = kube, operator_config
+def configure(kube: client.Kube, configuration: operator_settings.Configuration) -> None:
+    _state["kube"], _state["config"] = kube, configuration
 
 
 def kube() -> client.Kube:
@@ -26,13 +26,19 @@ def kube() -> client.Kube:
     return found
 
 
-def config_() -> config.OperatorConfig:
-    found: config.OperatorConfig = _state["config"]
+def config_() -> operator_settings.Configuration:
+    found: operator_settings.Configuration = _state["config"]
     return found
 
 
-def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]) -> None:
-    """Kopf's settings, the API client and the operator's configuration: first of lifecycle.startup's steps."""
+def startup(
+    *,
+    settings: kopf.OperatorSettings,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    configuration: operator_settings.Configuration,
+) -> None:
+    """Kopf's settings and the API client from the operator's configuration, which later steps and every handler
+    read from here: first of lifecycle.startup's steps."""
     # Kopf's bookkeeping goes into annotations: the CRD's structural schema would prune it from status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -46,20 +52,17 @@ def startup(*, settings: kopf.OperatorSettings, logger: logging.Logger | logging
     # default was too short for a busy operator: bench/scale.py counted far more create passes than creates.
     settings.persistence.consistency_timeout = CONSISTENCY_TIMEOUT_S
     # Passes block on API calls in Kopf's thread pool; its default (CPUs + 4) would idle the API server at scale.
-    settings.execution.max_workers = config.executor_threads()
+    settings.execution.max_workers = configuration.workers
     # The API server filters the Deployment watch (the handler's own filter is client-side): Kopf would otherwise
     # parse, and keep a memory entry for, every Deployment in the watched namespaces, not just Kestrel's.
     settings.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY}=kestrel"
-    if "kube" not in _state:
-        known = recent.Recent(trust=config.trust_interval())
-        # Kopf's own watch and patch calls use aiohttp; these threads are the ones that share this pool: Kopf's,
-        # the drift check's and the owned objects' passes'.
-        pool = config.executor_threads() + 2 * config.side_threads()
-        configure(
-            client.Kube.connect(os.environ.get("KUBECONFIG"), known=known, pool_size=pool), config.from_environment()
-        )
-    if config_().watch_namespaces:
+    known = recent.Recent(trust=configuration.trust)
+    # Kopf's own watch and patch calls use aiohttp; these threads are the ones that share this pool: Kopf's,
+    # the drift check's and the owned objects' passes'.
+    pool = configuration.workers + 2 * configuration.side_threads
+    configure(client.Kube.connect(os.environ.get("KUBECONFIG"), known=known, pool_size=pool), configuration)
+    if configuration.watch_namespaces:
         # Named namespaces only: no cluster-wide scan of namespaces and CRDs, which a namespaced install (Roles,
         # no ClusterRole) may not list; Kopf would otherwise retry that scan before serving anything.
         settings.scanning.disabled = True
-    logger.info("Started Kestrel with engine store %s", config_().settings.engine_store)
+    logger.info("Started Kestrel with engine store %s", configuration.settings.engine_store)

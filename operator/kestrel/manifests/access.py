@@ -16,8 +16,9 @@ import dataclasses
 import hashlib
 from typing import Any, Literal
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import context, labels, names, service
+from kestrel.manifests import labels, names, owners, service
 
 NAMESPACE_LABEL = "kubernetes.io/metadata.name"  # set on every namespace by the API server
 # On a client certificate's Secret, Role and RoleBinding (and cert-manager Certificate): a digest of the subject,
@@ -50,7 +51,7 @@ class Client:
             return f"{names.child(self.name)}.{names.child(self.namespace)}.serviceaccount.{CLIENT_DOMAIN}"
         return f"{names.child(self.name)}.group.{CLIENT_DOMAIN}"
 
-    def secret_name(self, owner: context.Owner) -> str:
+    def secret_name(self, owner: owners.Owner) -> str:
         """The Secret (and the Role, RoleBinding and Certificate) of this client of `owner`'s model."""
         return names.child(owner.name, "client", self.label[:8])
 
@@ -78,12 +79,12 @@ def mtls_clients(spec: specs.ModelDeploymentSpec) -> list[Client]:
     return subjects(spec)
 
 
-def client_selector(owner: context.Owner) -> str:
+def client_selector(owner: owners.Owner) -> str:
     """The label selector of every client-certificate object of one model."""
     return f"{labels.MODEL}={names.label_value(owner.name)},{CLIENT_LABEL}"
 
 
-def _client_metadata(owner: context.Owner, client: Client) -> dict[str, Any]:
+def _client_metadata(owner: owners.Owner, client: Client) -> dict[str, Any]:
     metadata = _metadata(client.secret_name(owner), owner)
     metadata["labels"] = {**metadata["labels"], CLIENT_LABEL: client.label}
     metadata["annotations"] = {CLIENT_ANNOTATION: client.subject}
@@ -91,7 +92,7 @@ def _client_metadata(owner: context.Owner, client: Client) -> dict[str, Any]:
 
 
 def client_secret(
-    owner: context.Owner, client: Client, certificate_pem: bytes, key_pem: bytes, ca_pem: bytes
+    owner: owners.Owner, client: Client, certificate_pem: bytes, key_pem: bytes, ca_pem: bytes
 ) -> dict[str, Any]:
     """A client's certificate and key, with the CA that verifies the server (the operator mode writes it)."""
     data = {"ca.crt": ca_pem, "tls.crt": certificate_pem, "tls.key": key_pem}
@@ -104,7 +105,7 @@ def client_secret(
     }
 
 
-def client_role(owner: context.Owner, client: Client) -> dict[str, Any]:
+def client_role(owner: owners.Owner, client: Client) -> dict[str, Any]:
     """`get` on the client's own certificate Secret, by name, and nothing else."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -121,7 +122,7 @@ def client_role(owner: context.Owner, client: Client) -> dict[str, Any]:
     }
 
 
-def client_role_binding(owner: context.Owner, client: Client) -> dict[str, Any]:
+def client_role_binding(owner: owners.Owner, client: Client) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -131,7 +132,7 @@ def client_role_binding(owner: context.Owner, client: Client) -> dict[str, Any]:
     }
 
 
-def _metadata(name: str, owner: context.Owner) -> dict[str, Any]:
+def _metadata(name: str, owner: owners.Owner) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": owner.namespace,
@@ -140,7 +141,7 @@ def _metadata(name: str, owner: context.Owner) -> dict[str, Any]:
     }
 
 
-def api_key_role(owner: context.Owner) -> dict[str, Any]:
+def api_key_role(owner: owners.Owner) -> dict[str, Any]:
     """`get` on this one Secret and the CA bundle, by name: the key and the CA are all an allowed client needs."""
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -163,7 +164,7 @@ def api_key_role(owner: context.Owner) -> dict[str, Any]:
     }
 
 
-def api_key_role_binding(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> dict[str, Any] | None:
+def api_key_role_binding(spec: specs.ModelDeploymentSpec, owner: owners.Owner) -> dict[str, Any] | None:
     """The binding of `api_key_role` to the allowed groups and ServiceAccounts, or None when nobody is allowed."""
     access = spec.security.access
     subjects: list[dict[str, Any]] = [
@@ -184,7 +185,7 @@ def api_key_role_binding(spec: specs.ModelDeploymentSpec, owner: context.Owner) 
     }
 
 
-def _from(namespaces: set[str], settings: context.Settings) -> list[dict[str, Any]]:
+def _from(namespaces: set[str], settings: operator_settings.Settings) -> list[dict[str, Any]]:
     """Every pod of `namespaces`, and the operator's own pods: the operator is a client of every model (the smoke
     inference that gates a rollout, the metrics it reads into status), but nothing else in its namespace is."""
     operator = {
@@ -197,7 +198,9 @@ def _from(namespaces: set[str], settings: context.Settings) -> list[dict[str, An
     return [{"namespaceSelector": selector}, operator]
 
 
-def network_policy(spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings) -> dict[str, Any]:
+def network_policy(
+    spec: specs.ModelDeploymentSpec, owner: owners.Owner, settings: operator_settings.Settings
+) -> dict[str, Any]:
     """Ingress to the model's pods: client ports from the allowed namespaces, metrics from the scrapers."""
     clients = set(spec.security.access.allowed_namespaces or [owner.namespace])
     client_ports = [p for p in service.ports(spec) if p["name"] != "metrics"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from kestrel.api import base
 from kestrel.api import spec as specs
-from kestrel.manifests import context, names
+from kestrel.manifests import names, owners
 
 # Triton's counters and its (opt-in) latency summary; the summary needs `--metrics-config=summary_latencies=true`.
 SUCCESS = "nv_inference_request_success"
@@ -26,16 +26,16 @@ def window(canary: specs.CanarySpec) -> str:
     return f"{max(1, int(base.parse_duration(canary.interval)))}s"
 
 
-def canary_pods(owner: context.Owner) -> str:
+def canary_pods(owner: owners.Owner) -> str:
     """A regular expression for the pods of the operator-stepped canary Deployment."""
     return f"{names.canary(owner.name)}-.*"
 
 
-def _selector(owner: context.Owner, pods: str) -> str:
+def _selector(owner: owners.Owner, pods: str) -> str:
     return f'namespace="{owner.namespace}",model="{names.triton_model(owner.name)}",pod=~"{pods}"'
 
 
-def error_rate(owner: context.Owner, pods: str, range_: str) -> str:
+def error_rate(owner: owners.Owner, pods: str, range_: str) -> str:
     """Failed requests as a fraction of all requests the matching pods answered in the window."""
     selector = _selector(owner, pods)
     failed = f"sum(rate({FAILURE}{{{selector}}}[{range_}]))"
@@ -43,7 +43,7 @@ def error_rate(owner: context.Owner, pods: str, range_: str) -> str:
     return f"({failed} / clamp_min({answered}, 0.001)) or vector(0)"
 
 
-def p95_latency_ms(owner: context.Owner, pods: str) -> str:
+def p95_latency_ms(owner: owners.Owner, pods: str) -> str:
     """The worst pod's 95th-percentile request latency, in milliseconds.
 
     Quantiles of a summary cannot be averaged across pods; the slowest pod is the honest bound.

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import analysis, context, labels, names, pod_lifecycle, triton
+from kestrel.manifests import analysis, labels, names, owners, pod_lifecycle, triton
 
 API_VERSION = "argoproj.io/v1alpha1"
 CANARY_HASH_ARG = "canary-hash"
@@ -25,8 +26,8 @@ def _canary(spec: specs.ModelDeploymentSpec) -> specs.CanarySpec:
 
 def rollout(
     spec: specs.ModelDeploymentSpec,
-    owner: context.Owner,
-    settings: context.Settings,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
     engine_key: str,
     *,
     load_seconds: float = pod_lifecycle.DEFAULT_LOAD_SECONDS,
@@ -67,7 +68,7 @@ def rollout(
 
 
 def analysis_template(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings
+    spec: specs.ModelDeploymentSpec, owner: owners.Owner, settings: operator_settings.Settings
 ) -> dict[str, Any]:
     """Error rate (and p95 latency when the spec bounds it) of the canary's pods over one step's window."""
     canary = _canary(spec)
@@ -100,7 +101,7 @@ def analysis_template(
     }
 
 
-def _metric(name: str, query: str, bound: float, settings: context.Settings) -> dict[str, Any]:
+def _metric(name: str, query: str, bound: float, settings: operator_settings.Settings) -> dict[str, Any]:
     return {
         "name": name,
         "count": 1,

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import context, labels, names
+from kestrel.manifests import labels, names, owners
 
 TargetKind = Literal["Deployment", "Rollout"]
 _TARGET_API_VERSIONS: dict[TargetKind, str] = {"Deployment": "apps/v1", "Rollout": "argoproj.io/v1alpha1"}
@@ -27,8 +28,8 @@ def uses_keda(spec: specs.ModelDeploymentSpec, *, keda_available: bool) -> bool:
 
 def autoscaler(
     spec: specs.ModelDeploymentSpec,
-    owner: context.Owner,
-    settings: context.Settings,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
     *,
     keda_available: bool,
     target_kind: TargetKind = "Deployment",
@@ -41,7 +42,7 @@ def autoscaler(
     return horizontal_pod_autoscaler(spec, owner, target_kind=target_kind)
 
 
-def _metadata(owner: context.Owner) -> dict[str, Any]:
+def _metadata(owner: owners.Owner) -> dict[str, Any]:
     return {
         "name": names.autoscaler(owner.name),
         "namespace": owner.namespace,
@@ -50,7 +51,7 @@ def _metadata(owner: context.Owner) -> dict[str, Any]:
     }
 
 
-def _target(owner: context.Owner, kind: TargetKind) -> dict[str, str]:
+def _target(owner: owners.Owner, kind: TargetKind) -> dict[str, str]:
     # The Argo Rollout takes the stable Deployment's name, so only the kind tells them apart.
     return {"apiVersion": _TARGET_API_VERSIONS[kind], "kind": kind, "name": names.triton(owner.name)}
 
@@ -62,7 +63,7 @@ def _scaling(spec: specs.ModelDeploymentSpec) -> specs.AutoscalingSpec:
 
 
 def horizontal_pod_autoscaler(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, *, target_kind: TargetKind = "Deployment"
+    spec: specs.ModelDeploymentSpec, owner: owners.Owner, *, target_kind: TargetKind = "Deployment"
 ) -> dict[str, Any]:
     scaling = _scaling(spec)
     utilization = scaling.target if scaling.metric == "cpu" else DEFAULT_CPU_UTILIZATION
@@ -84,7 +85,7 @@ def horizontal_pod_autoscaler(
     }
 
 
-def query(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> tuple[str, str]:
+def query(spec: specs.ModelDeploymentSpec, owner: owners.Owner) -> tuple[str, str]:
     """The PromQL query and KEDA metric type for a Triton metric, over every pod serving this model."""
     scaling = _scaling(spec)
     # Triton labels its metrics with the model; the scrape adds the namespace (a PodMonitor's target label, see
@@ -102,8 +103,8 @@ def query(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> tuple[str, s
 
 def scaled_object(
     spec: specs.ModelDeploymentSpec,
-    owner: context.Owner,
-    settings: context.Settings,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
     *,
     target_kind: TargetKind = "Deployment",
 ) -> dict[str, Any]:

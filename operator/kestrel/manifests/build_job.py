@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
 from kestrel.manifests import (
-    context,
     files,
     hardening,
     key_volumes,
     labels,
     names,
+    owners,
     placement,
     pull_secrets,
     store_mounts,
@@ -42,20 +43,20 @@ WORK_SIZE_LIMIT = "20Gi"
 SHM_SIZE_LIMIT = "1Gi"  # PyTorch's data loaders pass batches through /dev/shm
 
 
-def image(settings: context.Settings, target: specs.TargetSpec) -> str:
+def image(settings: operator_settings.Settings, target: specs.TargetSpec) -> str:
     # A Jetson (igpu) builds its onnx and torchscript engines with the CPU builder's arm64 image: the API refuses
     # the formats that would need Jetson's own TensorRT (spec.py).
     return settings.builder_gpu_image if placement.hardware(target) == "gpu" else settings.builder_image
 
 
-def spec_document(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> str:
+def spec_document(spec: specs.ModelDeploymentSpec, owner: owners.Owner) -> str:
     """The spec file the build reads; its `metadata.name` names the model in the Triton repository."""
     document = {"metadata": {"name": names.triton_model(owner.name)}, "spec": spec.to_wire()}
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
 def build_job(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, engine_key: str
+    spec: specs.ModelDeploymentSpec, owner: owners.Owner, settings: operator_settings.Settings, engine_key: str
 ) -> dict[str, Any]:
     """The Job `NAME-build-KEY8` that builds the engine with key `engine_key` for `spec`."""
     job_labels = labels.common(owner.name, "build", engine_key)
@@ -127,7 +128,7 @@ def build_job(
     }
 
 
-def _inputs(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> files.Files:
+def _inputs(spec: specs.ModelDeploymentSpec, settings: operator_settings.Settings) -> files.Files:
     """What `kestrel build` reads, as its own flags: the spec file, scratch space, data claims, source credentials.
 
     Data claims are read-only, whole; a pvc:// store is mounted by `_publish`, as this model's folder only.
@@ -173,7 +174,7 @@ def _inputs(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> file
 
 
 def _publish(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, engine_key: str
+    spec: specs.ModelDeploymentSpec, owner: owners.Owner, settings: operator_settings.Settings, engine_key: str
 ) -> files.Files:
     """Where the built engine goes and what seals it, as `KESTREL_*` variables: the store, the keys."""
     destination = files.Files(

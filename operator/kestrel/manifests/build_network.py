@@ -19,8 +19,9 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import context, labels, names
+from kestrel.manifests import labels, names, owners
 
 METADATA_V4 = "169.254.169.254/32"
 METADATA_V6 = "fd00:ec2::254/128"  # AWS's instance metadata service over IPv6
@@ -58,7 +59,7 @@ def _port(url: str) -> int | None:
     return port if port > 0 else None
 
 
-def _store_port(settings: context.Settings, store_endpoint: str | None) -> int | None:
+def _store_port(settings: operator_settings.Settings, store_endpoint: str | None) -> int | None:
     if settings.store.scheme == "pvc":
         return None  # mounted: no network
     if store_endpoint is None:
@@ -93,14 +94,19 @@ def _downloads(spec: specs.ModelDeploymentSpec) -> list[str | None]:
     ]
 
 
-def ports(spec: specs.ModelDeploymentSpec, settings: context.Settings, store_endpoint: str | None) -> list[int]:
+def ports(
+    spec: specs.ModelDeploymentSpec, settings: operator_settings.Settings, store_endpoint: str | None
+) -> list[int]:
     """The TCP ports (besides DNS) a build of `spec` needs, sorted."""
     found = {_store_port(settings, store_endpoint), *(_download_port(uri) for uri in _downloads(spec))}
     return sorted(port for port in found if port is not None)
 
 
 def network_policy(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, store_endpoint: str | None
+    spec: specs.ModelDeploymentSpec,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
+    store_endpoint: str | None,
 ) -> dict[str, Any]:
     """`NAME-build`: the policy of every build pod of `owner`'s model.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import context, labels, names
+from kestrel.manifests import labels, names, owners
 from kestrel.security import certificates
 
 API_VERSION = "cert-manager.io/v1"
@@ -22,14 +22,14 @@ MAX_COMMON_NAME = 64
 PRIVATE_KEY = {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"}
 
 
-def dns_names(owner: context.Owner) -> list[str]:
+def dns_names(owner: owners.Owner) -> list[str]:
     """The names in-cluster clients use for the model's Service: the server certificate's SANs in both modes."""
     return certificates.service_dns_names(names.service(owner.name), owner.namespace)
 
 
 def _certificate(
     spec: specs.ModelDeploymentSpec,
-    owner: context.Owner,
+    owner: owners.Owner,
     *,
     name: str,
     common_name: str,
@@ -70,7 +70,7 @@ def _certificate(
     return body
 
 
-def server_certificate(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> dict[str, Any]:
+def server_certificate(spec: specs.ModelDeploymentSpec, owner: owners.Owner) -> dict[str, Any]:
     """The Certificate whose Secret Triton (and the HTTPS proxy) mount: `tls.crt`, `tls.key`, `ca.crt`."""
     dns = dns_names(owner)
     return _certificate(

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kestrel.manifests import context, labels, names
+from kestrel.manifests import labels, names, owners
 
 
-def pod_disruption_budget(owner: context.Owner) -> dict[str, Any]:
+def pod_disruption_budget(owner: owners.Owner) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",

@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import Literal
 
 from kestrel.api import spec as specs
-from kestrel.manifests import context, files, names, secrets, store_mounts
+from kestrel.manifests import files, names, owners, secrets, store_mounts
 
 SIGNING_DIR = f"{store_mounts.SECRETS_ROOT}/signing"
 KEK_DIR = f"{store_mounts.SECRETS_ROOT}/kek"
 KEK_PUBLIC_DIR = f"{store_mounts.SECRETS_ROOT}/kek-public"
 
 
-def signing(owner: context.Owner, role: Literal["sign", "verify"]) -> files.Files:
+def signing(owner: owners.Owner, role: Literal["sign", "verify"]) -> files.Files:
     """The signing key (`sign`: the build) or only the verify key (`verify`: the loader)."""
     key, option = ("signing.key", "signing-key") if role == "sign" else ("signing.pub", "verify-key")
     volume = store_mounts.secret_volume("signing", names.signing_secret(owner.name), [key])
@@ -37,7 +37,7 @@ def encryption(settings: specs.EncryptionSpec) -> files.Files:
     return files.Files((volume,), (store_mounts.read_only_mount("kek", KEK_DIR),), (("kek-dir", KEK_DIR),))
 
 
-def encryption_public(owner: context.Owner, settings: specs.EncryptionSpec) -> files.Files:
+def encryption_public(owner: owners.Owner, settings: specs.EncryptionSpec) -> files.Files:
     """The public key of an encrypted engine's KEK, for the build: the operator's Secret of it, that one key."""
     if not settings.enabled:
         return files.Files()

@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kestrel.manifests import context, labels, names
+from kestrel import settings as operator_settings
+from kestrel.manifests import labels, names, owners
 
 API_VERSION = "monitoring.coreos.com/v1"
 PORT = "metrics"  # the Triton container's port (transport.container_ports)
@@ -31,7 +32,7 @@ def _pod_label(name: str) -> str:
     return "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", name)
 
 
-def pod_monitor(owner: context.Owner, settings: context.Settings) -> dict[str, Any]:
+def pod_monitor(owner: owners.Owner, settings: operator_settings.Settings) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "PodMonitor",
@@ -39,7 +40,7 @@ def pod_monitor(owner: context.Owner, settings: context.Settings) -> dict[str, A
             "name": names.pod_monitor(owner.name),
             "namespace": owner.namespace,
             # The setting's labels let a Prometheus whose podMonitorSelector asks for them (release: prometheus)
-            # pick this one; Kestrel's own cannot be overridden (handlers/config.py refuses them).
+            # pick this one; Kestrel's own cannot be overridden (kestrel/settings.py refuses them).
             "labels": {**dict(settings.pod_monitor_labels), **labels.common(owner.name, "triton")},
             "ownerReferences": [owner.owner_reference()],
         },

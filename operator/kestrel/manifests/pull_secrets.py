@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from kestrel.manifests import context
+from kestrel import settings as operator_settings
 
 
-def apply(pod_spec: dict[str, Any], settings: context.Settings) -> dict[str, Any]:
+def apply(pod_spec: dict[str, Any], settings: operator_settings.Settings) -> dict[str, Any]:
     """Add the pull Secrets to a pod spec, and return it."""
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]

@@ -7,7 +7,8 @@ import base64
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from kestrel.manifests import context, labels, names
+from kestrel import settings as operator_settings
+from kestrel.manifests import labels, names, owners
 
 CA_SECRET = "kestrel-ca"  # noqa: S105 - a Secret's name, not a password
 ISSUED_TO_ANNOTATION = "kestrel.dev/issued-to"
@@ -18,7 +19,7 @@ READERS_ANNOTATION = "kestrel.dev/readers"
 
 
 def _secret(
-    name: str, namespace: str, data: Mapping[str, bytes], *, owner: context.Owner | None, kind: str = "Opaque"
+    name: str, namespace: str, data: Mapping[str, bytes], *, owner: owners.Owner | None, kind: str = "Opaque"
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name, "namespace": namespace}
     if owner is not None:
@@ -33,7 +34,7 @@ def _secret(
     }
 
 
-def signing(owner: context.Owner, private_pem: bytes, public_pem: bytes) -> dict[str, Any]:
+def signing(owner: owners.Owner, private_pem: bytes, public_pem: bytes) -> dict[str, Any]:
     """The per-model Ed25519 pair: the build Job projects `signing.key`, the loader only `signing.pub`."""
     return _secret(
         names.signing_secret(owner.name),
@@ -43,7 +44,7 @@ def signing(owner: context.Owner, private_pem: bytes, public_pem: bytes) -> dict
     )
 
 
-def kek_public(owner: context.Owner, public_pem: bytes, kek_id: str) -> dict[str, Any]:
+def kek_public(owner: owners.Owner, public_pem: bytes, kek_id: str) -> dict[str, Any]:
     """The public key of the model's KEK (`kek.pub`, PEM), derived by the operator from keySecret: what the build
     Job mounts instead of the KEK. Annotation: the KEK's id, the one its engines' manifests name."""
     secret = _secret(names.kek_public_secret(owner.name), owner.namespace, {KEK_PUBLIC_KEY: public_pem}, owner=owner)
@@ -51,7 +52,7 @@ def kek_public(owner: context.Owner, public_pem: bytes, kek_id: str) -> dict[str
     return secret
 
 
-def tls(owner: context.Owner, certificate_pem: bytes, key_pem: bytes, ca_pem: bytes) -> dict[str, Any]:
+def tls(owner: owners.Owner, certificate_pem: bytes, key_pem: bytes, ca_pem: bytes) -> dict[str, Any]:
     """The server certificate Triton (and the HTTPS proxy) present, with the CA clients verify it against."""
     return _secret(
         names.tls_secret(owner.name),
@@ -63,7 +64,7 @@ def tls(owner: context.Owner, certificate_pem: bytes, key_pem: bytes, ca_pem: by
 
 
 def client_authority(
-    owner: context.Owner, certificate_pem: bytes, key_pem: bytes, issued_to: Iterable[str]
+    owner: owners.Owner, certificate_pem: bytes, key_pem: bytes, issued_to: Iterable[str]
 ) -> dict[str, Any]:
     """The model's client CA; `issued_to` (an annotation): the labels of every client it has signed for."""
     secret = _secret(
@@ -76,7 +77,7 @@ def client_authority(
     return secret
 
 
-def api_key(owner: context.Owner, key: bytes, key_id: str, readers: Iterable[str]) -> dict[str, Any]:
+def api_key(owner: owners.Owner, key: bytes, key_id: str, readers: Iterable[str]) -> dict[str, Any]:
     """The inference API key; only the subjects in spec.security.access may read it. Annotations: the key's id (what
     the pod template carries, never the key) and the subjects that could read it (`readers`, labels)."""
     secret = _secret(names.api_key_secret(owner.name), owner.namespace, {"api-key": key}, owner=owner)
@@ -93,7 +94,9 @@ def annotated(secret: dict[str, Any], annotation: str) -> set[str]:
     return {label for label in text.split(",") if label}
 
 
-def certificate_authority(settings: context.Settings, certificate_pem: bytes, key_pem: bytes) -> dict[str, Any]:
+def certificate_authority(
+    settings: operator_settings.Settings, certificate_pem: bytes, key_pem: bytes
+) -> dict[str, Any]:
     """The operator's CA, in the operator's namespace; it outlives every ModelDeployment, so it has no owner."""
     return _secret(
         CA_SECRET,

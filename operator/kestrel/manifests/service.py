@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kestrel.api import spec as specs
-from kestrel.manifests import context, labels, names, transport
+from kestrel.manifests import labels, names, owners, transport
 
 
 def ports(spec: specs.ModelDeploymentSpec) -> list[dict[str, Any]]:
@@ -25,7 +25,7 @@ def _port(name: str, number: int) -> dict[str, Any]:
     return {"name": name, "port": number, "targetPort": name, "protocol": "TCP"}
 
 
-def service(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> dict[str, Any]:
+def service(spec: specs.ModelDeploymentSpec, owner: owners.Owner) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -44,7 +44,7 @@ def service(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> dict[str, 
     }
 
 
-def endpoints(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> dict[str, str]:
+def endpoints(spec: specs.ModelDeploymentSpec, owner: owners.Owner) -> dict[str, str]:
     """`status.endpoints`: where clients reach the model, by the Service's cluster DNS name."""
     host = f"{names.service(owner.name)}.{owner.namespace}.svc"
     found: dict[str, str] = {}

@@ -12,7 +12,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from kestrel.manifests import context, files, labels, names
+from kestrel import settings as operator_settings
+from kestrel.manifests import files, labels, names, owners
 
 PVC_ROOT = "/mnt/pvc"  # pvc://claim/path is read at <PVC_ROOT>/<claim>/<path>, as `kestrel.engine.fetch` expects
 SECRETS_ROOT = "/var/run/secrets/kestrel"
@@ -25,18 +26,18 @@ GRANT_EXPIRES_ANNOTATION = "kestrel.dev/grant-expires"
 SECRET_MODE = 0o440
 
 
-def engine_prefix(settings: context.Settings, owner: context.Owner) -> str:
+def engine_prefix(settings: operator_settings.Settings, owner: owners.Owner) -> str:
     """Where every engine of one ModelDeployment lives (what its garbage collection walks)."""
     return settings.store.uri(owner.namespace, owner.name)
 
 
-def engine_uri(settings: context.Settings, owner: context.Owner, engine_key: str) -> str:
+def engine_uri(settings: operator_settings.Settings, owner: owners.Owner, engine_key: str) -> str:
     """`<store>/<namespace>/<name>/<engine key>`: the build Job writes here, `kestrel load` reads here."""
     return settings.store.uri(owner.namespace, owner.name, engine_key)
 
 
 def grant_secret(
-    owner: context.Owner, engine_key: str, *, kind: Literal["upload", "download"], document: str, expires: str
+    owner: owners.Owner, engine_key: str, *, kind: Literal["upload", "download"], document: str, expires: str
 ) -> dict[str, Any]:
     """The Secret holding one store grant (`storage.grants`) for the engine `engine_key`, owned by the model.
 
@@ -93,7 +94,9 @@ def read_only_mount(volume: str, path: str) -> dict[str, Any]:
     return {"name": volume, "mountPath": path, "readOnly": True}
 
 
-def store_access(settings: context.Settings, owner: context.Owner, engine_key: str, *, writable: bool) -> files.Files:
+def store_access(
+    settings: operator_settings.Settings, owner: owners.Owner, engine_key: str, *, writable: bool
+) -> files.Files:
     """What gives a container the engine store: this model's folder of the claim (pvc://), or the store grant for
     `engine_key` (s3://).
 
@@ -115,7 +118,7 @@ def store_access(settings: context.Settings, owner: context.Owner, engine_key: s
     return files.Files((volume,), (mount,), (("store-grant", f"{STORE_GRANT_DIR}/{GRANT_FILE}"),))
 
 
-def _model_folder(settings: context.Settings, owner: context.Owner, *, writable: bool) -> files.Files:
+def _model_folder(settings: operator_settings.Settings, owner: owners.Owner, *, writable: bool) -> files.Files:
     store = settings.store
     # The kubelet creates a missing sub-path with the mode of the volume's root (and, under a setgid root, its
     # group): a claim whose root the pods' fsGroup may write works as it did when mounted whole.

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import analysis, context, hardening, names, pod_lifecycle, store_mounts
+from kestrel.manifests import analysis, hardening, names, owners, pod_lifecycle, store_mounts
 
 HTTP_PORT = 8000
 GRPC_PORT = 8001
@@ -93,14 +94,14 @@ def server_args(spec: specs.ModelDeploymentSpec) -> list[str]:
     return args
 
 
-def server_env(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[dict[str, Any]]:
+def server_env(spec: specs.ModelDeploymentSpec, owner: owners.Owner) -> list[dict[str, Any]]:
     if not spec.security.access.require_api_key:
         return []
     secret = {"name": names.api_key_secret(owner.name), "key": API_KEY_FIELD}
     return [{"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": secret}}]
 
 
-def tls_volumes(spec: specs.ModelDeploymentSpec, owner: context.Owner) -> list[dict[str, Any]]:
+def tls_volumes(spec: specs.ModelDeploymentSpec, owner: owners.Owner) -> list[dict[str, Any]]:
     if not tls_enabled(spec):
         return []
     volumes = [store_mounts.secret_volume("tls", names.tls_secret(owner.name))]
@@ -120,7 +121,7 @@ def tls_mounts(spec: specs.ModelDeploymentSpec) -> list[dict[str, Any]]:
     return mounts
 
 
-def tls_proxy(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> dict[str, Any] | None:
+def tls_proxy(spec: specs.ModelDeploymentSpec, settings: operator_settings.Settings) -> dict[str, Any] | None:
     """Kestrel's TLS proxy in front of Triton's loopback HTTP, or None without TLS.
 
     A native sidecar (an init container that restarts always): it is up before Triton starts (its startup probe

@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
 from kestrel.manifests import (
-    context,
     files,
     hardening,
     key_volumes,
     labels,
     names,
+    owners,
     placement,
     pod_lifecycle,
     pull_secrets,
@@ -39,7 +40,7 @@ DEFAULT_SERVER_MEMORY_MIB = 8192  # Triton itself: host copies of the engine, ba
 REVISION_HISTORY = 2  # rollback re-applies `revision.previous` by engine key; old ReplicaSets are not needed
 
 
-def image(spec: specs.ModelDeploymentSpec, settings: context.Settings) -> str:
+def image(spec: specs.ModelDeploymentSpec, settings: operator_settings.Settings) -> str:
     if spec.serving.triton.image:
         return spec.serving.triton.image
     hardware = placement.hardware(spec.target)
@@ -56,7 +57,7 @@ def models_mib(engine_size_bytes: int | None) -> int:
     return math.ceil(engine_size_bytes * MODELS_HEADROOM / 2**20) + 64
 
 
-def service_account(owner: context.Owner) -> dict[str, Any]:
+def service_account(owner: owners.Owner) -> dict[str, Any]:
     """Triton needs no API access: its own account, with no token mounted, keeps RBAC grants elsewhere off it."""
     return {
         "apiVersion": "v1",
@@ -73,8 +74,8 @@ def service_account(owner: context.Owner) -> dict[str, Any]:
 
 def deployment(
     spec: specs.ModelDeploymentSpec,
-    owner: context.Owner,
-    settings: context.Settings,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
     engine_key: str,
     *,
     load_seconds: float = pod_lifecycle.DEFAULT_LOAD_SECONDS,
@@ -100,8 +101,8 @@ def deployment(
 
 def canary_deployment(
     spec: specs.ModelDeploymentSpec,
-    owner: context.Owner,
-    settings: context.Settings,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
     engine_key: str,
     *,
     replicas: int,
@@ -133,8 +134,8 @@ def canary_replicas(spec: specs.ModelDeploymentSpec, percent: int) -> int:
 
 def _deployment(
     spec: specs.ModelDeploymentSpec,
-    owner: context.Owner,
-    settings: context.Settings,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
     engine_key: str,
     *,
     track: labels.Track,
@@ -209,7 +210,11 @@ def _deployment(
 
 
 def _loader(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, engine_key: str, models: int
+    spec: specs.ModelDeploymentSpec,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
+    engine_key: str,
+    models: int,
 ) -> dict[str, Any]:
     reads = _loader_files(spec, owner, settings, engine_key)
     return {
@@ -243,7 +248,7 @@ def _loader(
 
 
 def _loader_files(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, engine_key: str
+    spec: specs.ModelDeploymentSpec, owner: owners.Owner, settings: operator_settings.Settings, engine_key: str
 ) -> files.Files:
     """What `kestrel load` reads: the store, the verify key, and the key-encryption key of an encrypted engine."""
     return files.total(
@@ -257,8 +262,8 @@ def _loader_files(
 
 def _server(
     spec: specs.ModelDeploymentSpec,
-    owner: context.Owner,
-    settings: context.Settings,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
     load_seconds: float,
     models: int,
 ) -> dict[str, Any]:
@@ -315,7 +320,11 @@ def _resources(spec: specs.ModelDeploymentSpec, models: int) -> dict[str, Any]:
 
 
 def _volumes(
-    spec: specs.ModelDeploymentSpec, owner: context.Owner, settings: context.Settings, engine_key: str, models: int
+    spec: specs.ModelDeploymentSpec,
+    owner: owners.Owner,
+    settings: operator_settings.Settings,
+    engine_key: str,
+    models: int,
 ) -> list[dict[str, Any]]:
     volumes = [
         # Plaintext weights live only in RAM: they vanish with the pod and never touch the node's disk.

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kestrel.manifests import context, labels, names
+from kestrel.manifests import labels, names, owners
 
 CA_FIELD = "ca.crt"
 
 
-def ca_bundle(owner: context.Owner, ca_pem: bytes) -> dict[str, Any]:
+def ca_bundle(owner: owners.Owner, ca_pem: bytes) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

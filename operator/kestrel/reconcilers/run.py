@@ -6,21 +6,19 @@ import datetime
 from typing import Any
 
 from kestrel import operator_metrics
+from kestrel import settings as operator_settings
 from kestrel.api import conditions, errors, status
 from kestrel.kube import protocol
-from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import audit, context, summary
 from kestrel.reconcilers.engine import engine, garbage, storage
 from kestrel.reconcilers.security import access, encryption, tls
 from kestrel.reconcilers.serving import checks, drift, serving
 
-INVALID_SPEC = "InvalidSpec"
-
 
 def reconcile(
     kube: protocol.KubeApi,
     body: dict[str, Any],
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     now: datetime.datetime | None = None,
 ) -> context.Context:
     """Converge the object's children toward its spec and write what was observed to its status.
@@ -40,7 +38,7 @@ def reconcile(
 
 
 def _reconcile(
-    kube: protocol.KubeApi, body: dict[str, Any], settings: manifest_context.Settings, now: datetime.datetime
+    kube: protocol.KubeApi, body: dict[str, Any], settings: operator_settings.Settings, now: datetime.datetime
 ) -> context.Context:
     try:
         ctx = context.Context.load(kube, body, now)
@@ -80,31 +78,20 @@ def _report_unreadable_spec(
 ) -> None:
     """A stored spec this operator cannot read (say one written before the CRD refused spec.security.encryption.kms).
 
-    No reconciler runs, so none would correct what an earlier pass claimed: Ready turns False naming the field, and
-    Encrypted, a claim about keys this spec no longer says how to reach, turns Unknown.
+    No reconciler runs, so none would correct what an earlier pass claimed: the owners of the claims it cannot
+    stand by say so without a spec (summary: Ready; encryption: Encrypted).
     """
     old_status = body.get("status") or {}
     found = status.ModelDeploymentStatus.model_validate(old_status)
     generation = int(body["metadata"].get("generation", 0))
-    updates: list[tuple[str, conditions.ConditionStatus, str]] = [(conditions.READY, "False", str(error))]
-    if conditions.find(found.conditions or [], conditions.ENCRYPTED) is not None:
-        updates.append((conditions.ENCRYPTED, "Unknown", "The spec cannot be read: nothing is known of its keys"))
-    for kind, state, message in updates:
-        found.conditions = conditions.set_condition(
-            found.conditions or [],
-            type=kind,
-            status=state,
-            reason=INVALID_SPEC,
-            message=message,
-            generation=generation,
-            now=now,
-        )
+    summary.unreadable_spec(found, error, generation, now)
+    encryption.unreadable_spec(found, generation, now)
     new_status = found.to_wire()
     if new_status != old_status:
         kube.patch_status(body["metadata"]["namespace"], body["metadata"]["name"], merge_patch(old_status, new_status))
 
 
-def delete(kube: protocol.KubeApi, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:
+def delete(kube: protocol.KubeApi, body: dict[str, Any], settings: operator_settings.Settings, attempt: int) -> None:
     """What owner references cannot clean up when a ModelDeployment goes: its engines in the store."""
     garbage.on_delete(kube, body, settings, attempt)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from kestrel.api import conditions, errors, status
 from kestrel.reconcilers import context
 
@@ -70,6 +72,21 @@ def reconcile(ctx: context.Context) -> None:
     state, reason, message = ready(found)
     ctx.set(conditions.READY, state, reason, message)
     ctx.status.phase = phase(ctx.status.conditions or [])
+
+
+def unreadable_spec(
+    found: status.ModelDeploymentStatus, error: errors.SpecError, generation: int, now: datetime.datetime
+) -> None:
+    """A stored spec the operator cannot read, so no pass runs (run.py): Ready turns False naming the field."""
+    found.conditions = conditions.set_condition(
+        found.conditions or [],
+        type=conditions.READY,
+        status="False",
+        reason=conditions.INVALID_SPEC,
+        message=str(error),
+        generation=generation,
+        now=now,
+    )
 
 
 def stopped(ctx: context.Context, conflict: errors.NameConflictError) -> None:

@@ -21,9 +21,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import crd, errors
 from kestrel.kube import client
-from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers.serving import workload
 from kestrel.runtime import serial
 
@@ -76,7 +76,7 @@ def pass_needed(kube: client.Kube, event_type: str, body: Body) -> Key | None:
 
 
 def deployment_changed(
-    kube: client.Kube, settings: manifest_context.Settings, event_type: str, body: Body, *, trust: float
+    kube: client.Kube, settings: operator_settings.Settings, event_type: str, body: Body, *, trust: float
 ) -> bool:
     """Remember the event's Deployment; run its owner's pass now when `needs_pass`. True when a pass ran."""
     found = pass_needed(kube, event_type, body)

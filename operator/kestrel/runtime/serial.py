@@ -20,8 +20,8 @@ import threading
 import time
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.kube import client
-from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context, run
 
 _guard = threading.Lock()
@@ -45,7 +45,7 @@ def _digest(status: dict[str, Any]) -> bytes:
     return hashlib.sha256(json.dumps(status, sort_keys=True, separators=(",", ":")).encode()).digest()
 
 
-def _pass(kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings) -> context.Context | None:
+def _pass(kube: client.Kube, body: dict[str, Any], settings: operator_settings.Settings) -> context.Context | None:
     _, _, uid = _meta(body)
     ctx = run.reconcile(kube, body, settings)
     if ctx.stored_status is not None:
@@ -66,7 +66,7 @@ def passed_within(body: dict[str, Any], seconds: float) -> bool:
 
 
 def reconcile(
-    kube: client.Kube, body: dict[str, Any], settings: manifest_context.Settings, *, trust: float
+    kube: client.Kube, body: dict[str, Any], settings: operator_settings.Settings, *, trust: float
 ) -> context.Context | None:
     """A pass over `body` (as a handler received it), trusting what was confirmed within `trust` seconds.
 
@@ -87,7 +87,7 @@ def reconcile_named(
     kube: client.Kube,
     namespace: str,
     name: str,
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     *,
     trust: float,
     remembered: dict[str, Any] | None = None,

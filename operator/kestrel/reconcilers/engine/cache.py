@@ -17,10 +17,10 @@ import hashlib
 import pydantic
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from kestrel import settings as operator_settings
 from kestrel.api import errors, result
 from kestrel.engine import publish
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names
+from kestrel.manifests import names, owners
 from kestrel.manifests import store_mounts as store_manifests
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import storage
@@ -69,14 +69,14 @@ def _check(ctx: context.Context, document: bytes, key: str, expected_id: str) ->
     return found
 
 
-def lookup(ctx: context.Context, settings: manifest_context.Settings, key: str, access: storage.Access) -> Hit | None:
+def lookup(ctx: context.Context, settings: operator_settings.Settings, key: str, access: storage.Access) -> Hit | None:
     """The stored engine for `key` once verified; None (a miss) when absent, untrusted or out of reach."""
     engines, why = storage.open_store(settings, access)
     if engines is None:
         storage.say_once(why)
         return None
     ref = storage.engine_ref(ctx, key)
-    uri = store_manifests.engine_uri(settings, manifest_context.Owner.from_body(ctx.body), key)
+    uri = store_manifests.engine_uri(settings, owners.Owner.from_body(ctx.body), key)
     try:
         document = engines.read_manifest(ref)
     except storage_errors.EngineNotFoundError:

@@ -20,10 +20,10 @@ from typing import Any
 import pydantic
 
 from kestrel import operator_metrics
+from kestrel import settings as operator_settings
 from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
-from kestrel.manifests import build_job, build_network, names
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import build_job, build_network, names, owners
 from kestrel.reconcilers import context, pod_problems
 from kestrel.reconcilers.engine import build_progress, cache, grants, storage
 
@@ -164,7 +164,7 @@ def _blocked(ctx: context.Context, reason: str, problem: str) -> None:
 
 
 def _fence(
-    ctx: context.Context, settings: manifest_context.Settings, access: storage.Access, *, confirm: bool = False
+    ctx: context.Context, settings: operator_settings.Settings, access: storage.Access, *, confirm: bool = False
 ) -> None:
     """Apply the build pods' NetworkPolicy, with the store endpoint the operator itself uses.
 
@@ -172,7 +172,7 @@ def _fence(
     NetworkPolicies, so a policy deleted or edited since would otherwise stay so. One it finds the model does not
     own stops the pass (NameConflictError).
     """
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     endpoint = access.credentials.endpoint if access.credentials is not None else None
     policy = build_network.network_policy(ctx.spec, owner, settings, endpoint)
     if confirm:
@@ -181,7 +181,7 @@ def _fence(
     ctx.kube.apply(policy)
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access | None = None) -> None:
+def reconcile(ctx: context.Context, settings: operator_settings.Settings, access: storage.Access | None = None) -> None:
     access = access or storage.Access()
     # Every pass, built or not: a build runs the user's checkpoint, so the fence is up before any Job exists and
     # stays up for the next one (an unchanged apply is one the client may skip).
@@ -215,7 +215,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         if not ctx.first_pass:
             # The apply above may have been skipped as unchanged; a new model's pass has just made the policy.
             _fence(ctx, settings, access, confirm=True)
-        owner = manifest_context.Owner.from_body(ctx.body)
+        owner = owners.Owner.from_body(ctx.body)
         ctx.kube.apply(build_job.build_job(ctx.spec, owner, settings, key))
         ctx.set(conditions.BUILT, "False", "Building", f"Build Job {job_name} started")
         ctx.set(conditions.VALIDATED, "Unknown", "AwaitingBuild", "Validation runs inside the build")

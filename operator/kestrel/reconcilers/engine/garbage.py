@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import errors, keys, status
 from kestrel.kube import protocol
-from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import grants, storage
 from kestrel.storage import errors as storage_errors
@@ -37,7 +37,7 @@ def _keys(removed: list[str]) -> str:
 
 
 def reconcile(
-    ctx: context.Context, settings: manifest_context.Settings, access: storage.Access, old_status: dict[str, Any]
+    ctx: context.Context, settings: operator_settings.Settings, access: storage.Access, old_status: dict[str, Any]
 ) -> None:
     """After serving: collect when the revisions changed in this pass (the store is not asked otherwise)."""
     new = ctx.status.revision
@@ -60,7 +60,7 @@ def reconcile(
         ctx.event("Normal", COLLECTED, f"Removed stored engines no revision references: {_keys(removed)}", "Collect")
 
 
-def on_delete(kube: protocol.KubeApi, body: dict[str, Any], settings: manifest_context.Settings, attempt: int) -> None:
+def on_delete(kube: protocol.KubeApi, body: dict[str, Any], settings: operator_settings.Settings, attempt: int) -> None:
     """Remove every stored engine of a ModelDeployment being deleted; `attempt` counts from 0."""
     meta = body["metadata"]
     namespace, name = str(meta["namespace"]), str(meta["name"])

@@ -19,10 +19,10 @@ from __future__ import annotations
 import datetime
 from typing import Literal
 
+from kestrel import settings as operator_settings
 from kestrel.api import errors
 from kestrel.kube import ownership
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names
+from kestrel.manifests import names, owners
 from kestrel.manifests import store_mounts as store_manifests
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import cache, storage
@@ -35,11 +35,11 @@ UNAVAILABLE = "StoreGrantFailed"
 MAX_LIFETIME = datetime.timedelta(days=7)
 
 
-def in_use(settings: manifest_context.Settings) -> bool:
+def in_use(settings: operator_settings.Settings) -> bool:
     return settings.store.scheme == "s3" and settings.store_credentials_secret is not None
 
 
-def _signer(ctx: context.Context, settings: manifest_context.Settings) -> s3.S3Store | str:
+def _signer(ctx: context.Context, settings: operator_settings.Settings) -> s3.S3Store | str:
     """The store, opened with the operator's credentials, or why it cannot be."""
     engines, why = storage.open_store(settings, ctx.store_access or storage.Access())
     if isinstance(engines, s3.S3Store):
@@ -50,12 +50,12 @@ def _signer(ctx: context.Context, settings: manifest_context.Settings) -> s3.S3S
 def _keep(ctx: context.Context, key: str, grant: grants.UploadGrant | grants.DownloadGrant) -> None:
     """Write `grant` for the engine `key` into its Secret."""
     kind: Literal["upload", "download"] = "upload" if isinstance(grant, grants.UploadGrant) else "download"
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     document, expires = grant.to_json(), grants.stamp(grant.expires)
     ctx.kube.apply(store_manifests.grant_secret(owner, key, kind=kind, document=document, expires=expires))
 
 
-def issue_upload(ctx: context.Context, settings: manifest_context.Settings, key: str) -> str | None:
+def issue_upload(ctx: context.Context, settings: operator_settings.Settings, key: str) -> str | None:
     """Before the build Job of `key`: clear what an interrupted upload left of that engine, and write the Job's upload
     grant. Returns why the build cannot publish yet, or None."""
     if not in_use(settings):
@@ -79,7 +79,7 @@ def issue_upload(ctx: context.Context, settings: manifest_context.Settings, key:
     return None
 
 
-def drop_upload(ctx: context.Context, settings: manifest_context.Settings, key: str) -> None:
+def drop_upload(ctx: context.Context, settings: operator_settings.Settings, key: str) -> None:
     """The build Job of `key` has finished: its grant goes."""
     if in_use(settings):
         ctx.kube.delete("v1", "Secret", ctx.namespace, names.upload_grant(ctx.name, key), owner=ctx.uid)
@@ -96,7 +96,7 @@ def _due(found: dict[str, object], now: datetime.datetime) -> bool:
     return expires - now <= grants.DOWNLOAD_LIFETIME - grants.DOWNLOAD_REFRESH_AFTER
 
 
-def ensure_download(ctx: context.Context, settings: manifest_context.Settings, key: str) -> None:
+def ensure_download(ctx: context.Context, settings: operator_settings.Settings, key: str) -> None:
     """Make sure pods serving `key` find a fresh download grant; a failure leaves the one there (or none) and says so
     (the workload then waits for the Secret)."""
     if not in_use(settings):
@@ -129,7 +129,7 @@ def _objects(ctx: context.Context, engines: s3.S3Store, ref: layout.EngineRef) -
     return [layout.MANIFEST_NAME, *(f"{artifact.FILES_DIR}/{entry.path}" for entry in verified.files)]
 
 
-def prune(ctx: context.Context, settings: manifest_context.Settings, dropped: set[str]) -> None:
+def prune(ctx: context.Context, settings: operator_settings.Settings, dropped: set[str]) -> None:
     """Remove this model's grants for the engines in `dropped` (those garbage collection takes from the store)."""
     if not in_use(settings):
         return

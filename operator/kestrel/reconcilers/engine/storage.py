@@ -24,8 +24,8 @@ import functools
 import logging
 import os
 
+from kestrel import settings as operator_settings
 from kestrel.kube import protocol
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import context
 from kestrel.storage import errors as storage_errors
@@ -51,7 +51,7 @@ class Access:
     ambient: bool = False
 
 
-def _fix(settings: manifest_context.Settings) -> str:
+def _fix(settings: operator_settings.Settings) -> str:
     where = f"{settings.operator_namespace}/{settings.store_credentials_secret}"
     return (
         f"create Secret {where} with the keys {' and '.join(REQUIRED_KEYS)} (and AWS_ENDPOINT_URL, AWS_REGION where "
@@ -86,7 +86,7 @@ def operator_identity() -> s3.Credentials | s3.Ambient:
     return s3.load(None, os.environ)
 
 
-def read_access(kube: protocol.KubeApi, settings: manifest_context.Settings) -> tuple[Access, dict[str, str] | None]:
+def read_access(kube: protocol.KubeApi, settings: operator_settings.Settings) -> tuple[Access, dict[str, str] | None]:
     """Read the operator-namespace Secret (s3:// with `store_credentials_secret`); its `data` when usable."""
     if settings.store.scheme != "s3":
         return Access(), None
@@ -114,7 +114,7 @@ def read_access(kube: protocol.KubeApi, settings: manifest_context.Settings) -> 
     return Access(credentials=credentials), data
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> Access:
+def reconcile(ctx: context.Context, settings: operator_settings.Settings) -> Access:
     """What the operator may open the store with this pass (also kept as `ctx.store_access` for the grants)."""
     access, _ = read_access(ctx.kube, settings)
     ctx.store_access = access
@@ -138,7 +138,7 @@ def say_once(reason: str) -> None:
         log.info("Skipped the engine cache: %s", reason)
 
 
-def open_store(settings: manifest_context.Settings, access: Access) -> tuple[store.Store | None, str]:
+def open_store(settings: operator_settings.Settings, access: Access) -> tuple[store.Store | None, str]:
     """The store as the operator may open it, or None and why not."""
     location = layout.parse_store_uri(settings.engine_store)
     if location.scheme == "pvc":
@@ -162,6 +162,6 @@ def engine_ref(ctx: context.Context, key: str) -> layout.EngineRef:
     return layout.EngineRef(ctx.namespace, ctx.name, key)
 
 
-def prefix(settings: manifest_context.Settings, namespace: str, name: str) -> str:
+def prefix(settings: operator_settings.Settings, namespace: str, name: str) -> str:
     """Where one ModelDeployment's engines live, for messages."""
     return settings.store.uri(namespace, name)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import secrets as random
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions
 from kestrel.manifests import access as access_manifests
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names, secrets, transport
+from kestrel.manifests import names, owners, secrets, transport
 from kestrel.reconcilers import context
 from kestrel.reconcilers.security import generated
 
@@ -25,12 +25,12 @@ API_KEY_BYTES = 32
 KEY_ID_BYTES = 8
 
 
-def _new_key(owner: manifest_context.Owner, readers: set[str]) -> dict[str, Any]:
+def _new_key(owner: owners.Owner, readers: set[str]) -> dict[str, Any]:
     key = random.token_urlsafe(API_KEY_BYTES).encode()
     return secrets.api_key(owner, key, random.token_hex(KEY_ID_BYTES), readers)
 
 
-def _ensure_api_key(ctx: context.Context, owner: manifest_context.Owner) -> tuple[str, str | None]:
+def _ensure_api_key(ctx: context.Context, owner: owners.Owner) -> tuple[str, str | None]:
     """The API key Secret's name and the id of the key in it: made once, replaced when a reader left the spec."""
     name = names.api_key_secret(ctx.name)
     readers = {subject.label for subject in access_manifests.subjects(ctx.spec)}
@@ -65,7 +65,7 @@ def _ensure_api_key(ctx: context.Context, owner: manifest_context.Owner) -> tupl
     return name, key_id
 
 
-def _readers(ctx: context.Context, owner: manifest_context.Owner) -> str:
+def _readers(ctx: context.Context, owner: owners.Owner) -> str:
     """Apply the Role and (when anyone is allowed) its binding; describe who may read the key."""
     ctx.kube.apply(access_manifests.api_key_role(owner))
     binding = access_manifests.api_key_role_binding(ctx.spec, owner)
@@ -89,9 +89,9 @@ def _readers(ctx: context.Context, owner: manifest_context.Owner) -> str:
     return "readable by " + ", ".join(subjects)
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None:
+def reconcile(ctx: context.Context, settings: operator_settings.Settings) -> None:
     access = ctx.spec.security.access
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.kube.apply(access_manifests.network_policy(ctx.spec, owner, settings))
     allowed = access.allowed_namespaces or [ctx.namespace]
     fence = f"NetworkPolicy admits namespaces {', '.join(allowed)}"

@@ -15,11 +15,12 @@ condition's reason says whether the older keys still wrap any (OlderKeysInUse) o
 from __future__ import annotations
 
 import base64
+import datetime
 from typing import Any
 
-from kestrel.api import conditions
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import names, secrets
+from kestrel import settings as operator_settings
+from kestrel.api import conditions, status
+from kestrel.manifests import names, owners, secrets
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import storage
 from kestrel.reconcilers.security import generated, key_rotation
@@ -31,7 +32,7 @@ def _ensure_signing_pair(ctx: context.Context) -> None:
 
     def signing_secret() -> dict[str, Any]:
         key = manifest.generate_signing_key()
-        owner = manifest_context.Owner.from_body(ctx.body)
+        owner = owners.Owner.from_body(ctx.body)
         return secrets.signing(owner, manifest.private_key_to_pem(key), manifest.public_key_to_pem(key.public_key()))
 
     made = generated.create_once(ctx, name, signing_secret)
@@ -58,7 +59,7 @@ def _not_encrypted(ctx: context.Context, reason: str, message: str) -> None:
         ctx.kube.delete("v1", "Secret", ctx.namespace, names.kek_public_secret(ctx.name), owner=ctx.uid)
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings, access: storage.Access) -> None:
+def reconcile(ctx: context.Context, settings: operator_settings.Settings, access: storage.Access) -> None:
     _ensure_signing_pair(ctx)
     encryption = ctx.spec.security.encryption
     if not encryption.enabled:
@@ -83,7 +84,7 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         _not_encrypted(ctx, *keks)
         return
     public = keks[0].public
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.kube.apply(secrets.kek_public(owner, public.to_pem(), public.key_id))
     reason, message = (
         "KeySecret",
@@ -95,3 +96,19 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, access:
         verdict = key_rotation.reconcile(ctx, settings, access, secret_name=kek, older=older, keks=keks)
         reason, message = verdict.reason, f"{message}; {verdict.message}"
     ctx.set(conditions.ENCRYPTED, "True", reason, message)
+
+
+def unreadable_spec(found: status.ModelDeploymentStatus, generation: int, now: datetime.datetime) -> None:
+    """A stored spec the operator cannot read, so no pass runs (run.py): Encrypted, where it was reported, is a claim
+    about keys this spec no longer says how to reach, and turns Unknown."""
+    if conditions.find(found.conditions or [], conditions.ENCRYPTED) is None:
+        return
+    found.conditions = conditions.set_condition(
+        found.conditions or [],
+        type=conditions.ENCRYPTED,
+        status="Unknown",
+        reason=conditions.INVALID_SPEC,
+        message="The spec cannot be read: nothing is known of its keys",
+        generation=generation,
+        now=now,
+    )

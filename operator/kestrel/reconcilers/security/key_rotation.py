@@ -18,9 +18,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 
+from kestrel import settings as operator_settings
 from kestrel.api import errors as api_errors
 from kestrel.engine import rewrap
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import storage
@@ -41,7 +41,7 @@ class Verdict:
 
 def reconcile(
     ctx: context.Context,
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     access: storage.Access,
     *,
     secret_name: str,

@@ -30,10 +30,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from kestrel import operator_metrics
+from kestrel import settings as operator_settings
 from kestrel.api import base, conditions, errors
 from kestrel.kube import ownership
-from kestrel.manifests import access, certificate, names, secrets, trust
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import access, certificate, names, owners, secrets, trust
 from kestrel.reconcilers import context, installed
 from kestrel.reconcilers.security import generated
 from kestrel.security import certificates
@@ -56,7 +56,7 @@ def _rotate_before(ctx: context.Context) -> datetime.timedelta | None:
     return datetime.timedelta(seconds=base.parse_duration(text)) if text else None
 
 
-def _authority(ctx: context.Context, settings: manifest_context.Settings) -> certificates.Issued:
+def _authority(ctx: context.Context, settings: operator_settings.Settings) -> certificates.Issued:
     """The operator CA, created on first use; a concurrent creation by another pass wins and is read back."""
     # Kestrel alone writes the CA: what a recent pass read is still it.
     found = ctx.kube.get(
@@ -200,9 +200,7 @@ def _issued(
     ctx.event("Normal", f"Certificate{why}", made.said(said), "Certificate")
 
 
-def _client_authority(
-    ctx: context.Context, owner: manifest_context.Owner, clients: list[access.Client]
-) -> certificates.Issued:
+def _client_authority(ctx: context.Context, owner: owners.Owner, clients: list[access.Client]) -> certificates.Issued:
     """The model's own client CA: made on first need, and replaced when a subject it signed for left the spec.
 
     Its Secret lists (an annotation) every client it has signed for, written before any new client's certificate
@@ -236,9 +234,7 @@ def _client_authority(
     return ca
 
 
-def _client_certificates(
-    ctx: context.Context, owner: manifest_context.Owner, server_ca_pem: bytes
-) -> certificates.Issued | None:
+def _client_certificates(ctx: context.Context, owner: owners.Owner, server_ca_pem: bytes) -> certificates.Issued | None:
     """Under mutual TLS: each allowed subject's certificate from the model's client CA (returned), its Role and
     binding, and the revocation of subjects no longer allowed. None without mutual TLS."""
     if not ctx.spec.security.tls.mutual:
@@ -265,7 +261,7 @@ def _client_certificates(
     return authority
 
 
-def _operator_mode(ctx: context.Context, settings: manifest_context.Settings, owner: manifest_context.Owner) -> None:
+def _operator_mode(ctx: context.Context, settings: operator_settings.Settings, owner: owners.Owner) -> None:
     ca = _authority(ctx, settings)
     validity = datetime.timedelta(seconds=base.parse_duration(ctx.spec.security.tls.duration))
     server = _ensure(
@@ -315,12 +311,12 @@ def _announce_unreported(ctx: context.Context, served: x509.Certificate, name: s
 
 
 def _client_secret(
-    owner: manifest_context.Owner, client: access.Client, server_ca_pem: bytes, issued: certificates.Issued
+    owner: owners.Owner, client: access.Client, server_ca_pem: bytes, issued: certificates.Issued
 ) -> Body:
     return access.client_secret(owner, client, issued.certificate_pem(), issued.private_key_pem(), server_ca_pem)
 
 
-def _cert_manager_mode(ctx: context.Context, owner: manifest_context.Owner) -> None:
+def _cert_manager_mode(ctx: context.Context, owner: owners.Owner) -> None:
     if not installed.crd(ctx, certificate.CRD, required=True):
         ctx.set(
             conditions.CERTIFICATE_READY,
@@ -406,12 +402,12 @@ def _ready(found: Body) -> tuple[conditions.ConditionStatus, str, str]:
     return "Unknown", "Pending", "cert-manager has not reported on it yet"
 
 
-def _grant(ctx: context.Context, owner: manifest_context.Owner, client: access.Client) -> None:
+def _grant(ctx: context.Context, owner: owners.Owner, client: access.Client) -> None:
     ctx.kube.apply(access.client_role(owner, client))
     ctx.kube.apply(access.client_role_binding(owner, client))
 
 
-def _prune_clients(ctx: context.Context, owner: manifest_context.Owner, clients: list[access.Client]) -> None:
+def _prune_clients(ctx: context.Context, owner: owners.Owner, clients: list[access.Client]) -> None:
     """Remove the objects of subjects no longer allowed (their certificates stop working when the client CA that
     signed them is replaced, `_client_authority`).
 
@@ -454,9 +450,9 @@ def checksum(certificate_pem: bytes, client_authority: certificates.Issued | Non
     return digest.hexdigest()[:16]
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None:
+def reconcile(ctx: context.Context, settings: operator_settings.Settings) -> None:
     tls = ctx.spec.security.tls
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     if tls.mode == "disabled":
         ctx.kube.delete("v1", "ConfigMap", ctx.namespace, names.ca_bundle(ctx.name), owner=owner.uid)
         operator_metrics.forget(operator_metrics.CERTIFICATE_EXPIRY, ctx.namespace, ctx.name)

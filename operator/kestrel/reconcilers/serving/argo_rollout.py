@@ -1,5 +1,6 @@
 """The canary in Argo Rollouts' hands, where its CRDs exist: Kestrel applies the Rollout and its AnalysisTemplate
-(manifests/argo.py) and reads the Rollout's status back into serving's Available, Progressing and Degraded.
+(manifests/argo.py) and reads the Rollout's status back for serving, which writes it into Available, Progressing and
+Degraded; owns no condition.
 
 Argo steps, analyses and aborts; Kestrel only chooses the revision. An aborted Rollout (a failed analysis, or
 the progress deadline with autoRollback) has already scaled its canary away; Kestrel then remembers the revision
@@ -9,12 +10,13 @@ ReplicaSet). A stable Deployment left from before Argo was installed goes once t
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from kestrel.api import conditions, status
+from kestrel import settings as operator_settings
 from kestrel.api import spec as specs
-from kestrel.manifests import argo, names
-from kestrel.manifests import context as manifest_context
+from kestrel.api import status
+from kestrel.manifests import argo, names, owners
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import canary, workload
 
@@ -58,7 +60,21 @@ def _canary_steps(spec: specs.ModelDeploymentSpec) -> list[int]:
     return list(spec.rollout.canary.steps) if spec.rollout.canary else []
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings, desired: str | None) -> None:
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    """What the Rollout showed this pass, for serving to write: Available always, Progressing, and Degraded where
+    the Rollout says something of it (None: it keeps what it said)."""
+
+    available: workload.Observed
+    progressing: workload.Observed
+    degraded: workload.Observed | None
+
+
+def reconcile(
+    ctx: context.Context, settings: operator_settings.Settings, desired: str | None
+) -> Rollout | workload.MissingSecrets | None:
+    """Apply the Rollout of the revision that should serve and read its status; None while no revision has passed
+    validation, the Secrets its pods wait for while there are any."""
     revision = ctx.status.revision or status.RevisionStatus()
     if ctx.status.canary is not None and ctx.status.canary.state in ("Progressing", "Promoting"):
         canary.remove(ctx)  # an operator-stepped canary from before Argo was installed
@@ -68,55 +84,51 @@ def reconcile(ctx: context.Context, settings: manifest_context.Settings, desired
         ctx.event("Normal", "RollingOut", f"Rolling out engine {desired[:8]} through Argo Rollouts", "Rollout")
     ctx.status.revision = revision
     if revision.current is None:
-        workload.awaiting_engine(ctx)
-        return
+        return None
     applied = _apply(ctx, settings, revision.current)
-    if applied is None:
-        ctx.set(conditions.AVAILABLE, "False", "WaitingForSecrets", "The serving pods cannot start yet")
-        return
+    if isinstance(applied, workload.MissingSecrets):
+        return applied
     found = applied.get("status") or {}
     ctx.status.replicas = applied.get("spec", {}).get("replicas")
     ctx.status.ready_replicas = found.get("readyReplicas", 0)
     serving = found.get("availableReplicas", 0) > 0
     state, message = rollout_state(applied, _canary_steps(ctx.spec))
-    ctx.set(
-        conditions.AVAILABLE,
+    available = workload.Observed(
         "True" if serving else "False",
         "Serving" if serving else "NoReadyReplicas",
         f"Argo Rollout {names.triton(ctx.name)}: {found.get('availableReplicas', 0)} replicas available",
     )
+    unless_failed = workload.AS_EXPECTED if revision.failed is None else None
     if state == "Healthy":
         ctx.kube.delete("apps/v1", "Deployment", ctx.namespace, names.triton(ctx.name), owner=ctx.uid)
-        if ctx.set(conditions.PROGRESSING, "False", "RolloutComplete", f"Engine {revision.current[:8]} is serving"):
-            ctx.event("Normal", "RolloutComplete", f"Engine {revision.current[:8]} is serving", "Rollout")
-        if revision.failed is None:
-            ctx.set(conditions.DEGRADED, "False", "AsExpected", "")
-        return
+        complete = workload.Observed("False", workload.ROLLOUT_COMPLETE, f"Engine {revision.current[:8]} is serving")
+        return Rollout(available, complete, unless_failed)
     if state == "Aborted" and revision.previous:
         failed = revision.current
         ctx.status.revision = status.RevisionStatus(current=revision.previous, previous=None, failed=failed)
         text = f"Argo aborted the canary of engine {failed[:8]} ({message}); rolled back to {revision.previous[:8]}"
-        ctx.set(conditions.DEGRADED, "True", canary.ANALYSIS_FAILED, text)
-        ctx.set(conditions.PROGRESSING, "False", canary.ANALYSIS_FAILED, text)
         ctx.event("Warning", canary.ANALYSIS_FAILED, text, "Rollback")
-        _apply(ctx, settings, revision.previous)
-        return
+        back = _apply(ctx, settings, revision.previous)
+        progressing = workload.Observed("False", canary.ANALYSIS_FAILED, text)
+        if isinstance(back, workload.MissingSecrets):
+            progressing = back.progressing
+        return Rollout(available, progressing, workload.Observed("True", canary.ANALYSIS_FAILED, text))
     if state in ("Aborted", "Degraded"):
         reason = canary.ANALYSIS_FAILED if state == "Aborted" else "RolloutDegraded"
-        ctx.set(conditions.DEGRADED, "True", reason, f"Argo Rollout {names.triton(ctx.name)}: {message}")
-        ctx.set(conditions.PROGRESSING, "False", reason, message)
-        return
+        degraded = workload.Observed("True", reason, f"Argo Rollout {names.triton(ctx.name)}: {message}")
+        return Rollout(available, workload.Observed("False", reason, message), degraded)
     reason = "RollingOut" if state == "Pending" else canary.STEP
-    ctx.set(conditions.PROGRESSING, "True", reason, f"Engine {revision.current[:8]}: {message}")
-    if revision.failed is None:
-        ctx.set(conditions.DEGRADED, "False", "AsExpected", "")
+    progressing = workload.Observed("True", reason, f"Engine {revision.current[:8]}: {message}")
+    return Rollout(available, progressing, unless_failed)
 
 
-def _apply(ctx: context.Context, settings: manifest_context.Settings, key: str) -> dict[str, Any] | None:
+def _apply(
+    ctx: context.Context, settings: operator_settings.Settings, key: str
+) -> dict[str, Any] | workload.MissingSecrets:
     rollout = workload.build(ctx, settings, key, argo.rollout)
-    if rollout is None:
-        return None
+    if isinstance(rollout, workload.MissingSecrets):
+        return rollout
     workload.apply_shared(ctx, settings, target_kind="Rollout")
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.kube.apply(argo.analysis_template(ctx.spec, owner, settings))
     return ctx.kube.apply(rollout)

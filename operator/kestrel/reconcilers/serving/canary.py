@@ -1,5 +1,5 @@
-"""Canary: steps a new revision in beside the stable one, judged on Triton's metrics; owns Progressing and Degraded
-while it runs.
+"""Canary: steps a new revision in beside the stable one, judged on Triton's metrics; owns no condition: what each
+pass observes (`Outcome`) speaks for Progressing and Degraded while it runs, and serving.py writes it.
 
 Two Deployments behind one Service: the stable one keeps `revision.current`, the canary (`names.canary`) runs the
 new engine with the step's share of the stable replica count (at least one pod), and the Service splits traffic
@@ -16,13 +16,14 @@ with a Warning; either way its annotation goes, so it cannot act later on a cana
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import actions, conditions, errors, status
 from kestrel.api import spec as specs
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names, triton
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import canary_analysis, workload
@@ -43,8 +44,28 @@ REQUEST_IGNORED = "CanaryRequestIgnored"
 
 # Reads the Triton metrics of the named canary Deployment's pods, combined; raises metrics.MetricsError when it
 # cannot (unreachable endpoint, bad answer).
-Scrape = Callable[[context.Context, manifest_context.Settings, str], canary_analysis.Reading]
+Scrape = Callable[[context.Context, operator_settings.Settings, str], canary_analysis.Reading]
 NOT_RUN = "analysis not run: serving checks are off (KESTREL_SERVING_CHECKS=false, pods without a real Triton)"
+
+
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """What one move of the canary found: Progressing, and Degraded where the canary failed."""
+
+    progressing: workload.Observed
+    degraded: workload.Observed | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """One pass of a canary, for serving to write: the stable Deployment as applied (or the Secrets it waits for),
+    whether the canary started this pass (Degraded is then reset to AsExpected before what it found), and what it
+    found last of Progressing and Degraded (None: it keeps what it said)."""
+
+    stable: dict[str, Any] | workload.MissingSecrets
+    started: bool
+    progressing: workload.Observed | None
+    degraded: workload.Observed | None
 
 
 def _canary_spec(ctx: context.Context) -> specs.CanarySpec:
@@ -88,52 +109,52 @@ def remove(ctx: context.Context) -> None:
 
 
 def reconcile(
-    ctx: context.Context, settings: manifest_context.Settings, stable_key: str, new_key: str, scrape: Scrape
-) -> dict[str, Any] | None:
-    """One pass of the canary of `new_key` beside `stable_key`; returns the stable Deployment as applied."""
+    ctx: context.Context, settings: operator_settings.Settings, stable_key: str, new_key: str, scrape: Scrape
+) -> Outcome:
+    """One pass of the canary of `new_key` beside `stable_key`."""
     canary = _canary_spec(ctx)
     found = ctx.status.canary
-    if found is None or found.revision != new_key or found.state != "Progressing":
+    started = found is None or found.revision != new_key or found.state != "Progressing"
+    if found is None or started:
         found = status.CanaryStatus(
             revision=new_key, state="Progressing", generation=ctx.generation, step=0, weight=canary.steps[0]
         )
         ctx.status.canary = found
         before = ctx.status.revision or status.RevisionStatus()
         ctx.status.revision = status.RevisionStatus(current=stable_key, previous=before.previous, failed=None)
-        ctx.set(conditions.DEGRADED, "False", "AsExpected", "")
         ctx.event(
             "Normal",
             STEP,
             f"Started the canary of engine {new_key[:8]} beside {stable_key[:8]}: steps {canary.steps}",
             "Rollout",
         )
-    _answer(ctx, canary, found)
+    seen = _answer(ctx, canary, found)
     stable = workload.apply_children(ctx, settings, stable_key)
-    if stable is None:
-        return None
+    if isinstance(stable, workload.MissingSecrets):
+        return Outcome(stable, started, stable.progressing, seen.degraded if seen else None)
     for _ in range(2):  # a step that passes moves on in the same pass: scale to the next, or promote
         if found.state != "Progressing":
             break
         if canary.steps[found.step] == 100:
-            _promote(ctx, found, stable_key)
+            seen = _promote(ctx, found, stable_key)
             break
         step = found.step
-        _step(ctx, settings, canary, found, scrape)
+        seen = _step(ctx, settings, canary, found, scrape)
         if found.state != "Progressing" or found.step == step:
             break
-    return stable
+    # Only a failure says Degraded, and nothing moves after it: the last move speaks for both conditions.
+    return Outcome(stable, started, seen.progressing if seen else None, seen.degraded if seen else None)
 
 
-def _answer(ctx: context.Context, canary: specs.CanarySpec, found: status.CanaryStatus) -> None:
+def _answer(ctx: context.Context, canary: specs.CanarySpec, found: status.CanaryStatus) -> Seen | None:
     """Act on a person's promote (jump to the last step, which promotes) or abort (roll back now)."""
     action = ctx.requested(actions.CANARY_ACTION)
     if action not in actions.CANARY_ACTIONS:
-        return  # none, or a value to refuse (`refuse_request`)
+        return None  # none, or a value to refuse (`refuse_request`)
     ctx.answer(actions.CANARY_ACTION)
     label = canary_analysis.step_label(canary, found.step)
     if action == actions.ABORT:
-        _fail(ctx, found, ABORTED_BY_USER, f"on request at {label}", outcome="was aborted")
-        return
+        return _fail(ctx, found, ABORTED_BY_USER, f"on request at {label}", outcome="was aborted")
     last = len(canary.steps) - 1
     message = (
         f"Promoting the canary of engine {found.revision[:8]} on request at {label}: "
@@ -141,6 +162,7 @@ def _answer(ctx: context.Context, canary: specs.CanarySpec, found: status.Canary
     )
     found.step, found.weight = last, canary.steps[last]
     ctx.event("Normal", PROMOTION_REQUESTED, message, "Rollout")
+    return None
 
 
 def refuse_request(ctx: context.Context, why: str | None = None) -> None:
@@ -162,74 +184,68 @@ def refuse_request(ctx: context.Context, why: str | None = None) -> None:
 
 def _step(
     ctx: context.Context,
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     canary: specs.CanarySpec,
     found: status.CanaryStatus,
     scrape: Scrape,
-) -> None:
+) -> Seen:
     label = canary_analysis.step_label(canary, found.step)
     replicas = triton.canary_replicas(ctx.spec, found.weight)
     deployment = workload.build(
         ctx, settings, found.revision, functools.partial(triton.canary_deployment, replicas=replicas)
     )
-    if deployment is None:
-        return
+    if isinstance(deployment, workload.MissingSecrets):
+        return Seen(deployment.progressing)
     state, message = workload.deployment_state(ctx.kube.apply(deployment))
     found.replicas = replicas
     if state == "Failed":
-        _fail(ctx, found, NOT_AVAILABLE, f"canary pods did not become available at {label}: {message}")
-        return
+        return _fail(ctx, found, NOT_AVAILABLE, f"canary pods did not become available at {label}: {message}")
     if state != "Available":
         found.step_started_at, found.baseline = None, None
-        ctx.set(conditions.PROGRESSING, "True", STEP, f"{label}: waiting for {replicas} canary pods ({message})")
-        return
+        return Seen(workload.Observed("True", STEP, f"{label}: waiting for {replicas} canary pods ({message})"))
     if found.step_started_at is None or found.baseline is None:
         try:
             baseline = _read(ctx, settings, scrape)
         except metrics.MetricsError as error:
-            _fail(ctx, found, ANALYSIS_FAILED, f"{label}: could not read the canary's metrics: {error}")
-            return
+            return _fail(ctx, found, ANALYSIS_FAILED, f"{label}: could not read the canary's metrics: {error}")
         found.step_started_at, found.baseline = ctx.now, baseline.counters()
     until = canary_analysis.window_end(found.step_started_at, canary)
     if not canary_analysis.window_elapsed(found.step_started_at, ctx.now, canary):
-        ctx.set(conditions.PROGRESSING, "True", STEP, f"{label}, analysis until {until.isoformat()}")
-        return
+        return Seen(workload.Observed("True", STEP, f"{label}, analysis until {until.isoformat()}"))
     if settings.serving_checks:
         try:
             end = _read(ctx, settings, scrape)
         except metrics.MetricsError as error:
-            _fail(ctx, found, ANALYSIS_FAILED, f"{label}: could not read the canary's metrics: {error}")
-            return
+            return _fail(ctx, found, ANALYSIS_FAILED, f"{label}: could not read the canary's metrics: {error}")
         analysis, verdict = canary_analysis.verdict(canary.analysis, found.baseline, end)
     else:
         analysis, verdict = status.CanaryAnalysisStatus(), NOT_RUN
     found.analysis = analysis
     if analysis.passed is False:
-        _fail(ctx, found, ANALYSIS_FAILED, f"{label}: {verdict}")
-        return
+        return _fail(ctx, found, ANALYSIS_FAILED, f"{label}: {verdict}")
     ctx.event("Normal", STEP_PASSED, f"Canary of engine {found.revision[:8]} passed {label}: {verdict}", "Rollout")
     found.step += 1
     found.weight = canary.steps[found.step]
     found.step_started_at, found.baseline = None, None
     next_label = canary_analysis.step_label(canary, found.step)
-    ctx.set(conditions.PROGRESSING, "True", STEP, f"{next_label}: starting; {label} passed ({verdict})")
+    return Seen(workload.Observed("True", STEP, f"{next_label}: starting; {label} passed ({verdict})"))
 
 
-def _read(ctx: context.Context, settings: manifest_context.Settings, scrape: Scrape) -> canary_analysis.Reading:
+def _read(ctx: context.Context, settings: operator_settings.Settings, scrape: Scrape) -> canary_analysis.Reading:
     """The canary's counters now; zeros, unread, where serving checks are off (the window then says so)."""
     if not settings.serving_checks:
         return canary_analysis.Reading(success=0, failure=0)
     return scrape(ctx, settings, names.canary(ctx.name))
 
 
-def _promote(ctx: context.Context, found: status.CanaryStatus, stable_key: str) -> None:
+def _promote(ctx: context.Context, found: status.CanaryStatus, stable_key: str) -> Seen:
     """Move the stable Deployment to the canary's revision; `finish` removes the canary once it is available."""
     found.state = "Promoting"
     found.step_started_at, found.baseline = None, None
     ctx.status.revision = status.RevisionStatus(current=found.revision, previous=stable_key, failed=None)
     message = f"Promoting engine {found.revision[:8]}: the stable Deployment moves to it"
-    ctx.set(conditions.PROGRESSING, "True", PROMOTING, message)
     ctx.event("Normal", PROMOTING, message, "Rollout")
+    return Seen(workload.Observed("True", PROMOTING, message))
 
 
 def owns_progressing(ctx: context.Context, revision: status.RevisionStatus) -> bool:
@@ -249,30 +265,30 @@ def owns_progressing(ctx: context.Context, revision: status.RevisionStatus) -> b
     )
 
 
-def finish(ctx: context.Context, revision: status.RevisionStatus, stable_state: str) -> None:
-    """After the rolling path ran for a promotion: drop the canary once the stable serves its revision."""
+def finish(ctx: context.Context, revision: status.RevisionStatus, stable_state: str) -> workload.Observed | None:
+    """After the rolling path ran for a promotion: drop the canary once the stable serves its revision; what the
+    promotion says of Progressing (None: nothing)."""
     found = ctx.status.canary
     if found is None or found.state != "Promoting":
-        return
+        return None
     if revision.current != found.revision:
         # The stable Deployment did not take the new revision and was rolled back: the canary goes with it.
         remove(ctx)
         found.state = "Failed"
-        return
+        return None
     if stable_state != "Available":
-        ctx.set(conditions.PROGRESSING, "True", PROMOTING, f"Promoting engine {found.revision[:8]}: stable rolling")
-        return
+        return workload.Observed("True", PROMOTING, f"Promoting engine {found.revision[:8]}: stable rolling")
     remove(ctx)
     found.state = "Promoted"
     found.replicas = 0
     message = f"Engine {found.revision[:8]} passed every canary step and serves from the stable Deployment"
-    ctx.set(conditions.PROGRESSING, "False", PROMOTED, message)
     ctx.event("Normal", PROMOTED, message, "Rollout")
+    return workload.Observed("False", PROMOTED, message)
 
 
 def _fail(
     ctx: context.Context, found: status.CanaryStatus, reason: str, message: str, *, outcome: str = "failed"
-) -> None:
+) -> Seen:
     """Roll back: the canary goes, its revision is remembered as failed, the stable keeps serving untouched."""
     remove(ctx)
     found.state = "Failed"
@@ -281,6 +297,5 @@ def _fail(
     ctx.status.revision = before.model_copy(update={"failed": found.revision})
     serving = before.current[:8] if before.current else "nothing"
     full = f"Canary of engine {found.revision[:8]} {outcome} ({message}); engine {serving} keeps serving"
-    ctx.set(conditions.DEGRADED, "True", reason, full)
-    ctx.set(conditions.PROGRESSING, "False", reason, full)
     ctx.event("Warning", reason, full, "Rollback")
+    return Seen(workload.Observed("False", reason, full), degraded=workload.Observed("True", reason, full))

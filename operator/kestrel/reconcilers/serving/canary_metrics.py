@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kestrel.manifests import context as manifest_context
+from kestrel import settings as operator_settings
 from kestrel.manifests import labels, names, transport
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import canary_analysis
@@ -44,7 +44,7 @@ def fetch(address: str, model: str, mapping: dict[str, str]) -> metrics.Reading:
         raise metrics.MetricsError(f"{address} ({url}): {error}") from error
 
 
-def scrape(ctx: context.Context, settings: manifest_context.Settings, deployment: str) -> canary_analysis.Reading:
+def scrape(ctx: context.Context, settings: operator_settings.Settings, deployment: str) -> canary_analysis.Reading:
     """The canary's combined reading; `deployment` names the canary Deployment whose pods are read."""
     pods = canary_pods(ctx)
     if not pods:

@@ -19,9 +19,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions, status
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import labels, names, secrets, service, transport
+from kestrel.manifests import labels, names, owners, secrets, service, transport
 from kestrel.reconcilers import context
 from kestrel.reconcilers.serving import probe_cache
 from kestrel.security import certificates
@@ -41,7 +41,7 @@ CLIENT_VALIDITY = datetime.timedelta(minutes=10)
 Check = Callable[[smoke.Target, float, probes.Probes | None], smoke.Outcome]
 Fetch = Callable[[str], str]
 # The probes of a revision, or why there are none (probe_cache.load).
-Recorded = Callable[[context.Context, manifest_context.Settings, str], probes.Probes | str]
+Recorded = Callable[[context.Context, operator_settings.Settings, str], probes.Probes | str]
 
 
 def fetch(url: str) -> str:
@@ -50,7 +50,7 @@ def fetch(url: str) -> str:
 
 def reconcile(
     ctx: context.Context,
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     check: Check = smoke.check,
     get: Fetch = fetch,
     recorded: Recorded = probe_cache.load,
@@ -95,7 +95,7 @@ def verdict(record: status.SmokeStatus) -> tuple[conditions.ConditionStatus, str
 
 def _smoke(
     ctx: context.Context,
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     revision: str,
     before: status.SmokeStatus | None,
     *,
@@ -150,7 +150,7 @@ def _smoke(
 
 def _run(
     ctx: context.Context,
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     revision: str,
     target: smoke.Target,
     *,
@@ -168,10 +168,10 @@ def _run(
     return smoke.Outcome(outcome.passed, f"{outcome.message}; parity not checked: {why}", outcome.latency_ms)
 
 
-def _target(ctx: context.Context, settings: manifest_context.Settings) -> smoke.Target | smoke.Outcome:
+def _target(ctx: context.Context, settings: operator_settings.Settings) -> smoke.Target | smoke.Outcome:
     """The smoke request as a client in the cluster would send it, or an Outcome saying why none can be sent."""
     spec = ctx.spec
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     grpc = service.endpoints(spec, owner).get("grpc")
     if grpc is None:
         return smoke.Outcome(None, "not run: the model serves no gRPC (spec.serving.protocols)")
@@ -223,7 +223,7 @@ def _ready_pods(ctx: context.Context) -> list[dict[str, Any]]:
 
 def _metrics(
     ctx: context.Context,
-    settings: manifest_context.Settings,
+    settings: operator_settings.Settings,
     before: status.ServingMetricsStatus | None,
     get: Fetch,
 ) -> status.ServingMetricsStatus | None:

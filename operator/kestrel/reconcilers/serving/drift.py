@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions
 from kestrel.api import spec as specs
-from kestrel.manifests import context as manifest_context
 from kestrel.reconcilers import context
 from kestrel.serving import metrics
 
@@ -37,7 +37,7 @@ CHECKS_OFF = "ChecksOff"
 MOVED_CLASSES = 3  # classes named in the message
 
 
-def reconcile(ctx: context.Context, settings: manifest_context.Settings) -> None:
+def reconcile(ctx: context.Context, settings: operator_settings.Settings) -> None:
     state, reason, message = judge(ctx.spec.monitoring.drift, settings.serving_checks, ctx.pod_readings)
     before = ctx.condition(conditions.DRIFT)
     ctx.set(conditions.DRIFT, state, reason, message)

@@ -14,8 +14,8 @@ import base64
 import collections
 import threading
 
+from kestrel import settings as operator_settings
 from kestrel.api import errors as api_errors
-from kestrel.manifests import context as manifest_context
 from kestrel.manifests import names
 from kestrel.reconcilers import context
 from kestrel.reconcilers.engine import storage
@@ -28,7 +28,7 @@ _CACHE: collections.OrderedDict[tuple[str, str], probes.Probes] = collections.Or
 _LOCK = threading.Lock()  # passes of different models run on several threads
 
 
-def load(ctx: context.Context, settings: manifest_context.Settings, revision: str) -> probes.Probes | str:
+def load(ctx: context.Context, settings: operator_settings.Settings, revision: str) -> probes.Probes | str:
     """The probes engine `revision` was built with, or why the operator has none to compare (a sentence)."""
     key = (ctx.uid, revision)
     with _LOCK:
@@ -50,7 +50,7 @@ def forget(ctx: context.Context, revision: str) -> None:
         _CACHE.pop((ctx.uid, revision), None)
 
 
-def _read(ctx: context.Context, settings: manifest_context.Settings, revision: str) -> probes.Probes | str:
+def _read(ctx: context.Context, settings: operator_settings.Settings, revision: str) -> probes.Probes | str:
     short = revision[:8]
     engines, why = storage.open_store(settings, ctx.store_access or storage.Access())
     if engines is None:

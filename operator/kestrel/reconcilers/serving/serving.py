@@ -6,13 +6,16 @@ deadline, the previous key is put back and the failed one is remembered so it is
 changes. With the canary strategy the new key is stepped in beside the serving one (reconcilers/serving/canary.py), or,
 where Argo Rollouts is installed, handed to an Argo Rollout (reconcilers/serving/argo_rollout.py). The very first
 revision has nothing to be compared with and rolls out directly under either strategy.
+
+The rollouts return what they observed (`workload.Observed`, `canary.Outcome`, `argo_rollout.Rollout`) and this
+module alone writes the three conditions from it.
 """
 
 from __future__ import annotations
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions, keys, status
-from kestrel.manifests import context as manifest_context
-from kestrel.manifests import labels, names, service
+from kestrel.manifests import labels, names, owners, service
 from kestrel.reconcilers import context, pod_problems
 from kestrel.reconcilers.serving import argo_rollout, canary, canary_metrics, workload
 
@@ -33,32 +36,80 @@ ARGO_REQUEST = "Argo Rollouts runs this canary: use `kubectl argo rollouts promo
 
 
 def reconcile(
-    ctx: context.Context, settings: manifest_context.Settings, scrape: canary.Scrape = canary_metrics.scrape
+    ctx: context.Context, settings: operator_settings.Settings, scrape: canary.Scrape = canary_metrics.scrape
 ) -> None:
     """`scrape` reads the canary pods' Triton metrics (used by the operator-stepped canary only)."""
     _serve(ctx, settings, scrape)
     canary.refuse_request(ctx)
 
 
-def _serve(ctx: context.Context, settings: manifest_context.Settings, scrape: canary.Scrape) -> None:
+def _serve(ctx: context.Context, settings: operator_settings.Settings, scrape: canary.Scrape) -> None:
     revision = ctx.status.revision or status.RevisionStatus()
     desired = _desired_key(ctx)
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.status.endpoints = status.EndpointsStatus.model_validate(service.endpoints(ctx.spec, owner))
     if ctx.spec.rollout.strategy == "canary" and argo_rollout.available(ctx):
-        argo_rollout.reconcile(ctx, settings, desired)
+        _argo(ctx, argo_rollout.reconcile(ctx, settings, desired))
         canary.refuse_request(ctx, ARGO_REQUEST)
         return
     canary.settle(ctx, revision, desired)
     if canary.wanted(ctx, revision, desired) and revision.current and desired:
-        stable = canary.reconcile(ctx, settings, revision.current, desired, scrape)
-        if stable is None:
-            ctx.set(conditions.AVAILABLE, "False", "WaitingForSecrets", "The serving pods cannot start yet")
+        outcome = canary.reconcile(ctx, settings, revision.current, desired, scrape)
+        if outcome.started:
+            _degraded(ctx, workload.AS_EXPECTED)
+        if outcome.degraded is not None:
+            _degraded(ctx, outcome.degraded)
+        if outcome.progressing is not None:
+            _progressing(ctx, outcome.progressing)
+        if isinstance(outcome.stable, workload.MissingSecrets):
+            _cannot_start(ctx)
             return
-        _report(ctx, stable, ctx.status.revision or revision)
+        _report(ctx, outcome.stable, ctx.status.revision or revision)
         if ctx.status.canary is None or ctx.status.canary.state != "Promoting":
             return
     _rolling(ctx, settings, desired)
+
+
+def _available(ctx: context.Context, observed: workload.Observed) -> None:
+    ctx.set(conditions.AVAILABLE, observed.status, observed.reason, observed.message)
+
+
+def _progressing(ctx: context.Context, observed: workload.Observed) -> None:
+    """Progressing as observed; a rollout that completed says so once in an Event too."""
+    flipped = ctx.set(conditions.PROGRESSING, observed.status, observed.reason, observed.message)
+    if flipped and observed.reason == workload.ROLLOUT_COMPLETE:
+        ctx.event("Normal", workload.ROLLOUT_COMPLETE, observed.message, "Rollout")
+
+
+def _degraded(ctx: context.Context, observed: workload.Observed) -> None:
+    ctx.set(conditions.DEGRADED, observed.status, observed.reason, observed.message)
+
+
+def _cannot_start(ctx: context.Context) -> None:
+    ctx.set(conditions.AVAILABLE, "False", "WaitingForSecrets", "The serving pods cannot start yet")
+
+
+def _awaiting_engine(ctx: context.Context) -> None:
+    """Nothing serves yet: no revision of this model has passed validation."""
+    ctx.set(conditions.AVAILABLE, "False", "NoEngine", "No validated engine has been rolled out yet")
+    ctx.set(conditions.PROGRESSING, "False", "AwaitingEngine", "Waiting for a validated engine")
+
+
+def _waiting_for_secrets(ctx: context.Context, missing: workload.MissingSecrets) -> None:
+    _progressing(ctx, missing.progressing)
+    _cannot_start(ctx)
+
+
+def _argo(ctx: context.Context, found: argo_rollout.Rollout | workload.MissingSecrets | None) -> None:
+    if found is None:
+        _awaiting_engine(ctx)
+    elif isinstance(found, workload.MissingSecrets):
+        _waiting_for_secrets(ctx, found)
+    else:
+        _available(ctx, found.available)
+        _progressing(ctx, found.progressing)
+        if found.degraded is not None:
+            _degraded(ctx, found.degraded)
 
 
 def _report(ctx: context.Context, applied: dict[str, object], revision: status.RevisionStatus) -> str:
@@ -96,7 +147,7 @@ def _rolling_out(ctx: context.Context, key: str, message: str) -> None:
         ctx.event("Warning", problem.reason, said, "Rollout")
 
 
-def _rolling(ctx: context.Context, settings: manifest_context.Settings, desired: str | None) -> None:
+def _rolling(ctx: context.Context, settings: operator_settings.Settings, desired: str | None) -> None:
     revision = ctx.status.revision or status.RevisionStatus()
     if desired and desired not in (revision.current, revision.failed):
         first = revision.current is None and ctx.spec.rollout.strategy == "canary"
@@ -105,22 +156,21 @@ def _rolling(ctx: context.Context, settings: manifest_context.Settings, desired:
         ctx.event("Normal", "RollingOut", f"Rolling out engine {desired[:8]}{why}", "Rollout")
     ctx.status.revision = revision
     if revision.current is None:
-        workload.awaiting_engine(ctx)
+        _awaiting_engine(ctx)
         return
     applied = workload.apply_children(ctx, settings, revision.current)
-    if applied is None:
-        ctx.set(conditions.AVAILABLE, "False", "WaitingForSecrets", "The serving pods cannot start yet")
+    if isinstance(applied, workload.MissingSecrets):
+        _waiting_for_secrets(ctx, applied)
         return
     state = _report(ctx, applied, revision)
     _, message = workload.deployment_state(applied)
     if state == "Available":
-        if not canary.owns_progressing(ctx, revision) and ctx.set(
-            conditions.PROGRESSING, "False", "RolloutComplete", f"Engine {revision.current[:8]} is serving"
-        ):
-            ctx.event("Normal", "RolloutComplete", f"Engine {revision.current[:8]} is serving", "Rollout")
+        if not canary.owns_progressing(ctx, revision):
+            serving = f"Engine {revision.current[:8]} is serving"
+            _progressing(ctx, workload.Observed("False", workload.ROLLOUT_COMPLETE, serving))
         if revision.failed is None:
-            ctx.set(conditions.DEGRADED, "False", "AsExpected", "")
-        canary.finish(ctx, revision, state)
+            _degraded(ctx, workload.AS_EXPECTED)
+        _finish_canary(ctx, revision, state)
         return
     if state == "Failed" and ctx.spec.rollout.auto_rollback and revision.previous:
         failed = revision.current
@@ -137,8 +187,10 @@ def _rolling(ctx: context.Context, settings: manifest_context.Settings, desired:
             f"Rolled back from engine {failed[:8]} to {revision.previous[:8]}: {message}",
             "Rollback",
         )
-        workload.apply_children(ctx, settings, revision.previous)
-        canary.finish(ctx, ctx.status.revision, state)
+        back = workload.apply_children(ctx, settings, revision.previous)
+        if isinstance(back, workload.MissingSecrets):
+            _progressing(ctx, back.progressing)
+        _finish_canary(ctx, ctx.status.revision, state)
         return
     if state == "Failed":
         ctx.set(conditions.PROGRESSING, "False", "ProgressDeadlineExceeded", message)
@@ -146,5 +198,11 @@ def _rolling(ctx: context.Context, settings: manifest_context.Settings, desired:
         return
     _rolling_out(ctx, revision.current, message)
     if revision.failed is None:
-        ctx.set(conditions.DEGRADED, "False", "AsExpected", "")
-    canary.finish(ctx, revision, state)
+        _degraded(ctx, workload.AS_EXPECTED)
+    _finish_canary(ctx, revision, state)
+
+
+def _finish_canary(ctx: context.Context, revision: status.RevisionStatus, state: str) -> None:
+    progressing = canary.finish(ctx, revision, state)
+    if progressing is not None:
+        _progressing(ctx, progressing)

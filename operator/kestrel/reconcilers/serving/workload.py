@@ -1,20 +1,47 @@
 """The Triton workload of one engine revision, shared by the rolling and the canary rollouts: what it needs before its
-pods can start, what to apply, and how far the Deployment controller has got with it; writes serving's Available and
-Progressing for a rolling rollout."""
+pods can start, what to apply, and how far the Deployment controller has got with it; owns no condition (what the
+rollouts observe of serving's conditions is an `Observed`, which serving.py writes)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
+from kestrel import settings as operator_settings
 from kestrel.api import conditions
 from kestrel.api import spec as specs
-from kestrel.manifests import autoscaling, disruption, pod_lifecycle, pod_monitor, service, triton
-from kestrel.manifests import context as manifest_context
+from kestrel.manifests import autoscaling, disruption, owners, pod_lifecycle, pod_monitor, service, triton
 from kestrel.reconcilers import context, installed
 from kestrel.reconcilers.engine import grants
 
 KEDA_CRD = "scaledobjects.keda.sh"
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
+# Progressing=False once a revision serves, from the rolling or the Argo rollout; its Event, once, says the same.
+ROLLOUT_COMPLETE = "RolloutComplete"
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """One of serving's conditions (Available, Progressing, Degraded) as a rollout found it this pass."""
+
+    status: conditions.ConditionStatus
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingSecrets:
+    """A workload whose pods cannot start yet: these Secrets they need do not exist."""
+
+    names: tuple[str, ...]
+
+    @property
+    def progressing(self) -> Observed:
+        return Observed("False", "WaitingForSecrets", f"Waiting for Secrets {', '.join(self.names)}")
+
+
+# Degraded=False: no revision failed (or a new attempt started).
+AS_EXPECTED = Observed("False", "AsExpected", "")
 
 
 def referenced_secrets(pod_spec: dict[str, Any]) -> set[str]:
@@ -30,10 +57,11 @@ def referenced_secrets(pod_spec: dict[str, Any]) -> set[str]:
     return found
 
 
-def missing_secrets(ctx: context.Context, pod_spec: dict[str, Any]) -> list[str]:
-    return sorted(
+def missing_secrets(ctx: context.Context, pod_spec: dict[str, Any]) -> MissingSecrets | None:
+    missing = sorted(
         s for s in referenced_secrets(pod_spec) if ctx.kube.get("v1", "Secret", ctx.namespace, s, cached=True) is None
     )
+    return MissingSecrets(tuple(missing)) if missing else None
 
 
 def keda_available(ctx: context.Context) -> bool:
@@ -64,28 +92,14 @@ def engine_facts(ctx: context.Context, key: str) -> tuple[float, int | None]:
     return load_seconds, engine.size_bytes if engine else None
 
 
-def awaiting_engine(ctx: context.Context) -> None:
-    """Nothing serves yet: no revision of this model has passed validation."""
-    ctx.set(conditions.AVAILABLE, "False", "NoEngine", "No validated engine has been rolled out yet")
-    ctx.set(conditions.PROGRESSING, "False", "AwaitingEngine", "Waiting for a validated engine")
-
-
-def waiting_for_secrets(ctx: context.Context, deployment: dict[str, Any]) -> bool:
-    """True (and Progressing says so) when a Secret the pods need does not exist yet."""
-    missing = missing_secrets(ctx, deployment["spec"]["template"]["spec"])
-    if missing:
-        ctx.set(conditions.PROGRESSING, "False", "WaitingForSecrets", f"Waiting for Secrets {', '.join(missing)}")
-    return bool(missing)
-
-
 class Builder(Protocol):
     """A manifest builder of one revision's pods: triton.deployment, triton.canary_deployment, argo.rollout."""
 
     def __call__(
         self,
         spec: specs.ModelDeploymentSpec,
-        owner: manifest_context.Owner,
-        settings: manifest_context.Settings,
+        owner: owners.Owner,
+        settings: operator_settings.Settings,
         engine_key: str,
         *,
         load_seconds: float,
@@ -96,15 +110,15 @@ class Builder(Protocol):
 
 
 def build(
-    ctx: context.Context, settings: manifest_context.Settings, key: str, builder: Builder
-) -> dict[str, Any] | None:
-    """The workload for `key` from `builder`, sized by the engine's measured facts; None (Progressing says why) while
-    a Secret its pods need does not exist yet (the store grant for `key` is issued here first)."""
+    ctx: context.Context, settings: operator_settings.Settings, key: str, builder: Builder
+) -> dict[str, Any] | MissingSecrets:
+    """The workload for `key` from `builder`, sized by the engine's measured facts; the Secrets its pods need that do
+    not exist yet, instead, while there are any (the store grant for `key` is issued here first)."""
     grants.ensure_download(ctx, settings, key)
     load_seconds, size_bytes = engine_facts(ctx, key)
     body = builder(
         ctx.spec,
-        manifest_context.Owner.from_body(ctx.body),
+        owners.Owner.from_body(ctx.body),
         settings,
         key,
         load_seconds=load_seconds,
@@ -112,24 +126,26 @@ def build(
         tls_checksum=ctx.tls_checksum,
         api_key_id=ctx.api_key_id,
     )
-    return None if waiting_for_secrets(ctx, body) else body
+    return missing_secrets(ctx, body["spec"]["template"]["spec"]) or body
 
 
-def apply_children(ctx: context.Context, settings: manifest_context.Settings, key: str) -> dict[str, Any] | None:
-    """Apply the stable workload for `key`; return None (and say why) when it cannot start yet."""
+def apply_children(
+    ctx: context.Context, settings: operator_settings.Settings, key: str
+) -> dict[str, Any] | MissingSecrets:
+    """Apply the stable workload for `key` and return it as applied; the Secrets it waits for while it cannot start."""
     deployment = build(ctx, settings, key, triton.deployment)
-    if deployment is None:
-        return None
+    if isinstance(deployment, MissingSecrets):
+        return deployment
     apply_shared(ctx, settings)
     return ctx.kube.apply(deployment)
 
 
 def apply_shared(
-    ctx: context.Context, settings: manifest_context.Settings, target_kind: autoscaling.TargetKind = "Deployment"
+    ctx: context.Context, settings: operator_settings.Settings, target_kind: autoscaling.TargetKind = "Deployment"
 ) -> None:
     """What every revision shares: the pods' ServiceAccount, the Service, the PDB, the autoscaler, and the PodMonitor
     where the Prometheus Operator is installed (without it nothing is made: the pods' annotations remain)."""
-    owner = manifest_context.Owner.from_body(ctx.body)
+    owner = owners.Owner.from_body(ctx.body)
     ctx.kube.apply(triton.service_account(owner))
     ctx.kube.apply(service.service(ctx.spec, owner))
     ctx.kube.apply(disruption.pod_disruption_budget(owner))
