@@ -16,6 +16,9 @@ from typing import Literal
 from kestrel.storage import errors
 
 MANIFEST_NAME = "manifest.json"
+# Live samples of a served engine (`serving.backends.sampling`) sit in the engine's own folder, so that they go
+# when the engine goes; no manifest lists them, so no loader is ever granted them.
+SAMPLES_DIR = "samples"
 SCHEMES = ("s3", "pvc")
 MAX_PATH_LENGTH = 1024
 
