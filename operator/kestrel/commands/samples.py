@@ -13,19 +13,14 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from kestrel import storage
-from kestrel.api import errors as api_errors
-from kestrel.security import envelope, keyfiles, kms, x25519
-from kestrel.security import errors as security_errors
-from kestrel.serving.backends import sampling
-from kestrel.storage import errors as storage_errors
-from kestrel.storage import layout, pvc, store
+if TYPE_CHECKING:  # imported when run: `kestrel --help` must not load the S3 client
+    from kestrel.security import kms
+    from kestrel.serving.backends import sampling
+    from kestrel.storage import layout, store
 
 EXIT_BAD_INPUT, EXIT_UNOPENED, EXIT_STORE = 2, 3, 4
-# A sample is one image and its boxes; the pods' grant admits objects of at most this size (manifests.store).
-MAX_SAMPLE_BYTES = 64 << 20
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,13 +37,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kek-file", dest="kek_files", type=pathlib.Path, action="append", default=[], help="the KEK; repeatable"
     )
     download.add_argument("--kek-dir", type=pathlib.Path, help="a KEK Secret's files (key 'kek' and older keys)")
-    download.add_argument("--pvc-root", type=pathlib.Path, default=pvc.DEFAULT_MOUNT_ROOT, help="where pvc:// is")
+    download.add_argument("--pvc-root", type=pathlib.Path, default=pathlib.Path("/mnt/pvc"), help="where pvc:// is")
     download.add_argument("--credentials-dir", type=pathlib.Path, help="mounted S3 credentials Secret for s3://")
     download.set_defaults(command=run)
 
 
 def opener(ring: kms.KeyRing) -> sampling.Unwrap:
     """The samples' unwrap, by the key ring: the same `envelope.unwrap` that opens engines."""
+    from kestrel.security import envelope  # noqa: PLC0415 - see TYPE_CHECKING above
 
     def unwrap(kek_id: str, wrapped: bytes, context: bytes) -> bytes:
         return envelope.unwrap(ring, envelope.WrappedKey(kek_id, wrapped), context)
@@ -60,13 +56,17 @@ def download(
     engines: store.Store, ref: layout.EngineRef, ring: kms.KeyRing, target: pathlib.Path, stderr: TextIO
 ) -> tuple[int, int]:
     """Open every sample of `ref` into `target`; (opened, refused)."""
+    from kestrel.api import errors as api_errors  # noqa: PLC0415 - see TYPE_CHECKING above
+    from kestrel.serving.backends import sampling  # noqa: PLC0415
+    from kestrel.storage import layout  # noqa: PLC0415
+
     target.mkdir(parents=True, exist_ok=True)
     unwrap, opened, refused = opener(ring), 0, 0
     for name in engines.list_files(ref, layout.SAMPLES_DIR):
         if not name.endswith(sampling.SUFFIX):
             continue
         relative = f"{layout.SAMPLES_DIR}/{name}"
-        blob = engines.read_file(ref, relative, MAX_SAMPLE_BYTES)
+        blob = engines.read_file(ref, relative, layout.MAX_SAMPLE_SIZE)
         try:
             plain = sampling.open_sealed(blob, f"{ref.path}/{relative}".encode(), unwrap)
             sampling.unpack(plain)  # a sample that opens but is no sample is refused too
@@ -80,6 +80,13 @@ def download(
 
 
 def run(args: argparse.Namespace) -> int:
+    from kestrel import storage  # noqa: PLC0415 - see TYPE_CHECKING above
+    from kestrel.api import errors as api_errors  # noqa: PLC0415
+    from kestrel.security import errors as security_errors  # noqa: PLC0415
+    from kestrel.security import keyfiles, x25519  # noqa: PLC0415
+    from kestrel.storage import errors as storage_errors  # noqa: PLC0415
+    from kestrel.storage import layout  # noqa: PLC0415
+
     try:
         location, ref = layout.parse_engine_uri(args.source)
         keks = [keyfiles.read_kek(path) for path in args.kek_files]

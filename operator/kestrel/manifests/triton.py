@@ -21,6 +21,7 @@ from kestrel.manifests import (
     placement,
     probes,
     pull_secrets,
+    sampling,
     store,
     transport,
 )
@@ -169,7 +170,7 @@ def _deployment(
         "terminationGracePeriodSeconds": probes.termination_grace_seconds(),
         "securityContext": hardening.pod_security_context(),
         "initContainers": init_containers,
-        "containers": [_server(spec, owner, settings, load_seconds, models)],
+        "containers": [_server(spec, owner, settings, engine_key, load_seconds=load_seconds, models=models)],
         "volumes": _volumes(spec, owner, settings, engine_key, models),
         "topologySpreadConstraints": [
             {
@@ -259,10 +260,13 @@ def _server(
     spec: specs.ModelDeploymentSpec,
     owner: context.Owner,
     settings: context.Settings,
+    engine_key: str,
+    *,
     load_seconds: float,
     models: int,
 ) -> dict[str, Any]:
     model = names.triton_model(owner.name)
+    samples, samples_env = sampling.triton(spec, owner, settings, engine_key)
     container: dict[str, Any] = {
         "name": "triton",
         "image": image(spec, settings),
@@ -287,6 +291,7 @@ def _server(
             {"name": "shm", "mountPath": hardening.SHM_DIR},
             {"name": "tmp", "mountPath": hardening.TMP_DIR},
             *transport.tls_mounts(spec),
+            *samples.mounts,
         ],
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": hardening.container_security_context(),
@@ -294,7 +299,7 @@ def _server(
     drift_spec = spec.monitoring.drift
     # The served model's drift window (serving/backends/drift.py); 0 turns its metrics off.
     window = {"name": drift.WINDOW_ENV, "value": str(drift_spec.window if drift_spec.enabled else 0)}
-    container["env"] = [*transport.server_env(spec, owner), window]
+    container["env"] = [*transport.server_env(spec, owner), window, *samples_env]
     return container
 
 
@@ -323,4 +328,9 @@ def _volumes(
         probes.shm_volume(spec.serving.triton.instances),
         hardening.empty_dir("tmp", "1Gi"),
     ]
-    return [*volumes, *_loader_files(spec, owner, settings, engine_key).volumes, *transport.tls_volumes(spec, owner)]
+    return [
+        *volumes,
+        *_loader_files(spec, owner, settings, engine_key).volumes,
+        *transport.tls_volumes(spec, owner),
+        *sampling.triton(spec, owner, settings, engine_key)[0].volumes,
+    ]

@@ -9,7 +9,7 @@ from kestrel.api import conditions
 from kestrel.api import spec as specs
 from kestrel.manifests import autoscaling, disruption, pod_monitor, probes, service, triton
 from kestrel.manifests import context as manifest_context
-from kestrel.reconcilers import context, grants, installed
+from kestrel.reconcilers import context, grants, installed, sampling
 
 KEDA_CRD = "scaledobjects.keda.sh"
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
@@ -99,6 +99,7 @@ def build(
     """The workload for `key` from `builder`, sized by the engine's measured facts; None (Progressing says why) while
     a Secret its pods need does not exist yet (the store grant for `key` is issued here first)."""
     grants.ensure_download(ctx, settings, key)
+    sampling.ensure(ctx, settings, key)
     load_seconds, size_bytes = engine_facts(ctx, key)
     body = builder(
         ctx.spec,
