@@ -43,12 +43,12 @@ import dataclasses
 import datetime
 import hashlib
 import http.client
+import importlib
 import io
 import json
 import os
 import queue
 import secrets
-import ssl
 import struct
 import threading
 import time
@@ -245,6 +245,9 @@ def _post(url: str, fields: Mapping[str, str], body: bytes) -> None:
     target = urllib.parse.urlsplit(url)
     connection: http.client.HTTPConnection
     if target.scheme == "https":
+        # Imported here: in a Python stub whose libpython is not the interpreter's own build (pytriton's stub under
+        # another 3.11 release), `ssl` fails to import, and an http:// store (MinIO in tests) needs none.
+        ssl = importlib.import_module("ssl")
         bundle = os.environ.get("AWS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
         tls = ssl.create_default_context(cafile=bundle)
         connection = http.client.HTTPSConnection(target.netloc, timeout=UPLOAD_TIMEOUT, context=tls)
