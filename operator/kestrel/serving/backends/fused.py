@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import drift, postprocess, preprocess, runtime, sampling
+from . import drift, postprocess, preprocess, runtime
 
 INPUT, OUTPUT = "IMAGE", "DETECTIONS"
 
@@ -76,9 +77,15 @@ class TritonPythonModel:
         precision, threads = params.get("inference_precision", "fp32"), int(params.get("threads", "0"))
         self._run = runtime.load(str(engine_file), precision, threads, self._pre.imgsz)
         self._monitor = drift.from_triton(self._pb, args, config, args["model_name"])
-        # Sampling of live requests (spec.monitoring.sampling): off unless the Deployment sets its rate.
-        self._sampler = sampling.from_environ(args["model_name"], skip=drift.warmup_executions(config))
-        self._sampled = sampling.Metrics(self._pb, args["model_name"]) if self._sampler else None
+        # Sampling of live requests (spec.monitoring.sampling): off unless the Deployment sets its rate. Imported only
+        # then: it needs `cryptography`, which a Triton image serving without sampling need not have.
+        self._sampler: Any = None
+        self._sampled: Any = None
+        if os.environ.get("KESTREL_SAMPLES_RATE", "0") not in ("", "0"):
+            from . import sampling  # noqa: PLC0415
+
+            self._sampler = sampling.from_environ(args["model_name"], skip=drift.warmup_executions(config))
+            self._sampled = sampling.Metrics(self._pb, args["model_name"]) if self._sampler else None
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb = self._pb
