@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import kestrel
 from kestrel.api import crd
-from kestrel.commands import canary, output, protoset, status, upload
+from kestrel.commands import canary, output, protoset, samples, status, upload
 
 if TYPE_CHECKING:
     from kestrel.serving import tls_proxy
@@ -339,6 +339,7 @@ def build_parser(prog: str = "kestrel") -> argparse.ArgumentParser:
     canary.add_parser(commands)
     upload.add_parser(commands)
     protoset.add_parser(commands)
+    samples.add_parser(commands)
     _add_render(commands)
     _add_run(commands)
     _add_build(commands)

@@ -123,6 +123,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
             "access": {"requireApiKey": False},
         },
     },
+    "variant-python-sampling": {
+        "model": {"source": {"uri": "s3://models/shapes.pt", "sha256": "cd" * 32}},
+        "validation": {"dataset": "pvc://models/shapes/data.yaml"},
+        "engine": {"format": "openvino"},
+        "target": {"environment": "cpu"},
+        "serving": {"triton": {"runtime": "python"}},
+        "security": {"encryption": {"enabled": True, "keySecret": "shapes-kek"}},
+        "monitoring": {"sampling": {"enabled": True, "ratePerMinute": 12, "maxBytesPerDay": 64 << 20}},
+    },
 }
 
 

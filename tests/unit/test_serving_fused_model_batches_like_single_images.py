@@ -17,7 +17,7 @@ import pytest
 
 from kestrel.engine import pipeline
 from kestrel.serving import config, pbtxt, repository
-from kestrel.serving.backends import fused, postprocess, preprocess
+from kestrel.serving.backends import fused, postprocess, preprocess, sampling
 
 PRE = preprocess.Preprocessing(imgsz=64)
 POST = pipeline.SERVING_POSTPROCESSING
@@ -96,6 +96,9 @@ def model(run: Any) -> fused.TritonPythonModel:
     served._pb = FakeTritonUtils
     served._pre, served._post, served._run = PRE, POST, run
     served._monitor = None  # the drift monitor's metrics: tests/unit/test_serving_drift_score.py
+    served._sampler = served._sampled = (
+        None  # live sampling: tests/unit/test_sampling_seals_chosen_requests_to_the_kek.py
+    )
     return served
 
 
@@ -118,6 +121,23 @@ def test_execute_batches_the_good_requests_and_fails_a_malformed_one_alone() -> 
         for image, rows in zip(batch, tensor.array, strict=True):
             expected = alone(image)
             assert np.array_equal(rows[: len(expected)], expected)
+
+
+def test_every_answered_image_is_offered_to_the_sampler_with_its_own_boxes() -> None:
+    offered: list[tuple[preprocess.Image, postprocess.Array]] = []
+    updates: list[sampling.Counts] = []
+    served = model(engine([]))
+    served._sampler = SimpleNamespace(
+        offer=lambda images, boxes: offered.extend(zip(images, boxes, strict=True)),
+        taken=lambda: sampling.Counts(sent=1),
+    )
+    served._sampled = SimpleNamespace(update=updates.append)
+    good = [np.stack(images(seed, [(40, 64)] * count)) for seed, count in ((7, 2), (8, 1))]
+    served.execute([request(good[0]), request(np.zeros((1, 0, 5, 3), np.uint8)), request(good[1])])
+    assert [image.tobytes() for image, _ in offered] == [image.tobytes() for batch in good for image in batch]
+    for image, boxes in offered:
+        assert np.array_equal(boxes, alone(image))
+    assert [u.sent for u in updates] == [1]  # the thread's counts reach Triton's metrics from execute
 
 
 def test_an_engine_failure_propagates_to_triton_which_fails_and_counts_the_whole_batch() -> None:

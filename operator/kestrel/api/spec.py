@@ -685,10 +685,48 @@ class DriftSpec(ApiModel):
     )
 
 
+SampleContent = Literal["inputs", "outputs"]
+SAMPLE_CONTENTS: tuple[SampleContent, ...] = ("inputs", "outputs")
+
+
+class SamplingSpec(ApiModel):
+    """Live samples: a few of the images the served model answers, and its answers, sealed to the store."""
+
+    enabled: bool = pydantic.Field(
+        default=False,
+        description="Seal a few live requests (the image and the detections) to the model's key-encryption key and "
+        "store them beside the engine that answered them (docs/monitoring.md). Needs encryption and runtime python.",
+    )
+    rate_per_minute: int = pydantic.Field(
+        default=6, ge=1, le=600, description="Images each Triton pod samples a minute at most (bursts of 5)."
+    )
+    max_bytes_per_day: int = pydantic.Field(
+        default=256 << 20,
+        ge=1 << 20,
+        le=64 << 30,
+        description="Sealed bytes each Triton pod stores per UTC day at most; samples past it are dropped and counted.",
+    )
+    include: Annotated[list[SampleContent], pydantic.Field(min_length=1, max_length=2)] = pydantic.Field(
+        default_factory=lambda: list(SAMPLE_CONTENTS),
+        description="What a sample holds: inputs (the image as sent), outputs (the detections), or both.",
+    )
+
+    cel_rules = (
+        Rule(
+            cel="size(self.include) == 1 || self.include[0] != self.include[1]",
+            message="spec.monitoring.sampling.include names inputs or outputs once each",
+            check=lambda s: len(set(s.include)) == len(s.include),
+            field_path=".include",
+            reason="FieldValueDuplicate",
+        ),
+    )
+
+
 class MonitoringSpec(ApiModel):
     """What the operator watches on the served model beyond its health."""
 
     drift: DriftSpec = section(DriftSpec, "Output drift against the validation baseline.")
+    sampling: SamplingSpec = section(SamplingSpec, "Live samples of inputs and outputs, sealed to the store.")
 
 
 class ModelDeploymentSpec(ApiModel):
@@ -756,6 +794,25 @@ class ModelDeploymentSpec(ApiModel):
                 or (s.engine.format in ("auto", "onnx", "torchscript") and s.serving.triton.runtime == "native")
             ),
             field_path=".engine.format",
+        ),
+        Rule(
+            cel="!self.monitoring.sampling.enabled || self.security.encryption.enabled",
+            message="spec.monitoring.sampling needs spec.security.encryption.enabled: samples are user data and are "
+            "stored only sealed to the model's key-encryption key; enable encryption (with keySecret) or leave "
+            "sampling off",
+            check=lambda s: not s.monitoring.sampling.enabled or s.security.encryption.enabled,
+            field_path=".monitoring.sampling.enabled",
+        ),
+        Rule(
+            cel="!self.monitoring.sampling.enabled || (self.serving.triton.runtime == 'python' && "
+            "self.engine.batch.dynamic)",
+            message="spec.monitoring.sampling works with spec.serving.triton.runtime python and a dynamic batch "
+            "(spec.engine.batch.dynamic true): the sampler runs in the Python model that serves the whole pipeline; "
+            "set them, or leave sampling off",
+            check=lambda s: (
+                not s.monitoring.sampling.enabled or (s.serving.triton.runtime == "python" and s.engine.batch.dynamic)
+            ),
+            field_path=".monitoring.sampling.enabled",
         ),
         Rule(
             cel="self.serving.triton.runtime != 'python' || self.engine.format in ['onnx', 'openvino', 'auto']",

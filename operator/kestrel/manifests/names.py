@@ -85,6 +85,11 @@ def download_grant(name: str, engine_key: str) -> str:
     return child(name, "load", short_key(engine_key), "grant")
 
 
+def samples_grant(name: str, engine_key: str) -> str:
+    """The Secret with the store grant the Triton pods of `engine_key` upload live samples with."""
+    return child(name, "samples", short_key(engine_key), "grant")
+
+
 def store_credentials(name: str) -> str:
     """Where operators before store grants copied the store's credentials; deleted where the model owns it."""
     return child(name, "engine-store")

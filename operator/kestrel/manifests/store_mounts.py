@@ -36,14 +36,19 @@ def engine_uri(settings: operator_settings.Settings, owner: owners.Owner, engine
     return settings.store.uri(owner.namespace, owner.name, engine_key)
 
 
+GrantKind = Literal["upload", "download", "samples"]
+_GRANT_NAMES = {"upload": names.upload_grant, "download": names.download_grant, "samples": names.samples_grant}
+
+
 def grant_secret(
-    owner: owners.Owner, engine_key: str, *, kind: Literal["upload", "download"], document: str, expires: str
+    owner: owners.Owner, engine_key: str, *, kind: GrantKind, document: str, expires: str
 ) -> dict[str, Any]:
     """The Secret holding one store grant (`storage.grants`) for the engine `engine_key`, owned by the model.
 
-    A grant is a bearer capability for one engine's objects; only the pods of that engine mount it.
+    A grant is a bearer capability for one engine's objects (`samples`: for the samples folder of a served engine);
+    only the pods of that engine mount it.
     """
-    name = names.upload_grant if kind == "upload" else names.download_grant
+    name = _GRANT_NAMES[kind]
     return {
         "apiVersion": "v1",
         "kind": "Secret",

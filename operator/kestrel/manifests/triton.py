@@ -22,6 +22,7 @@ from kestrel.manifests import (
     placement,
     pod_lifecycle,
     pull_secrets,
+    sampling,
     store_mounts,
     transport,
 )
@@ -170,7 +171,7 @@ def _deployment(
         "terminationGracePeriodSeconds": pod_lifecycle.termination_grace_seconds(),
         "securityContext": hardening.pod_security_context(),
         "initContainers": init_containers,
-        "containers": [_server(spec, owner, settings, load_seconds, models)],
+        "containers": [_server(spec, owner, settings, engine_key, load_seconds=load_seconds, models=models)],
         "volumes": _volumes(spec, owner, settings, engine_key, models),
         "topologySpreadConstraints": [
             {
@@ -264,10 +265,13 @@ def _server(
     spec: specs.ModelDeploymentSpec,
     owner: owners.Owner,
     settings: operator_settings.Settings,
+    engine_key: str,
+    *,
     load_seconds: float,
     models: int,
 ) -> dict[str, Any]:
     model = names.triton_model(owner.name)
+    samples, samples_env = sampling.triton(spec, owner, settings, engine_key)
     container: dict[str, Any] = {
         "name": "triton",
         "image": image(spec, settings),
@@ -292,6 +296,7 @@ def _server(
             {"name": "shm", "mountPath": hardening.SHM_DIR},
             {"name": "tmp", "mountPath": hardening.TMP_DIR},
             *transport.tls_mounts(spec),
+            *samples.mounts,
         ],
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": hardening.container_security_context(),
@@ -299,7 +304,7 @@ def _server(
     drift_spec = spec.monitoring.drift
     # The served model's drift window (serving/backends/drift.py); 0 turns its metrics off.
     window = {"name": drift.WINDOW_ENV, "value": str(drift_spec.window if drift_spec.enabled else 0)}
-    container["env"] = [*transport.server_env(spec, owner), window]
+    container["env"] = [*transport.server_env(spec, owner), window, *samples_env]
     return container
 
 
@@ -332,4 +337,9 @@ def _volumes(
         pod_lifecycle.shm_volume(spec.serving.triton.instances),
         hardening.empty_dir("tmp", "1Gi"),
     ]
-    return [*volumes, *_loader_files(spec, owner, settings, engine_key).volumes, *transport.tls_volumes(spec, owner)]
+    return [
+        *volumes,
+        *_loader_files(spec, owner, settings, engine_key).volumes,
+        *transport.tls_volumes(spec, owner),
+        *sampling.triton(spec, owner, settings, engine_key)[0].volumes,
+    ]

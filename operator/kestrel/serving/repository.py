@@ -8,8 +8,9 @@ Native backends (the engine runs in Triton's own onnxruntime/openvino/tensorrt/p
                                      1/drift.py, baseline.json   what model.py imports; the drift baseline, if any
 The Python runtime (ONNX Runtime/OpenVINO inside the Python backend): one model, the same tensors as the ensemble
     <name>/config.pbtxt, 1/model.py (backends/fused.py)    letterbox, engine, NMS in one stub, one engine run a batch
-                         1/preprocess.py, runtime.py, postprocess.py, drift.py, model.onnx|.xml+.bin   what model.py
-                         imports; 1/baseline.json, the drift baseline (backends/drift.py), when the build recorded one
+                         1/preprocess.py, runtime.py, postprocess.py, sampling.py, drift.py, model.onnx|.xml+.bin
+                         what model.py imports; 1/baseline.json, the drift baseline (backends/drift.py), when the
+                         build recorded one
 A static-batch engine cannot sit behind a batching model, so without a dynamic batch only the engine is written (and
 no model of the repository postprocesses, so none exports drift metrics).
 """
@@ -21,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from kestrel.serving import config, pbtxt
-from kestrel.serving.backends import drift, fused, postprocess, preprocess, runtime
+from kestrel.serving.backends import drift, fused, postprocess, preprocess, runtime, sampling
 
 # Ultralytics prefixes its .engine files with a length-prefixed JSON metadata block that Triton cannot parse.
 _TRT_METADATA_LENGTH_BYTES = 4
@@ -96,7 +97,7 @@ def _fused(
     }
     files[f"{version}/model.py"] = Path(fused.__file__)
     # The modules fused.py imports, verbatim and under their own names: its relative imports resolve to them.
-    for module in (preprocess, runtime, postprocess):
+    for module in (preprocess, runtime, postprocess, sampling):
         source = Path(str(module.__file__))
         files[f"{version}/{source.name}"] = source
     files |= _drift(version, baseline)

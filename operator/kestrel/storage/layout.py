@@ -16,6 +16,10 @@ from typing import Literal
 from kestrel.storage import errors
 
 MANIFEST_NAME = "manifest.json"
+# Live samples of a served engine (`serving.backends.sampling`) sit in the engine's own folder, so that they go
+# when the engine goes; no manifest lists them, so no loader is ever granted them.
+SAMPLES_DIR = "samples"
+MAX_SAMPLE_SIZE = 64 << 20  # one image and its boxes, sealed; what a samples grant admits per object
 SCHEMES = ("s3", "pvc")
 MAX_PATH_LENGTH = 1024
 

@@ -148,6 +148,18 @@ class PvcStore:
             raise errors.StorageError(f"{where} is larger than {limit} bytes")
         return content
 
+    def list_files(self, ref: layout.EngineRef, folder: str) -> list[str]:
+        """The names of the plain files directly below `folder` of `ref`'s folder (e.g. its samples), sorted;
+        hidden ones (a sample being written) left out."""
+        path = self._engine(ref).joinpath(*layout.check_relative(folder).split("/"))
+        if not path.is_dir() or path.is_symlink():
+            return []
+        return sorted(
+            child.name
+            for child in path.iterdir()
+            if not child.name.startswith(".") and child.is_file() and not child.is_symlink()
+        )
+
     def replace_manifest(self, ref: layout.EngineRef, document: bytes) -> None:
         if not self.exists(ref):
             raise errors.EngineNotFoundError(f"No engine at {self._location.engine_uri(ref)}")

@@ -286,19 +286,33 @@ class S3Store:
             raise errors.StoreUnavailableError(f"The store's credentials expire at {grants.stamp(ends)}: too soon")
         return min(now + lifetime, ends)
 
-    def upload_grant(self, ref: layout.EngineRef, lifetime: datetime.timedelta) -> grants.UploadGrant:
-        """A POST policy that admits objects below `ref`'s folder only, for `lifetime` (or until the signing
+    def upload_grant(
+        self,
+        ref: layout.EngineRef,
+        lifetime: datetime.timedelta,
+        *,
+        within: str = "",
+        max_size: int = grants.MAX_OBJECT_SIZE,
+    ) -> grants.UploadGrant:
+        """A POST policy that admits objects below `ref`'s folder only (below its sub-folder `within`, where
+        given: the samples of a served engine), each at most `max_size` bytes, for `lifetime` (or until the signing
         credentials expire, if sooner); signed here, no request."""
         expires = self._grant_expiry(lifetime)
-        prefix = self._key(ref)
+        prefix = self._key(ref, f"{layout.check_relative(within)}/" if within else "")
         policy = datatypes.PostPolicy(self._bucket, expires)
         policy.add_starts_with_condition("key", prefix)
-        policy.add_content_length_range_condition(0, grants.MAX_OBJECT_SIZE)
+        policy.add_content_length_range_condition(0, max_size)
         fields = self._call(
             f"Sign an upload to {self._describe(prefix)}", lambda: self._client.presigned_post_policy(policy)
         )
         # Path-style: MinIO, GCS and AWS all take a POST to <endpoint>/<bucket>.
-        return grants.UploadGrant(ref.path, f"{self._endpoint}/{self._bucket}", fields, prefix, expires)
+        return grants.UploadGrant(ref.path, f"{self._endpoint}/{self._bucket}", fields, prefix, expires, max_size)
+
+    def list_files(self, ref: layout.EngineRef, folder: str) -> list[str]:
+        """The names of the objects directly below `folder` of `ref`'s folder (e.g. its samples), sorted."""
+        prefix = self._key(ref, f"{layout.check_relative(folder)}/")
+        found = (obj.object_name[len(prefix) :] for obj in self._objects(prefix) if obj.object_name)
+        return sorted(name for name in found if name and "/" not in name)
 
     def download_grant(
         self, ref: layout.EngineRef, lifetime: datetime.timedelta, objects: Iterable[str]

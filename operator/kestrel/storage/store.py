@@ -69,6 +69,9 @@ class Store(Protocol):
         """One stored file of the engine (`files/<path>`, as is), at most `limit` bytes: the operator's read of a
         small file (the build's probes) without the multi-GB download of the rest; StorageError if larger."""
 
+    def list_files(self, ref: layout.EngineRef, folder: str) -> list[str]:
+        """The file names directly below `folder` of the engine's folder (its samples), sorted."""
+
     def replace_manifest(self, ref: layout.EngineRef, document: bytes) -> None:
         """Overwrite the manifest of a complete engine in one atomic write (key rotation)."""
 

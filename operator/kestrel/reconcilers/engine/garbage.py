@@ -21,7 +21,7 @@ from kestrel import settings as operator_settings
 from kestrel.api import errors, keys, status
 from kestrel.kube import protocol
 from kestrel.reconcilers import context
-from kestrel.reconcilers.engine import grants, storage
+from kestrel.reconcilers.engine import grants, sample_grants, storage
 from kestrel.storage import errors as storage_errors
 
 log = logging.getLogger("kestrel")
@@ -45,7 +45,9 @@ def reconcile(
     if new is None or new.current is None or (new.current, new.previous) == (old.current, old.previous):
         return
     keep = {key for key in (new.current, new.previous, keys.engine_key(ctx.spec)) if key}
-    grants.prune(ctx, settings, {key for key in (old.current, old.previous, old.failed, new.failed) if key} - keep)
+    dropped = {key for key in (old.current, old.previous, old.failed, new.failed) if key} - keep
+    grants.prune(ctx, settings, dropped)
+    sample_grants.prune(ctx, dropped)
     engines, why = storage.open_store(settings, access)
     if engines is None:
         storage.say_once(why)

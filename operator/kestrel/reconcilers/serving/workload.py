@@ -12,7 +12,7 @@ from kestrel.api import conditions
 from kestrel.api import spec as specs
 from kestrel.manifests import autoscaling, disruption, owners, pod_lifecycle, pod_monitor, service, triton
 from kestrel.reconcilers import context, installed
-from kestrel.reconcilers.engine import grants
+from kestrel.reconcilers.engine import grants, sample_grants
 
 KEDA_CRD = "scaledobjects.keda.sh"
 POD_MONITOR_CRD = "podmonitors.monitoring.coreos.com"
@@ -115,6 +115,7 @@ def build(
     """The workload for `key` from `builder`, sized by the engine's measured facts; the Secrets its pods need that do
     not exist yet, instead, while there are any (the store grant for `key` is issued here first)."""
     grants.ensure_download(ctx, settings, key)
+    sample_grants.ensure(ctx, settings, key)
     load_seconds, size_bytes = engine_facts(ctx, key)
     body = builder(
         ctx.spec,

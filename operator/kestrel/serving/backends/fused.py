@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,11 @@ def detect(
     pre: preprocess.Preprocessing,
     post: postprocess.Postprocessing,
     observe: Callable[[list[postprocess.Array]], None] | None = None,
+    *,
+    sample: Callable[[list[preprocess.Image], list[postprocess.Array]], None] | None = None,
 ) -> list[postprocess.Array]:
     """Each request's images -> that request's DETECTIONS (images x rows x 6, padded), one engine run for all;
-    `observe` sees every image's boxes, unpadded."""
+    `observe` sees every image's boxes, unpadded, and `sample` every image with its boxes."""
     flat = [image for images in requests for image in images]
     if not flat:
         return [postprocess.padded([]) for _ in requests]
@@ -43,6 +46,8 @@ def detect(
     boxes = [postprocess.detections(r, t, post) for r, t in zip(run(tensor), transforms, strict=True)]
     if observe is not None:
         observe(boxes)
+    if sample is not None:
+        sample(flat, boxes)
     answers, start = [], 0
     for images in requests:
         answers.append(postprocess.padded(boxes[start : start + len(images)]))
@@ -72,6 +77,15 @@ class TritonPythonModel:
         precision, threads = params.get("inference_precision", "fp32"), int(params.get("threads", "0"))
         self._run = runtime.load(str(engine_file), precision, threads, self._pre.imgsz)
         self._monitor = drift.from_triton(self._pb, args, config, args["model_name"])
+        # Sampling of live requests (spec.monitoring.sampling): off unless the Deployment sets its rate. Imported only
+        # then: it needs `cryptography`, which a Triton image serving without sampling need not have.
+        self._sampler: Any = None
+        self._sampled: Any = None
+        if os.environ.get("KESTREL_SAMPLES_RATE", "0") not in ("", "0"):
+            from . import sampling  # noqa: PLC0415
+
+            self._sampler = sampling.from_environ(args["model_name"], skip=drift.warmup_executions(config))
+            self._sampled = sampling.Metrics(self._pb, args["model_name"]) if self._sampler else None
 
     def execute(self, requests: list[Any]) -> list[Any]:
         pb = self._pb
@@ -83,10 +97,18 @@ class TritonPythonModel:
         # read. A response carrying an error, as below, Triton counts as a success: right for a request whose own
         # input is unusable (a client error, like the shapes Triton itself refuses), wrong for the server's failures.
         observe = self._monitor.observe if self._monitor else None
-        answers = iter(detect(valid, self._run, self._pre, self._post, observe))
+        sample = self._sampler.offer if self._sampler else None
+        answers = iter(detect(valid, self._run, self._pre, self._post, observe, sample=sample))
+        if self._sampler is not None and self._sampled is not None:
+            self._sampled.update(self._sampler.taken())
         return [
             pb.InferenceResponse(error=pb.TritonError(found))
             if found
             else pb.InferenceResponse(output_tensors=[pb.Tensor(OUTPUT, next(answers))])
             for found in problems
         ]
+
+    def finalize(self) -> None:
+        # Samples already chosen are sealed and sent before the model goes (bounded: the queue is short).
+        if self._sampler is not None:
+            self._sampler.drain(timeout=10.0)
