@@ -33,4 +33,13 @@ FIXED: tuple[Bug, ...] = (
         "tests/unit/test_engine_stops_builds_the_spec_no_longer_asks_for.py::"
         "test_a_build_for_a_key_the_spec_left_is_stopped_with_its_grant",
     ),
+    Bug(
+        "Schema mutations",
+        "A toleration the API server refuses in a pod (no key without operator Exists, a value with Exists, "
+        "tolerationSeconds without effect NoExecute) was admitted: every pass then stalled on the Triton "
+        "Deployment's refusal, observedGeneration stayed behind and no condition said why. The CRD now refuses "
+        "them, naming spec.target.tolerations.",
+        "tests/unit/test_api_rejects_invalid_specs.py::"
+        "test_invalid_spec_is_rejected_naming_the_field[toleration-without-key-or-exists]",
+    ),
 )
