@@ -286,7 +286,7 @@ def run_valid(
                     return
                 judged.append(worker.run(case, operator, log_at))
 
-        threads = [threading.Thread(target=work_through, args=(w,)) for w in workers]
+        threads = [threading.Thread(target=work_through, args=(w,), daemon=True) for w in workers]
         for thread in threads:
             thread.start()
         for thread in threads:
