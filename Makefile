@@ -50,9 +50,9 @@ crd: setup
 	$(VENV)/bin/kestrel render crd > crds/modeldeployments.kestrel.dev.yaml
 	cp crds/modeldeployments.kestrel.dev.yaml charts/kestrel/crds/
 
-# Everything: unit tests, the real API server suites, slow engine suites.
+# Everything but the nightly suites: unit tests, the real API server suites, slow engine suites.
 test: setup host testbed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not nightly" $(PYTEST_ARGS)
 
 # Seconds: pure unit tests only, no control plane, no engine builds.
 test-fast: setup
@@ -61,8 +61,9 @@ test-fast: setup
 test-cluster: setup testbed
 	$(PY) -m pytest -m "cluster and not realnode" $(PYTEST_ARGS)
 
-# The fault campaign (tests/faults/, also part of `make test`): crash points, dropped watch events, stale reads and
-# an unreachable API server, each run judged by the fault-free run; prints fault_cases=<n> converged=<n> bugs_fixed=<k>.
+# The fault campaign (tests/faults/, also part of `make test` but for its nightly schema mutations): crash points,
+# dropped watch events, stale reads, an unreachable API server, each run judged by the fault-free run, and the schema
+# mutations; prints fault_cases=<n> converged=<n> bugs_fixed=<k>.
 test-faults: setup testbed
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 

@@ -302,4 +302,21 @@ CASES = [
         "spec.target.gpu.mig",
         _all(_set("target.environment", "cloud"), _set("target.gpu", {"product": "NVIDIA-A100", "mig": "half"})),
     ),
+    # What the API server refuses in the Triton pods' tolerations, refused at admission (the schema mutations found
+    # each one admitted, then every pass stalled on the Deployment's refusal with no condition saying why).
+    Case(
+        "toleration-without-key-or-exists",
+        "spec.target.tolerations",
+        _set("target.tolerations", [{"effect": "NoExecute"}]),
+    ),
+    Case(
+        "toleration-exists-with-a-value",
+        "spec.target.tolerations",
+        _set("target.tolerations", [{"key": "gpu", "operator": "Exists", "value": "yes"}]),
+    ),
+    Case(
+        "toleration-seconds-without-no-execute",
+        "spec.target.tolerations",
+        _set("target.tolerations", [{"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 60}]),
+    ),
 ]

@@ -25,6 +25,7 @@ COMMANDS = {
     "Stale reads": "tests/faults/test_lost_events_stale_reads_and_outages.py -k stale",
     "API server unreachable 20 s": "tests/faults/test_lost_events_stale_reads_and_outages.py -k unreachable",
     "etcd stopped 20 s": "tests/faults/test_lost_events_stale_reads_and_outages.py -k etcd",
+    "Schema mutations": "tests/faults/test_schema_mutations.py",
 }
 INTRO = """# Reliability: the fault campaign
 
@@ -52,6 +53,16 @@ again.
   every connection is refused and the open ones cut; the operator must wait it out without dying.
 - **etcd stopped 20 s**: the test bed's etcd is paused (SIGSTOP, then SIGCONT) from the operator's middle write on,
   under a running API server; the operator must wait it out without dying.
+- **Schema mutations** (Acto's): every field under the CRD's `spec` schema (read from crds/, not from Kestrel's
+  models) is changed to valid values (another enum value, a boundary, a toggled boolean, another string matching
+  its pattern, a list or map entry) and invalid ones (out of range, the wrong type, not in the enum, against the
+  pattern or maxLength, an unknown field, a required field removed, a CEL rule broken), starting from a Ready
+  cache-hit model (`tests/faults/mutations.py`; CEL rules evaluated by `tests/faults/cel.py`). An invalid spec must
+  be refused by a server-side dry run naming the field; a valid one is applied, and the operator must catch up
+  (observedGeneration) with no exception in a condition or its log, a new engine key must start a build while the
+  old revision keeps serving, and a spec the operator cannot carry out must be refused with a condition naming the
+  field; then the base spec is restored and the end state (without Events) must equal the base's. A case's converge
+  time is from the mutation to the operator's status catching up (admission cases have none).
 
 Not run yet (issue 20): the canary (promotion and abort) and key-rotation scenarios, the other fault classes
 crossed with the scenarios after create, and the real-node faults (Triton killed mid-traffic, a model that fails to

@@ -115,9 +115,13 @@ class ServerKube(client.Kube):
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         if method == "PATCH":
             self.patches.append(path)
-            self.stored[path] = copy.deepcopy(kwargs["body"])
-            return copy.deepcopy(kwargs["body"])
+            stored = copy.deepcopy(kwargs["body"])
+            stored["metadata"].setdefault("uid", f"uid-{len(self.stored)}")  # as the API server gives every object
+            self.stored[path] = stored
+            return copy.deepcopy(stored)
         if method == "GET":
+            if path.endswith("/jobs"):  # a list (a pass asks for the model's build Jobs while one runs)
+                return {"items": [copy.deepcopy(v) for k, v in self.stored.items() if k.startswith(f"{path}/")]}
             if path not in self.stored:
                 raise errors.NotFoundError(f"{path} not found")
             return copy.deepcopy(self.stored[path])

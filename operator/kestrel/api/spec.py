@@ -356,6 +356,33 @@ class Toleration(ApiModel):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     toleration_seconds: int | None = None
 
+    # What the API server checks of a pod's tolerations (validateTolerations), so that a toleration the Triton
+    # Deployment would be refused for is refused here, naming the field, instead of stalling every pass.
+    cel_rules = (
+        Rule(
+            cel="(has(self.key) && self.key != '') || (has(self.operator) && self.operator == 'Exists')",
+            message="spec.target.tolerations[].key is required unless operator is Exists (a toleration without a key "
+            "matches every taint): set key, or operator: Exists",
+            check=lambda t: bool(t.key) or t.operator == "Exists",
+            field_path=".key",
+            reason="FieldValueRequired",
+        ),
+        Rule(
+            cel="!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            message="spec.target.tolerations[].value must be empty when operator is Exists: remove value, or use "
+            "operator: Equal",
+            check=lambda t: t.operator != "Exists" or not t.value,
+            field_path=".value",
+        ),
+        Rule(
+            cel="!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            message="spec.target.tolerations[].tolerationSeconds applies to effect NoExecute only: set effect: "
+            "NoExecute, or remove tolerationSeconds",
+            check=lambda t: t.toleration_seconds is None or t.effect == "NoExecute",
+            field_path=".effect",
+        ),
+    )
+
 
 class TargetSpec(ApiModel):
     """Where the engine is served."""

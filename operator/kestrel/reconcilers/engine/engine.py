@@ -23,7 +23,7 @@ from kestrel import operator_metrics
 from kestrel import settings as operator_settings
 from kestrel.api import conditions, keys, result, status
 from kestrel.kube import ownership
-from kestrel.manifests import build_job, build_network, names, owners
+from kestrel.manifests import build_job, build_network, labels, names, owners
 from kestrel.reconcilers import context, pod_problems
 from kestrel.reconcilers.engine import build_progress, cache, grants, storage
 
@@ -163,6 +163,23 @@ def _blocked(ctx: context.Context, reason: str, problem: str) -> None:
     ctx.set(conditions.VALIDATED, "Unknown", "NotBuilt", "No engine to validate")
 
 
+def _stop_superseded(ctx: context.Context, settings: operator_settings.Settings, key: str) -> None:
+    """Stop the build Jobs still running for engines the spec no longer asks for (it changed, or went back, while
+    they ran), and take their store grants: each would hold a node up to its deadline and publish an engine nobody
+    wants. Asked only while Built is False, the one state in which such a Job can be running. Finished Jobs stay for
+    their TTL (their logs say why a build failed)."""
+    selector = ",".join(f"{label}={value}" for label, value in labels.selector(ctx.name, "build").items())
+    for job in ctx.kube.list("batch/v1", "Job", ctx.namespace, labels=selector):
+        old = (job["metadata"].get("annotations") or {}).get(labels.ENGINE_KEY_ANNOTATION)
+        if not old or old == key or not ownership.owned_by(job, ctx.uid) or _job_outcome(job) is not None:
+            continue
+        name = job["metadata"]["name"]
+        if ctx.kube.delete("batch/v1", "Job", ctx.namespace, name, owner=ctx.uid):
+            message = f"Stopped build Job {name}: the spec no longer asks for engine {old[:8]}"
+            ctx.event("Normal", "BuildStopped", message, "Build")
+        grants.drop_upload(ctx, settings, old)
+
+
 def _fence(
     ctx: context.Context, settings: operator_settings.Settings, access: storage.Access, *, confirm: bool = False
 ) -> None:
@@ -195,6 +212,8 @@ def reconcile(ctx: context.Context, settings: operator_settings.Settings, access
     # store is (a cache hit needs no Job: a request per new model saved), then the Job, which a pass that failed
     # before its status write may have started.
     job_first = built is not None and built.status == "False"
+    if job_first:
+        _stop_superseded(ctx, settings, key)
     job = _job(ctx, job_name) if job_first else None
     if job is None:
         hit = cache.lookup(ctx, settings, key, access)
