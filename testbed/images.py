@@ -494,15 +494,17 @@ def _build(daemon: Daemon, name: str, key: str, *, verbose: bool) -> pathlib.Pat
                 raise ImagesError(f"building {what} failed; last lines of {log}:\n{_tail(log)}")
     built = time.monotonic()
     tar = cached_tar(name, key)
+    # The tars of this image's earlier content keys go first: no build will load them again, and the builder's is
+    # 7.5 GB, which a disk that held both did not have room for ("no space left on device" in the save).
+    for old in cache_dir().glob(f"{name}-*.tar"):
+        if old != tar and re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{16}}\.tar", old.name):
+            old.unlink()
     partial = tar.with_name(f".{tar.name}.partial")
     saved = daemon.docker("save", "-o", str(partial), reference)
     if saved.returncode != 0:
         partial.unlink(missing_ok=True)
         raise ImagesError(f"docker save {reference} failed: {saved.stderr.decode(errors='replace')}")
     partial.rename(tar)
-    for old in cache_dir().glob(f"{name}-*.tar"):
-        if old != tar and re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{16}}\.tar", old.name):
-            old.unlink()
     size = tar.stat().st_size
     print(
         f"Built {name} in {built - started:.0f} s, saved in {_elapsed(built)} ({size / 1e6:.0f} MB: {tar})", flush=True
