@@ -305,7 +305,7 @@ def fault_case(
         if scenario.act is None:
             arm(run)
         run.operator.start()
-        _act(run, scenario, arm)
+        armed_at = _act(run, scenario, arm)  # the write count the fault's N counts from
         started = time.monotonic()
 
         def faulted() -> bool:
@@ -315,7 +315,7 @@ def fault_case(
         if heal_after:
             time.sleep(max(0.0, heal_after - (time.monotonic() - started)))
         wait(lambda: not run.proxy.refusing() and not run.paused(), 60.0)  # an outage runs its whole length
-        case.writes_before_fault = run.proxy.writes
+        case.writes_before_fault = run.proxy.writes - armed_at
         before = oracle.generated(bed.kube, run.namespace)
         healed = time.monotonic()
         run.proxy.clear()
