@@ -11,12 +11,12 @@ import dataclasses
 import os
 import pathlib
 import re
-import urllib.parse
 from typing import Literal
 
 import kestrel
 from kestrel import logs
 from kestrel.api import spec
+from kestrel.storage import layout
 
 _VERSION = kestrel.__version__
 _REGISTRY = "ghcr.io/kestrel-dev"
@@ -35,14 +35,10 @@ class Store:
 
     @classmethod
     def parse(cls, uri: str) -> Store:
-        parts = urllib.parse.urlsplit(uri)
-        if parts.scheme not in ("s3", "pvc") or not parts.netloc or parts.query or parts.fragment:
-            raise ValueError(f"engine store {uri!r} is not s3://bucket/prefix or pvc://claim/prefix")
-        prefix = parts.path.strip("/")
-        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
-            raise ValueError(f"engine store {uri!r} has an empty, '.' or '..' path component")
-        scheme: StoreScheme = "s3" if parts.scheme == "s3" else "pvc"
-        return cls(scheme=scheme, root=parts.netloc, prefix=prefix)
+        """The store's one parser (`storage.layout.parse_store_uri`): a bad URI raises its StoreConfigError, a
+        ValueError, naming what is wrong."""
+        location = layout.parse_store_uri(uri)
+        return cls(scheme=location.scheme, root=location.container, prefix=location.prefix)
 
     def uri(self, *parts: str) -> str:
         # No trailing slash: the form `kestrel.storage.layout` writes, so URIs compare equal across modules.

@@ -14,7 +14,7 @@ from tritonclient.grpc import model_config_pb2
 
 from kestrel.api import result as api_result
 from kestrel.api import spec as api
-from kestrel.engine import command
+from kestrel.engine import command, pipeline
 from synthetic.detector import ShapesDetector
 
 
@@ -29,6 +29,14 @@ def spec(shapes: ShapesDetector, engine: dict[str, Any], validation: dict[str, A
         "validation": {"dataset": data, **(validation or {})},
         "target": {"environment": "cpu"},
     }
+
+
+def python_runtime_engine(shapes: ShapesDetector, out: Path) -> pipeline.BuildResult:
+    """The fixture built as an ONNX FP32 engine served by the Python runtime, as model `shapes`: the Triton that
+    nvidia-pytriton ships has only the Python backend."""
+    raw = spec(shapes, {"format": "onnx", "precision": "fp32"}, {"maxMapDrop": 0.01})
+    raw["serving"] = {"triton": {"runtime": "python"}}
+    return pipeline.build(parse(raw), out, pipeline.BuildOptions(model_name="shapes", iterations=3))
 
 
 def parse(raw: dict[str, Any]) -> api.ModelDeploymentSpec:

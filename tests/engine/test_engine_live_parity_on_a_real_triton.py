@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from kestrel.engine import pipeline
 from kestrel.serving import probes, smoke
 from synthetic import detector
 from testbed.ports import free_port
@@ -26,11 +25,7 @@ pytest.importorskip("pytriton")
 
 def test_the_builds_probes_pass_on_the_served_engine_and_fail_on_another_pipeline(tmp_path: Path) -> None:
     shapes = detector.shapes_detector(tmp_path / "data", val=8)
-    raw = builds.spec(shapes, {"format": "onnx", "precision": "fp32"}, {"maxMapDrop": 0.01})
-    raw["serving"] = {"triton": {"runtime": "python"}}  # this Triton has only the Python backend
-    built = pipeline.build(
-        builds.parse(raw), tmp_path / "out", pipeline.BuildOptions(model_name="shapes", iterations=3)
-    )
+    built = builds.python_runtime_engine(shapes, tmp_path / "out")
     assert built.passed and built.repository is not None
     listed = {entry["path"] for entry in json.loads(built.manifest_file.read_text())["files"]}
     assert probes.FILE in listed, "the probes are a file of the engine: hashed, signed, encrypted, stored with it"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from kestrel.api import spec as specs
-from kestrel.engine import datasets, pipeline
+from kestrel.engine import datasets
 from kestrel.reconcilers.serving import drift as drift_reconciler
 from kestrel.serving import metrics
 from kestrel.serving.backends import drift
@@ -54,11 +54,7 @@ def _send(client: object, images: list[np.ndarray[Any, Any]]) -> list[float]:
 
 def test_the_served_model_scores_drift_against_its_validation_baseline(tmp_path: Path) -> None:
     shapes = detector.shapes_detector(tmp_path / "data", val=VAL_IMAGES)
-    raw = builds.spec(shapes, {"format": "onnx", "precision": "fp32"}, {"maxMapDrop": 0.01})
-    raw["serving"] = {"triton": {"runtime": "python"}}  # this Triton has only the Python backend
-    built = pipeline.build(
-        builds.parse(raw), tmp_path / "out", pipeline.BuildOptions(model_name="shapes", iterations=3)
-    )
+    built = builds.python_runtime_engine(shapes, tmp_path / "out")
     assert built.passed and built.repository is not None
     _, manifest = builds.check_outputs(tmp_path / "out")
     assert manifest["driftBaseline"]["recorded"] and manifest["driftBaseline"]["images"] == VAL_IMAGES

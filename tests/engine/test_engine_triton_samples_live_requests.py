@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from kestrel.commands import samples as samples_command
-from kestrel.engine import datasets, pipeline
+from kestrel.engine import datasets
 from kestrel.security import x25519
 from kestrel.serving.backends import drift, sampling
 from kestrel.storage import layout, s3
@@ -56,11 +56,7 @@ def _wait_for(engines: s3.S3Store, ref: layout.EngineRef, at_least: int) -> list
 
 def test_live_requests_are_sampled_sealed_into_the_samples_folder_and_open_with_the_kek(tmp_path: Path) -> None:
     shapes = detector.shapes_detector(tmp_path / "data", val=10)
-    raw = builds.spec(shapes, {"format": "onnx", "precision": "fp32"}, {"maxMapDrop": 0.01})
-    raw["serving"] = {"triton": {"runtime": "python"}}
-    built = pipeline.build(
-        builds.parse(raw), tmp_path / "out", pipeline.BuildOptions(model_name="shapes", iterations=3)
-    )
+    built = builds.python_runtime_engine(shapes, tmp_path / "out")
     assert built.passed and built.repository is not None
     assert (built.repository / "shapes" / "1" / "sampling.py").is_file()
     images = [datasets.read_rgb(path) for path in datasets.load(shapes.data_yaml).images("val")]
@@ -140,11 +136,7 @@ def test_the_cost_of_sampling_per_request_interleaved(tmp_path: Path) -> None:
     """Two servers of one engine at once, one sampling at the highest rate the spec allows into a folder, the
     other not; requests alternate between them, so both see the same load on the shared cores."""
     shapes = detector.shapes_detector(tmp_path / "data", val=10)
-    raw = builds.spec(shapes, {"format": "onnx", "precision": "fp32"}, {"maxMapDrop": 0.01})
-    raw["serving"] = {"triton": {"runtime": "python"}}
-    built = pipeline.build(
-        builds.parse(raw), tmp_path / "out", pipeline.BuildOptions(model_name="shapes", iterations=3)
-    )
+    built = builds.python_runtime_engine(shapes, tmp_path / "out")
     assert built.repository is not None
     images = [datasets.read_rgb(path) for path in datasets.load(shapes.data_yaml).images("val")]
     public = tmp_path / "kek.pub"

@@ -97,11 +97,7 @@ def _settled_statistics(client: Any) -> dict[str, Any]:
 
 def test_the_served_model_returns_the_validated_boxes_alone_and_batched(tmp_path: Path) -> None:
     shapes = detector.shapes_detector(tmp_path / "data", val=8)
-    raw = builds.spec(shapes, {"format": "onnx", "precision": "fp32"}, {"maxMapDrop": 0.01})
-    raw["serving"] = {"triton": {"runtime": "python"}}  # this Triton has only the Python backend
-    built = pipeline.build(
-        builds.parse(raw), tmp_path / "out", pipeline.BuildOptions(model_name="shapes", iterations=3)
-    )
+    built = builds.python_runtime_engine(shapes, tmp_path / "out")
     assert built.passed and built.repository is not None
     # The Python runtime serves one fused model: the engine file sits beside its model.py.
     engine = runners.onnx(built.repository / "shapes" / "1" / "model.onnx", 2, 4)

@@ -111,6 +111,7 @@ class Run:
         self.store = StoreBed(self.operator, engines, bed.connection, self.secret, self.namespace, self.work)
         self.pausing: threading.Thread | None = None
         self.renewed_from: str | None = None
+        self.rolled_from: int | None = None
 
     def create_cache_hit(self) -> None:
         """The model, its signing pair and its engine in the store, before any operator runs."""
@@ -153,7 +154,25 @@ class Run:
     def renew_certificate(self) -> None:
         """The runbook's "issue a new server certificate now": delete the Secret (docs/runbooks.md)."""
         self.renewed_from = self.certificate()
+        self.rolled_from = self.triton_generation(complete=False)
         self.kube.core.delete_namespaced_secret(names.tls_secret(MODEL), self.namespace)
+
+    def triton_generation(self, *, complete: bool = True) -> int | None:
+        """The Triton Deployment's generation (with `complete`, only once its rollout is complete: None while it
+        rolls); None when it is absent."""
+        try:
+            found = client.AppsV1Api(self.kube.api).read_namespaced_deployment(names.triton(MODEL), self.namespace)
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        meta, status, wanted = found.metadata, found.status, (found.spec.replicas if found.spec else None) or 1
+        if meta is not None and not complete:
+            return meta.generation
+        if meta is None or status is None or status.observed_generation != meta.generation:
+            return None
+        done = (status.updated_replicas or 0) == wanted and (status.available_replicas or 0) >= wanted
+        return meta.generation if done else None
 
     def certificate(self) -> str | None:
         try:
@@ -166,8 +185,13 @@ class Run:
         return None if found is None else str(found)
 
     def renewed(self) -> bool:
+        """A new certificate, and the pods rolled onto it (the Deployment's template changed and its rollout is
+        complete), and the model Ready."""
         found = self.certificate()
-        return self.ready() and found is not None and found != self.renewed_from
+        if found is None or found == self.renewed_from or not self.ready():
+            return False
+        generation = self.triton_generation()
+        return generation is not None and self.rolled_from is not None and generation > self.rolled_from
 
     def gone(self) -> bool:
         return not self.model()
@@ -305,7 +329,7 @@ def fault_case(
         if scenario.act is None:
             arm(run)
         run.operator.start()
-        _act(run, scenario, arm)
+        armed_at = _act(run, scenario, arm)  # the write count the fault's N counts from
         started = time.monotonic()
 
         def faulted() -> bool:
@@ -315,7 +339,7 @@ def fault_case(
         if heal_after:
             time.sleep(max(0.0, heal_after - (time.monotonic() - started)))
         wait(lambda: not run.proxy.refusing() and not run.paused(), 60.0)  # an outage runs its whole length
-        case.writes_before_fault = run.proxy.writes
+        case.writes_before_fault = run.proxy.writes - armed_at
         before = oracle.generated(bed.kube, run.namespace)
         healed = time.monotonic()
         run.proxy.clear()

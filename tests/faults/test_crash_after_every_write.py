@@ -15,9 +15,22 @@ from tests.faults.conftest import Baseline, Baselines
 pytestmark = [pytest.mark.cluster, pytest.mark.faults]
 
 
+def _every_crash_point(found: Baseline, scenario: campaign.Scenario) -> list[campaign.Case]:
+    """A case per write of the fault-free run, until a run ends before its crash point: runs differ by a few
+    writes (a child re-applied once its trust window ran out), and every later point is then past the end too. At
+    least 80% of the fault-free run's points must be reached, so a campaign cut short cannot pass."""
+    cases: list[campaign.Case] = []
+    for n in range(1, found.writes + 1):
+        case = campaign.crash_case(found.bed, found.expected, n, scenario)
+        if not case.struck and case.converged and case.writes_before_fault < n:
+            break
+        cases.append(case)
+    assert len(cases) >= 0.8 * found.writes, f"{len(cases)} of {found.writes} crash points reached"
+    return cases
+
+
 def test_create_to_ready_converges_after_a_crash_at_every_write(baseline: Baseline) -> None:
-    cases = [campaign.crash_case(baseline.bed, baseline.expected, n) for n in range(1, baseline.writes + 1)]
-    results.judge("Crash after the N-th write (create->Ready)", cases)
+    results.judge("Crash after the N-th write (create->Ready)", _every_crash_point(baseline, campaign.CREATE))
 
 
 @pytest.mark.parametrize(
@@ -27,5 +40,4 @@ def test_update_delete_and_renewal_converge_after_a_crash_at_every_write(
     baselines: Baselines, scenario: campaign.Scenario
 ) -> None:
     found = baselines.of(scenario)
-    cases = [campaign.crash_case(found.bed, found.expected, n, scenario) for n in range(1, found.writes + 1)]
-    results.judge(f"Crash after the N-th write ({scenario.name})", cases)
+    results.judge(f"Crash after the N-th write ({scenario.name})", _every_crash_point(found, scenario))

@@ -129,7 +129,7 @@ def test_chart_references_exactly_the_images_the_dockerfiles_build() -> None:
     }
     assert _chart_images() == built
     # And the operator's own defaults name the same images.
-    defaults = operator_settings.Settings(engine_store="s3://b/p")
+    defaults = operator_settings.Settings(engine_store="s3://bkt/p")
     operator_defaults = {
         defaults.builder_image,
         defaults.builder_gpu_image,

@@ -62,7 +62,7 @@ def test_a_grant_secret_is_owned_by_the_model_and_named_after_its_engine() -> No
 
 def test_ambient_credentials_mount_nothing() -> None:
     access = store_mounts.store_access(
-        operator_settings.Settings(engine_store="s3://b"), OWNER, "ab" * 32, writable=False
+        operator_settings.Settings(engine_store="s3://bkt"), OWNER, "ab" * 32, writable=False
     )
     assert (access.volumes, access.mounts, access.options) == ((), (), ())
 

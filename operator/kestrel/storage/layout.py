@@ -93,7 +93,10 @@ def parse_store_uri(uri: str) -> StoreLocation:
         raise errors.StoreConfigError(f"engine store {uri!r}: {parsed.netloc!r} is not a valid claim name")
     prefix = parsed.path.strip("/")
     if prefix:
-        check_relative(prefix)
+        try:
+            check_relative(prefix)
+        except errors.StoreConfigError as error:
+            raise errors.StoreConfigError(f"engine store {uri!r}: {error}") from None
     scheme: Literal["s3", "pvc"] = "s3" if parsed.scheme == "s3" else "pvc"
     return StoreLocation(scheme, parsed.netloc, prefix)
 
