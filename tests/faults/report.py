@@ -64,6 +64,10 @@ again.
   field; then the base spec is restored and the end state (without Events) must equal the base's. A case's converge
   time is from the mutation to the operator's status catching up (admission cases have none).
 
+The schema mutations are a nightly suite (`make test-faults`, not `make test`): their full run (585 cases from
+today's CRD) has not completed on this 2-core machine within the issue's 15 minutes (projected about 25); a
+68-case sample found the two bugs listed below. Their row appears here once a full run has recorded one.
+
 Not run yet (issue 20): the canary (promotion and abort) and key-rotation scenarios, the other fault classes
 crossed with the scenarios after create, and the real-node faults (Triton killed mid-traffic, a model that fails to
 load, MinIO down during a build or a load, a bit flipped in a stored object).
