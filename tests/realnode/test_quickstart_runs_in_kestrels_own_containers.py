@@ -136,7 +136,7 @@ def _run_guide(node: RealNode, block: str, work: pathlib.Path, seen: list[str] |
 def served(real_node: RealNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     bed = real_node.kube.bed
     work = tmp_path_factory.mktemp("quickstart")
-    for linked in ("charts", "testbed", "tests", ".venv"):
+    for linked in ("charts", "testbed", "synthetic", "tests", ".venv"):
         (work / linked).symlink_to(ROOT / linked)
     placement = install.values("", resyncSeconds=5)
     del placement["engineStore"]  # the guide's
