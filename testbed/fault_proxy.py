@@ -239,7 +239,7 @@ class FaultProxy:
             if self._crash_at is not None and count >= self._crash_at and self._on_crash is not None:
                 crash, self._on_crash, self._crash_at = self._on_crash, None, None
             answer = self._answer_crashed
-        self._log(f"write {count}" + (": fault" if crash else ""), request)
+        self._log(f"write {count}", request)
         return crash, answer
 
     def drops(self, resource: str, event: dict[str, Any]) -> bool:
@@ -344,6 +344,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         )
         if crash is not None:
             crash()
+            # Said once the fault has been done (the operator killed and reaped, the outage begun): whoever waits
+            # for this line finds its effect.
+            owner._log(f"fault after write {owner.writes}", request)
             if not answer:
                 self.close_connection = True
                 return

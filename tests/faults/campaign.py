@@ -332,8 +332,8 @@ def fault_case(
         armed_at = _act(run, scenario, arm)  # the write count the fault's N counts from
         started = time.monotonic()
 
-        def faulted() -> bool:
-            return any(not a.what.startswith("write ") or a.what.endswith(": fault") for a in run.proxy.actions)
+        def faulted() -> bool:  # the proxy says what it did once it is done (fault_proxy.FaultProxy.actions)
+            return any(not a.what.startswith("write ") for a in run.proxy.actions)
 
         wait(lambda: not run.operator.running() or scenario.done(run) or faulted(), 60.0)
         if heal_after:
