@@ -13,14 +13,15 @@ import pathlib
 from tests.faults import bugs, results
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+_SCENARIOS = (
+    "tests/faults/test_crash_after_every_write.py::test_update_delete_and_renewal_converge_after_a_crash_at_every_write"
+)
 # The pytest node that runs each fault class (results.record's first argument).
 COMMANDS = {
     "Crash after the N-th write (create->Ready)": "tests/faults/test_crash_after_every_write.py -k create",
-    "Crash after the N-th write (update->rolled out)": "tests/faults/test_crash_after_every_write.py -k update",
-    "Crash after the N-th write (delete->collected)": "tests/faults/test_crash_after_every_write.py -k delete",
-    "Crash after the N-th write (certificate renewal->rolled out)": (
-        "tests/faults/test_crash_after_every_write.py -k renewal"
-    ),
+    "Crash after the N-th write (update->rolled out)": f"'{_SCENARIOS}[update]'",
+    "Crash after the N-th write (delete->collected)": f"'{_SCENARIOS}[delete]'",
+    "Crash after the N-th write (certificate renewal->rolled out)": f"'{_SCENARIOS}[renewal]'",
     "One dropped watch event": "tests/faults/test_lost_events_stale_reads_and_outages.py -k dropped",
     "Stale reads": "tests/faults/test_lost_events_stale_reads_and_outages.py -k stale",
     "API server unreachable 20 s": "tests/faults/test_lost_events_stale_reads_and_outages.py -k unreachable",
